@@ -1,0 +1,28 @@
+//! The one place ClickHouse clients are built.
+
+use clickhouse::Client;
+
+use crate::config::ClickHouseConfig;
+
+/// A client bound to sigstage's database.
+pub fn client(config: &ClickHouseConfig) -> Client {
+    server_client(config).with_database(&config.database)
+}
+
+/// A client bound to no database, for statements such as `CREATE DATABASE`.
+pub fn server_client(config: &ClickHouseConfig) -> Client {
+    let client = Client::default()
+        .with_url(&config.url)
+        .with_user(&config.user)
+        // ClickHouse 18.16 rejects the setting schema validation sends.
+        .with_validation(false);
+    match &config.password {
+        Some(password) => client.with_password(password.expose()),
+        None => client,
+    }
+}
+
+/// Answers whether the server is reachable and working.
+pub async fn ping(client: &Client) -> Result<(), clickhouse::error::Error> {
+    client.query("SELECT 1").fetch_one::<u8>().await.map(drop)
+}

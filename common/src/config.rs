@@ -1,0 +1,286 @@
+//! Typed configuration, read once at start-up from `SIGSTAGE_*` environment variables.
+//!
+//! Every variable has a default that works with the local stack (`make stack-up`). A bad value or
+//! an unknown `SIGSTAGE_*` name (usually a typo) stops start-up with a message naming it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+/// Every variable sigstage reads: name, default, and what a valid value looks like.
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    (HTTP_ADDR, "127.0.0.1:8080", "host:port the HTTP server binds"),
+    (HTTP_MAX_BODY_BYTES, "1048576", "largest request body for single and batch signals"),
+    (HTTP_MAX_BULK_BODY_BYTES, "33554432", "largest request body for bulk imports"),
+    (KAFKA_BROKERS, "127.0.0.1:9092", "comma-separated bootstrap brokers"),
+    (TOPIC_PREFIX, "sigstage.", "prefix of every topic name"),
+    (KAFKA_PARTITIONS, "4", "partitions of topics sigstage creates"),
+    (KAFKA_LINGER_MS, "5", "producer batching delay"),
+    (KAFKA_MESSAGE_TIMEOUT_MS, "10000", "how long a produce may wait for the broker"),
+    (CLICKHOUSE_URL, "http://127.0.0.1:8123", "ClickHouse HTTP endpoint"),
+    (CLICKHOUSE_DATABASE, "sigstage", "ClickHouse database"),
+    (CLICKHOUSE_USER, "default", "ClickHouse user"),
+    (CLICKHOUSE_PASSWORD, "", "ClickHouse password"),
+    (ADMIN_TOKEN, "", "bearer token for /api/admin (empty: admin API disabled)"),
+    (CONTROL_REFRESH_MS, "5000", "how often keys and limits are reloaded from ClickHouse"),
+    (LOG_FORMAT, "human", "log format: human or json"),
+];
+
+pub const HTTP_ADDR: &str = "SIGSTAGE_HTTP_ADDR";
+pub const HTTP_MAX_BODY_BYTES: &str = "SIGSTAGE_HTTP_MAX_BODY_BYTES";
+pub const HTTP_MAX_BULK_BODY_BYTES: &str = "SIGSTAGE_HTTP_MAX_BULK_BODY_BYTES";
+pub const KAFKA_BROKERS: &str = "SIGSTAGE_KAFKA_BROKERS";
+pub const TOPIC_PREFIX: &str = "SIGSTAGE_TOPIC_PREFIX";
+pub const KAFKA_PARTITIONS: &str = "SIGSTAGE_KAFKA_PARTITIONS";
+pub const KAFKA_LINGER_MS: &str = "SIGSTAGE_KAFKA_LINGER_MS";
+pub const KAFKA_MESSAGE_TIMEOUT_MS: &str = "SIGSTAGE_KAFKA_MESSAGE_TIMEOUT_MS";
+pub const CLICKHOUSE_URL: &str = "SIGSTAGE_CLICKHOUSE_URL";
+pub const CLICKHOUSE_DATABASE: &str = "SIGSTAGE_CLICKHOUSE_DATABASE";
+pub const CLICKHOUSE_USER: &str = "SIGSTAGE_CLICKHOUSE_USER";
+pub const CLICKHOUSE_PASSWORD: &str = "SIGSTAGE_CLICKHOUSE_PASSWORD";
+pub const ADMIN_TOKEN: &str = "SIGSTAGE_ADMIN_TOKEN";
+pub const CONTROL_REFRESH_MS: &str = "SIGSTAGE_CONTROL_REFRESH_MS";
+pub const LOG_FORMAT: &str = "SIGSTAGE_LOG_FORMAT";
+
+const SECRET_VARIABLES: &[&str] = &[CLICKHOUSE_PASSWORD, ADMIN_TOKEN];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub kafka: KafkaConfig,
+    pub clickhouse: ClickHouseConfig,
+    /// Bearer token of the admin API; `None` disables it.
+    pub admin_token: Option<Secret>,
+    pub control_refresh_ms: u64,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub addr: SocketAddr,
+    pub max_body_bytes: usize,
+    pub max_bulk_body_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub topic_prefix: String,
+    pub partitions: i32,
+    pub linger_ms: u32,
+    pub message_timeout_ms: u32,
+}
+
+impl KafkaConfig {
+    /// The full name of a topic: the deployment's prefix, then `name` (`signals.raw`, …).
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClickHouseConfig {
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// A value that must never reach a log line: `Debug` prints `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{name}={value:?} is not valid: expected {expected}")]
+    Invalid { name: &'static str, value: String, expected: String },
+    #[error("{name} is not a sigstage variable (known: {known})")]
+    Unknown { name: String, known: String },
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let vars: BTreeMap<String, String> =
+            std::env::vars().filter(|(name, _)| name.starts_with("SIGSTAGE_")).collect();
+        Self::from_vars(&vars)
+    }
+
+    /// Builds the config from `SIGSTAGE_*` variables; missing ones take their defaults.
+    pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        if let Some(name) = vars.keys().find(|name| !VARIABLES.iter().any(|(known, ..)| known == name)) {
+            let known = VARIABLES.iter().map(|(known, ..)| *known).collect::<Vec<_>>().join(", ");
+            return Err(ConfigError::Unknown { name: name.clone(), known });
+        }
+        let get =
+            |name: &'static str| -> &str { vars.get(name).map(String::as_str).unwrap_or_else(|| default_of(name)) };
+        let non_empty_secret = |name: &'static str| Some(get(name)).filter(|v| !v.is_empty()).map(Secret::new);
+
+        let config = Config {
+            http: HttpConfig {
+                addr: parse(HTTP_ADDR, get(HTTP_ADDR), "a socket address such as 127.0.0.1:8080")?,
+                max_body_bytes: parse_in(HTTP_MAX_BODY_BYTES, get(HTTP_MAX_BODY_BYTES), 1024..=1 << 30)?,
+                max_bulk_body_bytes: parse_in(HTTP_MAX_BULK_BODY_BYTES, get(HTTP_MAX_BULK_BODY_BYTES), 1024..=1 << 32)?,
+            },
+            kafka: KafkaConfig {
+                brokers: check(KAFKA_BROKERS, get(KAFKA_BROKERS), "comma-separated host:port pairs", |v| {
+                    v.split(',').all(|broker| {
+                        broker
+                            .rsplit_once(':')
+                            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+                    })
+                })?,
+                topic_prefix: check(TOPIC_PREFIX, get(TOPIC_PREFIX), "letters, digits, '.', '_' or '-'", |v| {
+                    v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                })?,
+                partitions: parse_in(KAFKA_PARTITIONS, get(KAFKA_PARTITIONS), 1..=1024)?,
+                linger_ms: parse_in(KAFKA_LINGER_MS, get(KAFKA_LINGER_MS), 0..=1000)?,
+                message_timeout_ms: parse_in(KAFKA_MESSAGE_TIMEOUT_MS, get(KAFKA_MESSAGE_TIMEOUT_MS), 100..=300_000)?,
+            },
+            clickhouse: ClickHouseConfig {
+                url: check(CLICKHOUSE_URL, get(CLICKHOUSE_URL), "an http:// or https:// URL", |v| {
+                    v.strip_prefix("http://")
+                        .or_else(|| v.strip_prefix("https://"))
+                        .is_some_and(|rest| !rest.is_empty())
+                })?,
+                database: check(
+                    CLICKHOUSE_DATABASE,
+                    get(CLICKHOUSE_DATABASE),
+                    "letters, digits and '_'",
+                    is_identifier,
+                )?,
+                user: check(CLICKHOUSE_USER, get(CLICKHOUSE_USER), "a non-empty user name", |v| !v.is_empty())?,
+                password: non_empty_secret(CLICKHOUSE_PASSWORD),
+            },
+            admin_token: non_empty_secret(ADMIN_TOKEN),
+            control_refresh_ms: parse_in(CONTROL_REFRESH_MS, get(CONTROL_REFRESH_MS), 100..=60_000)?,
+            log_format: match get(LOG_FORMAT) {
+                "human" => LogFormat::Human,
+                "json" => LogFormat::Json,
+                other => return Err(invalid(LOG_FORMAT, other, "human or json")),
+            },
+        };
+        Ok(config)
+    }
+}
+
+/// True for names ClickHouse takes unquoted: a letter or `_`, then letters, digits or `_`.
+pub fn is_identifier(value: &str) -> bool {
+    let mut chars = value.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn default_of(name: &str) -> &'static str {
+    VARIABLES.iter().find(|(known, ..)| *known == name).map_or("", |(_, default, _)| default)
+}
+
+fn invalid(name: &'static str, value: &str, expected: impl Into<String>) -> ConfigError {
+    let value = if SECRET_VARIABLES.contains(&name) { "[redacted]".to_owned() } else { value.to_owned() };
+    ConfigError::Invalid { name, value, expected: expected.into() }
+}
+
+fn parse<T: FromStr>(name: &'static str, value: &str, expected: &'static str) -> Result<T, ConfigError> {
+    value.trim().parse().map_err(|_| invalid(name, value, expected))
+}
+
+fn parse_in<T>(name: &'static str, value: &str, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialOrd + fmt::Display,
+{
+    match value.trim().parse::<T>() {
+        Ok(parsed) if range.contains(&parsed) => Ok(parsed),
+        _ => Err(invalid(name, value, format!("an integer from {} to {}", range.start(), range.end()))),
+    }
+}
+
+fn check(
+    name: &'static str,
+    value: &str,
+    expected: &'static str,
+    valid: impl Fn(&str) -> bool,
+) -> Result<String, ConfigError> {
+    if valid(value) {
+        Ok(value.to_owned())
+    } else {
+        Err(invalid(name, value, expected))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let config = Config::from_vars(&BTreeMap::new()).expect("defaults are valid");
+        assert_eq!(config.http.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(config.kafka.topic("signals.raw"), "sigstage.signals.raw");
+        assert_eq!(config.clickhouse.url, "http://127.0.0.1:8123");
+        assert_eq!(config.clickhouse.database, "sigstage");
+        assert_eq!(config.admin_token, None);
+        assert_eq!(config.log_format, LogFormat::Human);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases = [
+            (HTTP_ADDR, "localhost"),
+            (KAFKA_BROKERS, "127.0.0.1"),
+            (KAFKA_PARTITIONS, "0"),
+            (KAFKA_PARTITIONS, "four"),
+            (CLICKHOUSE_URL, "127.0.0.1:8123"),
+            (CLICKHOUSE_DATABASE, "x; DROP TABLE y"),
+            (TOPIC_PREFIX, "a b"),
+            (LOG_FORMAT, "xml"),
+            (HTTP_MAX_BODY_BYTES, "-1"),
+        ];
+        for (name, value) in cases {
+            let err = Config::from_vars(&vars(&[(name, value)])).expect_err(name);
+            let message = err.to_string();
+            assert!(message.starts_with(name), "{message}");
+            assert!(message.contains(value), "{message}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_not_echoed() {
+        let config = Config::from_vars(&vars(&[(ADMIN_TOKEN, "hunter2")])).expect("valid");
+        assert_eq!(config.admin_token.as_ref().map(Secret::expose), Some("hunter2"));
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn unknown_variables_are_refused() {
+        let err = Config::from_vars(&vars(&[("SIGSTAGE_HTTP_ADRR", "127.0.0.1:1")])).expect_err("typo");
+        assert!(err.to_string().starts_with("SIGSTAGE_HTTP_ADRR is not a sigstage variable"), "{err}");
+    }
+}

@@ -1,0 +1,357 @@
+//! API keys: created, listed and revoked in ClickHouse, checked from memory.
+//!
+//! A key is `sgk_` and 48 hex digits (192 random bits). Only its SHA-256 is stored; a fast hash
+//! is enough because the key carries full entropy (there is nothing to brute-force from a
+//! dictionary). A key's shared secret, when it has one, is stored hashed the same way and
+//! compared in constant time.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub const KEY_PREFIX: &str = "sgk_";
+const KEY_RANDOM_BYTES: usize = 24;
+const SHOWN_PREFIX_CHARS: usize = 12;
+
+/// The endpoint families a key can be limited to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `/api/signal-staging/...`: webhook, batch and bulk.
+    SignalStaging,
+    /// `/collect/...` (Tracardi-style).
+    Collect,
+    /// `/webhooks/ingress/...` (activities).
+    Ingress,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 3] = [Endpoint::SignalStaging, Endpoint::Collect, Endpoint::Ingress];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::SignalStaging => "signal_staging",
+            Endpoint::Collect => "collect",
+            Endpoint::Ingress => "ingress",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|endpoint| endpoint.as_str() == value)
+    }
+}
+
+/// A key as stored: one row per change, the highest `version` wins.
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
+pub struct ApiKeyRow {
+    pub key_id: String,
+    pub org_id: String,
+    pub key_hash: String,
+    pub key_prefix: String,
+    pub secret_hash: String,
+    pub endpoints: Vec<String>,
+    pub active: u8,
+    pub expires_at_ms: u64,
+    pub created_at_ms: u64,
+    pub version: u64,
+}
+
+/// What `create` needs.
+#[derive(Debug, Default)]
+pub struct NewKey<'a> {
+    pub org_id: &'a str,
+    pub secret: Option<&'a str>,
+    /// Epoch milliseconds; `None` never expires.
+    pub expires_at_ms: Option<u64>,
+    /// Empty: every endpoint.
+    pub endpoints: &'a [Endpoint],
+}
+
+/// A created key. `key` is shown once and never stored.
+pub struct CreatedKey {
+    pub key: String,
+    pub key_id: String,
+}
+
+impl fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedKey").field("key", &"[redacted]").field("key_id", &self.key_id).finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyAdminError {
+    #[error("org id {0:?} is not valid: use 1-64 letters, digits, '_', '-' or '.'")]
+    BadOrg(String),
+    #[error("no key matches {0:?} (give the key itself or its key id)")]
+    NotFound(String),
+    #[error("could not read random bytes: {0}")]
+    Random(String),
+    #[error("ClickHouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+}
+
+/// Hex SHA-256: how keys and secrets are stored.
+pub fn hash_hex(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))
+}
+
+fn generate_key() -> Result<String, KeyAdminError> {
+    let mut bytes = [0u8; KEY_RANDOM_BYTES];
+    getrandom::fill(&mut bytes).map_err(|error| KeyAdminError::Random(error.to_string()))?;
+    Ok(format!("{KEY_PREFIX}{}", hex::encode(bytes)))
+}
+
+fn generate_key_id() -> Result<String, KeyAdminError> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|error| KeyAdminError::Random(error.to_string()))?;
+    Ok(format!("key_{}", hex::encode(bytes)))
+}
+
+/// Creates a key for `new.org_id` (recording the org if it is new) and returns it, once.
+pub async fn create(client: &clickhouse::Client, new: NewKey<'_>) -> Result<CreatedKey, KeyAdminError> {
+    if !super::valid_org_id(new.org_id) {
+        return Err(KeyAdminError::BadOrg(new.org_id.to_owned()));
+    }
+    super::orgs::ensure(client, new.org_id).await?;
+    let key = generate_key()?;
+    let key_id = generate_key_id()?;
+    let now = crate::time::now_ms();
+    let row = ApiKeyRow {
+        key_id: key_id.clone(),
+        org_id: new.org_id.to_owned(),
+        key_hash: hash_hex(&key),
+        key_prefix: key[..SHOWN_PREFIX_CHARS].to_owned(),
+        secret_hash: new.secret.map(hash_hex).unwrap_or_default(),
+        endpoints: new.endpoints.iter().map(|endpoint| endpoint.as_str().to_owned()).collect(),
+        active: 1,
+        expires_at_ms: new.expires_at_ms.unwrap_or(0),
+        created_at_ms: now,
+        version: now,
+    };
+    write(client, &row).await?;
+    Ok(CreatedKey { key, key_id })
+}
+
+/// Revokes the key given by value or by key id; answers the revoked key's row.
+pub async fn revoke(client: &clickhouse::Client, key_or_id: &str) -> Result<ApiKeyRow, KeyAdminError> {
+    let (column, value) = if key_or_id.starts_with(KEY_PREFIX) {
+        ("key_hash", hash_hex(key_or_id))
+    } else {
+        ("key_id", key_or_id.to_owned())
+    };
+    let query = format!("SELECT ?fields FROM api_keys FINAL WHERE {column} = ?");
+    let mut row: ApiKeyRow = client
+        .query(&query)
+        .bind(&value)
+        .fetch_optional()
+        .await?
+        .ok_or_else(|| KeyAdminError::NotFound(shown(key_or_id)))?;
+    row.active = 0;
+    row.version = crate::time::now_ms().max(row.version + 1);
+    write(client, &row).await?;
+    Ok(row)
+}
+
+/// Every key of `org_id`, newest first.
+pub async fn list(client: &clickhouse::Client, org_id: &str) -> Result<Vec<ApiKeyRow>, KeyAdminError> {
+    Ok(client
+        .query("SELECT ?fields FROM api_keys FINAL WHERE org_id = ? ORDER BY created_at_ms DESC")
+        .bind(org_id)
+        .fetch_all()
+        .await?)
+}
+
+async fn write(client: &clickhouse::Client, row: &ApiKeyRow) -> Result<(), clickhouse::error::Error> {
+    let mut insert = client.insert::<ApiKeyRow>("api_keys").await?;
+    insert.write(row).await?;
+    insert.end().await
+}
+
+/// A key as the edge sees it: its first characters only, for error messages and logs.
+pub fn shown(key: &str) -> String {
+    match key.get(..SHOWN_PREFIX_CHARS) {
+        Some(prefix) if key.len() > SHOWN_PREFIX_CHARS => format!("{prefix}…"),
+        _ => key.to_owned(),
+    }
+}
+
+/// Why a key was refused. Each maps to a 401 with its own machine-readable code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("API key is invalid")]
+    Unknown,
+    #[error("API key is inactive")]
+    Inactive,
+    #[error("API key has expired")]
+    Expired,
+    #[error("API key may not be used on this endpoint")]
+    EndpointNotAllowed,
+    #[error("this API key requires the X-Api-Secret header")]
+    SecretRequired,
+    #[error("X-Api-Secret does not match the API key's secret")]
+    SecretWrong,
+}
+
+impl AuthError {
+    pub fn code(self) -> &'static str {
+        match self {
+            AuthError::Unknown => "invalid_api_key",
+            AuthError::Inactive => "inactive_api_key",
+            AuthError::Expired => "expired_api_key",
+            AuthError::EndpointNotAllowed => "endpoint_not_allowed",
+            AuthError::SecretRequired => "missing_api_secret",
+            AuthError::SecretWrong => "invalid_api_secret",
+        }
+    }
+}
+
+/// A key as held in memory.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    pub key_id: Arc<str>,
+    pub org_id: Arc<str>,
+    secret_hash: Option<[u8; 32]>,
+    /// Empty: every endpoint.
+    endpoints: Vec<Endpoint>,
+    active: bool,
+    expires_at_ms: u64,
+}
+
+/// Every key, indexed by the SHA-256 of the key: an immutable snapshot, replaced on refresh.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    by_hash: HashMap<[u8; 32], KeyEntry>,
+}
+
+impl KeySet {
+    /// Reads the latest version of every key.
+    pub async fn load(client: &clickhouse::Client) -> Result<Self, clickhouse::error::Error> {
+        let rows: Vec<ApiKeyRow> = client.query("SELECT ?fields FROM api_keys FINAL").fetch_all().await?;
+        Ok(Self::from_rows(rows))
+    }
+
+    pub fn from_rows(rows: impl IntoIterator<Item = ApiKeyRow>) -> Self {
+        let decode = |hex_digest: &str| -> Option<[u8; 32]> {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(hex_digest, &mut out).ok().map(|()| out)
+        };
+        let by_hash = rows
+            .into_iter()
+            .filter_map(|row| {
+                let entry = KeyEntry {
+                    key_id: row.key_id.into(),
+                    org_id: row.org_id.into(),
+                    secret_hash: decode(&row.secret_hash),
+                    endpoints: row.endpoints.iter().filter_map(|name| Endpoint::parse(name)).collect(),
+                    active: row.active != 0,
+                    expires_at_ms: row.expires_at_ms,
+                };
+                Some((decode(&row.key_hash)?, entry))
+            })
+            .collect();
+        Self { by_hash }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// Checks a key (and its secret, when it has one) for use on `endpoint` at `now_ms`.
+    pub fn authenticate(
+        &self,
+        key: &str,
+        secret: Option<&[u8]>,
+        endpoint: Endpoint,
+        now_ms: u64,
+    ) -> Result<&KeyEntry, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        let entry = self.by_hash.get(&digest).ok_or(AuthError::Unknown)?;
+        if !entry.active {
+            return Err(AuthError::Inactive);
+        }
+        if entry.expires_at_ms != 0 && entry.expires_at_ms <= now_ms {
+            return Err(AuthError::Expired);
+        }
+        if !entry.endpoints.is_empty() && !entry.endpoints.contains(&endpoint) {
+            return Err(AuthError::EndpointNotAllowed);
+        }
+        if let Some(expected) = &entry.secret_hash {
+            let given = secret.ok_or(AuthError::SecretRequired)?;
+            let given: [u8; 32] = Sha256::digest(given).into();
+            if !bool::from(given.ct_eq(expected)) {
+                return Err(AuthError::SecretWrong);
+            }
+        }
+        Ok(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: &str, secret: Option<&str>, active: u8, expires_at_ms: u64, endpoints: &[&str]) -> ApiKeyRow {
+        ApiKeyRow {
+            key_id: format!("id-{key}"),
+            org_id: "acme".into(),
+            key_hash: hash_hex(key),
+            key_prefix: shown(key),
+            secret_hash: secret.map(hash_hex).unwrap_or_default(),
+            endpoints: endpoints.iter().map(|e| (*e).to_owned()).collect(),
+            active,
+            expires_at_ms,
+            created_at_ms: 1,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn authenticate_cases() {
+        let keys = KeySet::from_rows([
+            row("plain", None, 1, 0, &[]),
+            row("secret", Some("s3"), 1, 0, &[]),
+            row("revoked", None, 0, 0, &[]),
+            row("expiring", None, 1, 1_000, &[]),
+            row("collect-only", None, 1, 0, &["collect"]),
+        ]);
+        let now = 999;
+        let cases: [(&str, Option<&str>, Endpoint, Result<(), AuthError>); 9] = [
+            ("plain", None, Endpoint::SignalStaging, Ok(())),
+            ("nope", None, Endpoint::SignalStaging, Err(AuthError::Unknown)),
+            ("secret", None, Endpoint::SignalStaging, Err(AuthError::SecretRequired)),
+            ("secret", Some("s4"), Endpoint::SignalStaging, Err(AuthError::SecretWrong)),
+            ("secret", Some("s3"), Endpoint::SignalStaging, Ok(())),
+            ("revoked", None, Endpoint::SignalStaging, Err(AuthError::Inactive)),
+            ("expiring", None, Endpoint::SignalStaging, Ok(())),
+            ("collect-only", None, Endpoint::Ingress, Err(AuthError::EndpointNotAllowed)),
+            ("collect-only", None, Endpoint::Collect, Ok(())),
+        ];
+        for (key, secret, endpoint, expected) in cases {
+            let got = keys.authenticate(key, secret.map(str::as_bytes), endpoint, now).map(|entry| {
+                assert_eq!(&*entry.org_id, "acme");
+            });
+            assert_eq!(got, expected, "{key} {secret:?} {endpoint:?}");
+        }
+        assert_eq!(keys.authenticate("expiring", None, Endpoint::Collect, 1_000).map(drop), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn generated_keys_are_distinct_and_shaped() {
+        let a = generate_key().expect("random");
+        let b = generate_key().expect("random");
+        assert_ne!(a, b);
+        assert!(a.starts_with(KEY_PREFIX));
+        assert_eq!(a.len(), KEY_PREFIX.len() + 2 * KEY_RANDOM_BYTES);
+        assert_eq!(shown(&a).chars().count(), SHOWN_PREFIX_CHARS + 1);
+        assert!(!shown(&a).contains(&a[SHOWN_PREFIX_CHARS..]));
+    }
+}

@@ -1,0 +1,152 @@
+//! The one place Kafka clients are built. Every producer and consumer in sigstage comes from
+//! here, so delivery guarantees (acks=all, idempotence, commit-after-store) are set once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, FutureProducer, Producer};
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaConfig;
+
+/// Topic names, before the deployment's prefix (see [`KafkaConfig::topic`]).
+pub mod topics {
+    pub const SIGNALS_RAW: &str = "signals.raw";
+    pub const SIGNALS_HISTORICAL: &str = "signals.raw.historical";
+    pub const SIGNALS_PROCESSED: &str = "signals.processed";
+    pub const IDENTITIES: &str = "identities";
+    pub const WEBHOOKS_OUTBOX: &str = "webhooks.outbox";
+    pub const SIGNALS_DLQ: &str = "signals.dlq";
+}
+
+fn base(config: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("client.id", "sigstage")
+        .set("socket.keepalive.enable", "true")
+        .set("log_level", "4");
+    client
+}
+
+/// A producer that only reports success once every in-sync replica has the record, never
+/// duplicates on retry, and batches for throughput. Its queue is bounded: when it is full,
+/// sends fail with `QueueFull` and the caller must push back instead of buffering.
+pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
+    base(config)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("compression.type", "lz4")
+        .set("linger.ms", config.linger_ms.to_string())
+        .set("batch.num.messages", "10000")
+        .set("batch.size", "1048576")
+        .set("queue.buffering.max.messages", "100000")
+        .set("queue.buffering.max.kbytes", "262144")
+        .set("message.timeout.ms", config.message_timeout_ms.to_string())
+        .create()
+}
+
+/// A consumer in `group_id` that commits only offsets the caller stored, i.e. records whose
+/// processing finished (`enable.auto.offset.store=false`; stored offsets are committed in the
+/// background and on close).
+pub fn consumer(config: &KafkaConfig, group_id: &str) -> Result<StreamConsumer, KafkaError> {
+    base(config)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("enable.partition.eof", "false")
+        .create()
+}
+
+/// Creates the named topics (full names) with the configured partition count; topics that
+/// already exist are left as they are.
+pub async fn ensure_topics(config: &KafkaConfig, names: &[&str]) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = base(config).create()?;
+    let new_topics: Vec<NewTopic<'_>> =
+        names.iter().map(|name| NewTopic::new(name, config.partitions, TopicReplication::Fixed(1))).collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&new_topics, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(KafkaError::AdminOp(code)),
+        }
+    }
+    Ok(())
+}
+
+/// A small client for cluster questions (is the broker reachable?), kept apart from the data
+/// path so a readiness probe never queues behind produced records.
+#[derive(Clone)]
+pub struct MetadataClient(Arc<BaseProducer>);
+
+impl MetadataClient {
+    pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
+        Ok(Self(Arc::new(base(config).create()?)))
+    }
+
+    /// Fetches cluster metadata; answers the number of brokers.
+    pub async fn ping(&self, timeout: Duration) -> Result<usize, KafkaError> {
+        let producer = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || {
+            producer.client().fetch_metadata(None, timeout).map(|metadata| metadata.brokers().len())
+        })
+        .await
+        .unwrap_or(Err(KafkaError::Canceled))
+    }
+}
+
+/// True when retrying the same operation later may succeed (broker down, queue full,
+/// timeouts); false for errors that will repeat (bad config, record too large, auth).
+pub fn is_transient(error: &KafkaError) -> bool {
+    let code = match error {
+        KafkaError::MessageProduction(code)
+        | KafkaError::MessageConsumption(code)
+        | KafkaError::MetadataFetch(code)
+        | KafkaError::AdminOp(code) => *code,
+        KafkaError::Canceled => return true,
+        _ => return false,
+    };
+    matches!(
+        code,
+        RDKafkaErrorCode::QueueFull
+            | RDKafkaErrorCode::MessageTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::NotEnoughReplicas
+            | RDKafkaErrorCode::NotEnoughReplicasAfterAppend
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::NotCoordinator
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_errors_are_told_from_permanent_ones() {
+        let cases = [
+            (KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), true),
+            (KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), true),
+            (KafkaError::MessageProduction(RDKafkaErrorCode::AllBrokersDown), true),
+            (KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), false),
+            (KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed), false),
+            (KafkaError::ClientCreation("bad".into()), false),
+        ];
+        for (error, transient) in cases {
+            assert_eq!(is_transient(&error), transient, "{error}");
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The wiring every sigstage role shares: configuration, telemetry, the one place Kafka clients
+//! and the ClickHouse client are built, migrations, and the control plane (orgs, keys, limits).
+
+pub mod clickhouse;
+pub mod config;
+pub mod control;
+pub mod health;
+pub mod kafka;
+pub mod migrate;
+pub mod telemetry;
+pub mod time;

@@ -1,0 +1,3 @@
+//! sigstage's shared types and its ClickHouse DDL. No I/O lives here: the roles own that.
+
+pub mod migrations;

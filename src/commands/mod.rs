@@ -1,0 +1,5 @@
+//! One module per subcommand family.
+
+pub mod keys;
+pub mod migrate;
+pub mod serve;

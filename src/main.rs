@@ -1,0 +1,83 @@
+//! `sigstage`: every role of the pipeline and its administration, in one binary.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use common::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "sigstage", version, about = "Signal-staging pipeline over Kafka and ClickHouse")]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text (overrides SIGSTAGE_LOG_FORMAT).
+    #[arg(long, global = true)]
+    json_logs: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every role (ingest, stream, sink) in one process.
+    Run {
+        /// Keep a demo org's API key in this file (created if missing or no longer valid) and
+        /// print it with a curl example once ready.
+        #[arg(long)]
+        demo_key_file: Option<PathBuf>,
+    },
+    /// Run the HTTP ingest edge only.
+    Ingest,
+    /// Run the stream processors only.
+    Stream,
+    /// Run the ClickHouse and webhook sinks only.
+    Sink,
+    /// Apply pending ClickHouse migrations (idempotent).
+    Migrate,
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(commands::keys::KeysCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("sigstage: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.json_logs {
+        config.log_format = LogFormat::Json;
+    }
+    common::telemetry::init_logs(config.log_format);
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("sigstage: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run { demo_key_file } => {
+                commands::serve::run(config, commands::serve::Roles::ALL, demo_key_file).await
+            }
+            Command::Ingest => commands::serve::run(config, commands::serve::Roles::INGEST, None).await,
+            Command::Stream => commands::serve::run(config, commands::serve::Roles::STREAM, None).await,
+            Command::Sink => commands::serve::run(config, commands::serve::Roles::SINK, None).await,
+            Command::Migrate => commands::migrate::run(&config).await,
+            Command::Keys(command) => commands::keys::run(&config, command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sigstage: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

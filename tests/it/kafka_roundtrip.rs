@@ -1,0 +1,65 @@
+//! Records produced through the project's Kafka wiring come back through a consumer group, and
+//! the group's committed offsets cover exactly what was stored.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::future::join_all;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::support::{config_of, test_vars, unique};
+
+#[tokio::test]
+async fn produce_then_consume_through_a_group_with_commits() {
+    let config = config_of(&test_vars()).kafka;
+    let topic = config.topic("roundtrip");
+    common::kafka::ensure_topics(&config, &[&topic]).await.expect("topic created (is the stack up?)");
+    // Creating it again is not an error.
+    common::kafka::ensure_topics(&config, &[&topic]).await.expect("ensure_topics is idempotent");
+
+    let producer = common::kafka::producer(&config).expect("producer");
+    let sent: BTreeSet<String> = (0..200).map(|i| format!("{{\"n\":{i}}}")).collect();
+    let deliveries = sent.iter().enumerate().map(|(i, payload)| {
+        let key = format!("org:visitor-{}", i % 7);
+        let producer = &producer;
+        let topic = &topic;
+        async move {
+            producer
+                .send(FutureRecord::to(topic).key(&key).payload(payload), Duration::from_secs(5))
+                .await
+                .map_err(|(error, _)| error)
+        }
+    });
+    for delivery in join_all(deliveries).await {
+        delivery.expect("delivered");
+    }
+
+    let consumer = common::kafka::consumer(&config, &unique("group")).expect("consumer");
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    let mut received = BTreeSet::new();
+    while received.len() < sent.len() {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("records arrive within 30 s")
+            .expect("no consumer error");
+        received.insert(String::from_utf8(message.payload().expect("payload").to_vec()).expect("utf-8"));
+        consumer.store_offset_from_message(&message).expect("offset stored");
+    }
+    assert_eq!(received, sent);
+
+    consumer.commit_consumer_state(CommitMode::Sync).expect("commit");
+    let committed = consumer.committed(Duration::from_secs(10)).expect("committed offsets");
+    assert_eq!(committed_total(&committed), sent.len() as i64, "{committed:?}");
+}
+
+fn committed_total(list: &TopicPartitionList) -> i64 {
+    list.elements()
+        .iter()
+        .map(|element| match element.offset() {
+            Offset::Offset(offset) => offset,
+            _ => 0,
+        })
+        .sum()
+}

@@ -1,0 +1,11 @@
+//! Integration tests against the real local stack (`make stack-up`: Tansu and ClickHouse).
+//! Each test works in its own random topic names and ClickHouse database.
+
+mod clickhouse_io;
+mod config_errors;
+mod health;
+mod kafka_roundtrip;
+mod keys_lifecycle;
+mod migrations;
+mod run_command;
+mod support;

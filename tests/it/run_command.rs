@@ -1,0 +1,85 @@
+//! `sigstage run` reaches its ready line with a working demo key, serves the health endpoints,
+//! stops cleanly on SIGTERM, and reuses the demo key on the next start.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::control::keys::{Endpoint, KeySet};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::support::{unique, TestDb};
+
+struct Running {
+    child: Child,
+    addr: String,
+    key: String,
+}
+
+async fn start(db: &TestDb, key_file: &Path) -> Running {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sigstage"));
+    command.arg("run").arg("--demo-key-file").arg(key_file);
+    command.envs(&db.vars).env("SIGSTAGE_HTTP_ADDR", "127.0.0.1:0");
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut addr, mut key) = (None, None);
+    while key.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("ready line within 30 s")
+            .expect("stdout readable")
+            .expect("process still running");
+        if let Some(rest) = line.strip_prefix("sigstage ready: ") {
+            addr = rest.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).map(str::to_owned);
+        }
+        key = line.strip_prefix("demo org key: ").map(str::to_owned);
+    }
+    Running { child, addr: addr.expect("ready line names the address"), key: key.expect("key") }
+}
+
+async fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}
+
+async fn stop(mut running: Running) {
+    let pid = running.child.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(15), running.child.wait())
+        .await
+        .expect("stops within 15 s of SIGTERM")
+        .expect("exit status");
+    assert!(exit.success(), "graceful shutdown exits 0: {exit}");
+}
+
+#[tokio::test]
+async fn run_prints_a_working_demo_key_and_reuses_it() {
+    let db = TestDb::migrated().await;
+    let key_file = std::env::temp_dir().join(unique("sigstage-demo-key"));
+
+    let first = start(&db, &key_file).await;
+    assert!(http_get(&first.addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+    let ready = http_get(&first.addr, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    let keys = KeySet::load(&db.client).await.expect("keys");
+    let entry = keys
+        .authenticate(&first.key, None, Endpoint::SignalStaging, common::time::now_ms())
+        .expect("the demo key works");
+    assert_eq!(&*entry.org_id, "demo");
+    let key = first.key.clone();
+    stop(first).await;
+
+    let second = start(&db, &key_file).await;
+    assert_eq!(second.key, key, "the saved demo key is reused");
+    stop(second).await;
+    assert_eq!(KeySet::load(&db.client).await.expect("keys").len(), 1, "no second key created");
+    let _ = std::fs::remove_file(key_file);
+}

@@ -1,0 +1,80 @@
+//! Shared set-up: unique names, per-test databases, and running the `sigstage` binary.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use common::config::Config;
+
+/// A name no other test (or earlier run) uses: prefix, process id, time, counter.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        common::time::now_ms() % 100_000_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The environment a test's processes see: the stack's defaults, a fresh database and a fresh
+/// topic prefix.
+pub fn test_vars() -> BTreeMap<String, String> {
+    let mut vars: BTreeMap<String, String> =
+        std::env::vars().filter(|(name, _)| name.starts_with("SIGSTAGE_")).collect();
+    vars.insert("SIGSTAGE_CLICKHOUSE_DATABASE".into(), unique("sigstage_test"));
+    vars.insert("SIGSTAGE_TOPIC_PREFIX".into(), format!("{}.", unique("test")));
+    vars
+}
+
+pub fn config_of(vars: &BTreeMap<String, String>) -> Config {
+    Config::from_vars(vars).expect("test configuration is valid")
+}
+
+/// A database of its own, migrated, dropped when the test ends.
+pub struct TestDb {
+    pub vars: BTreeMap<String, String>,
+    pub config: Config,
+    pub client: clickhouse::Client,
+}
+
+impl TestDb {
+    pub async fn migrated() -> Self {
+        let vars = test_vars();
+        let config = config_of(&vars);
+        common::migrate::run(&config.clickhouse).await.expect("migrations apply (is the stack up? `make stack-up`)");
+        let client = common::clickhouse::client(&config.clickhouse);
+        TestDb { vars, config, client }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let client = common::clickhouse::server_client(&self.config.clickhouse);
+        let statement = format!("DROP DATABASE IF EXISTS {}", self.config.clickhouse.database);
+        // Drop runs inside the test's runtime; a thread with its own runtime may block.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(client.query(&statement).execute())
+        })
+        .join();
+    }
+}
+
+/// Runs `sigstage ARGS` with exactly `vars` as its `SIGSTAGE_*` environment.
+pub fn sigstage(args: &[&str], vars: &BTreeMap<String, String>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sigstage"));
+    command.args(args);
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("SIGSTAGE_")) {
+        command.env_remove(name);
+    }
+    command.envs(vars).output().expect("the sigstage binary runs")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
