@@ -7,7 +7,7 @@ use common::kafka::MetadataClient;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-use crate::support::{config_of, test_vars, TestDb};
+use crate::support::{config_of, TestDb};
 
 async fn get(health: Health, path: &str) -> (StatusCode, String) {
     let response = health::router(health)
@@ -42,7 +42,8 @@ async fn ready_when_broker_and_clickhouse_answer() {
 
 #[tokio::test]
 async fn not_ready_names_what_is_unreachable() {
-    let mut vars = test_vars();
+    let db = TestDb::migrated().await;
+    let mut vars = db.vars.clone();
     // Nothing listens on port 1.
     vars.insert("SIGSTAGE_CLICKHOUSE_URL".into(), "http://127.0.0.1:1".into());
     let (status, body) = get(health_for(&vars), "/readyz").await;
@@ -50,7 +51,7 @@ async fn not_ready_names_what_is_unreachable() {
     assert!(body.contains(r#""kafka":"ok""#), "{body}");
     assert!(body.contains(r#""clickhouse":"error"#), "{body}");
 
-    let mut vars = test_vars();
+    let mut vars = db.vars.clone();
     vars.insert("SIGSTAGE_KAFKA_BROKERS".into(), "127.0.0.1:1".into());
     let (status, body) = get(health_for(&vars), "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");

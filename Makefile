@@ -1,0 +1,38 @@
+# sigstage: `make run` and `make test` do all the set-up a fresh machine needs.
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+STATE ?= .state
+
+.PHONY: run test stack-up stack-down stack-status build release lint bench
+
+## run: install what is missing, start Kafka (Tansu) and ClickHouse, migrate, run every role on 127.0.0.1:8080
+run: stack-up release
+	target/release/sigstage migrate
+	exec target/release/sigstage run --demo-key-file $(STATE)/demo-api-key
+
+## test: the same set-up, then every test (unit, integration against the real stack, benches once)
+test: stack-up
+	cargo fmt --all -- --check
+	cargo test --workspace --all-targets --no-fail-fast
+
+stack-up:
+	@scripts/stack.sh up
+
+stack-down:
+	@scripts/stack.sh down
+
+stack-status:
+	@scripts/stack.sh status
+
+build:
+	cargo build --workspace
+
+release:
+	cargo build --release --bin sigstage
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+bench: stack-up
+	cargo bench --workspace
