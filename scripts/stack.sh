@@ -98,11 +98,12 @@ start_kafka() {
     [[ -z $owner ]] || die "port $kafka_port is taken by $owner, which does not speak Kafka; stop it and retry"
     install_tansu
     say "starting Tansu on 127.0.0.1:$kafka_port (storage $kafka_storage, log $log)"
-    (cd "$state/tansu" && setsid nohup "$(tansu_bin)" broker \
+    # exec, so the recorded pid is the broker itself, leader of its own session.
+    (cd "$state/tansu" && exec setsid nohup "$(tansu_bin)" broker \
         --listener-url "tcp://127.0.0.1:$kafka_port" \
         --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
-        --storage-engine "$kafka_storage" >"$log" 2>&1 </dev/null &
-        echo $! >"$pidfile")
+        --storage-engine "$kafka_storage" >"$log" 2>&1 </dev/null) &
+    echo $! >"$pidfile"
     wait_for Tansu 60 kafka_answers "$log" || die "Tansu failed to start"
 }
 
@@ -122,9 +123,9 @@ start_clickhouse() {
     sed "s|@STATE@|$dir|g" "$repo/scripts/clickhouse/config.xml" >"$dir/config.xml"
     cp "$repo/scripts/clickhouse/users.xml" "$dir/users.xml"
     say "starting ClickHouse on 127.0.0.1:$ch_http_port (data and logs in $dir)"
-    (cd "$dir" && setsid nohup clickhouse-server --config-file="$dir/config.xml" \
-        >"$dir/log/stdout.log" 2>&1 </dev/null &
-        echo $! >"$pidfile")
+    (cd "$dir" && exec setsid nohup clickhouse-server --config-file="$dir/config.xml" \
+        >"$dir/log/stdout.log" 2>&1 </dev/null) &
+    echo $! >"$pidfile"
     wait_for ClickHouse 60 clickhouse_answers "$dir/log/clickhouse-server.err.log" || die "ClickHouse failed to start"
 }
 

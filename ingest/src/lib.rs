@@ -1,3 +1,60 @@
 //! The ingest edge: the HTTP endpoints senders call. It authenticates the key, applies the org's
 //! limits, does the cheap checks needed to answer, and writes raw signals to Kafka, answering 202
-//! only once the broker has them.
+//! only once the broker has them. It never waits on ClickHouse in the request path: keys and
+//! limits are held in memory ([`control`]).
+
+pub mod accept;
+pub mod activity;
+pub mod body;
+pub mod collect;
+pub mod control;
+pub mod error;
+pub mod gcra;
+pub mod ids;
+pub mod inspect;
+pub mod routes;
+pub mod sender;
+pub mod signals;
+pub mod usage;
+
+use std::sync::Arc;
+
+use common::config::HttpConfig;
+use common::control::keys::Endpoint;
+
+use crate::control::{Caller, Control};
+use crate::error::EdgeError;
+use crate::ids::IdGenerator;
+use crate::sender::Sender;
+
+/// Everything a request handler needs.
+pub struct Edge {
+    pub control: Arc<Control>,
+    pub sender: Sender,
+    pub ids: IdGenerator,
+    pub max_body_bytes: usize,
+    pub max_bulk_body_bytes: usize,
+}
+
+impl Edge {
+    pub fn new(control: Arc<Control>, sender: Sender, instance_id: u16, http: &HttpConfig) -> Self {
+        Self {
+            control,
+            sender,
+            ids: IdGenerator::new(instance_id),
+            max_body_bytes: http.max_body_bytes,
+            max_bulk_body_bytes: http.max_bulk_body_bytes,
+        }
+    }
+
+    /// Authenticates the key (and secret) for `endpoint`, then applies the org's request rate.
+    pub fn admit(&self, key: &str, secret: Option<&[u8]>, endpoint: Endpoint) -> Result<Caller, EdgeError> {
+        let now_ms = common::time::now_ms();
+        let caller = self.control.authenticate(key, secret, endpoint, now_ms).map_err(EdgeError::Unauthorized)?;
+        if let Err(retry_after_s) = self.control.check_rate(&caller.org, now_ms) {
+            self.control.count_rejected(&caller.org, "rate_limited", 1);
+            return Err(EdgeError::RateLimited { retry_after_s });
+        }
+        Ok(caller)
+    }
+}

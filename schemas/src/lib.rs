@@ -1,3 +1,4 @@
 //! sigstage's shared types and its ClickHouse DDL. No I/O lives here: the roles own that.
 
 pub mod migrations;
+pub mod record;

@@ -2,6 +2,7 @@
 //! memory by every instance.
 
 pub mod keys;
+pub mod limits;
 pub mod orgs;
 
 /// Org ids appear in Kafka keys (`org:identity`), so `:` and spaces are not allowed.

@@ -1,0 +1,162 @@
+//! The edge's view of the control plane: API keys, org limits and usage, held in memory,
+//! reloaded from ClickHouse every `SIGSTAGE_CONTROL_REFRESH_MS` (usage is flushed first).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use common::control::keys::{AuthError, Endpoint, KeySet};
+use common::control::limits::OrgLimits;
+
+use crate::gcra::Gcra;
+use crate::usage::{self, Usage};
+
+/// The org and key a request authenticated as.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub org: Arc<str>,
+    pub key_id: Arc<str>,
+}
+
+/// How many of a request's signals the plan admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// Signals that may be produced (including overage).
+    pub admitted: usize,
+    /// Of those, how many are over the plan limit (only with overages allowed).
+    pub overage: usize,
+}
+
+pub struct Control {
+    client: clickhouse::Client,
+    keys: RwLock<Arc<KeySet>>,
+    limits: RwLock<Arc<OrgLimits>>,
+    /// Signals admitted per org since the usage in `limits` was read.
+    counted: Mutex<HashMap<Arc<str>, u64>>,
+    gcra: Gcra,
+    usage: Usage,
+}
+
+fn read<T>(lock: &RwLock<Arc<T>>) -> Arc<T> {
+    Arc::clone(&lock.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+}
+
+impl Control {
+    /// Loads keys and limits; fails when ClickHouse cannot be read.
+    pub async fn load(client: clickhouse::Client) -> Result<Self, clickhouse::error::Error> {
+        let keys = KeySet::load(&client).await?;
+        let limits = OrgLimits::load(&client).await?;
+        Ok(Self {
+            client,
+            keys: RwLock::new(Arc::new(keys)),
+            limits: RwLock::new(Arc::new(limits)),
+            counted: Mutex::default(),
+            gcra: Gcra::default(),
+            usage: Usage::default(),
+        })
+    }
+
+    pub fn authenticate(
+        &self,
+        key: &str,
+        secret: Option<&[u8]>,
+        endpoint: Endpoint,
+        now_ms: u64,
+    ) -> Result<Caller, AuthError> {
+        let keys = read(&self.keys);
+        let entry = keys.authenticate(key, secret, endpoint, now_ms)?;
+        Ok(Caller { org: Arc::clone(&entry.org_id), key_id: Arc::clone(&entry.key_id) })
+    }
+
+    /// Admits one request under the org's rate limit, or answers the seconds to wait.
+    pub fn check_rate(&self, org: &Arc<str>, now_ms: u64) -> Result<(), u64> {
+        let limits = read(&self.limits);
+        match limits.rate.get(&**org) {
+            Some(limit) => self.gcra.check(org, *limit, now_ms * 1_000).map_err(|wait_us| wait_us.div_ceil(1_000_000)),
+            None => Ok(()),
+        }
+    }
+
+    /// Reserves plan budget for up to `wanted` signals. Call `settle` once they were produced.
+    pub fn reserve(&self, org: &Arc<str>, wanted: usize) -> Admission {
+        let limits = read(&self.limits);
+        let Some(plan) = limits.plan.get(&**org).filter(|plan| plan.monthly_raw_signals > 0) else {
+            return Admission { admitted: wanted, overage: 0 };
+        };
+        let mut counted = self.counted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let used = limits.month_used.get(&**org).copied().unwrap_or(0) + counted.get(org).copied().unwrap_or(0);
+        let remaining = plan.monthly_raw_signals.saturating_sub(used) as usize;
+        let within = wanted.min(remaining);
+        let admission = if plan.allow_overages {
+            Admission { admitted: wanted, overage: wanted - within }
+        } else {
+            Admission { admitted: within, overage: 0 }
+        };
+        *counted.entry(Arc::clone(org)).or_default() += admission.admitted as u64;
+        admission
+    }
+
+    /// Records what happened to reserved signals: `produced` reached the broker (the overage
+    /// ones last), the rest of the reservation is returned to the budget.
+    pub fn settle(&self, org: &Arc<str>, admission: Admission, produced: usize) {
+        let failed = admission.admitted.saturating_sub(produced);
+        if failed > 0 {
+            let mut counted = self.counted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(count) = counted.get_mut(org) {
+                *count = count.saturating_sub(failed as u64);
+            }
+        }
+        let overage = admission.overage.saturating_sub(failed).min(produced);
+        self.usage.add(org, usage::ACCEPTED, (produced - overage) as u64);
+        self.usage.add(org, usage::OVERAGE, overage as u64);
+    }
+
+    /// Counts refused signals by reason.
+    pub fn count_rejected(&self, org: &Arc<str>, code: &'static str, signals: usize) {
+        self.usage.add(org, code, signals as u64);
+    }
+
+    /// Flushes usage, then reloads keys and limits. On error the previous state stays.
+    pub async fn refresh(&self) -> Result<(), clickhouse::error::Error> {
+        let taken = self.usage.take();
+        if let Err(error) = usage::write(&self.client, &taken, common::time::now_ms()).await {
+            self.usage.restore(taken);
+            return Err(error);
+        }
+        let keys = KeySet::load(&self.client).await?;
+        let limits = OrgLimits::load(&self.client).await?;
+        *self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keys);
+        let mut counted = self.counted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *self.limits.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(limits);
+        // What was just flushed is now in `limits.month_used`; stop counting it twice.
+        for ((org, outcome), signals) in &taken {
+            if *outcome == usage::ACCEPTED || *outcome == usage::OVERAGE {
+                if let Some(count) = counted.get_mut(org) {
+                    *count = count.saturating_sub(*signals);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refreshes every `every` until the process ends.
+    pub fn spawn_refresh(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                if let Err(error) = self.refresh().await {
+                    tracing::warn!(%error, "control-plane refresh failed; keeping the previous keys and limits");
+                }
+            }
+        })
+    }
+
+    /// Writes pending usage (graceful shutdown).
+    pub async fn flush_usage(&self) -> Result<(), clickhouse::error::Error> {
+        let taken = self.usage.take();
+        usage::write(&self.client, &taken, common::time::now_ms()).await
+    }
+}
