@@ -38,6 +38,9 @@ enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
+    /// Set and show per-org rate and plan limits.
+    #[command(subcommand)]
+    Limits(commands::limits::LimitsCommand),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
             Command::Sink => commands::serve::run(config, commands::serve::Roles::SINK, None).await,
             Command::Migrate => commands::migrate::run(&config).await,
             Command::Keys(command) => commands::keys::run(&config, command).await,
+            Command::Limits(command) => commands::limits::run(&config, command).await,
         }
     });
     match result {

@@ -24,6 +24,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (CLICKHOUSE_PASSWORD, "", "ClickHouse password"),
     (ADMIN_TOKEN, "", "bearer token for /api/admin (empty: admin API disabled)"),
     (CONTROL_REFRESH_MS, "5000", "how often keys and limits are reloaded from ClickHouse"),
+    (INSTANCE_ID, "", "this instance's id in signal ids, 0-1023 (default: random)"),
     (LOG_FORMAT, "human", "log format: human or json"),
 ];
 
@@ -42,6 +43,7 @@ pub const CLICKHOUSE_PASSWORD: &str = "SIGSTAGE_CLICKHOUSE_PASSWORD";
 pub const ADMIN_TOKEN: &str = "SIGSTAGE_ADMIN_TOKEN";
 pub const CONTROL_REFRESH_MS: &str = "SIGSTAGE_CONTROL_REFRESH_MS";
 pub const LOG_FORMAT: &str = "SIGSTAGE_LOG_FORMAT";
+pub const INSTANCE_ID: &str = "SIGSTAGE_INSTANCE_ID";
 
 const SECRET_VARIABLES: &[&str] = &[CLICKHOUSE_PASSWORD, ADMIN_TOKEN];
 
@@ -53,6 +55,8 @@ pub struct Config {
     /// Bearer token of the admin API; `None` disables it.
     pub admin_token: Option<Secret>,
     pub control_refresh_ms: u64,
+    /// Part of every signal id; give each instance its own to rule out collisions.
+    pub instance_id: Option<u16>,
     pub log_format: LogFormat,
 }
 
@@ -177,6 +181,10 @@ impl Config {
             },
             admin_token: non_empty_secret(ADMIN_TOKEN),
             control_refresh_ms: parse_in(CONTROL_REFRESH_MS, get(CONTROL_REFRESH_MS), 100..=60_000)?,
+            instance_id: match get(INSTANCE_ID) {
+                "" => None,
+                value => Some(parse_in(INSTANCE_ID, value, 0..=1023)?),
+            },
             log_format: match get(LOG_FORMAT) {
                 "human" => LogFormat::Human,
                 "json" => LogFormat::Json,
@@ -262,6 +270,7 @@ mod tests {
             (TOPIC_PREFIX, "a b"),
             (LOG_FORMAT, "xml"),
             (HTTP_MAX_BODY_BYTES, "-1"),
+            (INSTANCE_ID, "1024"),
         ];
         for (name, value) in cases {
             let err = Config::from_vars(&vars(&[(name, value)])).expect_err(name);

@@ -37,6 +37,15 @@ impl IdGenerator {
     }
 }
 
+/// An instance id for processes not given one: random, so collisions are unlikely (about one
+/// in a thousand for each pair of instances), not impossible; set `SIGSTAGE_INSTANCE_ID`.
+pub fn random_instance() -> u16 {
+    let mut bytes = [0u8; 2];
+    // Without randomness every instance is 0: still unique within one process.
+    let _ = getrandom::fill(&mut bytes);
+    u16::from_le_bytes(bytes) & MAX_INSTANCE
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,8 +51,10 @@ pub const MIGRATIONS_TABLE_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrat
 ) ENGINE = ReplacingMergeTree(applied_at_ms) ORDER BY version";
 
 /// Every migration, oldest first. Append only: never edit one that has shipped.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "control_plane", sql: include_str!("../migrations/0001_control_plane.sql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "control_plane", sql: include_str!("../migrations/0001_control_plane.sql") },
+    Migration { version: 2, name: "usage", sql: include_str!("../migrations/0002_usage.sql") },
+];
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
 //! One module per subcommand family.
 
 pub mod keys;
+pub mod limits;
 pub mod migrate;
 pub mod serve;

@@ -2,12 +2,17 @@
 //! endpoints, plus the roles asked for.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use common::config::Config;
 use common::control::keys::{self, Endpoint, KeySet, NewKey};
 use common::health::{self, Health};
-use common::kafka::MetadataClient;
+use common::kafka::{topics, MetadataClient};
+use ingest::control::Control;
+use ingest::sender::Sender;
+use ingest::Edge;
 use tokio::net::TcpListener;
 
 /// Which roles a process runs.
@@ -41,12 +46,18 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
         clickhouse: clickhouse.clone(),
         metrics: common::telemetry::init_metrics(),
     };
-    let app = health::router(health);
+    let mut app = health::router(health);
+
+    let edge = if roles.ingest { Some(start_edge(&config, &clickhouse).await?) } else { None };
+    if let Some(edge) = &edge {
+        app = app.merge(ingest::routes::router(Arc::clone(edge)));
+    }
 
     let demo_key = match &demo_key_file {
         Some(path) => Some(demo_key(&clickhouse, path).await?),
         None => None,
     };
+    let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(config.http.addr).await.with_context(|| {
         format!(
             "cannot listen on {} (SIGSTAGE_HTTP_ADDR): is another sigstage already running there?",
@@ -58,11 +69,43 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
     println!("sigstage ready: {} on http://{addr} (health: /healthz /readyz /metrics)", roles.names());
     if let Some(key) = demo_key {
         println!("demo org key: {key}");
-        println!("try: curl -s http://{addr}/readyz");
+        println!(
+            "try: curl -s -X POST http://{addr}/api/signal-staging/webhook/{key} -H 'Content-Type: application/json' \
+             -d '{{\"email\": \"test@example.com\", \"event\": \"test\"}}'"
+        );
     }
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+
+    if let Some(edge) = edge {
+        // Requests have finished; make sure what they queued reaches the broker and ClickHouse.
+        if let Err(error) = edge.sender.flush(Duration::from_secs(10)) {
+            tracing::error!(%error, "some queued signals were not delivered before shutdown");
+        }
+        if let Err(error) = edge.control.flush_usage().await {
+            tracing::warn!(%error, "usage counts since the last flush were not written");
+        }
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn start_edge(config: &Config, clickhouse: &clickhouse::Client) -> anyhow::Result<Arc<Edge>> {
+    let control = Control::load(clickhouse.clone()).await.with_context(|| {
+        format!(
+            "loading keys and limits from ClickHouse at {} database {:?} (is it up, and has `sigstage migrate` run?)",
+            config.clickhouse.url, config.clickhouse.database
+        )
+    })?;
+    let control = Arc::new(control);
+    Arc::clone(&control).spawn_refresh(Duration::from_millis(config.control_refresh_ms));
+    let raw = config.kafka.topic(topics::SIGNALS_RAW);
+    let historical = config.kafka.topic(topics::SIGNALS_HISTORICAL);
+    common::kafka::ensure_topics(&config.kafka, &[&raw, &historical])
+        .await
+        .with_context(|| format!("creating topics on {} (is the broker up?)", config.kafka.brokers))?;
+    let sender = Sender::new(&config.kafka).context("creating the Kafka producers")?;
+    let instance = config.instance_id.unwrap_or_else(ingest::ids::random_instance);
+    Ok(Arc::new(Edge::new(control, sender, instance, &config.http)))
 }
 
 /// The demo org's key from `path`, or a new one written there when it is missing or no longer
@@ -90,19 +133,17 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     file.write_all(contents.as_bytes())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(error) => {
-            tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the server");
-            let _ = interrupt.await;
-            return;
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, so a signal
+/// that arrives before the server starts polling still shuts it down gracefully.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = interrupt => {},
-        _ = terminate.recv() => {},
-    }
-    tracing::info!("shutting down");
+        tracing::info!("shutting down");
+    })
 }

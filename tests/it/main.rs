@@ -3,6 +3,10 @@
 
 mod clickhouse_io;
 mod config_errors;
+mod edge_auth_limits;
+mod edge_collect_activity;
+mod edge_signals;
+mod edge_support;
 mod health;
 mod kafka_roundtrip;
 mod keys_lifecycle;

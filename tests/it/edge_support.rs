@@ -1,0 +1,157 @@
+//! An in-process ingest edge against the real broker and ClickHouse, and helpers to call it and
+//! read back what it wrote to Kafka.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::Router;
+use common::config::Config;
+use common::kafka::topics;
+use http_body_util::BodyExt;
+use ingest::control::Control;
+use ingest::sender::Sender;
+use ingest::Edge;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::Message;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::support::{sigstage, stderr, stdout, unique, TestDb};
+
+pub struct TestEdge {
+    pub db: TestDb,
+    pub edge: Arc<Edge>,
+    pub router: Router,
+}
+
+impl TestEdge {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts an edge on a fresh database and topic prefix; `adjust` may change its variables.
+    pub async fn start_with(adjust: impl FnOnce(&mut BTreeMap<String, String>)) -> Self {
+        let mut db = TestDb::migrated().await;
+        adjust(&mut db.vars);
+        db.config = Config::from_vars(&db.vars).expect("valid test config");
+        let config = &db.config;
+        let control = Arc::new(Control::load(db.client.clone()).await.expect("control plane loads"));
+        let raw = config.kafka.topic(topics::SIGNALS_RAW);
+        let historical = config.kafka.topic(topics::SIGNALS_HISTORICAL);
+        common::kafka::ensure_topics(&config.kafka, &[&raw, &historical]).await.expect("topics");
+        let sender = Sender::new(&config.kafka).expect("producers");
+        let edge = Arc::new(Edge::new(control, sender, 1, &config.http));
+        let router = ingest::routes::router(Arc::clone(&edge));
+        TestEdge { db, edge, router }
+    }
+
+    /// Creates a key with the CLI (`extra` are more `keys create` flags) and reloads keys.
+    pub async fn key(&self, org: &str, extra: &[&str]) -> String {
+        let mut args = vec!["keys", "create", "--org", org];
+        args.extend_from_slice(extra);
+        let output = sigstage(&args, &self.db.vars);
+        assert!(output.status.success(), "{}", stderr(&output));
+        self.refresh().await;
+        stdout(&output).trim().to_owned()
+    }
+
+    /// Runs a `sigstage` CLI command against this edge's database, then reloads keys and limits.
+    pub async fn cli(&self, args: &[&str]) {
+        let output = sigstage(args, &self.db.vars);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        self.refresh().await;
+    }
+
+    pub async fn refresh(&self) {
+        self.edge.control.refresh().await.expect("control plane refresh");
+    }
+
+    pub fn topic(&self, name: &str) -> String {
+        self.db.config.kafka.topic(name)
+    }
+
+    pub async fn post_json(&self, uri: &str, body: &str) -> Response {
+        self.call(
+            Request::post(uri)
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_owned()))
+                .expect("request"),
+        )
+        .await
+    }
+
+    pub async fn call(&self, request: Request<Body>) -> Response {
+        let response = self.router.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Response { status, headers, json, text: String::from_utf8_lossy(&bytes).into_owned() }
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub json: Value,
+    pub text: String,
+}
+
+impl Response {
+    pub fn id(&self) -> u64 {
+        self.json["id"].as_u64().unwrap_or_else(|| panic!("no id in {}", self.text))
+    }
+}
+
+/// Every record of `topic` (all partitions), read through a fresh consumer group until
+/// `expected` arrived; panics after 30 s.
+pub async fn read_records(config: &Config, topic: &str, expected: usize) -> Vec<OwnedMessage> {
+    let consumer: StreamConsumer = common::kafka::consumer(&config.kafka, &unique("reader")).expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut records = Vec::with_capacity(expected);
+    while records.len() < expected {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {expected} records arrived in {topic}", records.len()))
+            .expect("consume");
+        records.push(message.detach());
+    }
+    records
+}
+
+/// How many records `topic` holds (sum of high watermarks over partitions), read without
+/// consuming, so a test can assert there is nothing beyond what it expects.
+pub fn count_records(config: &Config, topic: &str) -> i64 {
+    let consumer: StreamConsumer = common::kafka::consumer(&config.kafka, &unique("counter")).expect("consumer");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|partition| {
+            let (low, high) =
+                consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10)).expect("watermarks");
+            high - low
+        })
+        .sum()
+}
+
+pub fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
+    message
+        .headers()?
+        .iter()
+        .find(|header| header.key == name)
+        .and_then(|header| std::str::from_utf8(header.value?).ok())
+}
+
+pub fn key_of(message: &OwnedMessage) -> &str {
+    std::str::from_utf8(message.key().expect("key")).expect("utf-8 key")
+}
+
+pub fn payload_json(message: &OwnedMessage) -> Value {
+    serde_json::from_slice(message.payload().expect("payload")).expect("payload is JSON")
+}
