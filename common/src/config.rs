@@ -18,6 +18,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (KAFKA_PARTITIONS, "4", "partitions of topics sigstage creates"),
     (KAFKA_LINGER_MS, "5", "producer batching delay"),
     (KAFKA_MESSAGE_TIMEOUT_MS, "10000", "how long a produce may wait for the broker"),
+    (KAFKA_QUEUE_MAX_MESSAGES, "100000", "records a producer may hold unacknowledged before refusing more"),
     (CLICKHOUSE_URL, "http://127.0.0.1:8123", "ClickHouse HTTP endpoint"),
     (CLICKHOUSE_DATABASE, "sigstage", "ClickHouse database"),
     (CLICKHOUSE_USER, "default", "ClickHouse user"),
@@ -36,6 +37,7 @@ pub const TOPIC_PREFIX: &str = "SIGSTAGE_TOPIC_PREFIX";
 pub const KAFKA_PARTITIONS: &str = "SIGSTAGE_KAFKA_PARTITIONS";
 pub const KAFKA_LINGER_MS: &str = "SIGSTAGE_KAFKA_LINGER_MS";
 pub const KAFKA_MESSAGE_TIMEOUT_MS: &str = "SIGSTAGE_KAFKA_MESSAGE_TIMEOUT_MS";
+pub const KAFKA_QUEUE_MAX_MESSAGES: &str = "SIGSTAGE_KAFKA_QUEUE_MAX_MESSAGES";
 pub const CLICKHOUSE_URL: &str = "SIGSTAGE_CLICKHOUSE_URL";
 pub const CLICKHOUSE_DATABASE: &str = "SIGSTAGE_CLICKHOUSE_DATABASE";
 pub const CLICKHOUSE_USER: &str = "SIGSTAGE_CLICKHOUSE_USER";
@@ -74,6 +76,7 @@ pub struct KafkaConfig {
     pub partitions: i32,
     pub linger_ms: u32,
     pub message_timeout_ms: u32,
+    pub queue_max_messages: u32,
 }
 
 impl KafkaConfig {
@@ -163,6 +166,7 @@ impl Config {
                 partitions: parse_in(KAFKA_PARTITIONS, get(KAFKA_PARTITIONS), 1..=1024)?,
                 linger_ms: parse_in(KAFKA_LINGER_MS, get(KAFKA_LINGER_MS), 0..=1000)?,
                 message_timeout_ms: parse_in(KAFKA_MESSAGE_TIMEOUT_MS, get(KAFKA_MESSAGE_TIMEOUT_MS), 100..=300_000)?,
+                queue_max_messages: parse_in(KAFKA_QUEUE_MAX_MESSAGES, get(KAFKA_QUEUE_MAX_MESSAGES), 1..=10_000_000)?,
             },
             clickhouse: ClickHouseConfig {
                 url: check(CLICKHOUSE_URL, get(CLICKHOUSE_URL), "an http:// or https:// URL", |v| {

@@ -44,7 +44,7 @@ pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
         .set("linger.ms", config.linger_ms.to_string())
         .set("batch.num.messages", "10000")
         .set("batch.size", "1048576")
-        .set("queue.buffering.max.messages", "100000")
+        .set("queue.buffering.max.messages", config.queue_max_messages.to_string())
         .set("queue.buffering.max.kbytes", "262144")
         .set("message.timeout.ms", config.message_timeout_ms.to_string())
         .create()

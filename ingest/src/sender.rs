@@ -2,8 +2,14 @@
 //!
 //! Two producers, one per lane, so a bulk import filling its queue never delays live traffic.
 //! Each queue is bounded; a full queue is answered at once (backpressure, 503), never buffered.
+//! A producer that lost the broker, or whose idempotence state the broker refuses, is replaced
+//! by a fresh one (at most once a second) and its queue purged, so its records fail now (503)
+//! instead of being retried later under an old producer id. Kafka would take them; Tansu 0.6
+//! does not survive it: after a restart, a produce under a producer id from before the restart
+//! panics its storage task and the broker stops answering.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::config::KafkaConfig;
@@ -11,7 +17,9 @@ use common::kafka::{self, topics};
 use futures::future::join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
+
+const RESET_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Live traffic or historical imports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,52 +57,116 @@ impl SendError {
     }
 }
 
+/// Errors after which this producer is replaced: the broker was unreachable (it may have
+/// restarted and forgotten this producer id), or it refused the producer's idempotence state.
+fn needs_fresh_producer(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageTimedOut
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Unknown
+                | RDKafkaErrorCode::Fatal
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::InvalidProducerIdMapping
+        )
+    )
+}
+
+struct LaneProducer {
+    topic: String,
+    producer: RwLock<Arc<FutureProducer>>,
+    last_reset: Mutex<Instant>,
+}
+
+impl LaneProducer {
+    fn new(config: &KafkaConfig, topic: &str) -> Result<Self, KafkaError> {
+        Ok(Self {
+            topic: config.topic(topic),
+            producer: RwLock::new(Arc::new(kafka::producer(config)?)),
+            last_reset: Mutex::new(Instant::now()),
+        })
+    }
+
+    fn current(&self) -> Arc<FutureProducer> {
+        Arc::clone(&self.producer.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Swaps in a fresh producer unless one was created within the last second, then fails
+    /// whatever the old one still holds.
+    fn reset(&self, config: &KafkaConfig, broken: &Arc<FutureProducer>) {
+        let mut last = self.last_reset.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let old = {
+            let mut slot = self.producer.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !Arc::ptr_eq(&slot, broken) || last.elapsed() < RESET_INTERVAL {
+                return;
+            }
+            match kafka::producer(config) {
+                Ok(fresh) => std::mem::replace(&mut *slot, Arc::new(fresh)),
+                Err(error) => {
+                    tracing::error!(%error, "cannot create a replacement producer");
+                    return;
+                }
+            }
+        };
+        *last = Instant::now();
+        old.purge(PurgeConfig::default().queue().inflight());
+        tracing::warn!(topic = %self.topic, "lost the broker; replaced the producer and failed its queued records");
+    }
+}
+
 pub struct Sender {
-    live: FutureProducer,
-    historical: FutureProducer,
-    live_topic: String,
-    historical_topic: String,
+    config: KafkaConfig,
+    live: LaneProducer,
+    historical: LaneProducer,
 }
 
 impl Sender {
     pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
         Ok(Self {
-            live: kafka::producer(config)?,
-            historical: kafka::producer(config)?,
-            live_topic: config.topic(topics::SIGNALS_RAW),
-            historical_topic: config.topic(topics::SIGNALS_HISTORICAL),
+            config: config.clone(),
+            live: LaneProducer::new(config, topics::SIGNALS_RAW)?,
+            historical: LaneProducer::new(config, topics::SIGNALS_HISTORICAL)?,
         })
     }
 
     /// Queues every record, then waits for every delivery report. Results are in input order.
     pub async fn send(&self, lane: Lane, records: &[OutRecord]) -> Vec<Result<(), SendError>> {
-        let (producer, topic) = match lane {
-            Lane::Live => (&self.live, &self.live_topic),
-            Lane::Historical => (&self.historical, &self.historical_topic),
+        let lane = match lane {
+            Lane::Live => &self.live,
+            Lane::Historical => &self.historical,
         };
+        let producer = lane.current();
         let queued: Vec<_> = records
             .iter()
             .map(|record| {
-                let message = FutureRecord::to(topic)
+                let message = FutureRecord::to(&lane.topic)
                     .key(record.key.as_bytes())
                     .payload(record.payload.as_ref())
                     .headers(record.headers.clone());
-                producer.send_result(message).map_err(|(error, _)| SendError::from_kafka(error))
+                producer.send_result(message).map_err(|(error, _)| error)
             })
             .collect();
-        join_all(queued.into_iter().map(|queued| async move {
+        let results: Vec<Result<(), KafkaError>> = join_all(queued.into_iter().map(|queued| async move {
             match queued?.await {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err((error, _))) => Err(SendError::from_kafka(error)),
-                Err(_canceled) => Err(SendError::Unavailable(KafkaError::Canceled)),
+                Ok(Err((error, _))) => Err(error),
+                Err(_canceled) => Err(KafkaError::Canceled),
             }
         }))
-        .await
+        .await;
+        if results.iter().any(|result| result.as_ref().is_err_and(needs_fresh_producer)) {
+            lane.reset(&self.config, &producer);
+        }
+        results.into_iter().map(|result| result.map_err(SendError::from_kafka)).collect()
     }
 
     /// Waits up to `timeout` for queued records to be delivered (graceful shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.live.flush(timeout)?;
-        self.historical.flush(timeout)
+        self.live.current().flush(timeout)?;
+        self.historical.current().flush(timeout)
     }
 }

@@ -35,6 +35,7 @@ impl TestEdge {
 
     /// Starts an edge on a fresh database and topic prefix; `adjust` may change its variables.
     pub async fn start_with(adjust: impl FnOnce(&mut BTreeMap<String, String>)) -> Self {
+        common::telemetry::init_logs(common::config::LogFormat::Human);
         let mut db = TestDb::migrated().await;
         adjust(&mut db.vars);
         db.config = Config::from_vars(&db.vars).expect("valid test config");

@@ -4,6 +4,7 @@
 mod clickhouse_io;
 mod config_errors;
 mod edge_auth_limits;
+mod edge_broker_outage;
 mod edge_collect_activity;
 mod edge_signals;
 mod edge_support;
