@@ -38,6 +38,8 @@ enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
+    /// Import historical signals from files through the bulk endpoint.
+    Import(commands::import::ImportArgs),
     /// Set and show per-org rate and plan limits.
     #[command(subcommand)]
     Limits(commands::limits::LimitsCommand),
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
             Command::Migrate => commands::migrate::run(&config).await,
             Command::Keys(command) => commands::keys::run(&config, command).await,
             Command::Limits(command) => commands::limits::run(&config, command).await,
+            Command::Import(args) => commands::import::run(args).await,
         }
     });
     match result {

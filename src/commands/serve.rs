@@ -48,15 +48,15 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
     };
     let mut app = health::router(health);
 
-    let edge = if roles.ingest { Some(start_edge(&config, &clickhouse).await?) } else { None };
-    if let Some(edge) = &edge {
-        app = app.merge(ingest::routes::router(Arc::clone(edge)));
-    }
-
+    // Before the edge loads its keys, so the demo key works from the first request.
     let demo_key = match &demo_key_file {
         Some(path) => Some(demo_key(&clickhouse, path).await?),
         None => None,
     };
+    let edge = if roles.ingest { Some(start_edge(&config, &clickhouse).await?) } else { None };
+    if let Some(edge) = &edge {
+        app = app.merge(ingest::routes::router(Arc::clone(edge)));
+    }
     let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(config.http.addr).await.with_context(|| {
         format!(

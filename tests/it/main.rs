@@ -9,6 +9,7 @@ mod edge_collect_activity;
 mod edge_signals;
 mod edge_support;
 mod health;
+mod import_command;
 mod kafka_roundtrip;
 mod keys_lifecycle;
 mod migrations;

@@ -15,13 +15,21 @@ struct Running {
     child: Child,
     addr: String,
     key: String,
+    /// Everything the process logs, available once it has exited.
+    logs: tokio::task::JoinHandle<String>,
 }
 
 async fn start(db: &TestDb, key_file: &Path) -> Running {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sigstage"));
     command.arg("run").arg("--demo-key-file").arg(key_file);
-    command.envs(&db.vars).env("SIGSTAGE_HTTP_ADDR", "127.0.0.1:0");
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+    command.envs(&db.vars).env("SIGSTAGE_HTTP_ADDR", "127.0.0.1:0").env("RUST_LOG", "debug");
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let logs = tokio::spawn(async move {
+        let mut logs = String::new();
+        let _ = stderr.read_to_string(&mut logs).await;
+        logs
+    });
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let (mut addr, mut key) = (None, None);
     while key.is_none() {
@@ -35,21 +43,24 @@ async fn start(db: &TestDb, key_file: &Path) -> Running {
         }
         key = line.strip_prefix("demo org key: ").map(str::to_owned);
     }
-    Running { child, addr: addr.expect("ready line names the address"), key: key.expect("key") }
+    Running { child, addr: addr.expect("ready line names the address"), key: key.expect("key"), logs }
 }
 
-async fn http_get(addr: &str, path: &str) -> String {
+async fn http(addr: &str, request_line: &str, body: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
+    let head = format!(
+        "{request_line} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
     let mut response = String::new();
     stream.read_to_string(&mut response).await.expect("read");
     response
 }
 
-async fn stop(mut running: Running) {
+/// Stops the process with SIGTERM and answers what it logged.
+async fn stop(mut running: Running) -> String {
     let pid = running.child.id().expect("pid").to_string();
     let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
     assert!(status.success());
@@ -58,6 +69,7 @@ async fn stop(mut running: Running) {
         .expect("stops within 15 s of SIGTERM")
         .expect("exit status");
     assert!(exit.success(), "graceful shutdown exits 0: {exit}");
+    running.logs.await.expect("logs")
 }
 
 #[tokio::test]
@@ -66,8 +78,8 @@ async fn run_prints_a_working_demo_key_and_reuses_it() {
     let key_file = std::env::temp_dir().join(unique("sigstage-demo-key"));
 
     let first = start(&db, &key_file).await;
-    assert!(http_get(&first.addr, "/healthz").await.starts_with("HTTP/1.1 200"));
-    let ready = http_get(&first.addr, "/readyz").await;
+    assert!(http(&first.addr, "GET /healthz", "").await.starts_with("HTTP/1.1 200"));
+    let ready = http(&first.addr, "GET /readyz", "").await;
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     let keys = KeySet::load(&db.client).await.expect("keys");
     let entry = keys
@@ -75,7 +87,15 @@ async fn run_prints_a_working_demo_key_and_reuses_it() {
         .expect("the demo key works");
     assert_eq!(&*entry.org_id, "demo");
     let key = first.key.clone();
-    stop(first).await;
+    let accepted =
+        http(&first.addr, &format!("POST /api/signal-staging/webhook/{key}"), r#"{"email":"a@b.io","event":"test"}"#)
+            .await;
+    assert!(accepted.starts_with("HTTP/1.1 202"), "the printed curl example works: {accepted}");
+    let refused = http(&first.addr, "POST /api/signal-staging/webhook/sgk_not-a-real-key", "{}").await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let logs = stop(first).await;
+    assert!(logs.contains(r#"route="webhook" status=202"#), "requests are logged by route: {logs}");
+    assert!(!logs.contains(&key) && !logs.contains("sgk_not-a-real-key"), "no API key in the logs");
 
     let second = start(&db, &key_file).await;
     assert_eq!(second.key, key, "the saved demo key is reused");
