@@ -66,14 +66,17 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
     })?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, roles = %roles.names(), "listening");
-    println!("sigstage ready: {} on http://{addr} (health: /healthz /readyz /metrics)", roles.names());
+    // The ready lines are for whoever started the process; if stdout is closed, serve anyway.
+    let mut ready = format!("sigstage ready: {} on http://{addr} (health: /healthz /readyz /metrics)\n", roles.names());
     if let Some(key) = demo_key {
-        println!("demo org key: {key}");
-        println!(
-            "try: curl -s -X POST http://{addr}/api/signal-staging/webhook/{key} -H 'Content-Type: application/json' \
-             -d '{{\"email\": \"test@example.com\", \"event\": \"test\"}}'"
-        );
+        ready.push_str(&format!(
+            "demo org key: {key}\n\
+             try: curl -s -X POST http://{addr}/api/signal-staging/webhook/{key} -H 'Content-Type: application/json' \
+             -d '{{\"email\": \"test@example.com\", \"event\": \"test\"}}'\n"
+        ));
     }
+    let mut stdout = std::io::stdout();
+    let _ = std::io::Write::write_all(&mut stdout, ready.as_bytes()).and_then(|()| std::io::Write::flush(&mut stdout));
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
 
     if let Some(edge) = edge {

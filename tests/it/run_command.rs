@@ -43,6 +43,8 @@ async fn start(db: &TestDb, key_file: &Path) -> Running {
         }
         key = line.strip_prefix("demo org key: ").map(str::to_owned);
     }
+    // Keep reading stdout so the process never writes into a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Running { child, addr: addr.expect("ready line names the address"), key: key.expect("key"), logs }
 }
 
