@@ -324,7 +324,8 @@ mod tests {
             row("collect-only", None, 1, 0, &["collect"]),
         ]);
         let now = 999;
-        let cases: [(&str, Option<&str>, Endpoint, Result<(), AuthError>); 9] = [
+        type Case<'a> = (&'a str, Option<&'a str>, Endpoint, Result<(), AuthError>);
+        let cases: [Case<'_>; 9] = [
             ("plain", None, Endpoint::SignalStaging, Ok(())),
             ("nope", None, Endpoint::SignalStaging, Err(AuthError::Unknown)),
             ("secret", None, Endpoint::SignalStaging, Err(AuthError::SecretRequired)),
