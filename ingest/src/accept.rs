@@ -72,10 +72,10 @@ impl Edge {
                 continue;
             }
             let id = self.ids.next(now_ms);
-            records.push(record(caller, via, id, now_ms, &signal));
+            records.push(encode(caller, via, id, now_ms, &signal));
             answers.push(Ok(Accepted { id, source: signal.source, cold_storage: signal.cold_storage }));
         }
-        let sent = self.sender.send(via.lane(), &records).await;
+        let sent = self.sender.send(via.lane(), records).await;
         let mut produced = 0;
         for (answer, result) in answers.iter_mut().zip(sent) {
             match result {
@@ -108,7 +108,8 @@ impl Edge {
     }
 }
 
-fn record(caller: &Caller, via: Via, id: u64, now_ms: u64, signal: &Prepared) -> OutRecord {
+/// The Kafka record of a prepared signal: `org:identity` key, raw bytes, headers.
+pub fn encode(caller: &Caller, via: Via, id: u64, now_ms: u64, signal: &Prepared) -> OutRecord {
     let id_text = id.to_string();
     let received = now_ms.to_string();
     let mut headers = OwnedHeaders::new_with_capacity(7)

@@ -1,13 +1,14 @@
 //! The cheap checks the edge needs to answer: is this one JSON object, which source sent it,
 //! and does it name a lead. One pass over the bytes with `serde_json`, borrowing strings, keeping
-//! only the handful of fields that matter and skipping the rest. `serde_json`'s recursion limit
-//! (128 levels) turns absurdly deep nesting into an ordinary error instead of a stack overflow.
+//! only the handful of fields that matter and skipping the rest, counting depth as it goes:
+//! nesting deeper than [`MAX_DEPTH`] is an ordinary error, never a stack overflow, and no
+//! downstream parser ever meets it.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 /// What the edge learns from a signal.
@@ -73,7 +74,6 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspected<'_>, InspectError> {
     // serde_json does not check UTF-8 inside strings it skips; check the whole body first.
     let text =
         std::str::from_utf8(bytes).map_err(|error| InspectError::InvalidJson(format!("body is not UTF-8: {error}")))?;
-    check_depth(bytes)?;
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let inspected = deserializer.deserialize_any(TopLevel).map_err(classify)?;
     deserializer.end().map_err(classify)?;
@@ -82,35 +82,6 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspected<'_>, InspectError> {
 
 /// Deepest nesting of objects and arrays a signal may have. Real payloads stay under 10.
 pub const MAX_DEPTH: usize = 64;
-
-/// Refuses nesting deeper than [`MAX_DEPTH`], including inside fields the edge skips (which
-/// serde_json skips without a depth limit), so downstream parsers never meet it.
-fn check_depth(bytes: &[u8]) -> Result<(), InspectError> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &byte in bytes {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(InspectError::InvalidJson(format!("nested deeper than {MAX_DEPTH} levels")));
-                }
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    Ok(())
-}
 
 fn classify(error: serde_json::Error) -> InspectError {
     InspectError::InvalidJson(error.to_string())
@@ -129,7 +100,7 @@ impl<'de> Visitor<'de> for TopLevel {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Inspected::default();
         let (mut traits_email, mut properties_email, mut context_email) = (None, None, None);
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             match key.as_ref() {
                 "type" => out.kind = map.next_value::<Text<'de>>()?.0,
                 "anonymousId" => out.anonymous_id = map.next_value::<Text<'de>>()?.0,
@@ -141,9 +112,7 @@ impl<'de> Visitor<'de> for TopLevel {
                 "traits" => traits_email = map.next_value::<EmailIn<'de>>()?.0,
                 "properties" => properties_email = map.next_value::<EmailIn<'de>>()?.0,
                 "context" => context_email = map.next_value::<ContextTraitsEmail<'de>>()?.0,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+                _ => map.next_value_seed(Skip { depth: 2 })?,
             }
         }
         out.email = out.email.or(traits_email).or(properties_email).or(context_email);
@@ -151,7 +120,7 @@ impl<'de> Visitor<'de> for TopLevel {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element_seed(Skip { depth: 2 })?.is_some() {}
         Ok(Err(InspectError::NotAnObject("an array")))
     }
 
@@ -177,6 +146,108 @@ impl<'de> Visitor<'de> for TopLevel {
 
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(Err(InspectError::NotAnObject("null")))
+    }
+}
+
+/// The depth the few fields read by name live at (`traits`, `properties`, `context.traits`),
+/// counted as one level for the depth limit.
+const NESTED: usize = 2;
+
+/// Skips a value of any shape at nesting level `depth` (the top-level object is 1), refusing
+/// anything nested deeper than [`MAX_DEPTH`]. Unlike `IgnoredAny`, which serde_json skips
+/// without counting depth, every level passes through here.
+#[derive(Clone, Copy)]
+struct Skip {
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Skip {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.deeper()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.deeper()?;
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            map.next_value_seed(inner)?;
+        }
+        Ok(())
+    }
+}
+
+impl Skip {
+    /// The skipper for the children of a container at this level.
+    fn deeper<E: de::Error>(self) -> Result<Skip, E> {
+        if self.depth > MAX_DEPTH {
+            return Err(E::custom(format_args!("nested deeper than {MAX_DEPTH} levels")));
+        }
+        Ok(Skip { depth: self.depth + 1 })
+    }
+}
+
+/// An object key, borrowed from the input unless it holds escapes. (serde's own `Cow<str>`
+/// always allocates.)
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(value)))
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(value.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -226,14 +297,12 @@ impl<'de> Visitor<'de> for TextVisitor {
         Ok(Text(None))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Text(None))
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Skip { depth: NESTED }.visit_seq(seq).map(|()| Text(None))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Text(None))
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Skip { depth: NESTED }.visit_map(map).map(|()| Text(None))
     }
 }
 
@@ -330,18 +399,17 @@ impl<'de, T: Deserialize<'de> + Found<'de>> Visitor<'de> for FieldOf<T> {
         Ok(None)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Skip { depth: NESTED }.visit_seq(seq).map(|()| None)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut found = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             if key == self.field {
                 found = map.next_value::<T>()?.found();
             } else {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value_seed(Skip { depth: NESTED + 1 })?;
             }
         }
         Ok(found)

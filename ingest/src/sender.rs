@@ -134,19 +134,19 @@ impl Sender {
     }
 
     /// Queues every record, then waits for every delivery report. Results are in input order.
-    pub async fn send(&self, lane: Lane, records: &[OutRecord]) -> Vec<Result<(), SendError>> {
+    pub async fn send(&self, lane: Lane, records: Vec<OutRecord>) -> Vec<Result<(), SendError>> {
         let lane = match lane {
             Lane::Live => &self.live,
             Lane::Historical => &self.historical,
         };
         let producer = lane.current();
         let queued: Vec<_> = records
-            .iter()
+            .into_iter()
             .map(|record| {
                 let message = FutureRecord::to(&lane.topic)
                     .key(record.key.as_bytes())
                     .payload(record.payload.as_ref())
-                    .headers(record.headers.clone());
+                    .headers(record.headers);
                 producer.send_result(message).map_err(|(error, _)| error)
             })
             .collect();
