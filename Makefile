@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 STATE ?= .state
 
-.PHONY: run test stack-up stack-down stack-status build release lint bench
+.PHONY: run test stack-up stack-down stack-status build release lint bench bench-load
 
 ## run: install what is missing, start Kafka (Tansu) and ClickHouse, migrate, run every role on 127.0.0.1:8080
 run: stack-up release
@@ -34,5 +34,9 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-bench: stack-up
-	cargo bench --workspace
+bench:
+	cargo bench --bench edge --bench auth
+
+## bench-load: the load figures of the README (wrk against the edge and its baselines)
+bench-load: stack-up
+	scripts/bench-load.sh

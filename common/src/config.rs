@@ -16,7 +16,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (KAFKA_BROKERS, "127.0.0.1:9092", "comma-separated bootstrap brokers"),
     (TOPIC_PREFIX, "sigstage.", "prefix of every topic name"),
     (KAFKA_PARTITIONS, "4", "partitions of topics sigstage creates"),
-    (KAFKA_LINGER_MS, "5", "producer batching delay"),
+    (KAFKA_LINGER_MS, "1", "producer batching delay; each 202 waits for it"),
     (KAFKA_MESSAGE_TIMEOUT_MS, "10000", "how long a produce may wait for the broker"),
     (KAFKA_QUEUE_MAX_MESSAGES, "100000", "records a producer may hold unacknowledged before refusing more"),
     (CLICKHOUSE_URL, "http://127.0.0.1:8123", "ClickHouse HTTP endpoint"),

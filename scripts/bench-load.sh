@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Load figures for the ingest edge, each side by side with its baseline in the same run:
+#   single: requests/s of POST /webhook/{key} vs a do-nothing server answering 202 (same wrk,
+#           same connections), alternating ROUNDS times; medians, ratio, p99.
+#   bulk:   signals/s of POST /bulk/{key} (1000-signal NDJSON bodies) vs a bare rdkafka
+#           producer writing the same records to the same broker, alternating; medians, ratio.
+# Uses its own Tansu (memory:// storage, port 19092) so the broker's disk is not what is
+# measured, and the stack's ClickHouse for keys. Needs `make stack-up`.
+#
+#   scripts/bench-load.sh            (ROUNDS=3 SECONDS=10 CONNECTIONS=64 by default)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+export PATH=$HOME/.cargo/bin:$PATH
+rounds=${ROUNDS:-3}
+seconds=${SECONDS_PER_RUN:-10}
+connections=${CONNECTIONS:-64}
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+say() { printf 'bench: %s\n' "$*" >&2; }
+
+command -v wrk >/dev/null || { say "installing wrk"; apt-get install -y -q wrk >/dev/null; }
+scripts/stack.sh status >/dev/null 2>&1 || scripts/stack.sh up
+say "building release binaries"
+cargo build -q --release --bin sigstage --example noop_server --example bare_producer
+
+export SIGSTAGE_KAFKA_BROKERS=127.0.0.1:19092
+export SIGSTAGE_CLICKHOUSE_DATABASE=sigstage_bench
+export SIGSTAGE_TOPIC_PREFIX=bench.
+export SIGSTAGE_HTTP_ADDR=127.0.0.1:18080
+export SIGSTAGE_LOG_FORMAT=json
+export RUST_LOG=warn
+
+say "starting a memory:// Tansu on 127.0.0.1:19092"
+(cd "$work" && exec "$(command -v tansu || echo "$HOME/.cargo/bin/tansu")" broker --listener-url tcp://127.0.0.1:19092 \
+    --advertised-listener-url tcp://127.0.0.1:19092 --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1) &
+pids+=($!)
+target/release/sigstage migrate 2>/dev/null
+key=$(target/release/sigstage keys create --org bench 2>/dev/null)
+target/release/sigstage ingest >"$work/edge.out" 2>"$work/edge.log" &
+pids+=($!)
+target/release/examples/noop_server 127.0.0.1:18081 2>/dev/null &
+pids+=($!)
+for _ in $(seq 100); do
+    curl -fs http://127.0.0.1:18080/readyz >/dev/null && curl -s -o /dev/null http://127.0.0.1:18081/ && break
+    sleep 0.2
+done
+curl -fs http://127.0.0.1:18080/readyz >/dev/null || { say "the edge did not become ready:"; tail "$work/edge.log"; exit 1; }
+
+# 1000 signals, the mix the criterion bench uses, as NDJSON.
+python3 - "$work/bulk.ndjson" <<'PY'
+import json, sys
+ctx = {"ip": "203.0.113.9", "library": {"name": "analytics.js", "version": "4.1.0"},
+       "page": {"path": "/pricing", "url": "https://acme.io/pricing?utm_source=ads", "title": "Pricing"},
+       "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 Chrome/120.0"}
+with open(sys.argv[1], "w") as f:
+    for n in range(1000):
+        kind = n % 4
+        if kind == 0:
+            s = {"type": "track", "event": "Form Submitted", "anonymousId": f"a-{n}", "messageId": f"m-{n}",
+                 "properties": {"form_name": "demo", "seats": 25}, "context": ctx}
+        elif kind == 1:
+            s = {"type": "identify", "anonymousId": f"a-{n}", "messageId": f"i-{n}",
+                 "traits": {"email": f"jane{n}@acme.io", "company": "Acme"}, "context": ctx}
+        elif kind == 2:
+            s = {"email": f"lead{n}@example.com", "event": "page_view", "properties": {"page": "/pricing"}}
+        else:
+            s = {"title": "Call", "startTime": "2024-08-03T11:30:00Z", "externalId": f"c-{n}"}
+        f.write(json.dumps(s) + "\n")
+PY
+
+wrk_run() { # url script -> "rps p99_ms"
+    local out
+    out=$(BULK_FILE="$work/bulk.ndjson" wrk -t2 -c"$2" -d"${seconds}s" --latency -s "$3" "$1")
+    local rps p99
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")
+    local non2xx
+    non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+    [[ -z $non2xx ]] || say "  ($non2xx non-2xx answers)"
+    echo "$rps $p99"
+}
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+say "single signals: $rounds rounds of ${seconds}s, $connections connections, alternating baseline and edge"
+: >"$work/single"
+for round in $(seq "$rounds"); do
+    read -r base_rps base_p99 < <(wrk_run http://127.0.0.1:18081/ "$connections" scripts/bench/post.lua)
+    read -r edge_rps edge_p99 < <(wrk_run "http://127.0.0.1:18080/api/signal-staging/webhook/$key" "$connections" scripts/bench/post.lua)
+    say "  round $round: noop $base_rps req/s (p99 ${base_p99} ms), edge $edge_rps req/s (p99 ${edge_p99} ms)"
+    echo "$base_rps $base_p99 $edge_rps $edge_p99" >>"$work/single"
+done
+
+bulk_connections=${BULK_CONNECTIONS:-4}
+say "bulk: $rounds rounds of ${seconds}s, $bulk_connections requests of 1000 signals in flight, alternating bare producer and edge"
+: >"$work/bulk"
+for round in $(seq "$rounds"); do
+    bare=$(target/release/examples/bare_producer 127.0.0.1:19092 bench.signals.raw.historical "$work/bulk.ndjson" "$seconds" "$bulk_connections" | awk '{print $(NF-1)}')
+    read -r bulk_rps bulk_p99 < <(wrk_run "http://127.0.0.1:18080/api/signal-staging/bulk/$key" "$bulk_connections" scripts/bench/bulk.lua)
+    edge_signals=$(awk -v r="$bulk_rps" 'BEGIN {printf "%.0f", r * 1000}')
+    say "  round $round: bare producer $bare records/s, edge $edge_signals signals/s (p99 ${bulk_p99} ms per request)"
+    echo "$bare $edge_signals $bulk_p99" >>"$work/bulk"
+done
+
+base=$(awk '{print $1}' "$work/single" | median); edge=$(awk '{print $3}' "$work/single" | median)
+base_p99=$(awk '{print $2}' "$work/single" | median); edge_p99=$(awk '{print $4}' "$work/single" | median)
+bare=$(awk '{print $1}' "$work/bulk" | median); bulk=$(awk '{print $2}' "$work/bulk" | median)
+bulk_p99=$(awk '{print $3}' "$work/bulk" | median)
+cat <<TABLE
+| load (median of $rounds alternating rounds, ${seconds}s each) | baseline | sigstage edge | ratio |
+|---|---|---|---|
+| single signal, $connections keep-alive connections (req/s) | $base (noop 202 server, p99 $base_p99 ms) | $edge (p99 $edge_p99 ms) | $(awk -v a="$edge" -v b="$base" 'BEGIN {printf "%.2f", a / b}') |
+| bulk, 1000-signal NDJSON, $bulk_connections in flight (signals/s) | $bare (bare rdkafka producer) | $bulk (p99 $bulk_p99 ms per request) | $(awk -v a="$bulk" -v b="$bare" 'BEGIN {printf "%.2f", a / b}') |
+TABLE
