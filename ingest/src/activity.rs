@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use crate::accept::Via;
 use crate::error::{EdgeError, FieldError};
-use crate::signals::{accepted_response, prepare, secret, source_hint};
+use crate::signals::{answer_one, prepare, secret, source_hint};
 use crate::{body, Edge};
 
 pub const SOURCE: &str = "activity";
@@ -46,9 +46,7 @@ async fn handle(edge: &Edge, token: &str, headers: &HeaderMap, body: Body) -> Re
         Ok(prepared)
     }
     .await;
-    let prepared = checked.inspect_err(|error| edge.count_rejected(&caller, Via::Ingress, error, 1))?;
-    let answer = edge.produce(&caller, Via::Ingress, vec![prepared]).await.pop();
-    answer.expect("one answer per signal").map(accepted_response)
+    answer_one(edge, &caller, Via::Ingress, checked).await
 }
 
 #[derive(Clone, Copy)]

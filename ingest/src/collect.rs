@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::accept::Via;
 use crate::error::EdgeError;
-use crate::signals::{accepted_response, prepare, secret, source_hint};
+use crate::signals::{answer_one, prepare, secret, source_hint};
 use crate::{body, Edge};
 
 pub const SOURCE: &str = "tracardi";
@@ -87,9 +87,7 @@ async fn handle(
         Ok(prepared)
     }
     .await;
-    let prepared = checked.inspect_err(|error| edge.count_rejected(&caller, Via::Collect, error, 1))?;
-    let answer = edge.produce(&caller, Via::Collect, vec![prepared]).await.pop();
-    answer.expect("one answer per signal").map(accepted_response)
+    answer_one(edge, &caller, Via::Collect, checked).await
 }
 
 fn build(

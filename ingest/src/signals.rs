@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::accept::{Accepted, Prepared, Via};
 use crate::body::{self, Format};
+use crate::control::Caller;
 use crate::error::EdgeError;
 use crate::inspect::{inspect, InspectError};
 use crate::Edge;
@@ -98,6 +99,19 @@ pub fn accepted_response(accepted: Accepted) -> Response {
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
+/// Produces one checked signal and answers for it; a signal that failed its checks is counted
+/// and refused.
+pub async fn answer_one(
+    edge: &Edge,
+    caller: &Caller,
+    via: Via,
+    checked: Result<Prepared, EdgeError>,
+) -> Result<Response, EdgeError> {
+    let prepared = checked.inspect_err(|error| edge.count_rejected(caller, via, error, 1))?;
+    let answer = edge.produce(caller, via, vec![prepared]).await.pop();
+    answer.expect("one answer per signal").map(accepted_response)
+}
+
 async fn single(
     edge: &Edge,
     key: &str,
@@ -112,9 +126,7 @@ async fn single(
         prepare(bytes, hint.as_deref())
     }
     .await;
-    let prepared = checked.inspect_err(|error| edge.count_rejected(&caller, Via::Webhook, error, 1))?;
-    let answer = edge.produce(&caller, Via::Webhook, vec![prepared]).await.pop();
-    answer.expect("one answer per signal").map(accepted_response)
+    answer_one(edge, &caller, Via::Webhook, checked).await
 }
 
 /// The `{"signals": [...]}` form of a batch.
