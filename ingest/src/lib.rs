@@ -52,8 +52,9 @@ impl Edge {
         let now_ms = common::time::now_ms();
         let caller = self.control.authenticate(key, secret, endpoint, now_ms).map_err(EdgeError::Unauthorized)?;
         if let Err(retry_after_s) = self.control.check_rate(&caller.org, now_ms) {
-            self.control.count_rejected(&caller.org, "rate_limited", 1);
-            return Err(EdgeError::RateLimited { retry_after_s });
+            let error = EdgeError::RateLimited { retry_after_s };
+            self.control.count_rejected(&caller.org, error.code(), 1);
+            return Err(error);
         }
         Ok(caller)
     }
