@@ -67,7 +67,8 @@ impl EdgeError {
         }
     }
 
-    fn retry_after_s(&self) -> Option<u64> {
+    /// Seconds a client should wait before retrying, for refusals that pass.
+    pub fn retry_after_s(&self) -> Option<u64> {
         match self {
             EdgeError::RateLimited { retry_after_s }
             | EdgeError::PlanLimitReached { retry_after_s }

@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use common::control::keys::Endpoint;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
 
 use crate::accept::{Accepted, Prepared, Via};
 use crate::body::{self, Format};
@@ -203,41 +203,46 @@ async fn many(edge: &Edge, key: &str, via: Via, headers: &HeaderMap, body: Body)
     Ok(batch_response(results))
 }
 
+#[derive(Serialize)]
+struct BatchBody<'a> {
+    message: &'static str,
+    accepted: usize,
+    rejected: usize,
+    results: Vec<SignalResult<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum SignalResult<'a> {
+    Accepted { index: usize, id: u64, source: &'a str, cold_storage: bool },
+    Rejected { index: usize, error: &'static str, message: String },
+}
+
 /// 202 with counts and one entry per signal when any was accepted; otherwise the status of
 /// the first refusal (so a client's retry logic sees 429/503 when nothing got through).
 fn batch_response(results: Vec<Result<Accepted, EdgeError>>) -> Response {
     let accepted = results.iter().filter(|result| result.is_ok()).count();
-    let status = match results.iter().find_map(|result| result.as_ref().err()) {
+    let first_error = results.iter().find_map(|result| result.as_ref().err());
+    let status = match first_error {
         Some(error) if accepted == 0 => error.status(),
         _ => StatusCode::ACCEPTED,
     };
-    let retry_after = results.iter().find_map(|result| match result {
-        Err(
-            EdgeError::RateLimited { retry_after_s }
-            | EdgeError::PlanLimitReached { retry_after_s }
-            | EdgeError::Unavailable { retry_after_s },
-        ) => Some(*retry_after_s),
-        _ => None,
-    });
-    let entries: Vec<Value> = results
-        .into_iter()
-        .enumerate()
-        .map(|(index, result)| match result {
-            Ok(accepted) => json!({
-                "index": index,
-                "id": accepted.id,
-                "source": accepted.source,
-                "cold_storage": accepted.cold_storage,
-            }),
-            Err(error) => json!({ "index": index, "error": error.code(), "message": error.to_string() }),
-        })
-        .collect();
-    let body = json!({
-        "message": if accepted > 0 { MESSAGE } else { "No signal was accepted" },
-        "accepted": accepted,
-        "rejected": entries.len() - accepted,
-        "results": entries,
-    });
+    let retry_after = results.iter().find_map(|result| result.as_ref().err().and_then(EdgeError::retry_after_s));
+    let body = BatchBody {
+        message: if accepted > 0 { MESSAGE } else { "No signal was accepted" },
+        accepted,
+        rejected: results.len() - accepted,
+        results: results
+            .iter()
+            .enumerate()
+            .map(|(index, result)| match result {
+                Ok(ok) => {
+                    SignalResult::Accepted { index, id: ok.id, source: &ok.source, cold_storage: ok.cold_storage }
+                }
+                Err(error) => SignalResult::Rejected { index, error: error.code(), message: error.to_string() },
+            })
+            .collect(),
+    };
     let mut response = (status, Json(body)).into_response();
     if let (false, Some(seconds)) = (status == StatusCode::ACCEPTED, retry_after) {
         response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.max(1).into());
