@@ -17,6 +17,12 @@ pub mod headers {
     pub const SOURCE_HINTED: &str = "sigstage-source-hinted";
     /// Receive time at the edge, epoch milliseconds (decimal).
     pub const RECEIVED_MS: &str = "sigstage-received-ms";
+    /// On `signals.dlq`: why the record could not be processed (`invalid_json`, …).
+    pub const DLQ_REASON: &str = "sigstage-dlq-reason";
+    /// On `signals.dlq`: the stage that failed (`envelope`, `parse`, `encode`).
+    pub const DLQ_STAGE: &str = "sigstage-dlq-stage";
+    /// On `signals.dlq`: the error in words.
+    pub const DLQ_DETAIL: &str = "sigstage-dlq-detail";
 }
 
 /// The record key: `org:identity`. Identity is the anonymousId, else the userId, else the

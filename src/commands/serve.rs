@@ -57,7 +57,22 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
     if let Some(edge) = &edge {
         app = app.merge(ingest::routes::router(Arc::clone(edge)));
     }
-    let shutdown = shutdown_signal()?;
+    let signal = shutdown_signal()?;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        signal.await;
+        let _ = stop_tx.send(true);
+    });
+    let processor = roles.stream.then(|| {
+        let (kafka, stop) = (config.kafka.clone(), stop.clone());
+        tokio::spawn(async move {
+            let result = stream::runner::run(&kafka, stream::runner::Settings::default(), stop).await;
+            if let Err(error) = &result {
+                tracing::error!(%error, "the stream processor stopped");
+            }
+            result
+        })
+    });
     let listener = TcpListener::bind(config.http.addr).await.with_context(|| {
         format!(
             "cannot listen on {} (SIGSTAGE_HTTP_ADDR): is another sigstage already running there?",
@@ -77,7 +92,15 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
     }
     let mut stdout = std::io::stdout();
     let _ = std::io::Write::write_all(&mut stdout, ready.as_bytes()).and_then(|()| std::io::Write::flush(&mut stdout));
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let mut stopped = stop.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        })
+        .await?;
+    if let Some(processor) = processor {
+        processor.await.context("the stream processor panicked")?.context("the stream processor failed")?;
+    }
 
     if let Some(edge) = edge {
         // Requests have finished; make sure what they queued reaches the broker and ClickHouse.

@@ -1,2 +1,12 @@
-//! Stream processors over `signals.raw`: dedupe, source detection, mapping rules and identity
-//! resolution, committing offsets only after their outputs are acknowledged.
+//! Stream processors over `signals.raw` (and the historical lane): parse, dedupe by content
+//! hash, detect what each signal is and who it names, and write `signals.processed`, with
+//! poison records sent to `signals.dlq`. Offsets are stored only once a batch's outputs are
+//! acknowledged.
+//!
+//! Still to come (issue 4): mapping rules, the signal queue, identity resolution, dedupe that
+//! survives a restart, and the live lane taking precedence over the historical one.
+
+pub mod dedupe;
+pub mod inbound;
+pub mod processor;
+pub mod runner;

@@ -14,4 +14,5 @@ mod kafka_roundtrip;
 mod keys_lifecycle;
 mod migrations;
 mod run_command;
+mod stream_processing;
 mod support;

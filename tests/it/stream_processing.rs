@@ -1,0 +1,151 @@
+//! The stream processor against the real broker: signals in through the edge (or written raw),
+//! processed records and dead letters out, duplicates absorbed.
+
+use std::time::{Duration, Instant};
+
+use common::config::Config;
+use common::kafka::topics;
+use futures::future::join_all;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+use schemas::record::headers;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::edge_support::{count_records, header, payload_json, read_records, TestEdge};
+
+struct Running {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), rdkafka::error::KafkaError>>,
+}
+
+fn start_processor(config: &Config) -> Running {
+    let (stop, stopped) = watch::channel(false);
+    let kafka = config.kafka.clone();
+    let task =
+        tokio::spawn(async move { stream::runner::run(&kafka, stream::runner::Settings::default(), stopped).await });
+    Running { stop, task }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.send(true).expect("processor running");
+        self.task.await.expect("no panic").expect("processor ends cleanly");
+    }
+}
+
+/// Waits until the processor's group has committed everything in the raw topic.
+async fn caught_up(config: &Config) {
+    let raw = config.kafka.topic(topics::SIGNALS_RAW);
+    let total = count_records(config, &raw);
+    let group: StreamConsumer =
+        common::kafka::consumer(&config.kafka, &config.kafka.topic("stream")).expect("consumer");
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..config.kafka.partitions {
+        partitions.add_partition(&raw, partition);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let committed: i64 = group
+            .committed_offsets(partitions.clone(), Duration::from_secs(5))
+            .map(|list| list.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 }).sum())
+            .unwrap_or(0);
+        if committed >= total {
+            return;
+        }
+        assert!(Instant::now() < deadline, "processor committed {committed} of {total} records");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_become_one_signal() {
+    let edge = TestEdge::start().await;
+    let key = edge.key("acme", &[]).await;
+    let processor = start_processor(&edge.db.config);
+    let uri = format!("/api/signal-staging/webhook/{key}");
+    let retried = r#"{"type":"track","event":"Demo Requested","anonymousId":"a1","messageId":"m1"}"#;
+    let hammered = r#"{"email":"lead@example.com","event":"Form Submitted"}"#;
+    assert_eq!(edge.post_json(&uri, retried).await.status, 202);
+    assert_eq!(edge.post_json(&uri, retried).await.status, 202);
+    let answers = join_all((0..1000).map(|_| edge.post_json(&uri, hammered))).await;
+    assert!(answers.iter().all(|answer| answer.status == 202));
+    assert_eq!(edge.post_json(&uri, r#"{"event":"distinct"}"#).await.status, 202);
+
+    caught_up(&edge.db.config).await;
+    let processed_topic = edge.topic(topics::SIGNALS_PROCESSED);
+    assert_eq!(count_records(&edge.db.config, &processed_topic), 3, "1003 raw signals, 3 distinct");
+    processor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_are_described_for_the_sinks() {
+    let edge = TestEdge::start().await;
+    let key = edge.key("acme", &[]).await;
+    let processor = start_processor(&edge.db.config);
+    let uri = format!("/api/signal-staging/webhook/{key}");
+    let bodies = [
+        r#"{"type":"track","event":"Form Submitted","anonymousId":"a1","messageId":"m1","properties":{"form_name":"demo"},"timestamp":"2026-01-01T00:00:00.000Z","sentAt":"2026-01-01T00:00:10.000Z"}"#,
+        r#"{"type":"page","anonymousId":"a1","messageId":"m2","properties":{"url":"https://acme.io/pricing","name":"Pricing"}}"#,
+        r#"{"type":"identify","anonymousId":"a1","messageId":"m3","traits":{"email":" Jane@Acme.IO ","company":"Acme"}}"#,
+    ];
+    let mut received = Vec::new();
+    for body in bodies {
+        let answer = edge.post_json(&uri, body).await;
+        assert_eq!(answer.status, 202, "{}", answer.text);
+        received.push(answer.id());
+    }
+    let records = read_records(&edge.db.config, &edge.topic(topics::SIGNALS_PROCESSED), 3).await;
+    let mut described: Vec<Value> = records.iter().map(payload_json).collect();
+    described.sort_by_key(|d| d["signal_id"].as_u64());
+    let kinds: Vec<(&str, &str)> =
+        described.iter().map(|d| (d["kind"].as_str().expect("kind"), d["event"].as_str().expect("event"))).collect();
+    assert_eq!(kinds, [("track", "Form Submitted"), ("page", "page_view"), ("identify", "identify")]);
+    assert_eq!(described[2]["email"], "jane@acme.io");
+    assert_eq!((described[0]["hot"].as_bool(), described[2]["hot"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(described[1]["payload"]["properties"]["url"], "https://acme.io/pricing", "the raw signal travels along");
+    // Sent 10 s after it happened by the sender's clock: the event time is 10 s before receipt.
+    let track = &described[0];
+    assert_eq!(track["received_ms"].as_u64().expect("received") - track["event_ms"].as_u64().expect("event"), 10_000);
+    assert!(records.iter().all(|r| crate::edge_support::key_of(r) == "acme:a1"), "one visitor, one partition");
+    processor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_go_to_the_dlq_and_the_partition_moves_on() {
+    let edge = TestEdge::start().await;
+    let key = edge.key("acme", &[]).await;
+    let processor = start_processor(&edge.db.config);
+    let raw = edge.topic(topics::SIGNALS_RAW);
+    let producer = common::kafka::producer(&edge.db.config.kafka).expect("producer");
+    let edge_headers = |id: &str| {
+        OwnedHeaders::new()
+            .insert(Header { key: headers::ORG, value: Some("acme") })
+            .insert(Header { key: headers::SIGNAL_ID, value: Some(id) })
+    };
+    let poison: [(&[u8], Option<OwnedHeaders>); 3] =
+        [(b"{\"a\":\"\xff\"}", Some(edge_headers("1"))), (b"{\"truncated\":", Some(edge_headers("2"))), (b"{}", None)];
+    for (payload, headers) in poison {
+        let mut record = FutureRecord::to(&raw).key("acme:poison").payload(payload);
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
+        producer.send(record, Duration::from_secs(5)).await.expect("produced");
+    }
+    // A good signal for the same visitor, after the poison on the same partition.
+    let good = r#"{"anonymousId":"poison","event":"after"}"#;
+    assert_eq!(edge.post_json(&format!("/api/signal-staging/webhook/{key}"), good).await.status, 202);
+
+    let dead = read_records(&edge.db.config, &edge.topic(topics::SIGNALS_DLQ), 3).await;
+    let mut reasons: Vec<(&str, &str)> = dead
+        .iter()
+        .map(|r| (header(r, headers::DLQ_REASON).expect("reason"), header(r, headers::DLQ_STAGE).expect("stage")))
+        .collect();
+    reasons.sort_unstable();
+    assert_eq!(reasons, [("invalid_json", "parse"), ("invalid_utf8", "parse"), ("missing_org_header", "envelope")]);
+    let processed = read_records(&edge.db.config, &edge.topic(topics::SIGNALS_PROCESSED), 1).await;
+    assert_eq!(payload_json(&processed[0])["event"], "after");
+    processor.stop().await;
+}
