@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::{ConsumerContext, DefaultConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, FutureProducer, Producer};
 use rdkafka::ClientConfig;
@@ -54,6 +54,15 @@ pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
 /// processing finished (`enable.auto.offset.store=false`; stored offsets are committed in the
 /// background and on close).
 pub fn consumer(config: &KafkaConfig, group_id: &str) -> Result<StreamConsumer, KafkaError> {
+    consumer_with_context(config, group_id, DefaultConsumerContext)
+}
+
+/// [`consumer`], with a context that hears about rebalances and other client events.
+pub fn consumer_with_context<C: ConsumerContext + 'static>(
+    config: &KafkaConfig,
+    group_id: &str,
+    context: C,
+) -> Result<StreamConsumer<C>, KafkaError> {
     base(config)
         .set("group.id", group_id)
         .set("enable.auto.commit", "true")
@@ -62,7 +71,7 @@ pub fn consumer(config: &KafkaConfig, group_id: &str) -> Result<StreamConsumer, 
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
         .set("enable.partition.eof", "false")
-        .create()
+        .create_with_context(context)
 }
 
 /// Creates the named topics (full names) with the configured partition count; topics that

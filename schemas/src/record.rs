@@ -17,6 +17,9 @@ pub mod headers {
     pub const SOURCE_HINTED: &str = "sigstage-source-hinted";
     /// Receive time at the edge, epoch milliseconds (decimal).
     pub const RECEIVED_MS: &str = "sigstage-received-ms";
+    /// On `signals.processed`: the signal's content hash (xxh3-128 of org and bytes, 32 hex
+    /// digits), from which a processor rebuilds its dedupe window.
+    pub const CONTENT_HASH: &str = "sigstage-content-hash";
     /// On `signals.dlq`: why the record could not be processed (`invalid_json`, …).
     pub const DLQ_REASON: &str = "sigstage-dlq-reason";
     /// On `signals.dlq`: the stage that failed (`envelope`, `parse`, `encode`).

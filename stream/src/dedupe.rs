@@ -31,6 +31,11 @@ impl Deduper {
     pub fn first_seen(&self, hash: u128) -> bool {
         self.seen.entry(hash).or_insert(()).is_fresh()
     }
+
+    /// Records a hash seen elsewhere (another processor, an earlier run).
+    pub fn remember(&self, hash: u128) {
+        self.seen.insert(hash, ());
+    }
 }
 
 #[cfg(test)]

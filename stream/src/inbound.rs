@@ -9,6 +9,9 @@ pub struct Inbound<'a> {
     pub signal_id: u64,
     pub source: &'a str,
     pub received_ms: u64,
+    /// `org:identity`, as the edge keyed it; outputs keep it, so they land on the same
+    /// partition number as their raw record.
+    pub key: &'a [u8],
     pub payload: &'a [u8],
 }
 
@@ -24,6 +27,7 @@ impl<'a> Inbound<'a> {
             signal_id: header(headers::SIGNAL_ID).and_then(|v| v.parse().ok()).ok_or("missing_signal_id_header")?,
             source: header(headers::SOURCE).unwrap_or("generic"),
             received_ms: header(headers::RECEIVED_MS).and_then(|v| v.parse().ok()).unwrap_or(0),
+            key: message.key().unwrap_or_default(),
             payload: message.payload().unwrap_or_default(),
         })
     }

@@ -3,10 +3,11 @@
 //! poison records sent to `signals.dlq`. Offsets are stored only once a batch's outputs are
 //! acknowledged.
 //!
-//! Still to come (issue 4): mapping rules, the signal queue, identity resolution, dedupe that
-//! survives a restart, and the live lane taking precedence over the historical one.
+//! Still to come (issue 4): mapping rules, the signal queue, identity resolution, and the live
+//! lane taking precedence over the historical one.
 
 pub mod dedupe;
 pub mod inbound;
 pub mod processor;
 pub mod runner;
+pub mod window;

@@ -14,8 +14,8 @@ use crate::inbound::Inbound;
 /// What became of one raw record.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Output {
-    /// A new signal: the `signals.processed` record (key `org:identity`, JSON value).
-    Processed { key: Vec<u8>, value: Vec<u8> },
+    /// A new signal: the `signals.processed` record (JSON) and its content hash.
+    Processed { value: Vec<u8>, hash: u128 },
     /// Seen before within the dedupe window: nothing to write.
     Duplicate,
     /// Cannot be processed: to the dead-letter topic with a reason and the stage that failed.
@@ -63,6 +63,10 @@ impl Processor {
         }
     }
 
+    pub fn deduper(&self) -> &Deduper {
+        &self.deduper
+    }
+
     pub fn process(&mut self, inbound: &Inbound<'_>) -> Output {
         if std::str::from_utf8(inbound.payload).is_err() {
             return dead("invalid_utf8", "parse", "the record is not UTF-8".into());
@@ -81,10 +85,8 @@ impl Processor {
             return Output::Duplicate;
         }
         let processed = describe(inbound, &value, hash);
-        let identity = processed.anonymous_id.or(processed.user_id).map(str::to_owned).or(processed.email.clone());
-        let key = schemas::record::record_key(inbound.org, identity.as_deref(), inbound.signal_id).into_bytes();
         match encode(&processed, inbound.payload) {
-            Ok(value) => Output::Processed { key, value },
+            Ok(value) => Output::Processed { value, hash },
             Err(error) => dead("unencodable", "encode", error.to_string()),
         }
     }

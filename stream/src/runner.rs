@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::inbound::Inbound;
 use crate::processor::{Output, Processor};
+use crate::window::{self, Assignments};
 
 pub const PROCESSED_TOTAL: &str = "sigstage_stream_records_total";
 
@@ -52,7 +53,8 @@ pub async fn run(config: &KafkaConfig, settings: Settings, mut stop: watch::Rece
     let (raw, historical) = (config.topic(topics::SIGNALS_RAW), config.topic(topics::SIGNALS_HISTORICAL));
     let (processed, dlq) = (config.topic(topics::SIGNALS_PROCESSED), config.topic(topics::SIGNALS_DLQ));
     kafka::ensure_topics(config, &[&raw, &historical, &processed, &dlq]).await?;
-    let consumer: StreamConsumer = kafka::consumer(config, &config.topic("stream"))?;
+    let consumer: StreamConsumer<Assignments> =
+        kafka::consumer_with_context(config, &config.topic("stream"), Assignments::default())?;
     consumer.subscribe(&[&raw, &historical])?;
     let producer = kafka::producer(config)?;
     let mut processor = Processor::new(settings.dedupe_entries, settings.dedupe_window);
@@ -75,6 +77,11 @@ pub async fn run(config: &KafkaConfig, settings: Settings, mut stop: watch::Rece
                 Ok(Ok(message)) => batch.push(message),
                 _ => break,
             }
+        }
+        let assigned = consumer.context().take();
+        if !assigned.is_empty() {
+            let read = window::reload(config, &assigned, settings.dedupe_window, processor.deduper()).await?;
+            tracing::info!(partitions = ?assigned, hashes = read, "dedupe window reloaded");
         }
         let outputs: Vec<Pending> =
             batch.iter().filter_map(|message| route(&mut processor, message, &processed, &dlq)).collect();
@@ -100,13 +107,15 @@ fn route(processor: &mut Processor, message: &BorrowedMessage<'_>, processed: &s
         Err(reason) => Output::Dead { reason, stage: "envelope", detail: "not written by the sigstage edge".into() },
     };
     match output {
-        Output::Processed { key, value } => {
+        Output::Processed { value, hash } => {
             metrics::counter!(PROCESSED_TOTAL, "outcome" => "processed").increment(1);
+            let hash = format!("{hash:032x}");
+            let headers = OwnedHeaders::new().insert(Header { key: headers::CONTENT_HASH, value: Some(hash.as_str()) });
             Some(Pending {
                 topic: processed.to_owned(),
-                key,
+                key: message.key().unwrap_or_default().to_vec(),
                 value,
-                headers: copy_headers(message, OwnedHeaders::new()),
+                headers: copy_headers(message, headers),
             })
         }
         Output::Duplicate => {

@@ -78,6 +78,15 @@ async fn duplicates_become_one_signal() {
     let processed_topic = edge.topic(topics::SIGNALS_PROCESSED);
     assert_eq!(count_records(&edge.db.config, &processed_topic), 3, "1003 raw signals, 3 distinct");
     processor.stop().await;
+
+    // A new processor (empty cache) reloads the window from signals.processed: a redelivery
+    // after the restart is still a duplicate, a new signal is not.
+    let restarted = start_processor(&edge.db.config);
+    assert_eq!(edge.post_json(&uri, retried).await.status, 202);
+    assert_eq!(edge.post_json(&uri, r#"{"event":"after restart"}"#).await.status, 202);
+    caught_up(&edge.db.config).await;
+    assert_eq!(count_records(&edge.db.config, &processed_topic), 4);
+    restarted.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
