@@ -9,13 +9,15 @@ use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
 use crate::dedupe::Deduper;
+use crate::identity::{Identities, IdentityLink};
 use crate::inbound::Inbound;
 
 /// What became of one raw record.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Output {
-    /// A new signal: the `signals.processed` record (JSON) and its content hash.
-    Processed { value: Vec<u8>, hash: u128 },
+    /// A new signal: the `signals.processed` record (JSON), its content hash, and the
+    /// identity link it made, if any.
+    Processed { value: Vec<u8>, hash: u128, link: Option<IdentityLink> },
     /// Seen before within the dedupe window: nothing to write.
     Duplicate,
     /// Cannot be processed: to the dead-letter topic with a reason and the stage that failed.
@@ -37,8 +39,12 @@ pub struct Processed<'a> {
     pub user_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    /// Attributed to a lead (an email); identity resolution may attribute more.
+    /// Attributed to a lead: it names an email, or its visitor was identified earlier.
     pub hot: bool,
+    /// `signal` when the signal named the email itself, `identity` when it came from an
+    /// earlier identification of the visitor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributed_by: Option<&'static str>,
     /// xxh3-128 of org and bytes, hex.
     pub content_hash: String,
     pub received_ms: u64,
@@ -50,6 +56,7 @@ pub struct Processed<'a> {
 
 pub struct Processor {
     deduper: Deduper,
+    identities: Identities,
     buffer: Vec<u8>,
     buffers: simd_json::Buffers,
 }
@@ -58,6 +65,7 @@ impl Processor {
     pub fn new(dedupe_entries: u64, dedupe_window: Duration) -> Self {
         Self {
             deduper: Deduper::new(dedupe_entries, dedupe_window),
+            identities: Identities::default(),
             buffer: Vec::with_capacity(64 * 1024),
             buffers: simd_json::Buffers::new(64 * 1024),
         }
@@ -65,6 +73,10 @@ impl Processor {
 
     pub fn deduper(&self) -> &Deduper {
         &self.deduper
+    }
+
+    pub fn identities(&mut self) -> &mut Identities {
+        &mut self.identities
     }
 
     pub fn process(&mut self, inbound: &Inbound<'_>) -> Output {
@@ -84,12 +96,44 @@ impl Processor {
         if !self.deduper.first_seen(hash) {
             return Output::Duplicate;
         }
-        let processed = describe(inbound, &value, hash);
+        let mut processed = describe(inbound, &value, hash);
+        let link = resolve(&mut self.identities, &mut processed, &value);
         match encode(&processed, inbound.payload) {
-            Ok(value) => Output::Processed { value, hash },
+            Ok(value) => Output::Processed { value, hash, link },
             Err(error) => dead("unencodable", "encode", error.to_string()),
         }
     }
+}
+
+/// Attributes an anonymous signal to its visitor's lead, or links the visitor to the email the
+/// signal names (answering the link when it is new).
+fn resolve(
+    identities: &mut Identities,
+    processed: &mut Processed<'_>,
+    value: &BorrowedValue<'_>,
+) -> Option<IdentityLink> {
+    let anonymous_id = processed.anonymous_id?;
+    let Some(email) = &processed.email else {
+        let lead = identities.lead_of(processed.org, anonymous_id)?;
+        processed.email = Some(lead.to_owned());
+        processed.hot = true;
+        processed.attributed_by = Some("identity");
+        return None;
+    };
+    if !identities.link(processed.org, anonymous_id, email) {
+        return None;
+    }
+    let trait_of = |name: &str| text(value, &["traits", name]).map(str::to_owned);
+    Some(IdentityLink {
+        org: processed.org.to_owned(),
+        anonymous_id: anonymous_id.to_owned(),
+        email: email.clone(),
+        name: trait_of("name"),
+        company: trait_of("company"),
+        title: trait_of("title"),
+        signal_id: processed.signal_id,
+        linked_ms: processed.event_ms,
+    })
 }
 
 /// The processed record as JSON, the raw signal (already known to be one JSON object) as its
@@ -145,6 +189,7 @@ fn describe<'a>(inbound: &Inbound<'a>, value: &'a BorrowedValue<'_>, hash: u128)
         anonymous_id: text(value, &["anonymousId"]).or(text(value, &["session_id"])),
         user_id: text(value, &["userId"]),
         hot: email.is_some(),
+        attributed_by: email.is_some().then_some("signal"),
         email,
         content_hash: format!("{hash:032x}"),
         received_ms: inbound.received_ms,

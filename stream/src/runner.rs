@@ -51,8 +51,13 @@ struct Pending {
 /// Consumes `signals.raw` and `signals.raw.historical` until `stop` turns true.
 pub async fn run(config: &KafkaConfig, settings: Settings, mut stop: watch::Receiver<bool>) -> Result<(), KafkaError> {
     let (raw, historical) = (config.topic(topics::SIGNALS_RAW), config.topic(topics::SIGNALS_HISTORICAL));
-    let (processed, dlq) = (config.topic(topics::SIGNALS_PROCESSED), config.topic(topics::SIGNALS_DLQ));
-    kafka::ensure_topics(config, &[&raw, &historical, &processed, &dlq]).await?;
+    let outputs_to = Topics {
+        processed: config.topic(topics::SIGNALS_PROCESSED),
+        identities: config.topic(topics::IDENTITIES),
+        dlq: config.topic(topics::SIGNALS_DLQ),
+    };
+    kafka::ensure_topics(config, &[&raw, &historical, &outputs_to.processed, &outputs_to.identities, &outputs_to.dlq])
+        .await?;
     let consumer: StreamConsumer<Assignments> =
         kafka::consumer_with_context(config, &config.topic("stream"), Assignments::default())?;
     consumer.subscribe(&[&raw, &historical])?;
@@ -80,11 +85,13 @@ pub async fn run(config: &KafkaConfig, settings: Settings, mut stop: watch::Rece
         }
         let assigned = consumer.context().take();
         if !assigned.is_empty() {
-            let read = window::reload(config, &assigned, settings.dedupe_window, processor.deduper()).await?;
-            tracing::info!(partitions = ?assigned, hashes = read, "dedupe window reloaded");
+            let (hashes, links) = window::reload(config, &assigned, settings.dedupe_window, &mut processor).await?;
+            tracing::info!(partitions = ?assigned, hashes, links, "dedupe window and identities reloaded");
         }
-        let outputs: Vec<Pending> =
-            batch.iter().filter_map(|message| route(&mut processor, message, &processed, &dlq)).collect();
+        let mut outputs = Vec::with_capacity(batch.len() + 16);
+        for message in &batch {
+            route(&mut processor, message, &outputs_to, &mut outputs);
+        }
         if !deliver(&producer, outputs, &mut stop).await {
             break; // stopping with outputs undelivered: their offsets stay unstored
         }
@@ -100,27 +107,44 @@ pub async fn run(config: &KafkaConfig, settings: Settings, mut stop: watch::Rece
     Ok(())
 }
 
-/// What one raw record becomes: a processed record, a dead letter, or nothing (duplicate).
-fn route(processor: &mut Processor, message: &BorrowedMessage<'_>, processed: &str, dlq: &str) -> Option<Pending> {
+/// Where each output goes.
+struct Topics {
+    processed: String,
+    identities: String,
+    dlq: String,
+}
+
+/// What one raw record becomes, appended to `out`: a processed record (and the identity link it
+/// made), a dead letter, or nothing (a duplicate).
+fn route(processor: &mut Processor, message: &BorrowedMessage<'_>, topics: &Topics, out: &mut Vec<Pending>) {
     let output = match Inbound::from_message(message) {
         Ok(inbound) => processor.process(&inbound),
         Err(reason) => Output::Dead { reason, stage: "envelope", detail: "not written by the sigstage edge".into() },
     };
+    let key = || message.key().unwrap_or_default().to_vec();
     match output {
-        Output::Processed { value, hash } => {
+        Output::Processed { value, hash, link } => {
             metrics::counter!(PROCESSED_TOTAL, "outcome" => "processed").increment(1);
             let hash = format!("{hash:032x}");
             let headers = OwnedHeaders::new().insert(Header { key: headers::CONTENT_HASH, value: Some(hash.as_str()) });
-            Some(Pending {
-                topic: processed.to_owned(),
-                key: message.key().unwrap_or_default().to_vec(),
+            out.push(Pending {
+                topic: topics.processed.clone(),
+                key: key(),
                 value,
                 headers: copy_headers(message, headers),
-            })
+            });
+            if let Some(link) = link.and_then(|link| serde_json::to_vec(&link).ok()) {
+                metrics::counter!(PROCESSED_TOTAL, "outcome" => "identity_link").increment(1);
+                out.push(Pending {
+                    topic: topics.identities.clone(),
+                    key: key(),
+                    value: link,
+                    headers: copy_headers(message, OwnedHeaders::new()),
+                });
+            }
         }
         Output::Duplicate => {
             metrics::counter!(PROCESSED_TOTAL, "outcome" => "duplicate").increment(1);
-            None
         }
         Output::Dead { reason, stage, detail } => {
             metrics::counter!(PROCESSED_TOTAL, "outcome" => "dead_letter").increment(1);
@@ -129,12 +153,12 @@ fn route(processor: &mut Processor, message: &BorrowedMessage<'_>, processed: &s
                 .insert(Header { key: headers::DLQ_REASON, value: Some(reason) })
                 .insert(Header { key: headers::DLQ_STAGE, value: Some(stage) })
                 .insert(Header { key: headers::DLQ_DETAIL, value: Some(detail.as_str()) });
-            Some(Pending {
-                topic: dlq.to_owned(),
-                key: message.key().unwrap_or_default().to_vec(),
+            out.push(Pending {
+                topic: topics.dlq.clone(),
+                key: key(),
                 value: message.payload().unwrap_or_default().to_vec(),
                 headers: copy_headers(message, headers),
-            })
+            });
         }
     }
 }

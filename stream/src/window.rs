@@ -1,8 +1,8 @@
-//! Rebuilding the dedupe window: when a processor is given partitions (at start, or after a
-//! rebalance), it reads the content hashes of the signals processed on those partitions within
-//! the window back from `signals.processed`, so a redelivery that arrives after a restart or a
-//! hand-over is still recognised. Processed records keep their raw record's key, so raw
-//! partition p's signals are on processed partition p.
+//! Rebuilding a processor's state: when it is given partitions (at start, or after a
+//! rebalance), it reads back the content hashes of the signals processed on those partitions
+//! within the dedupe window, and the identity links made on them, so a redelivery after a
+//! restart or a hand-over is still recognised and an identified visitor stays identified.
+//! Outputs keep their raw record's key, so raw partition p's outputs are on partition p.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,11 +12,12 @@ use common::config::KafkaConfig;
 use common::kafka::{self, topics};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use schemas::record::headers;
 
-use crate::dedupe::Deduper;
+use crate::identity::IdentityLink;
+use crate::processor::Processor;
 
 /// Hears partition assignments; the runner reloads the window of each before processing it.
 #[derive(Default)]
@@ -46,32 +47,63 @@ impl Assignments {
     }
 }
 
-/// Reads the hashes of the last `window` of `partitions` of `signals.processed` into
-/// `deduper`. Answers how many were read.
+/// Before a processor works on newly assigned `partitions`, it reads back what earlier owners
+/// wrote for them: the content hashes of the last `window` of `signals.processed` (dedupe) and
+/// every link in `identities`. Answers (hashes, links) read.
 pub async fn reload(
     config: &KafkaConfig,
     partitions: &[i32],
     window: Duration,
-    deduper: &Deduper,
-) -> Result<usize, KafkaError> {
-    let topic = config.topic(topics::SIGNALS_PROCESSED);
-    let reader: StreamConsumer = kafka::consumer(config, &config.topic("stream-window"))?;
+    processor: &mut Processor,
+) -> Result<(usize, usize), KafkaError> {
     let since_ms = common::time::now_ms().saturating_sub(window.as_millis() as u64) as i64;
+    let hashes = replay(config, &config.topic(topics::SIGNALS_PROCESSED), partitions, Some(since_ms), |message| {
+        let hash = message
+            .headers()
+            .and_then(|h| h.iter().find(|header| header.key == headers::CONTENT_HASH))
+            .and_then(|header| std::str::from_utf8(header.value?).ok())
+            .and_then(|hex| u128::from_str_radix(hex, 16).ok());
+        hash.map(|hash| processor.deduper().remember(hash)).is_some()
+    })
+    .await?;
+    let links = replay(config, &config.topic(topics::IDENTITIES), partitions, None, |message| {
+        let link = message.payload().and_then(|bytes| serde_json::from_slice::<IdentityLink>(bytes).ok());
+        link.map(|link| processor.identities().link(&link.org, &link.anonymous_id, &link.email)).is_some()
+    })
+    .await?;
+    Ok((hashes, links))
+}
+
+/// Reads `partitions` of `topic` from `since_ms` (or the beginning) to where they end now,
+/// handing each record to `apply`; answers how many it accepted.
+async fn replay(
+    config: &KafkaConfig,
+    topic: &str,
+    partitions: &[i32],
+    since_ms: Option<i64>,
+    mut apply: impl FnMut(&BorrowedMessage<'_>) -> bool,
+) -> Result<usize, KafkaError> {
+    let reader: StreamConsumer = kafka::consumer(config, &config.topic("stream-replay"))?;
     let mut wanted = TopicPartitionList::new();
     for &partition in partitions {
-        wanted.add_partition_offset(&topic, partition, Offset::Offset(since_ms))?;
+        wanted.add_partition_offset(topic, partition, since_ms.map_or(Offset::Beginning, Offset::Offset))?;
     }
-    let starts = reader.offsets_for_times(wanted, Duration::from_secs(10))?;
-    // Read each partition from its window start up to where it ends now.
+    let starts = match since_ms {
+        Some(_) => reader.offsets_for_times(wanted, Duration::from_secs(10))?,
+        None => wanted,
+    };
     let mut ends: HashMap<i32, i64> = HashMap::new();
     let mut assignment = TopicPartitionList::new();
     for element in starts.elements() {
-        let (_, high) = reader.fetch_watermarks(&topic, element.partition(), Duration::from_secs(10))?;
-        if let Offset::Offset(start) = element.offset() {
-            if start < high {
-                ends.insert(element.partition(), high);
-                assignment.add_partition_offset(&topic, element.partition(), Offset::Offset(start))?;
-            }
+        let (low, high) = reader.fetch_watermarks(topic, element.partition(), Duration::from_secs(10))?;
+        let start = match element.offset() {
+            Offset::Offset(start) => start.max(low),
+            Offset::Beginning => low,
+            _ => high, // no record at or after the time
+        };
+        if start < high {
+            ends.insert(element.partition(), high);
+            assignment.add_partition_offset(topic, element.partition(), Offset::Offset(start))?;
         }
     }
     if ends.is_empty() {
@@ -79,28 +111,22 @@ pub async fn reload(
     }
     reader.assign(&assignment)?;
     let deadline = Instant::now() + Duration::from_secs(120);
-    let mut read = 0;
+    let mut accepted = 0;
     while !ends.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         let message = match tokio::time::timeout(left, reader.recv()).await {
             Ok(message) => message?,
             Err(_) => {
-                tracing::warn!(partitions = ?ends.keys().collect::<Vec<_>>(), "dedupe window reload timed out");
+                tracing::warn!(%topic, partitions = ?ends.keys().collect::<Vec<_>>(), "replay timed out");
                 break;
             }
         };
-        let hash = message
-            .headers()
-            .and_then(|h| h.iter().find(|header| header.key == headers::CONTENT_HASH))
-            .and_then(|header| std::str::from_utf8(header.value?).ok())
-            .and_then(|hex| u128::from_str_radix(hex, 16).ok());
-        if let Some(hash) = hash {
-            deduper.remember(hash);
-            read += 1;
+        if apply(&message) {
+            accepted += 1;
         }
         if ends.get(&message.partition()).is_some_and(|&end| message.offset() + 1 >= end) {
             ends.remove(&message.partition());
         }
     }
-    Ok(read)
+    Ok(accepted)
 }

@@ -158,3 +158,55 @@ async fn poison_records_go_to_the_dlq_and_the_partition_moves_on() {
     assert_eq!(payload_json(&processed[0])["event"], "after");
     processor.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identified_visitors_stay_identified_across_a_restart() {
+    let edge = TestEdge::start().await;
+    let key = edge.key("acme", &[]).await;
+    let uri = format!("/api/signal-staging/webhook/{key}");
+    let track =
+        |n: u32| format!(r#"{{"type":"track","event":"Viewed {n}","anonymousId":"visitor-9","messageId":"t{n}"}}"#);
+    let identify = |n: u32| {
+        format!(
+            r#"{{"type":"identify","anonymousId":"visitor-9","messageId":"i{n}","traits":{{"email":"Jo@Acme.io","name":"Jo","company":"Acme","title":"CTO"}}}}"#
+        )
+    };
+    let processor = start_processor(&edge.db.config);
+    for body in [track(1), track(2), identify(1), track(3), identify(2)] {
+        assert_eq!(edge.post_json(&uri, &body).await.status, 202);
+    }
+    caught_up(&edge.db.config).await;
+    processor.stop().await;
+
+    let restarted = start_processor(&edge.db.config);
+    assert_eq!(edge.post_json(&uri, &track(4)).await.status, 202);
+    let records = read_records(&edge.db.config, &edge.topic(topics::SIGNALS_PROCESSED), 6).await;
+    restarted.stop().await;
+
+    let mut described: Vec<Value> = records.iter().map(payload_json).collect();
+    described.sort_by_key(|d| d["signal_id"].as_u64());
+    let attribution: Vec<(&str, Option<&str>, Option<&str>)> = described
+        .iter()
+        .map(|d| (d["event"].as_str().expect("event"), d["email"].as_str(), d["attributed_by"].as_str()))
+        .collect();
+    assert_eq!(
+        attribution,
+        [
+            ("Viewed 1", None, None),
+            ("Viewed 2", None, None),
+            ("identify", Some("jo@acme.io"), Some("signal")),
+            ("Viewed 3", Some("jo@acme.io"), Some("identity")),
+            ("identify", Some("jo@acme.io"), Some("signal")),
+            ("Viewed 4", Some("jo@acme.io"), Some("identity")),
+        ],
+        "tracks after the identify, and after the restart, are attributed to the lead"
+    );
+
+    let identities = edge.topic(topics::IDENTITIES);
+    assert_eq!(count_records(&edge.db.config, &identities), 1, "the second identify is not news");
+    let link = payload_json(&read_records(&edge.db.config, &identities, 1).await[0]);
+    assert_eq!(
+        (link["anonymous_id"].as_str(), link["email"].as_str(), link["company"].as_str(), link["title"].as_str()),
+        (Some("visitor-9"), Some("jo@acme.io"), Some("Acme"), Some("CTO"))
+    );
+}

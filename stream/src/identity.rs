@@ -1,0 +1,82 @@
+//! Identity resolution: which lead (email) each anonymous visitor turned out to be. A signal
+//! carrying both an anonymousId and an email (a Segment `identify` with `traits.email`, or any
+//! other) links them; from then on that visitor's signals are attributed to the lead. Records
+//! are keyed `org:identity`, so a visitor's signals all pass through the processor that owns
+//! its partition, in order; that processor holds the links and writes each new one to the
+//! `identities` topic, from which it (or the next owner) rebuilds them.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One link, as written to `identities`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityLink {
+    pub org: String,
+    pub anonymous_id: String,
+    /// Normalised: trimmed, lower-case.
+    pub email: String,
+    /// Traits captured for lead enrichment, when the signal had them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The signal that made the link.
+    pub signal_id: u64,
+    pub linked_ms: u64,
+}
+
+#[derive(Default)]
+pub struct Identities {
+    /// `org \0 anonymousId` → email.
+    links: HashMap<String, String>,
+}
+
+fn key(org: &str, anonymous_id: &str) -> String {
+    let mut key = String::with_capacity(org.len() + 1 + anonymous_id.len());
+    key.push_str(org);
+    key.push('\0');
+    key.push_str(anonymous_id);
+    key
+}
+
+impl Identities {
+    pub fn lead_of(&self, org: &str, anonymous_id: &str) -> Option<&str> {
+        self.links.get(&key(org, anonymous_id)).map(String::as_str)
+    }
+
+    /// Records that `anonymous_id` of `org` is `email`; true when this is news (a first link,
+    /// or a visitor identified as someone else).
+    pub fn link(&mut self, org: &str, anonymous_id: &str, email: &str) -> bool {
+        match self.links.insert(key(org, anonymous_id), email.to_owned()) {
+            Some(previous) => previous != email,
+            None => true,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.links.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_per_org_and_news_only_once() {
+        let mut identities = Identities::default();
+        assert!(identities.link("acme", "a1", "jane@acme.io"));
+        assert!(!identities.link("acme", "a1", "jane@acme.io"));
+        assert_eq!(identities.lead_of("acme", "a1"), Some("jane@acme.io"));
+        assert_eq!(identities.lead_of("other", "a1"), None);
+        assert!(identities.link("acme", "a1", "joe@acme.io"), "re-identified");
+        assert_eq!(identities.len(), 1);
+    }
+}
