@@ -35,7 +35,7 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 bench:
-	cargo bench --bench edge --bench auth
+	cargo bench --bench edge --bench stream --bench auth
 
 ## bench-load: the load figures of the README (wrk against the edge and its baselines)
 bench-load: stack-up
