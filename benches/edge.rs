@@ -5,7 +5,6 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ingest::accept::{encode, Via};
 use ingest::control::Caller;

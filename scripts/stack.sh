@@ -4,6 +4,7 @@
 # state folder (default .state/ of this checkout), and is idempotent.
 #
 #   scripts/stack.sh up | down | status
+#   scripts/stack.sh test-broker   (re)start a Tansu with empty storage on 127.0.0.1:9093 for tests
 #
 # STACK_STATE_DIR      where data, logs and pid files live (default: <repo>/.state)
 # STACK_KAFKA_STORAGE  Tansu storage engine URL (default: sqlite://tansu.db, durable)
@@ -14,6 +15,7 @@ state=${STACK_STATE_DIR:-$repo/.state}
 kafka_storage=${STACK_KAFKA_STORAGE:-sqlite://tansu.db}
 tansu_version=0.6.0
 kafka_port=9092
+test_kafka_port=9093
 ch_http_port=8123
 ch_native_port=9000
 
@@ -23,10 +25,10 @@ die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
 # --- probes -------------------------------------------------------------------------------
 
 # Sends a Kafka ApiVersions v0 request and checks the reply carries our correlation id.
-kafka_answers() {
-    local reply
+kafka_answers() { # [port]
+    local reply port=${1:-$kafka_port}
     reply=$(timeout 3 bash -c "
-        exec 3<>/dev/tcp/127.0.0.1/$kafka_port || exit 1
+        exec 3<>/dev/tcp/127.0.0.1/$port || exit 1
         printf '\x00\x00\x00\x0e\x00\x12\x00\x00\x00\x00\x00\x01\x00\x04ping' >&3
         head -c 8 <&3 | od -An -tx1" 2>/dev/null) || return 1
     [[ $(echo $reply) == *"00 00 00 01" ]]
@@ -131,6 +133,27 @@ start_clickhouse() {
 
 # --- stop ---------------------------------------------------------------------------------
 
+# Tests get a broker of their own, with empty storage for every run: Tansu's sqlite storage slows
+# down (and eventually stalls) as thousands of test topics pile up, and test data has no reason to
+# last. It is sqlite, not memory://: Tansu 0.6's memory engine reports watermarks per batch, not
+# per record.
+start_test_kafka() {
+    local dir=$state/tansu-test pidfile=$state/tansu-test/tansu.pid owner
+    mkdir -p "$dir"
+    stop_pid "test Tansu" "$pidfile" >/dev/null 2>&1
+    rm -f "$dir"/tansu-test.db*
+    owner=$(port_owner $test_kafka_port)
+    [[ -z $owner ]] || die "port $test_kafka_port (the test broker) is taken by $owner; stop it and retry"
+    install_tansu
+    (cd "$dir" && exec setsid nohup "$(tansu_bin)" broker \
+        --listener-url "tcp://127.0.0.1:$test_kafka_port" \
+        --advertised-listener-url "tcp://127.0.0.1:$test_kafka_port" \
+        --storage-engine sqlite://tansu-test.db >"$dir/tansu.log" 2>&1 </dev/null) &
+    echo $! >"$pidfile"
+    wait_for "test Tansu" 60 "kafka_answers $test_kafka_port" "$dir/tansu.log" || die "the test broker failed to start"
+    say "test broker (empty sqlite storage) on 127.0.0.1:$test_kafka_port"
+}
+
 stop_pid() { # name pidfile
     local name=$1 pidfile=$2 pid i
     if ! pid_alive "$pidfile"; then rm -f "$pidfile"; say "$name is not running"; return; fi
@@ -161,10 +184,12 @@ case ${1:-} in
         start_kafka
         say "ready: Kafka 127.0.0.1:$kafka_port, ClickHouse http://127.0.0.1:$ch_http_port"
         ;;
+    test-broker) start_test_kafka ;;
     down)
+        stop_pid "test Tansu" "$state/tansu-test/tansu.pid"
         stop_pid Tansu "$state/tansu/tansu.pid"
         stop_pid ClickHouse "$state/clickhouse/clickhouse.pid"
         ;;
     status) status ;;
-    *) die "usage: $0 up|down|status" ;;
+    *) die "usage: $0 up|down|status|test-broker" ;;
 esac
