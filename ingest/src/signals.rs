@@ -11,7 +11,6 @@ use axum::Json;
 use bytes::Bytes;
 use common::control::keys::Endpoint;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::accept::{Accepted, Prepared, Via};
@@ -89,13 +88,22 @@ pub fn prepare(payload: Bytes, hint: Option<&str>) -> Result<Prepared, EdgeError
     Ok(Prepared { payload, source, hinted: hint.is_some(), cold_storage, identity })
 }
 
+/// The 202 of a single signal, fields in the order of the seed's example.
+#[derive(Serialize)]
+struct AcceptedBody<'a> {
+    id: u64,
+    message: &'static str,
+    source: &'a str,
+    cold_storage: bool,
+}
+
 pub fn accepted_response(accepted: Accepted) -> Response {
-    let body = json!({
-        "id": accepted.id,
-        "message": MESSAGE,
-        "source": accepted.source,
-        "cold_storage": accepted.cold_storage,
-    });
+    let body = AcceptedBody {
+        id: accepted.id,
+        message: MESSAGE,
+        source: &accepted.source,
+        cold_storage: accepted.cold_storage,
+    };
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 

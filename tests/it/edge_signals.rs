@@ -20,8 +20,11 @@ async fn the_seed_curl_example_gets_the_exact_202_body() {
     assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text);
     let id = response.id();
     assert_eq!(
-        response.json,
-        json!({"id": id, "message": "Signal received and queued for processing", "source": "generic", "cold_storage": false})
+        response.text,
+        format!(
+            r#"{{"id":{id},"message":"Signal received and queued for processing","source":"generic","cold_storage":false}}"#
+        ),
+        "the seed's body, fields in the seed's order"
     );
 
     let records = read_records(&edge.db.config, &edge.topic(topics::SIGNALS_RAW), 1).await;
