@@ -29,7 +29,7 @@ fn edge_path(c: &mut Criterion) {
     group.bench_function("check_detect_key_encode", |b| {
         b.iter(|| {
             for (id, signal) in signals.iter().enumerate() {
-                let prepared = prepare(signal.clone(), None).expect("valid");
+                let prepared = prepare(signal.clone(), None, None).expect("valid");
                 black_box(encode(&caller, Via::Webhook, id as u64, 1_795_000_000_000, &prepared));
             }
         })

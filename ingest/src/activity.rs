@@ -33,15 +33,12 @@ async fn handle(edge: &Edge, token: &str, headers: &HeaderMap, body: Body) -> Re
     let checked = async {
         let hint = source_hint(headers, None)?;
         let (bytes, _) = body::read(headers, body, edge.max_body_bytes, false).await?;
-        let mut prepared = prepare(bytes, hint.as_deref())?;
+        let prepared = prepare(bytes, hint.as_deref(), Some(SOURCE))?;
         let activity: Map<String, Value> = serde_json::from_slice(&prepared.payload)
             .map_err(|error| EdgeError::InvalidPayload(format!("an activity must be a JSON object: {error}")))?;
         let problems = validate(&activity);
         if !problems.is_empty() {
             return Err(EdgeError::InvalidActivity(problems));
-        }
-        if hint.is_none() {
-            prepared.source = SOURCE.to_owned();
         }
         Ok(prepared)
     }

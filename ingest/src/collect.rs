@@ -77,10 +77,7 @@ async fn handle(
         let hint = source_hint(headers, None)?;
         let bytes = body::read_raw(headers, body, edge.max_body_bytes).await?;
         let payload = build(event_type, session_id, query, &bytes, headers)?;
-        let mut prepared = prepare(payload, hint.as_deref())?;
-        if hint.is_none() {
-            prepared.source = SOURCE.to_owned();
-        }
+        let mut prepared = prepare(payload, hint.as_deref(), Some(SOURCE))?;
         if let Some(session_id) = session_id {
             prepared.identity = Some(session_id.to_owned());
         }

@@ -77,12 +77,18 @@ pub fn source_hint(headers: &HeaderMap, path_source: Option<&str>) -> Result<Opt
 }
 
 /// Checks one signal's bytes and prepares it for production.
-pub fn prepare(payload: Bytes, hint: Option<&str>) -> Result<Prepared, EdgeError> {
+/// The source is the hint (`X-Source` or the path) when there is one, else the endpoint's own
+/// (`endpoint_source`: collect and activity endpoints), else the detected one.
+pub fn prepare(
+    payload: Bytes,
+    hint: Option<&str>,
+    endpoint_source: Option<&'static str>,
+) -> Result<Prepared, EdgeError> {
     let inspected = inspect(&payload).map_err(|error| match error {
         InspectError::InvalidJson(_) => EdgeError::InvalidJson(format!("the signal is {error}")),
         InspectError::NotAnObject(_) => EdgeError::InvalidPayload(error.to_string()),
     })?;
-    let source = hint.unwrap_or_else(|| inspected.detect_source()).to_owned();
+    let source = hint.or(endpoint_source).unwrap_or_else(|| inspected.detect_source()).to_owned();
     let cold_storage = !inspected.names_a_lead();
     let identity = inspected.identity().map(|identity| identity.into_owned());
     Ok(Prepared { payload, source, hinted: hint.is_some(), cold_storage, identity })
@@ -131,7 +137,7 @@ async fn single(
     let checked = async {
         let hint = source_hint(headers, path_source)?;
         let (bytes, _) = body::read(headers, body, edge.max_body_bytes, false).await?;
-        prepare(bytes, hint.as_deref())
+        prepare(bytes, hint.as_deref(), None)
     }
     .await;
     answer_one(edge, &caller, Via::Webhook, checked).await
@@ -192,7 +198,7 @@ async fn many(edge: &Edge, key: &str, via: Via, headers: &HeaderMap, body: Body)
     let mut results: Vec<Option<Result<Accepted, EdgeError>>> = Vec::with_capacity(total);
     let mut valid = Vec::with_capacity(total);
     for payload in signals {
-        match prepare(payload, hint.as_deref()) {
+        match prepare(payload, hint.as_deref(), None) {
             Ok(prepared) => {
                 valid.push(prepared);
                 results.push(None);
