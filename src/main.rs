@@ -43,6 +43,11 @@ enum Command {
     /// Set and show per-org rate and plan limits.
     #[command(subcommand)]
     Limits(commands::limits::LimitsCommand),
+    /// Add, list and remove an org's mapping rules.
+    #[command(subcommand)]
+    Rules(commands::rules::RulesCommand),
+    /// Show the signal queue: signals no mapping rule matched, by source and event.
+    Queue(commands::queue::QueueArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +82,8 @@ fn main() -> ExitCode {
             Command::Migrate => commands::migrate::run(&config).await,
             Command::Keys(command) => commands::keys::run(&config, command).await,
             Command::Limits(command) => commands::limits::run(&config, command).await,
+            Command::Rules(command) => commands::rules::run(&config, command).await,
+            Command::Queue(args) => commands::queue::run(&config, args).await,
             Command::Import(args) => commands::import::run(args).await,
         }
     });

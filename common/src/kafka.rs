@@ -23,6 +23,10 @@ pub mod topics {
     pub const SIGNALS_DLQ: &str = "signals.dlq";
 }
 
+/// The largest record sigstage writes (a processed signal is the raw one plus its description,
+/// so this is above the edge's body limit). Topics sigstage creates accept it.
+pub const MAX_RECORD_BYTES: usize = 4 << 20;
+
 fn base(config: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
     client
@@ -44,6 +48,7 @@ pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
         .set("linger.ms", config.linger_ms.to_string())
         .set("batch.num.messages", "10000")
         .set("batch.size", "1048576")
+        .set("message.max.bytes", MAX_RECORD_BYTES.to_string())
         .set("queue.buffering.max.messages", config.queue_max_messages.to_string())
         .set("queue.buffering.max.kbytes", "262144")
         .set("message.timeout.ms", config.message_timeout_ms.to_string())
@@ -78,8 +83,13 @@ pub fn consumer_with_context<C: ConsumerContext + 'static>(
 /// already exist are left as they are.
 pub async fn ensure_topics(config: &KafkaConfig, names: &[&str]) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = base(config).create()?;
-    let new_topics: Vec<NewTopic<'_>> =
-        names.iter().map(|name| NewTopic::new(name, config.partitions, TopicReplication::Fixed(1))).collect();
+    let max_bytes = MAX_RECORD_BYTES.to_string();
+    let new_topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|name| {
+            NewTopic::new(name, config.partitions, TopicReplication::Fixed(1)).set("max.message.bytes", &max_bytes)
+        })
+        .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&new_topics, &options).await? {
         match result {

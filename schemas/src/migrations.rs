@@ -54,6 +54,8 @@ pub const MIGRATIONS_TABLE_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrat
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "control_plane", sql: include_str!("../migrations/0001_control_plane.sql") },
     Migration { version: 2, name: "usage", sql: include_str!("../migrations/0002_usage.sql") },
+    Migration { version: 3, name: "mapping_rules", sql: include_str!("../migrations/0003_mapping_rules.sql") },
+    Migration { version: 4, name: "signal_queue", sql: include_str!("../migrations/0004_signal_queue.sql") },
 ];
 
 #[cfg(test)]

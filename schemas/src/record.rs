@@ -20,12 +20,16 @@ pub mod headers {
     /// On `signals.processed`: the signal's content hash (xxh3-128 of org and bytes, 32 hex
     /// digits), from which a processor rebuilds its dedupe window.
     pub const CONTENT_HASH: &str = "sigstage-content-hash";
+    /// On `identities`: `link` (an anonymous visitor's email) or `lead` (a lead seen first).
+    pub const IDENTITY_KIND: &str = "sigstage-identity-kind";
     /// On `signals.dlq`: why the record could not be processed (`invalid_json`, …).
     pub const DLQ_REASON: &str = "sigstage-dlq-reason";
     /// On `signals.dlq`: the stage that failed (`envelope`, `parse`, `encode`).
     pub const DLQ_STAGE: &str = "sigstage-dlq-stage";
     /// On `signals.dlq`: the error in words.
     pub const DLQ_DETAIL: &str = "sigstage-dlq-detail";
+    /// On `signals.dlq`: the record's size in bytes; the value keeps at most its first 64 KiB.
+    pub const DLQ_ORIGINAL_BYTES: &str = "sigstage-dlq-original-bytes";
 }
 
 /// The record key: `org:identity`. Identity is the anonymousId, else the userId, else the

@@ -4,4 +4,6 @@ pub mod import;
 pub mod keys;
 pub mod limits;
 pub mod migrate;
+pub mod queue;
+pub mod rules;
 pub mod serve;

@@ -64,9 +64,13 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
         let _ = stop_tx.send(true);
     });
     let processor = roles.stream.then(|| {
-        let (kafka, stop) = (config.kafka.clone(), stop.clone());
+        let (kafka, clickhouse, stop) = (config.kafka.clone(), clickhouse.clone(), stop.clone());
+        let settings = stream::runner::Settings {
+            refresh: Duration::from_millis(config.control_refresh_ms),
+            ..stream::runner::Settings::default()
+        };
         tokio::spawn(async move {
-            let result = stream::runner::run(&kafka, stream::runner::Settings::default(), stop).await;
+            let result = stream::runner::run(&kafka, clickhouse, settings, stop).await;
             if let Err(error) = &result {
                 tracing::error!(%error, "the stream processor stopped");
             }

@@ -3,11 +3,15 @@
 //! other) links them; from then on that visitor's signals are attributed to the lead. Records
 //! are keyed `org:identity`, so a visitor's signals all pass through the processor that owns
 //! its partition, in order; that processor holds the links and writes each new one to the
-//! `identities` topic, from which it (or the next owner) rebuilds them.
+//! `identities` topic, from which it (or the next owner) rebuilds them. The same topic carries
+//! each lead the first time a processor sees it, so `lead.created` is announced once per
+//! partition owner (a lead whose signals arrive under several visitor keys can be announced by
+//! each of their partitions: receivers dedupe on the lead's email).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3;
 
 /// One link, as written to `identities`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,10 +32,29 @@ pub struct IdentityLink {
     pub linked_ms: u64,
 }
 
+/// A lead seen for the first time, as written to `identities` (beside the links): the sinks
+/// keep the leads table from these, and a processor rebuilds which leads it has announced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewLead {
+    pub org: String,
+    pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The signal that named the lead first.
+    pub signal_id: u64,
+    pub created_ms: u64,
+}
+
 #[derive(Default)]
 pub struct Identities {
     /// `org \0 anonymousId` → email.
     links: HashMap<String, String>,
+    /// xxh3-128 of `org \0 email`, for every lead already announced.
+    leads: HashSet<u128>,
 }
 
 fn key(org: &str, anonymous_id: &str) -> String {
@@ -56,6 +79,15 @@ impl Identities {
         }
     }
 
+    /// Records that `email` is a lead of `org`; true the first time.
+    pub fn new_lead(&mut self, org: &str, email: &str) -> bool {
+        let mut hasher = Xxh3::new();
+        hasher.update(org.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(email.as_bytes());
+        self.leads.insert(hasher.digest128())
+    }
+
     pub fn len(&self) -> usize {
         self.links.len()
     }
@@ -78,5 +110,8 @@ mod tests {
         assert_eq!(identities.lead_of("other", "a1"), None);
         assert!(identities.link("acme", "a1", "joe@acme.io"), "re-identified");
         assert_eq!(identities.len(), 1);
+        assert!(identities.new_lead("acme", "jane@acme.io"));
+        assert!(!identities.new_lead("acme", "jane@acme.io"));
+        assert!(identities.new_lead("other", "jane@acme.io"));
     }
 }

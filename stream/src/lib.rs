@@ -1,14 +1,17 @@
-//! Stream processors over `signals.raw` (and the historical lane): parse, dedupe by content
-//! hash, detect what each signal is and who it names, resolve anonymous visitors to leads, and
-//! write `signals.processed` and `identities`, with poison records sent to `signals.dlq`. Offsets are stored only once a batch's outputs are
+//! Stream processors over `signals.raw` (and the historical lane, which yields to the live
+//! one): parse, dedupe by content hash, detect what each signal is and who it names, apply the
+//! org's mapping rules (unmatched signals are counted in the signal queue), resolve anonymous
+//! visitors to leads, and write `signals.processed`, `identities` and `webhooks.outbox`, with
+//! poison records sent to `signals.dlq`. Offsets are stored only once a batch's outputs are
 //! acknowledged.
-//!
-//! Still to come (issue 4): mapping rules, the signal queue, the webhook outbox, and the live
-//! lane taking precedence over the historical one.
 
+pub mod control;
 pub mod dedupe;
 pub mod identity;
 pub mod inbound;
+pub mod outputs;
 pub mod processor;
+pub mod queue;
+pub mod rules;
 pub mod runner;
 pub mod window;

@@ -2,31 +2,42 @@
 //! what the signal is and who it is about, and build the processed record. Pure: no I/O, so it
 //! is tested and benchmarked without Kafka.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use schemas::events;
 use serde::Serialize;
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
 use crate::dedupe::Deduper;
-use crate::identity::{Identities, IdentityLink};
+use crate::identity::{Identities, IdentityLink, NewLead};
 use crate::inbound::Inbound;
+use crate::queue::SignalQueue;
+use crate::rules::{Mapping, RuleSet};
 
 /// What became of one raw record.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Output {
-    /// A new signal: the `signals.processed` record (JSON), its content hash, and the
-    /// identity link it made, if any.
-    Processed { value: Vec<u8>, hash: u128, link: Option<IdentityLink> },
+    /// A new signal: the `signals.processed` record (JSON), its content hash, the lead it
+    /// named first and the identity link it made (if any), and its webhook events.
+    Processed { value: Vec<u8>, hash: u128, lead: Option<NewLead>, link: Option<IdentityLink>, events: Vec<Event> },
     /// Seen before within the dedupe window: nothing to write.
     Duplicate,
     /// Cannot be processed: to the dead-letter topic with a reason and the stage that failed.
     Dead { reason: &'static str, stage: &'static str, detail: String },
 }
 
+/// A `webhooks.outbox` record: its type (see [`schemas::events`]) and JSON.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Event {
+    pub kind: &'static str,
+    pub value: Vec<u8>,
+}
+
 /// The `signals.processed` record.
 #[derive(Debug, Serialize)]
-pub struct Processed<'a> {
+pub struct Record<'a> {
     pub signal_id: u64,
     pub org: &'a str,
     pub source: &'a str,
@@ -45,18 +56,28 @@ pub struct Processed<'a> {
     /// earlier identification of the visitor.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attributed_by: Option<&'static str>,
+    /// Matched a mapping rule of its org (else it was counted in the signal queue).
+    pub mapped: bool,
+    /// The ids of the org's rules that matched, in the order they apply.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<&'a str>,
     /// xxh3-128 of org and bytes, hex.
     pub content_hash: String,
     pub received_ms: u64,
     /// When the event happened, corrected for the sender's clock the way Segment does:
     /// `received - (sentAt - timestamp)`; else `timestamp`; else the receive time.
     pub event_ms: u64,
-    // The raw signal follows as `payload`, spliced in by `encode` without re-parsing.
+    // Spliced in by `encode` without re-parsing: `fields`, the lead fields the rules mapped
+    // (email aside), and `payload`, the raw signal.
 }
 
 pub struct Processor {
     deduper: Deduper,
     identities: Identities,
+    rules: Arc<RuleSet>,
+    /// Indexes of the rules that matched the current signal (reused).
+    matched: Vec<usize>,
+    queue: SignalQueue,
     buffer: Vec<u8>,
     buffers: simd_json::Buffers,
 }
@@ -66,6 +87,9 @@ impl Processor {
         Self {
             deduper: Deduper::new(dedupe_entries, dedupe_window),
             identities: Identities::default(),
+            rules: Arc::default(),
+            matched: Vec::new(),
+            queue: SignalQueue::default(),
             buffer: Vec::with_capacity(64 * 1024),
             buffers: simd_json::Buffers::new(64 * 1024),
         }
@@ -79,13 +103,23 @@ impl Processor {
         &mut self.identities
     }
 
+    pub fn queue(&mut self) -> &mut SignalQueue {
+        &mut self.queue
+    }
+
+    /// Applies from the next signal on.
+    pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
+        self.rules = rules;
+    }
+
     pub fn process(&mut self, inbound: &Inbound<'_>) -> Output {
+        let Self { deduper, identities, rules, matched, queue, buffer, buffers } = self;
         if std::str::from_utf8(inbound.payload).is_err() {
             return dead("invalid_utf8", "parse", "the record is not UTF-8".into());
         }
-        self.buffer.clear();
-        self.buffer.extend_from_slice(inbound.payload);
-        let value = match simd_json::to_borrowed_value_with_buffers(&mut self.buffer, &mut self.buffers) {
+        buffer.clear();
+        buffer.extend_from_slice(inbound.payload);
+        let value = match simd_json::to_borrowed_value_with_buffers(buffer, buffers) {
             Ok(value) => value,
             Err(error) => return dead("invalid_json", "parse", error.to_string()),
         };
@@ -93,55 +127,119 @@ impl Processor {
             return dead("not_an_object", "parse", "a signal must be a JSON object".into());
         }
         let hash = Deduper::hash(inbound.org, inbound.payload);
-        if !self.deduper.first_seen(hash) {
+        if !deduper.first_seen(hash) {
             return Output::Duplicate;
         }
-        let mut processed = describe(inbound, &value, hash);
-        let link = resolve(&mut self.identities, &mut processed, &value);
-        match encode(&processed, inbound.payload) {
-            Ok(value) => Output::Processed { value, hash, link },
-            Err(error) => dead("unencodable", "encode", error.to_string()),
+        let (kind, event) = detect(inbound.source, &value);
+        let org_rules = rules.of(inbound.org);
+        matched.clear();
+        matched.extend((0..org_rules.len()).filter(|&i| org_rules[i].matches(inbound.source, event, &value)));
+        if matched.is_empty() {
+            queue.count(inbound.org, inbound.source, event, inbound.received_ms, inbound.payload);
         }
+        let mapping = Mapping { rules: org_rules, matched };
+        let email = mapping.first("email", &value).and_then(|v| v.as_str()).map(|e| e.trim().to_lowercase());
+        let mut record = Record {
+            signal_id: inbound.signal_id,
+            org: inbound.org,
+            source: inbound.source,
+            kind,
+            event,
+            anonymous_id: text(&value, &["anonymousId"]).or(text(&value, &["session_id"])),
+            user_id: text(&value, &["userId"]),
+            hot: email.is_some(),
+            attributed_by: email.is_some().then_some("signal"),
+            email,
+            mapped: !matched.is_empty(),
+            rules: matched.iter().map(|&i| org_rules[i].id.as_str()).collect(),
+            content_hash: format!("{hash:032x}"),
+            received_ms: inbound.received_ms,
+            event_ms: event_ms(&value, inbound.received_ms),
+        };
+        let link = resolve(identities, &mut record, &mapping, &value);
+        let lead = record
+            .email
+            .as_deref()
+            .filter(|email| record.attributed_by == Some("signal") && identities.new_lead(inbound.org, email))
+            .map(|email| NewLead {
+                org: inbound.org.to_owned(),
+                email: email.to_owned(),
+                name: trait_of(&mapping, &value, "name"),
+                company: trait_of(&mapping, &value, "company"),
+                title: trait_of(&mapping, &value, "title"),
+                signal_id: inbound.signal_id,
+                created_ms: record.event_ms,
+            });
+        let encoded = match encode(&record, &mapping, &value, inbound.payload) {
+            Ok(encoded) => encoded,
+            Err(error) => return dead("unencodable", "encode", error.to_string()),
+        };
+        let event_of = |kind: &'static str, data: &[u8]| Event {
+            kind,
+            value: events::encode(kind, inbound.signal_id, inbound.org, record.received_ms, data),
+        };
+        let mut outbox = Vec::new();
+        if let Some(lead) = &lead {
+            outbox.push(event_of(events::LEAD_CREATED, &serde_json::to_vec(lead).expect("a lead serializes")));
+        }
+        if let Some(link) = &link {
+            outbox.push(event_of(events::LEAD_IDENTIFIED, &serde_json::to_vec(link).expect("a link serializes")));
+        }
+        if record.mapped {
+            outbox.push(event_of(events::SIGNAL_CREATED, &encoded));
+        }
+        Output::Processed { value: encoded, hash, lead, link, events: outbox }
     }
+}
+
+fn trait_of(mapping: &Mapping<'_>, value: &BorrowedValue<'_>, field: &str) -> Option<String> {
+    mapping.first(field, value).and_then(|v| v.as_str()).map(str::to_owned)
 }
 
 /// Attributes an anonymous signal to its visitor's lead, or links the visitor to the email the
 /// signal names (answering the link when it is new).
 fn resolve(
     identities: &mut Identities,
-    processed: &mut Processed<'_>,
+    record: &mut Record<'_>,
+    mapping: &Mapping<'_>,
     value: &BorrowedValue<'_>,
 ) -> Option<IdentityLink> {
-    let anonymous_id = processed.anonymous_id?;
-    let Some(email) = &processed.email else {
-        let lead = identities.lead_of(processed.org, anonymous_id)?;
-        processed.email = Some(lead.to_owned());
-        processed.hot = true;
-        processed.attributed_by = Some("identity");
+    let anonymous_id = record.anonymous_id?;
+    let Some(email) = &record.email else {
+        let lead = identities.lead_of(record.org, anonymous_id)?;
+        record.email = Some(lead.to_owned());
+        record.hot = true;
+        record.attributed_by = Some("identity");
         return None;
     };
-    if !identities.link(processed.org, anonymous_id, email) {
+    if !identities.link(record.org, anonymous_id, email) {
         return None;
     }
-    let trait_of = |name: &str| text(value, &["traits", name]).map(str::to_owned);
     Some(IdentityLink {
-        org: processed.org.to_owned(),
+        org: record.org.to_owned(),
         anonymous_id: anonymous_id.to_owned(),
         email: email.clone(),
-        name: trait_of("name"),
-        company: trait_of("company"),
-        title: trait_of("title"),
-        signal_id: processed.signal_id,
-        linked_ms: processed.event_ms,
+        name: trait_of(mapping, value, "name"),
+        company: trait_of(mapping, value, "company"),
+        title: trait_of(mapping, value, "title"),
+        signal_id: record.signal_id,
+        linked_ms: record.event_ms,
     })
 }
 
-/// The processed record as JSON, the raw signal (already known to be one JSON object) as its
-/// `payload` field.
-fn encode(processed: &Processed<'_>, payload: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = Vec::with_capacity(256 + payload.len());
-    serde_json::to_writer(&mut out, processed)?;
+/// The processed record as JSON, then the mapped `fields`, then the raw signal (already known
+/// to be one JSON object) as `payload`.
+fn encode(
+    record: &Record<'_>,
+    mapping: &Mapping<'_>,
+    value: &BorrowedValue<'_>,
+    payload: &[u8],
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(320 + payload.len());
+    serde_json::to_writer(&mut out, record)?;
     out.pop(); // the closing brace
+    out.extend_from_slice(b",\"fields\":");
+    mapping.write_fields(value, &mut out);
     out.extend_from_slice(b",\"payload\":");
     out.extend_from_slice(payload.trim_ascii());
     out.push(b'}');
@@ -160,40 +258,16 @@ fn text<'v>(value: &'v BorrowedValue<'_>, path: &[&str]) -> Option<&'v str> {
     current.as_str().filter(|s| !s.trim().is_empty())
 }
 
-/// The four places the mapping seed looks for a lead's email, normalised.
-fn email_of(value: &BorrowedValue<'_>) -> Option<String> {
-    [&["email"][..], &["traits", "email"], &["properties", "email"], &["context", "traits", "email"]]
-        .iter()
-        .filter_map(|path| text(value, path))
-        .find(|email| email.contains('@'))
-        .map(|email| email.trim().to_lowercase())
-}
-
-fn describe<'a>(inbound: &Inbound<'a>, value: &'a BorrowedValue<'_>, hash: u128) -> Processed<'a> {
-    let segment_type = if inbound.source == "segment" { text(value, &["type"]) } else { None };
-    let (kind, event) = match (inbound.source, segment_type) {
+/// What kind of signal this is, and its event name (rules match on it, the queue groups by it).
+fn detect<'v>(source: &str, value: &'v BorrowedValue<'_>) -> (&'static str, &'v str) {
+    let segment_type = if source == "segment" { text(value, &["type"]) } else { None };
+    match (source, segment_type) {
         (_, Some("track")) => ("track", text(value, &["event"]).unwrap_or("track")),
         (_, Some("page")) => ("page", "page_view"),
         (_, Some("identify")) => ("identify", "identify"),
         ("tracardi", _) => ("collect", text(value, &["event_type"]).unwrap_or("collect")),
         ("activity", _) => ("activity", text(value, &["event"]).or(text(value, &["title"])).unwrap_or("activity")),
         _ => ("signal", text(value, &["event"]).unwrap_or("signal")),
-    };
-    let email = email_of(value);
-    Processed {
-        signal_id: inbound.signal_id,
-        org: inbound.org,
-        source: inbound.source,
-        kind,
-        event,
-        anonymous_id: text(value, &["anonymousId"]).or(text(value, &["session_id"])),
-        user_id: text(value, &["userId"]),
-        hot: email.is_some(),
-        attributed_by: email.is_some().then_some("signal"),
-        email,
-        content_hash: format!("{hash:032x}"),
-        received_ms: inbound.received_ms,
-        event_ms: event_ms(value, inbound.received_ms),
     }
 }
 

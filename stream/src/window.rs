@@ -16,7 +16,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use schemas::record::headers;
 
-use crate::identity::IdentityLink;
+use crate::identity::{IdentityLink, NewLead};
 use crate::processor::Processor;
 
 /// Hears partition assignments; the runner reloads the window of each before processing it.
@@ -49,7 +49,7 @@ impl Assignments {
 
 /// Before a processor works on newly assigned `partitions`, it reads back what earlier owners
 /// wrote for them: the content hashes of the last `window` of `signals.processed` (dedupe) and
-/// every link in `identities`. Answers (hashes, links) read.
+/// every link and lead in `identities`. Answers (hashes, identity records) read.
 pub async fn reload(
     config: &KafkaConfig,
     partitions: &[i32],
@@ -58,20 +58,26 @@ pub async fn reload(
 ) -> Result<(usize, usize), KafkaError> {
     let since_ms = common::time::now_ms().saturating_sub(window.as_millis() as u64) as i64;
     let hashes = replay(config, &config.topic(topics::SIGNALS_PROCESSED), partitions, Some(since_ms), |message| {
-        let hash = message
-            .headers()
-            .and_then(|h| h.iter().find(|header| header.key == headers::CONTENT_HASH))
-            .and_then(|header| std::str::from_utf8(header.value?).ok())
-            .and_then(|hex| u128::from_str_radix(hex, 16).ok());
+        let hash = header(message, headers::CONTENT_HASH).and_then(|hex| u128::from_str_radix(hex, 16).ok());
         hash.map(|hash| processor.deduper().remember(hash)).is_some()
     })
     .await?;
     let links = replay(config, &config.topic(topics::IDENTITIES), partitions, None, |message| {
-        let link = message.payload().and_then(|bytes| serde_json::from_slice::<IdentityLink>(bytes).ok());
+        let bytes = message.payload().unwrap_or_default();
+        if header(message, headers::IDENTITY_KIND) == Some("lead") {
+            let lead = serde_json::from_slice::<NewLead>(bytes).ok();
+            return lead.map(|lead| processor.identities().new_lead(&lead.org, &lead.email)).is_some();
+        }
+        let link = serde_json::from_slice::<IdentityLink>(bytes).ok();
         link.map(|link| processor.identities().link(&link.org, &link.anonymous_id, &link.email)).is_some()
     })
     .await?;
     Ok((hashes, links))
+}
+
+fn header<'m>(message: &'m BorrowedMessage<'_>, name: &str) -> Option<&'m str> {
+    let header = message.headers()?.iter().find(|header| header.key == name)?;
+    std::str::from_utf8(header.value?).ok()
 }
 
 /// Reads `partitions` of `topic` from `since_ms` (or the beginning) to where they end now,

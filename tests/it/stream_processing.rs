@@ -23,9 +23,9 @@ struct Running {
 
 fn start_processor(config: &Config) -> Running {
     let (stop, stopped) = watch::channel(false);
-    let kafka = config.kafka.clone();
-    let task =
-        tokio::spawn(async move { stream::runner::run(&kafka, stream::runner::Settings::default(), stopped).await });
+    let (kafka, clickhouse) = (config.kafka.clone(), common::clickhouse::client(&config.clickhouse));
+    let settings = stream::runner::Settings { refresh: Duration::from_millis(200), ..Default::default() };
+    let task = tokio::spawn(async move { stream::runner::run(&kafka, clickhouse, settings, stopped).await });
     Running { stop, task }
 }
 
@@ -202,11 +202,22 @@ async fn identified_visitors_stay_identified_across_a_restart() {
         "tracks after the identify, and after the restart, are attributed to the lead"
     );
 
-    let identities = edge.topic(topics::IDENTITIES);
-    assert_eq!(count_records(&edge.db.config, &identities), 1, "the second identify is not news");
-    let link = payload_json(&read_records(&edge.db.config, &identities, 1).await[0]);
+    // One lead and one link: the second identify and the restart announce nothing new.
+    let identities = read_records(&edge.db.config, &edge.topic(topics::IDENTITIES), 2).await;
+    let kinds: Vec<&str> = identities.iter().map(|r| header(r, headers::IDENTITY_KIND).expect("kind")).collect();
+    assert_eq!(kinds, ["lead", "link"]);
+    assert_eq!(count_records(&edge.db.config, &edge.topic(topics::IDENTITIES)), 2);
+    let link = payload_json(&identities[1]);
     assert_eq!(
         (link["anonymous_id"].as_str(), link["email"].as_str(), link["company"].as_str(), link["title"].as_str()),
         (Some("visitor-9"), Some("jo@acme.io"), Some("Acme"), Some("CTO"))
     );
+    let outbox = edge.topic(topics::WEBHOOKS_OUTBOX);
+    let events: Vec<Value> = read_records(&edge.db.config, &outbox, 2).await.iter().map(payload_json).collect();
+    assert_eq!(count_records(&edge.db.config, &outbox), 2, "no rules: no signal.created");
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().expect("type")).collect();
+    assert_eq!(types, ["lead.created", "lead.identified"]);
+    assert_eq!(events[0]["data"]["email"], "jo@acme.io");
+    assert_eq!(events[1]["data"]["anonymous_id"], "visitor-9");
+    assert_eq!(events[0]["id"], format!("{}.lead.created", described[2]["signal_id"]), "ids derive from the signal");
 }

@@ -1,9 +1,11 @@
-//! The control plane: organisations, API keys and limits, stored in ClickHouse and held in
+//! The control plane: organisations, API keys, limits and mapping rules, stored in ClickHouse and held in
 //! memory by every instance.
 
 pub mod keys;
 pub mod limits;
 pub mod orgs;
+pub mod queue;
+pub mod rules;
 
 /// Org ids appear in Kafka keys (`org:identity`), so `:` and spaces are not allowed.
 pub fn valid_org_id(org_id: &str) -> bool {
