@@ -21,7 +21,13 @@ use crate::rules::{Mapping, RuleSet};
 pub enum Output {
     /// A new signal: the `signals.processed` record (JSON), its content hash, the lead it
     /// named first and the identity link it made (if any), and its webhook events.
-    Processed { value: Vec<u8>, hash: u128, lead: Option<NewLead>, link: Option<IdentityLink>, events: Vec<Event> },
+    Processed {
+        value: Vec<u8>,
+        hash: u128,
+        lead: Option<Box<NewLead>>,
+        link: Option<Box<IdentityLink>>,
+        events: Vec<Event>,
+    },
     /// Seen before within the dedupe window: nothing to write.
     Duplicate,
     /// Cannot be processed: to the dead-letter topic with a reason and the stage that failed.
@@ -188,7 +194,7 @@ impl Processor {
         if record.mapped {
             outbox.push(event_of(events::SIGNAL_CREATED, &encoded));
         }
-        Output::Processed { value: encoded, hash, lead, link, events: outbox }
+        Output::Processed { value: encoded, hash, lead: lead.map(Box::new), link: link.map(Box::new), events: outbox }
     }
 }
 

@@ -15,4 +15,6 @@ mod keys_lifecycle;
 mod migrations;
 mod run_command;
 mod stream_processing;
+mod stream_rules;
+mod stream_support;
 mod support;

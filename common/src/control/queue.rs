@@ -33,10 +33,13 @@ pub async fn append(client: &clickhouse::Client, groups: &[QueuedGroup]) -> Resu
 pub async fn list(client: &clickhouse::Client, org_id: &str) -> Result<Vec<QueuedGroup>, clickhouse::error::Error> {
     client
         .query(
-            "SELECT org_id, source, event, sum(signals) AS signals, min(first_seen_ms) AS first_seen_ms, \
-             max(last_seen_ms) AS last_seen_ms, argMax(sample, last_seen_ms) AS sample \
-             FROM signal_queue WHERE org_id = ? GROUP BY org_id, source, event \
-             ORDER BY signals DESC, source, event",
+            // Aliases are global in ClickHouse: the inner names keep `max(last) AS last_seen_ms`
+            // from being read inside argMax.
+            "SELECT org_id, source, event, sum(signals) AS signals, min(first) AS first_seen_ms, \
+             max(last) AS last_seen_ms, argMax(sample, last) AS sample \
+             FROM (SELECT org_id, source, event, signals, first_seen_ms AS first, last_seen_ms AS last, sample \
+                   FROM signal_queue WHERE org_id = ?) \
+             GROUP BY org_id, source, event ORDER BY signals DESC, source, event",
         )
         .bind(org_id)
         .fetch_all()

@@ -1,0 +1,56 @@
+//! A stream processor run in-process against a test's topics and database, and a way to wait
+//! until it has worked through everything written so far.
+
+use std::time::{Duration, Instant};
+
+use common::config::Config;
+use common::kafka::topics;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::edge_support::count_records;
+
+pub struct Running {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), rdkafka::error::KafkaError>>,
+}
+
+pub fn start_processor(config: &Config) -> Running {
+    let (stop, stopped) = watch::channel(false);
+    let (kafka, clickhouse) = (config.kafka.clone(), common::clickhouse::client(&config.clickhouse));
+    let settings = stream::runner::Settings { refresh: Duration::from_millis(200), ..Default::default() };
+    let task = tokio::spawn(async move { stream::runner::run(&kafka, clickhouse, settings, stopped).await });
+    Running { stop, task }
+}
+
+impl Running {
+    pub async fn stop(self) {
+        self.stop.send(true).expect("processor running");
+        self.task.await.expect("no panic").expect("processor ends cleanly");
+    }
+}
+
+/// Waits until the processor's group has committed everything in the raw topic.
+pub async fn caught_up(config: &Config) {
+    let raw = config.kafka.topic(topics::SIGNALS_RAW);
+    let total = count_records(config, &raw);
+    let group: StreamConsumer =
+        common::kafka::consumer(&config.kafka, &config.kafka.topic("stream")).expect("consumer");
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..config.kafka.partitions {
+        partitions.add_partition(&raw, partition);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let committed: i64 = group
+            .committed_offsets(partitions.clone(), Duration::from_secs(5))
+            .map(|list| list.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 }).sum())
+            .unwrap_or(0);
+        if committed >= total {
+            return;
+        }
+        assert!(Instant::now() < deadline, "processor committed {committed} of {total} records");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
