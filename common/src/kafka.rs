@@ -76,6 +76,11 @@ pub fn consumer_with_context<C: ConsumerContext + 'static>(
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
         .set("enable.partition.eof", "false")
+        // Fetch up to 32 MiB per partition, so a record far above what sigstage writes (from
+        // another writer) still arrives and is dead-lettered instead of stalling its partition.
+        .set("max.partition.fetch.bytes", (32 << 20).to_string())
+        .set("fetch.max.bytes", (64 << 20).to_string())
+        .set("receive.message.max.bytes", ((64 << 20) + 4096).to_string())
         .create_with_context(context)
 }
 

@@ -1,18 +1,17 @@
 //! The stream processor against the real broker: signals in through the edge (or written raw),
 //! processed records and dead letters out, duplicates absorbed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::config::Config;
 use common::kafka::topics;
 use futures::future::join_all;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Message};
 use schemas::record::headers;
 use serde_json::Value;
-use tokio::sync::watch;
 
 use crate::edge_support::{count_records, header, payload_json, read_records, TestEdge};
 use crate::stream_support::{caught_up, start_processor};
@@ -85,32 +84,59 @@ async fn poison_records_go_to_the_dlq_and_the_partition_moves_on() {
     let key = edge.key("acme", &[]).await;
     let processor = start_processor(&edge.db.config);
     let raw = edge.topic(topics::SIGNALS_RAW);
-    let producer = common::kafka::producer(&edge.db.config.kafka).expect("producer");
+    // sigstage's producers refuse a 10 MB record before it reaches the broker.
+    let huge = format!("{{\"event\":\"huge\",\"blob\":\"{}\"}}", "x".repeat(10 << 20));
+    let ours = common::kafka::producer(&edge.db.config.kafka).expect("producer");
+    let refused = ours.send(FutureRecord::to(&raw).key("acme:poison").payload(&huge), Duration::from_secs(5)).await;
+    assert!(matches!(refused, Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _))));
+    // Another writer's 3 MiB record is above what the processor takes (Tansu 0.6 never
+    // returns a record over about 5 MiB to a fetch, so that is the largest that can arrive).
+    let large = format!("{{\"event\":\"large\",\"blob\":\"{}\"}}", "x".repeat(3 << 20));
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &edge.db.config.kafka.brokers)
+        .set("message.max.bytes", "16000000")
+        .create()
+        .expect("producer");
     let edge_headers = |id: &str| {
         OwnedHeaders::new()
             .insert(Header { key: headers::ORG, value: Some("acme") })
             .insert(Header { key: headers::SIGNAL_ID, value: Some(id) })
     };
-    let poison: [(&[u8], Option<OwnedHeaders>); 3] =
-        [(b"{\"a\":\"\xff\"}", Some(edge_headers("1"))), (b"{\"truncated\":", Some(edge_headers("2"))), (b"{}", None)];
+    let poison: [(&[u8], Option<OwnedHeaders>); 4] = [
+        (b"{\"a\":\"\xff\"}", Some(edge_headers("1"))),
+        (b"{\"truncated\":", Some(edge_headers("2"))),
+        (b"{}", None),
+        (large.as_bytes(), Some(edge_headers("3"))),
+    ];
     for (payload, headers) in poison {
         let mut record = FutureRecord::to(&raw).key("acme:poison").payload(payload);
         if let Some(headers) = headers {
             record = record.headers(headers);
         }
-        producer.send(record, Duration::from_secs(5)).await.expect("produced");
+        producer.send(record, Duration::from_secs(30)).await.expect("produced");
     }
     // A good signal for the same visitor, after the poison on the same partition.
     let good = r#"{"anonymousId":"poison","event":"after"}"#;
     assert_eq!(edge.post_json(&format!("/api/signal-staging/webhook/{key}"), good).await.status, 202);
 
-    let dead = read_records(&edge.db.config, &edge.topic(topics::SIGNALS_DLQ), 3).await;
+    let dead = read_records(&edge.db.config, &edge.topic(topics::SIGNALS_DLQ), 4).await;
     let mut reasons: Vec<(&str, &str)> = dead
         .iter()
         .map(|r| (header(r, headers::DLQ_REASON).expect("reason"), header(r, headers::DLQ_STAGE).expect("stage")))
         .collect();
     reasons.sort_unstable();
-    assert_eq!(reasons, [("invalid_json", "parse"), ("invalid_utf8", "parse"), ("missing_org_header", "envelope")]);
+    assert_eq!(
+        reasons,
+        [
+            ("invalid_json", "parse"),
+            ("invalid_utf8", "parse"),
+            ("missing_org_header", "envelope"),
+            ("too_large", "envelope")
+        ]
+    );
+    let too_large = dead.iter().find(|r| header(r, headers::DLQ_REASON) == Some("too_large")).expect("too large");
+    assert_eq!(header(too_large, headers::DLQ_ORIGINAL_BYTES), Some(large.len().to_string().as_str()));
+    assert_eq!(too_large.payload().map(<[u8]>::len), Some(stream::outputs::DEAD_LETTER_MAX_BYTES), "cut to fit");
     let processed = read_records(&edge.db.config, &edge.topic(topics::SIGNALS_PROCESSED), 1).await;
     assert_eq!(payload_json(&processed[0])["event"], "after");
     processor.stop().await;
