@@ -27,6 +27,9 @@ pub mod topics {
 /// so this is above the edge's body limit). Topics sigstage creates accept it.
 pub const MAX_RECORD_BYTES: usize = 4 << 20;
 
+/// How long a consumer may go silent before its group gives its partitions to another.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn base(config: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
     client
@@ -74,7 +77,7 @@ pub fn consumer_with_context<C: ConsumerContext + 'static>(
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
+        .set("session.timeout.ms", SESSION_TIMEOUT.as_millis().to_string())
         .set("enable.partition.eof", "false")
         // Fetch up to 32 MiB per partition, so a record far above what sigstage writes (from
         // another writer) still arrives and is dead-lettered instead of stalling its partition.

@@ -2,17 +2,20 @@
 //! outputs are all acknowledged by the broker before its offsets are stored, so a crash replays
 //! at most the unfinished tail, which the reloaded dedupe window absorbs.
 //!
-//! The live lane goes first: while a batch holds live records, the historical lane's partitions
-//! are paused; they resume as soon as the live lane has nothing for a batch.
+//! The live lane goes first: the historical lane's partitions are split into queues of their
+//! own, read only when the live lane has nothing ready, so a bulk import never delays live
+//! signals by more than one batch.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::config::KafkaConfig;
 use common::kafka::{self, topics};
+use futures::StreamExt;
+use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::TopicPartitionList;
 use tokio::sync::watch;
 
 use crate::outputs::{self, Topics};
@@ -67,62 +70,67 @@ pub async fn run(
     let Some(mut rules) = crate::control::watch_rules(clickhouse.clone(), settings.refresh, stop.clone()).await else {
         return Ok(()); // stopped before the rules could be loaded
     };
-    let consumer: StreamConsumer<Assignments> =
-        kafka::consumer_with_context(config, &config.topic("stream"), Assignments::default())?;
+    let consumer: Arc<StreamConsumer<Assignments>> =
+        Arc::new(kafka::consumer_with_context(config, &config.topic("stream"), Assignments::default())?);
     consumer.subscribe(&[&live, &historical])?;
+    let mut history = split(&consumer, &historical, config.partitions);
     let producer = kafka::producer(config)?;
     let mut processor = Processor::new(settings.dedupe_entries, settings.dedupe_window);
     processor.set_rules(rules.borrow_and_update().clone());
-    let mut lanes = Lanes { historical, paused: None };
     let mut last_flush = Instant::now();
-    tracing::info!(%live, historical = %lanes.historical, "stream processor consuming");
+    tracing::info!(%live, %historical, "stream processor consuming");
 
     while !*stop.borrow() {
-        let first = tokio::select! {
-            message = consumer.recv() => message,
-            _ = stop.changed() => break,
-            // Paused historical partitions and a quiet live lane: let history flow again.
-            _ = tokio::time::sleep(settings.batch_wait), if lanes.paused.is_some() => {
-                lanes.resume(&consumer)?;
-                continue;
+        let assigned = {
+            let mut older = futures::stream::select_all(history.iter().map(|queue| queue.stream()));
+            let first = tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                message = consumer.recv() => message,
+                Some(message) = older.next() => message,
+            };
+            let mut batch: Vec<BorrowedMessage<'_>> = match first {
+                Ok(message) => vec![message],
+                Err(error) => {
+                    tracing::warn!(%error, "consume failed");
+                    continue;
+                }
+            };
+            let from_history = batch[0].topic() == historical;
+            while batch.len() < settings.batch_max {
+                let next = if from_history {
+                    tokio::time::timeout(settings.batch_wait, older.next()).await.ok().flatten()
+                } else {
+                    tokio::time::timeout(settings.batch_wait, consumer.recv()).await.ok()
+                };
+                match next {
+                    Some(Ok(message)) => batch.push(message),
+                    _ => break,
+                }
             }
+            let assigned = consumer.context().take();
+            if !assigned.is_empty() {
+                let (hashes, links) = window::reload(config, &assigned, settings.dedupe_window, &mut processor).await?;
+                tracing::info!(partitions = ?assigned, hashes, links, "dedupe window and identities reloaded");
+            }
+            if rules.has_changed().unwrap_or(false) {
+                processor.set_rules(rules.borrow_and_update().clone());
+            }
+            let mut outputs = Vec::with_capacity(batch.len() + 16);
+            for message in &batch {
+                outputs::route(&mut processor, message, &outputs_to, settings.max_record_bytes, &mut outputs);
+            }
+            if !outputs::deliver(&producer, &outputs_to.dlq, outputs, &mut stop).await {
+                break; // stopping with outputs undelivered: their offsets stay unstored
+            }
+            for message in &batch {
+                consumer.store_offset_from_message(message)?;
+            }
+            assigned
         };
-        let mut batch: Vec<BorrowedMessage<'_>> = match first {
-            Ok(message) => vec![message],
-            Err(error) => {
-                tracing::warn!(%error, "consume failed");
-                continue;
-            }
-        };
-        while batch.len() < settings.batch_max {
-            match tokio::time::timeout(settings.batch_wait, consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(message),
-                _ => break,
-            }
-        }
-        let assigned = consumer.context().take();
         if !assigned.is_empty() {
-            lanes.paused = None; // a new assignment starts unpaused
-            let (hashes, links) = window::reload(config, &assigned, settings.dedupe_window, &mut processor).await?;
-            tracing::info!(partitions = ?assigned, hashes, links, "dedupe window and identities reloaded");
-        }
-        if rules.has_changed().unwrap_or(false) {
-            processor.set_rules(rules.borrow_and_update().clone());
-        }
-        let mut outputs = Vec::with_capacity(batch.len() + 16);
-        for message in &batch {
-            outputs::route(&mut processor, message, &outputs_to, settings.max_record_bytes, &mut outputs);
-        }
-        if !outputs::deliver(&producer, &outputs_to.dlq, outputs, &mut stop).await {
-            break; // stopping with outputs undelivered: their offsets stay unstored
-        }
-        for message in &batch {
-            consumer.store_offset_from_message(message)?;
-        }
-        if batch.iter().any(|message| message.topic() != lanes.historical) {
-            lanes.pause(&consumer)?;
-        } else {
-            lanes.resume(&consumer)?;
+            // An assignment may forward the partitions to the main queue again.
+            history = split(&consumer, &historical, config.partitions);
         }
         if last_flush.elapsed() >= settings.refresh {
             crate::control::flush_queue(&clickhouse, &mut processor).await;
@@ -138,35 +146,11 @@ pub async fn run(
     Ok(())
 }
 
-/// The historical lane's pause state.
-struct Lanes {
-    historical: String,
-    /// The historical partitions paused, while the live lane has work.
-    paused: Option<TopicPartitionList>,
-}
-
-impl Lanes {
-    fn pause(&mut self, consumer: &StreamConsumer<Assignments>) -> Result<(), KafkaError> {
-        if self.paused.is_some() {
-            return Ok(());
-        }
-        let mut partitions = TopicPartitionList::new();
-        for element in consumer.assignment()?.elements() {
-            if element.topic() == self.historical {
-                partitions.add_partition(element.topic(), element.partition());
-            }
-        }
-        if partitions.count() > 0 {
-            consumer.pause(&partitions)?;
-            self.paused = Some(partitions);
-        }
-        Ok(())
-    }
-
-    fn resume(&mut self, consumer: &StreamConsumer<Assignments>) -> Result<(), KafkaError> {
-        match self.paused.take() {
-            Some(partitions) => consumer.resume(&partitions),
-            None => Ok(()),
-        }
-    }
+/// Every partition of the historical topic in a queue of its own, apart from the live lane.
+fn split(
+    consumer: &Arc<StreamConsumer<Assignments>>,
+    topic: &str,
+    partitions: i32,
+) -> Vec<StreamPartitionQueue<Assignments>> {
+    (0..partitions).filter_map(|partition| consumer.split_partition_queue(topic, partition)).collect()
 }

@@ -15,6 +15,7 @@ mod keys_lifecycle;
 mod migrations;
 mod run_command;
 mod stream_processing;
+mod stream_recovery;
 mod stream_rules;
 mod stream_support;
 mod support;

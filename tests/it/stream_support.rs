@@ -17,6 +17,7 @@ pub struct Running {
 }
 
 pub fn start_processor(config: &Config) -> Running {
+    common::telemetry::init_logs(common::config::LogFormat::Human);
     let (stop, stopped) = watch::channel(false);
     let (kafka, clickhouse) = (config.kafka.clone(), common::clickhouse::client(&config.clickhouse));
     let settings = stream::runner::Settings { refresh: Duration::from_millis(200), ..Default::default() };
