@@ -1,6 +1,8 @@
 //! The wiring every sigstage role shares: configuration, telemetry, the one place Kafka clients
-//! and the ClickHouse client are built, migrations, and the control plane (orgs, keys, limits).
+//! and the ClickHouse client are built, migrations, the control plane (orgs, keys, limits,
+//! mapping rules, the signal queue) and its admin HTTP API.
 
+pub mod admin;
 pub mod clickhouse;
 pub mod config;
 pub mod control;

@@ -46,7 +46,7 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
         clickhouse: clickhouse.clone(),
         metrics: common::telemetry::init_metrics(),
     };
-    let mut app = health::router(health);
+    let mut app = health::router(health).merge(common::admin::router(clickhouse.clone(), config.admin_token.clone()));
 
     // Before the edge loads its keys, so the demo key works from the first request.
     let demo_key = match &demo_key_file {

@@ -1,6 +1,7 @@
 //! Integration tests against the real local stack (`make stack-up`: Tansu and ClickHouse).
 //! Each test works in its own random topic names and ClickHouse database.
 
+mod admin_api;
 mod clickhouse_io;
 mod config_errors;
 mod edge_auth_limits;

@@ -1,0 +1,103 @@
+//! The admin HTTP API: token required, rules added, listed and removed, the signal queue read,
+//! and bad input answered with a status and a message that says what is wrong.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use common::config::Secret;
+use common::control::queue::{self, QueuedGroup};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::support::TestDb;
+
+const TOKEN: &str = "admin-token-for-tests";
+
+async fn call(db: &TestDb, token: Option<&str>, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+    let router = common::admin::router(db.client.clone(), token.map(Secret::new));
+    let mut request = Request::builder().method(method).uri(uri).header(header::CONTENT_TYPE, "application/json");
+    if token.is_some() {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+    }
+    let response = router.oneshot(request.body(Body::from(body.to_owned())).expect("request")).await.expect("answer");
+    let status = response.status();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_token_is_required_and_checked() {
+    let db = TestDb::migrated().await;
+    let (status, body) = call(&db, None, "GET", "/api/admin/orgs/acme/rules", "").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("admin_api_disabled")));
+
+    let router = common::admin::router(db.client.clone(), Some(Secret::new(TOKEN)));
+    for authorization in [None, Some("Bearer wrong"), Some(TOKEN)] {
+        let mut request = Request::get("/api/admin/orgs/acme/rules");
+        if let Some(value) = authorization {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        let response = router.clone().oneshot(request.body(Body::empty()).expect("request")).await.expect("answer");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{authorization:?}");
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+}
+
+#[tokio::test]
+async fn rules_and_the_queue_through_http() {
+    let db = TestDb::migrated().await;
+    let token = Some(TOKEN);
+    let rules = "/api/admin/orgs/acme/rules";
+
+    let (status, body) = call(&db, token, "POST", rules, "{not json").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_rule")));
+    let (status, body) =
+        call(&db, token, "POST", rules, r#"{"name":"x","conditions":[{"path":"a","op":"like"}]}"#).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["message"].as_str().expect("message").contains("unknown variant `like`, expected one of"), "{body}");
+    let bad_regex = r#"{"name":"x","conditions":[{"path":"a","op":"regex","value":"("}]}"#;
+    let (status, body) = call(&db, token, "POST", rules, bad_regex).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["problems"][0].as_str().expect("problem").starts_with("conditions[0].value: not a valid regex"));
+    let (status, _) = call(&db, token, "POST", "/api/admin/orgs/bad:org/rules", r#"{"name":"x"}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let rule = r#"{"name":"pricing","source":"segment","event":"page_view",
+        "conditions":[{"path":"properties.url","op":"contains","value":"/pricing"}],"map":{"custom.page":"properties.url"}}"#;
+    let (status, created) = call(&db, token, "POST", rules, rule).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("id");
+    let (status, listed) = call(&db, token, "GET", rules, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["rules"].as_array().map(|r| r.len()), Some(1));
+    assert_eq!(listed["rules"][0]["id"], id);
+    assert_eq!(listed["rules"][0]["conditions"][0]["op"], "contains");
+
+    let (status, _) = call(&db, token, "DELETE", &format!("{rules}/{id}"), "").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(&db, token, "DELETE", &format!("{rules}/{id}"), "").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("rule_not_found")));
+    let (_, listed) = call(&db, token, "GET", rules, "").await;
+    assert_eq!(listed["rules"], serde_json::json!([]));
+
+    // Two processors' flushes of one group read back as one.
+    let group = |signals, first_seen_ms, last_seen_ms| QueuedGroup {
+        org_id: "acme".into(),
+        source: "segment".into(),
+        event: "Clicked".into(),
+        signals,
+        first_seen_ms,
+        last_seen_ms,
+        sample: format!("{{\"at\":{last_seen_ms}}}"),
+    };
+    queue::append(&db.client, &[group(3, 100, 200), group(2, 50, 300)]).await.expect("queue rows");
+    let (status, body) = call(&db, token, "GET", "/api/admin/orgs/acme/queue", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["groups"],
+        serde_json::json!([{"org_id": "acme", "source": "segment", "event": "Clicked", "signals": 5,
+            "first_seen_ms": 50, "last_seen_ms": 300, "sample": "{\"at\":300}"}])
+    );
+    let (status, _) = call(&db, token, "GET", "/api/admin/nothing", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
