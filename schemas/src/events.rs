@@ -16,10 +16,12 @@ pub const TYPE_HEADER: &str = "sigstage-event-type";
 
 /// The event's JSON, `data` being a JSON value already encoded.
 pub fn encode(kind: &str, signal_id: u64, org: &str, created_ms: u64, data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
     let mut out = Vec::with_capacity(96 + org.len() + data.len());
-    out.extend_from_slice(format!("{{\"id\":\"{signal_id}.{kind}\",\"type\":\"{kind}\",\"org\":").as_bytes());
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{{\"id\":\"{signal_id}.{kind}\",\"type\":\"{kind}\",\"org\":");
     serde_json::to_writer(&mut out, org).expect("a string serializes");
-    out.extend_from_slice(format!(",\"created_ms\":{created_ms},\"data\":").as_bytes());
+    let _ = write!(out, ",\"created_ms\":{created_ms},\"data\":");
     out.extend_from_slice(data);
     out.push(b'}');
     out

@@ -13,6 +13,8 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::dedupe::Prehashed;
+
 /// One link, as written to `identities`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdentityLink {
@@ -51,18 +53,19 @@ pub struct NewLead {
 
 #[derive(Default)]
 pub struct Identities {
-    /// `org \0 anonymousId` → email.
-    links: HashMap<String, String>,
+    /// xxh3-128 of `org \0 anonymousId` → email.
+    links: HashMap<u128, String, Prehashed>,
     /// xxh3-128 of `org \0 email`, for every lead already announced.
-    leads: HashSet<u128>,
+    leads: HashSet<u128, Prehashed>,
 }
 
-fn key(org: &str, anonymous_id: &str) -> String {
-    let mut key = String::with_capacity(org.len() + 1 + anonymous_id.len());
-    key.push_str(org);
-    key.push('\0');
-    key.push_str(anonymous_id);
-    key
+/// xxh3-128 of `org \0 value`: a map key that costs no allocation to look up.
+fn key(org: &str, value: &str) -> u128 {
+    let mut hasher = Xxh3::new();
+    hasher.update(org.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(value.as_bytes());
+    hasher.digest128()
 }
 
 impl Identities {
@@ -81,11 +84,7 @@ impl Identities {
 
     /// Records that `email` is a lead of `org`; true the first time.
     pub fn new_lead(&mut self, org: &str, email: &str) -> bool {
-        let mut hasher = Xxh3::new();
-        hasher.update(org.as_bytes());
-        hasher.update(&[0]);
-        hasher.update(email.as_bytes());
-        self.leads.insert(hasher.digest128())
+        self.leads.insert(key(org, email))
     }
 
     pub fn len(&self) -> usize {

@@ -67,14 +67,29 @@ pub struct Record<'a> {
     /// The ids of the org's rules that matched, in the order they apply.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<&'a str>,
-    /// xxh3-128 of org and bytes, hex.
-    pub content_hash: String,
+    /// xxh3-128 of org and bytes, 32 hex digits.
+    pub content_hash: Hex128,
     pub received_ms: u64,
     /// When the event happened, corrected for the sender's clock the way Segment does:
     /// `received - (sentAt - timestamp)`; else `timestamp`; else the receive time.
     pub event_ms: u64,
     // Spliced in by `encode` without re-parsing: `fields`, the lead fields the rules mapped
     // (email aside), and `payload`, the raw signal.
+}
+
+/// A content hash, serialized as 32 hex digits from a stack buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Hex128(pub u128);
+
+impl Serialize for Hex128 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 32];
+        for (i, digit) in hex.iter_mut().enumerate() {
+            *digit = DIGITS[((self.0 >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        serializer.serialize_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"))
+    }
 }
 
 pub struct Processor {
@@ -158,7 +173,7 @@ impl Processor {
             email,
             mapped: !matched.is_empty(),
             rules: matched.iter().map(|&i| org_rules[i].id.as_str()).collect(),
-            content_hash: format!("{hash:032x}"),
+            content_hash: Hex128(hash),
             received_ms: inbound.received_ms,
             event_ms: event_ms(&value, inbound.received_ms),
         };

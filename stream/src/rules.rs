@@ -205,8 +205,11 @@ impl<'r> Mapping<'r> {
         out.push(b'{');
         let mut first = true;
         for (index, (field, path)) in self.mappings().enumerate() {
+            if field == "email" {
+                continue;
+            }
             let Some(value) = path.find(signal) else { continue };
-            if field == "email" || self.mappings().take(index).any(|(f, p)| f == field && p.find(signal).is_some()) {
+            if self.mappings().take(index).any(|(f, p)| f == field && p.find(signal).is_some()) {
                 continue;
             }
             if !first {
