@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 STATE ?= .state
 
-.PHONY: run test stack-up stack-down stack-status build release lint bench bench-load
+.PHONY: run test stack-up stack-down stack-status build release lint bench bench-load bench-stream
 
 ## run: install what is missing, start Kafka (Tansu) and ClickHouse, migrate, run every role on 127.0.0.1:8080
 run: stack-up release
@@ -42,3 +42,7 @@ bench:
 ## bench-load: the load figures of the README (wrk against the edge and its baselines)
 bench-load: stack-up
 	scripts/bench-load.sh
+
+## bench-stream: the end-to-end stream figure of the README (processor vs a bare consumer)
+bench-stream: stack-up
+	scripts/bench-stream.sh

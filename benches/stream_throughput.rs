@@ -1,0 +1,117 @@
+//! The end-to-end stream figure: signals/s through a real processor (consumer group, parse,
+//! dedupe, rules, identity, outputs produced and acknowledged, offsets stored) from a pre-filled
+//! raw topic, beside a bare rdkafka consumer (same client settings) reading the same records.
+//! Each round fills a fresh raw topic with `RECORDS` signals of the bench mix (edge headers
+//! included, every one distinct), then times both readers from their first record to their
+//! last, so group joins and start-up are left out. Alternates for `ROUNDS`; prints medians.
+//!
+//! `cargo run --release --example stream_throughput -- RECORDS ROUNDS` with the `SIGSTAGE_*`
+//! environment of a migrated database and a broker (see `scripts/bench-stream.sh`).
+
+use std::time::{Duration, Instant};
+
+use common::config::Config;
+use common::kafka::topics;
+use futures::future::join_all;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use schemas::record::headers;
+use tokio::sync::watch;
+
+#[path = "mix.rs"]
+mod mix;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, records, rounds] = args.as_slice() else {
+        anyhow::bail!("usage: stream_throughput RECORDS ROUNDS");
+    };
+    let (records, rounds): (usize, usize) = (records.parse()?, rounds.parse()?);
+    let base = Config::from_env()?;
+    let (mut bare, mut processed) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let mut config = base.clone();
+        config.kafka.topic_prefix = format!("{}r{}-{}.", base.kafka.topic_prefix, std::process::id(), round);
+        fill(&config, records).await?;
+        let bare_rate = bare_consumer(&config, records).await?;
+        let processor_rate = processor(&config, records).await?;
+        eprintln!("round {round}: bare consumer {bare_rate:.0} records/s, processor {processor_rate:.0} signals/s");
+        bare.push(bare_rate);
+        processed.push(processor_rate);
+    }
+    let (bare, processed) = (median(bare), median(processed));
+    println!("bare consumer {bare:.0} records/s, processor {processed:.0} signals/s, ratio {:.2}", processed / bare);
+    Ok(())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Writes `count` distinct signals of the mix, as the edge would, to the raw topic.
+async fn fill(config: &Config, count: usize) -> anyhow::Result<()> {
+    let raw = config.kafka.topic(topics::SIGNALS_RAW);
+    common::kafka::ensure_topics(&config.kafka, &[&raw]).await?;
+    let producer = common::kafka::producer(&config.kafka)?;
+    let mix = mix::mix();
+    for chunk_start in (0..count).step_by(5000) {
+        let sends = (chunk_start..count.min(chunk_start + 5000)).map(|i| {
+            let signal = &mix[i % mix.len()];
+            // Distinct bytes per record, or dedupe would drop the repeats of the mix.
+            let payload = format!("{{\"n\":{i},{}", std::str::from_utf8(&signal[1..]).expect("utf-8"));
+            let id = i.to_string();
+            let key = format!("bench:v{}", i % 10_000);
+            let source = ["segment", "segment", "segment", "generic", "activity"][i % 5];
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: headers::ORG, value: Some("bench") })
+                .insert(Header { key: headers::SIGNAL_ID, value: Some(id.as_str()) })
+                .insert(Header { key: headers::SOURCE, value: Some(source) })
+                .insert(Header { key: headers::RECEIVED_MS, value: Some("1795000000000") });
+            let (producer, raw) = (&producer, raw.as_str());
+            async move {
+                let record = FutureRecord::to(raw).key(&key).payload(&payload).headers(headers);
+                producer.send(record, Duration::from_secs(30)).await.map(drop).map_err(|(error, _)| error)
+            }
+        });
+        for result in join_all(sends).await {
+            result?;
+        }
+    }
+    Ok(())
+}
+
+/// Records/s of a plain consumer group reading the raw topic.
+async fn bare_consumer(config: &Config, count: usize) -> anyhow::Result<f64> {
+    let consumer: StreamConsumer = common::kafka::consumer(&config.kafka, &config.kafka.topic("bare"))?;
+    consumer.subscribe(&[&config.kafka.topic(topics::SIGNALS_RAW)])?;
+    read(&consumer, count).await
+}
+
+/// Signals/s of the stream processor, timed on its output topic.
+async fn processor(config: &Config, count: usize) -> anyhow::Result<f64> {
+    let watcher: StreamConsumer = common::kafka::consumer(&config.kafka, &config.kafka.topic("watcher"))?;
+    let processed = config.kafka.topic(topics::SIGNALS_PROCESSED);
+    common::kafka::ensure_topics(&config.kafka, &[&processed]).await?;
+    watcher.subscribe(&[&processed])?;
+    let (stop_tx, stop) = watch::channel(false);
+    let (kafka, clickhouse) = (config.kafka.clone(), common::clickhouse::client(&config.clickhouse));
+    let running =
+        tokio::spawn(async move { stream::runner::run(&kafka, clickhouse, stream::runner::Settings::default(), stop).await });
+    let rate = read(&watcher, count).await;
+    stop_tx.send(true)?;
+    running.await??;
+    rate
+}
+
+/// Reads `count` records; answers records/s from the first to the last.
+async fn read(consumer: &StreamConsumer, count: usize) -> anyhow::Result<f64> {
+    consumer.recv().await?;
+    let started = Instant::now();
+    for _ in 1..count {
+        tokio::time::timeout(Duration::from_secs(60), consumer.recv()).await??;
+    }
+    Ok((count - 1) as f64 / started.elapsed().as_secs_f64())
+}
