@@ -98,8 +98,9 @@ async fn processor(config: &Config, count: usize) -> anyhow::Result<f64> {
     watcher.subscribe(&[&processed])?;
     let (stop_tx, stop) = watch::channel(false);
     let (kafka, clickhouse) = (config.kafka.clone(), common::clickhouse::client(&config.clickhouse));
-    let running =
-        tokio::spawn(async move { stream::runner::run(&kafka, clickhouse, stream::runner::Settings::default(), stop).await });
+    let running = tokio::spawn(async move {
+        stream::runner::run(&kafka, clickhouse, stream::runner::Settings::default(), stop).await
+    });
     let rate = read(&watcher, count).await;
     stop_tx.send(true)?;
     running.await??;
