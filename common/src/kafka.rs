@@ -1,15 +1,16 @@
 //! The one place Kafka clients are built. Every producer and consumer in sigstage comes from
 //! here, so delivery guarantees (acks=all, idempotence, commit-after-store) are set once.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{ConsumerContext, DefaultConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, DefaultConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, FutureProducer, Producer};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, ClientContext};
 
 use crate::config::KafkaConfig;
 
@@ -106,6 +107,61 @@ pub async fn ensure_topics(config: &KafkaConfig, names: &[&str]) -> Result<(), K
         }
     }
     Ok(())
+}
+
+/// Hears partition assignments, so a consumer loop can rebuild what it keeps per partition
+/// before it processes records of newly assigned ones.
+#[derive(Default)]
+pub struct Assignments {
+    pending: Mutex<Vec<i32>>,
+}
+
+impl ClientContext for Assignments {}
+
+impl ConsumerContext for Assignments {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for element in list.elements() {
+                if !pending.contains(&element.partition()) {
+                    pending.push(element.partition());
+                }
+            }
+        }
+    }
+}
+
+impl Assignments {
+    /// Partitions assigned since the last call.
+    pub fn take(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+/// The largest part of a record a dead letter keeps; its headers say how long the record was,
+/// and a dead letter always fits in a Kafka record.
+pub const DEAD_LETTER_MAX_BYTES: usize = 64 * 1024;
+
+/// A dead letter's value and headers: at most the first [`DEAD_LETTER_MAX_BYTES`] of the record,
+/// why it could not be handled (`reason`, `stage`, `detail`), then the record's own headers.
+pub fn dead_letter(payload: &[u8], own_headers: &[(&str, &[u8])], why: [&str; 3]) -> (Vec<u8>, OwnedHeaders) {
+    use schemas::record::headers;
+    let [reason, stage, detail] = why;
+    let size = payload.len().to_string();
+    let mut all = OwnedHeaders::new()
+        .insert(Header { key: headers::DLQ_REASON, value: Some(reason) })
+        .insert(Header { key: headers::DLQ_STAGE, value: Some(stage) })
+        .insert(Header { key: headers::DLQ_DETAIL, value: Some(detail) })
+        .insert(Header { key: headers::DLQ_ORIGINAL_BYTES, value: Some(size.as_str()) });
+    for &(key, value) in own_headers {
+        all = all.insert(Header { key, value: Some(value) });
+    }
+    (payload[..payload.len().min(DEAD_LETTER_MAX_BYTES)].to_vec(), all)
+}
+
+/// A record's headers as (name, value) pairs.
+pub fn header_pairs<H: Headers>(headers: &H) -> Vec<(&str, &[u8])> {
+    headers.iter().filter_map(|h| Some((h.key, h.value?))).collect()
 }
 
 /// A small client for cluster questions (is the broker reachable?), kept apart from the data

@@ -56,6 +56,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "usage", sql: include_str!("../migrations/0002_usage.sql") },
     Migration { version: 3, name: "mapping_rules", sql: include_str!("../migrations/0003_mapping_rules.sql") },
     Migration { version: 4, name: "signal_queue", sql: include_str!("../migrations/0004_signal_queue.sql") },
+    Migration { version: 5, name: "signals", sql: include_str!("../migrations/0005_signals.sql") },
 ];
 
 #[cfg(test)]

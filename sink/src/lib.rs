@@ -1,2 +1,5 @@
-//! Sinks: batched writes of processed signals to ClickHouse, rehydration of cold signals, and
-//! signed webhook delivery.
+//! Sinks: batched writes of processed signals to ClickHouse (hot and cold), identities and leads,
+//! rehydration of cold signals when their visitor is identified, and signed webhook delivery.
+
+pub mod rows;
+pub mod store;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use common::kafka::header_pairs;
 use futures::future::join_all;
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -14,10 +15,6 @@ use crate::inbound::Inbound;
 use crate::processor::{Output, Processor};
 
 pub const PROCESSED_TOTAL: &str = "sigstage_stream_records_total";
-
-/// A dead letter keeps at most this much of the record (the headers say how long it was), so
-/// it always fits in a Kafka record.
-pub const DEAD_LETTER_MAX_BYTES: usize = 64 * 1024;
 
 /// Where each output goes (full topic names).
 pub struct Topics {
@@ -79,7 +76,7 @@ pub fn route(
         Output::Duplicate => "duplicate",
         Output::Dead { reason, stage, detail } => {
             tracing::warn!(reason, stage, %detail, partition = message.partition(), offset = message.offset(), "dead letter");
-            let own = message.headers().map(pairs);
+            let own = message.headers().map(header_pairs);
             let key = message.key().unwrap_or_default();
             out.push(dead_letter(
                 &topics.dlq,
@@ -98,29 +95,9 @@ fn header(key: &str, value: &str) -> OwnedHeaders {
     OwnedHeaders::new().insert(Header { key, value: Some(value) })
 }
 
-/// A dead letter: at most the first [`DEAD_LETTER_MAX_BYTES`] of the record, the reason
-/// headers, then `headers` (the record's own).
 fn dead_letter(dlq: &str, key: &[u8], payload: &[u8], headers: &[(&str, &[u8])], why: [&str; 3]) -> Pending {
-    let [reason, stage, detail] = why;
-    let size = payload.len().to_string();
-    let mut all = OwnedHeaders::new()
-        .insert(Header { key: headers::DLQ_REASON, value: Some(reason) })
-        .insert(Header { key: headers::DLQ_STAGE, value: Some(stage) })
-        .insert(Header { key: headers::DLQ_DETAIL, value: Some(detail) })
-        .insert(Header { key: headers::DLQ_ORIGINAL_BYTES, value: Some(size.as_str()) });
-    for &(key, value) in headers {
-        all = all.insert(Header { key, value: Some(value) });
-    }
-    Pending {
-        topic: dlq.to_owned(),
-        key: key.to_vec(),
-        value: payload[..payload.len().min(DEAD_LETTER_MAX_BYTES)].to_vec(),
-        headers: all,
-    }
-}
-
-fn pairs<H: Headers>(headers: &H) -> Vec<(&str, &[u8])> {
-    headers.iter().filter_map(|h| Some((h.key, h.value?))).collect()
+    let (value, headers) = common::kafka::dead_letter(payload, headers, why);
+    Pending { topic: dlq.to_owned(), key: key.to_vec(), value, headers }
 }
 
 /// The edge's headers of `message`, after `into`.
@@ -160,7 +137,7 @@ pub async fn deliver(
                 Err((error, _)) => {
                     tracing::error!(%error, topic = %output.topic, "output refused by the broker; dead-lettered");
                     let why = ["unwritable", "produce", &error.to_string()];
-                    retry.push(dead_letter(dlq, &output.key, &output.value, &pairs(&output.headers), why));
+                    retry.push(dead_letter(dlq, &output.key, &output.value, &header_pairs(&output.headers), why));
                 }
             }
         }

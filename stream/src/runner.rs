@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::config::KafkaConfig;
-use common::kafka::{self, topics};
+use common::kafka::{self, topics, Assignments};
 use futures::StreamExt;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::outputs::{self, Topics};
 use crate::processor::Processor;
-use crate::window::{self, Assignments};
+use crate::window;
 
 /// Tuning of the stream role.
 #[derive(Debug, Clone)]

@@ -5,47 +5,18 @@
 //! Outputs keep their raw record's key, so raw partition p's outputs are on partition p.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::config::KafkaConfig;
 use common::kafka::{self, topics};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use schemas::record::headers;
 
 use crate::identity::{IdentityLink, NewLead};
 use crate::processor::Processor;
-
-/// Hears partition assignments; the runner reloads the window of each before processing it.
-#[derive(Default)]
-pub struct Assignments {
-    pending: Mutex<Vec<i32>>,
-}
-
-impl ClientContext for Assignments {}
-
-impl ConsumerContext for Assignments {
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
-            let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            for element in list.elements() {
-                if !pending.contains(&element.partition()) {
-                    pending.push(element.partition());
-                }
-            }
-        }
-    }
-}
-
-impl Assignments {
-    /// Partitions assigned since the last call.
-    pub fn take(&self) -> Vec<i32> {
-        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
-    }
-}
 
 /// Before a processor works on newly assigned `partitions`, it reads back what earlier owners
 /// wrote for them: the content hashes of the last `window` of `signals.processed` (dedupe) and

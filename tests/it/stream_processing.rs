@@ -136,7 +136,7 @@ async fn poison_records_go_to_the_dlq_and_the_partition_moves_on() {
     );
     let too_large = dead.iter().find(|r| header(r, headers::DLQ_REASON) == Some("too_large")).expect("too large");
     assert_eq!(header(too_large, headers::DLQ_ORIGINAL_BYTES), Some(large.len().to_string().as_str()));
-    assert_eq!(too_large.payload().map(<[u8]>::len), Some(stream::outputs::DEAD_LETTER_MAX_BYTES), "cut to fit");
+    assert_eq!(too_large.payload().map(<[u8]>::len), Some(common::kafka::DEAD_LETTER_MAX_BYTES), "cut to fit");
     let processed = read_records(&edge.db.config, &edge.topic(topics::SIGNALS_PROCESSED), 1).await;
     assert_eq!(payload_json(&processed[0])["event"], "after");
     processor.stop().await;
