@@ -2,4 +2,5 @@
 //! rehydration of cold signals when their visitor is identified, and signed webhook delivery.
 
 pub mod rows;
+pub mod runner;
 pub mod store;

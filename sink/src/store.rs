@@ -29,7 +29,7 @@ fn code_of(message: &str) -> Option<u32> {
 }
 
 /// Inserts `rows` into `table` in one RowBinary insert.
-pub async fn insert<T>(client: &clickhouse::Client, table: &str, rows: &[T::Value<'_>]) -> Result<(), Error>
+pub async fn insert<T>(client: &clickhouse::Client, table: &str, rows: &[&T::Value<'_>]) -> Result<(), Error>
 where
     T: Row + RowWrite,
 {
@@ -89,19 +89,19 @@ pub fn link_key(org_id: &str, anonymous_id: &str) -> String {
 
 /// Runs `attempt` until it succeeds, backing off on retryable errors (up to 30 s apart), and
 /// gives up at once on bad data or when `stop` turns true.
-pub async fn with_retries<F, Fut>(
+pub async fn with_retries<T, F, Fut>(
     what: &str,
     stop: &mut tokio::sync::watch::Receiver<bool>,
     mut attempt: F,
-) -> Result<(), Error>
+) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), Error>>,
+    Fut: std::future::Future<Output = Result<T, Error>>,
 {
     let mut backoff = Duration::from_millis(200);
     loop {
         match attempt().await {
-            Ok(()) => return Ok(()),
+            Ok(value) => return Ok(value),
             Err(error) if is_retryable(&error) && !*stop.borrow() => {
                 tracing::warn!(%error, what, retry_in_ms = backoff.as_millis() as u64, "ClickHouse write failed; retrying");
             }

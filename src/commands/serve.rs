@@ -77,6 +77,16 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
             result
         })
     });
+    let sink = roles.sink.then(|| {
+        let (kafka, clickhouse, stop) = (config.kafka.clone(), clickhouse.clone(), stop.clone());
+        tokio::spawn(async move {
+            let result = sink::runner::run(&kafka, clickhouse, sink::runner::Settings::default(), stop).await;
+            if let Err(error) = &result {
+                tracing::error!(%error, "the ClickHouse sink stopped");
+            }
+            result
+        })
+    });
     let listener = TcpListener::bind(config.http.addr).await.with_context(|| {
         format!(
             "cannot listen on {} (SIGSTAGE_HTTP_ADDR): is another sigstage already running there?",
@@ -104,6 +114,9 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
         .await?;
     if let Some(processor) = processor {
         processor.await.context("the stream processor panicked")?.context("the stream processor failed")?;
+    }
+    if let Some(sink) = sink {
+        sink.await.context("the ClickHouse sink panicked")?.context("the ClickHouse sink failed")?;
     }
 
     if let Some(edge) = edge {

@@ -15,6 +15,7 @@ mod kafka_roundtrip;
 mod keys_lifecycle;
 mod migrations;
 mod run_command;
+mod sink_clickhouse;
 mod stream_processing;
 mod stream_recovery;
 mod stream_rules;

@@ -1,5 +1,5 @@
-//! A stream processor run in-process against a test's topics and database, and a way to wait
-//! until it has worked through everything written so far.
+//! The stream processor and the ClickHouse sink run in-process against a test's topics and
+//! database, and ways to wait until they have worked through what was written.
 
 use std::time::{Duration, Instant};
 
@@ -53,5 +53,39 @@ pub async fn caught_up(config: &Config) {
         }
         assert!(Instant::now() < deadline, "processor committed {committed} of {total} records");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub struct RunningSink {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), rdkafka::error::KafkaError>>,
+}
+
+/// The ClickHouse sink against `clickhouse` (the test's database, or a proxy in front of it).
+pub fn start_sink(config: &Config, clickhouse: clickhouse::Client) -> RunningSink {
+    let (stop, stopped) = watch::channel(false);
+    let kafka = config.kafka.clone();
+    let settings = sink::runner::Settings { batch_wait: Duration::from_millis(50), ..Default::default() };
+    let task = tokio::spawn(async move { sink::runner::run(&kafka, clickhouse, settings, stopped).await });
+    RunningSink { stop, task }
+}
+
+impl RunningSink {
+    pub async fn stop(self) {
+        self.stop.send(true).expect("sink running");
+        self.task.await.expect("no panic").expect("sink ends cleanly");
+    }
+}
+
+/// Polls `query` (one UInt64) until it answers `expected`; panics with the last answer after 30 s.
+pub async fn await_count(client: &clickhouse::Client, query: &str, expected: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = client.query(query).fetch_one::<u64>().await;
+        if matches!(answer, Ok(n) if n == expected) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{query}: {answer:?}, expected {expected}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

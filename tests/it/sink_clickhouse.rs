@@ -1,0 +1,176 @@
+//! The ClickHouse sink end to end: from an HTTP 202 to rows analysts query, rehydration when a
+//! visitor is identified, and nothing lost or doubled across a replay or a ClickHouse outage.
+
+use std::time::Duration;
+
+use common::kafka::topics;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::edge_support::TestEdge;
+use crate::stream_support::{await_count, start_processor, start_sink};
+
+const UNLINKED: &str = include_str!("../../schemas/queries/unlinked_cold_signals.sql");
+
+fn hot_of(lead: &str) -> String {
+    format!("SELECT count() FROM signals_hot FINAL WHERE org_id = 'acme' AND lead_email = '{lead}'")
+}
+
+/// Moves the sink's committed offsets back to the start, so the next sink replays everything.
+fn rewind_sink_group(edge: &TestEdge) {
+    let kafka = &edge.db.config.kafka;
+    let consumer: StreamConsumer = common::kafka::consumer(kafka, &kafka.topic("sink")).expect("consumer");
+    let mut start = TopicPartitionList::new();
+    for topic in [topics::SIGNALS_PROCESSED, topics::IDENTITIES] {
+        for partition in 0..kafka.partitions {
+            start.add_partition_offset(&kafka.topic(topic), partition, Offset::Offset(0)).expect("partition");
+        }
+    }
+    consumer.commit(&start, CommitMode::Sync).expect("rewound");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identified_visitors_are_rehydrated_once_even_after_a_replay() {
+    let edge = TestEdge::start().await;
+    let key = edge.key("acme", &[]).await;
+    let processor = start_processor(&edge.db.config);
+    let sink = start_sink(&edge.db.config, edge.db.client.clone());
+    let uri = format!("/api/signal-staging/webhook/{key}");
+    let track = |n: u32| format!(r#"{{"type":"track","event":"Viewed","anonymousId":"v1","messageId":"t{n}"}}"#);
+    for n in 1..=3 {
+        assert_eq!(edge.post_json(&uri, &track(n)).await.status, 202);
+    }
+    // Written cold first: rehydration then has rows to find.
+    await_count(&edge.db.client, "SELECT count() FROM signals_cold FINAL WHERE anonymous_id = 'v1'", 3).await;
+    let identify =
+        r#"{"type":"identify","anonymousId":"v1","messageId":"i1","traits":{"email":"Jo@Acme.io","company":"Acme"}}"#;
+    assert_eq!(edge.post_json(&uri, identify).await.status, 202);
+    assert_eq!(edge.post_json(&uri, &track(4)).await.status, 202);
+
+    // 3 rehydrated, the identify, and the track after it.
+    await_count(&edge.db.client, &hot_of("jo@acme.io"), 5).await;
+    await_count(&edge.db.client, UNLINKED, 0).await;
+    await_count(&edge.db.client, "SELECT count() FROM leads FINAL WHERE email = 'jo@acme.io' AND company = 'Acme'", 1)
+        .await;
+    await_count(&edge.db.client, "SELECT count() FROM identities FINAL WHERE anonymous_id = 'v1'", 1).await;
+    let attributions: Vec<(String, u64)> = edge
+        .db
+        .client
+        .query("SELECT attributed_by, count() FROM signals_hot FINAL GROUP BY attributed_by ORDER BY attributed_by")
+        .fetch_all()
+        .await
+        .expect("attributions");
+    let expected = [("identity", 1), ("rehydrated", 3), ("signal", 1)].map(|(a, n)| (a.to_owned(), n));
+    assert_eq!(attributions, expected);
+    sink.stop().await;
+
+    // A sink that reads everything again changes no count an analyst sees.
+    rewind_sink_group(&edge);
+    let replay = start_sink(&edge.db.config, edge.db.client.clone());
+    crate::stream_support::caught_up(&edge.db.config).await;
+    assert_eq!(edge.post_json(&uri, &track(5)).await.status, 202);
+    await_count(&edge.db.client, &hot_of("jo@acme.io"), 6).await;
+    await_count(&edge.db.client, "SELECT count() FROM signals_cold FINAL WHERE anonymous_id = 'v1'", 3).await;
+    await_count(&edge.db.client, "SELECT uniqExact(signal_id) FROM signals_hot", 6).await;
+    replay.stop().await;
+    processor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_reaches_clickhouse() {
+    let edge = TestEdge::start().await;
+    let key = edge.key("acme", &[]).await;
+    let processor = start_processor(&edge.db.config);
+    let sink = start_sink(&edge.db.config, edge.db.client.clone());
+    let sent = [
+        (format!("/api/signal-staging/webhook/{key}"), r#"{"email":"a@x.io","event":"webhook"}"#.to_owned()),
+        (format!("/api/signal-staging/webhook/hubspot/{key}"), r#"{"email":"b@x.io","event":"sourced"}"#.to_owned()),
+        (format!("/api/signal-staging/webhook/{key}/batch"), r#"[{"event":"batch 1"},{"event":"batch 2"}]"#.to_owned()),
+        (format!("/api/signal-staging/bulk/{key}"), r#"[{"event":"bulk 1"},{"event":"bulk 2"}]"#.to_owned()),
+        (format!("/collect/page_view/{key}/session-1"), r#"{"url":"https://acme.io/"}"#.to_owned()),
+        (
+            format!("/webhooks/ingress/{key}"),
+            r#"{"title":"Call","description":"d","startTime":"2024-08-03T11:30:00Z","trigger":"Manual Log"}"#
+                .to_owned(),
+        ),
+    ];
+    for (uri, body) in &sent {
+        let answer = edge.post_json(uri, body).await;
+        assert!(answer.status == 202 || answer.status == 207, "{uri}: {} {}", answer.status, answer.text);
+    }
+    await_count(&edge.db.client, "SELECT count() FROM signals_hot FINAL", 2).await;
+    await_count(&edge.db.client, "SELECT count() FROM signals_cold FINAL", 6).await;
+    let sources: Vec<String> = edge
+        .db
+        .client
+        .query("SELECT DISTINCT source FROM (SELECT source FROM signals_hot UNION ALL SELECT source FROM signals_cold) ORDER BY source")
+        .fetch_all()
+        .await
+        .expect("sources");
+    assert_eq!(sources, ["activity", "generic", "hubspot", "tracardi"]);
+    sink.stop().await;
+    processor.stop().await;
+}
+
+/// A TCP proxy to ClickHouse that can be cut, so the sink sees ClickHouse go away and return.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(addr: Option<std::net::SocketAddr>) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().expect("addr")))
+            .await
+            .expect("proxy listens");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:8123").await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Proxy { addr, task }
+    }
+
+    /// Stops accepting and drops every open connection.
+    fn cut(self) -> std::net::SocketAddr {
+        self.task.abort();
+        self.addr
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_while_clickhouse_is_away() {
+    let edge = TestEdge::start().await;
+    let key = edge.key("acme", &[]).await;
+    let processor = start_processor(&edge.db.config);
+    let proxy = Proxy::start(None).await;
+    let through_proxy = common::clickhouse::client(&common::config::ClickHouseConfig {
+        url: format!("http://{}", proxy.addr),
+        ..edge.db.config.clickhouse.clone()
+    });
+    let sink = start_sink(&edge.db.config, through_proxy);
+    let uri = format!("/api/signal-staging/webhook/{key}");
+    assert_eq!(edge.post_json(&uri, r#"{"email":"first@x.io"}"#).await.status, 202);
+    await_count(&edge.db.client, "SELECT count() FROM signals_hot FINAL", 1).await;
+
+    let addr = proxy.cut();
+    for n in 0..20 {
+        assert_eq!(edge.post_json(&uri, &format!(r#"{{"email":"away{n}@x.io"}}"#)).await.status, 202);
+    }
+    crate::stream_support::caught_up(&edge.db.config).await;
+    // The sink has the records but cannot write them; nothing arrives meanwhile.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    await_count(&edge.db.client, "SELECT count() FROM signals_hot FINAL", 1).await;
+
+    let back = Proxy::start(Some(addr)).await;
+    await_count(&edge.db.client, "SELECT count() FROM signals_hot FINAL", 21).await;
+    sink.stop().await;
+    back.cut();
+    processor.stop().await;
+}
