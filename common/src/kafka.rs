@@ -214,6 +214,42 @@ pub fn is_transient(error: &KafkaError) -> bool {
     )
 }
 
+/// Errors after which a producer should be replaced: the broker was unreachable (it may have
+/// restarted and forgotten the producer id: Tansu 0.6 then panics on a produce under the old
+/// id), or it refused the producer's idempotence state.
+pub fn needs_fresh_producer(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageTimedOut
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Unknown
+                | RDKafkaErrorCode::Fatal
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::InvalidProducerIdMapping
+        )
+    )
+}
+
+/// True when the broker (or the client) will refuse this record however often it is sent: it
+/// is too large or malformed. Anything else, unknown errors included, may pass on a retry.
+pub fn is_refused_for_good(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::BadMessage
+        )
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +267,10 @@ mod tests {
         for (error, transient) in cases {
             assert_eq!(is_transient(&error), transient, "{error}");
         }
+        assert!(is_refused_for_good(&KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)));
+        assert!(
+            !is_refused_for_good(&KafkaError::MessageProduction(RDKafkaErrorCode::Unknown)),
+            "retried, not dropped"
+        );
     }
 }

@@ -57,25 +57,6 @@ impl SendError {
     }
 }
 
-/// Errors after which this producer is replaced: the broker was unreachable (it may have
-/// restarted and forgotten this producer id), or it refused the producer's idempotence state.
-fn needs_fresh_producer(error: &KafkaError) -> bool {
-    matches!(
-        error,
-        KafkaError::MessageProduction(
-            RDKafkaErrorCode::MessageTimedOut
-                | RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::Unknown
-                | RDKafkaErrorCode::Fatal
-                | RDKafkaErrorCode::OutOfOrderSequenceNumber
-                | RDKafkaErrorCode::UnknownProducerId
-                | RDKafkaErrorCode::InvalidProducerEpoch
-                | RDKafkaErrorCode::InvalidProducerIdMapping
-        )
-    )
-}
-
 struct LaneProducer {
     topic: String,
     producer: RwLock<Arc<FutureProducer>>,
@@ -158,7 +139,7 @@ impl Sender {
             }
         }))
         .await;
-        if results.iter().any(|result| result.as_ref().is_err_and(needs_fresh_producer)) {
+        if results.iter().any(|result| result.as_ref().is_err_and(kafka::needs_fresh_producer)) {
             lane.reset(&self.config, &producer);
         }
         results.into_iter().map(|result| result.map_err(SendError::from_kafka)).collect()

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use common::kafka::header_pairs;
+use common::config::KafkaConfig;
+use common::kafka::{self, header_pairs};
 use futures::future::join_all;
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use schemas::events;
 use schemas::record::headers;
 use tokio::sync::watch;
@@ -114,7 +115,8 @@ fn copy_headers(message: &BorrowedMessage<'_>, mut into: OwnedHeaders) -> OwnedH
 /// An output the broker will never take (too large, refused) becomes a dead letter instead, so
 /// it cannot hold the partition. Answers false when asked to stop before the end.
 pub async fn deliver(
-    producer: &FutureProducer,
+    config: &KafkaConfig,
+    producer: &mut FutureProducer,
     dlq: &str,
     mut outputs: Vec<Pending>,
     stop: &mut watch::Receiver<bool>,
@@ -128,10 +130,12 @@ pub async fn deliver(
         }))
         .await;
         let mut retry = Vec::new();
+        let mut replace = false;
         for (output, result) in outputs.into_iter().zip(results) {
             match result {
                 Ok(_) => {}
-                Err((error, _)) if common::kafka::is_transient(&error) || output.topic == dlq => {
+                Err((error, _)) if !kafka::is_refused_for_good(&error) || output.topic == dlq => {
+                    replace |= kafka::needs_fresh_producer(&error);
                     retry.push(output);
                 }
                 Err((error, _)) => {
@@ -146,6 +150,15 @@ pub async fn deliver(
         }
         tracing::warn!(failed = retry.len(), "outputs not acknowledged; retrying");
         outputs = retry;
+        if replace {
+            match kafka::producer(config) {
+                Ok(fresh) => {
+                    std::mem::replace(producer, fresh).purge(PurgeConfig::default().queue().inflight());
+                    tracing::warn!("lost the broker or its idempotence state; replaced the producer");
+                }
+                Err(error) => tracing::error!(%error, "cannot create a replacement producer"),
+            }
+        }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {},
             _ = stop.changed() => return false,

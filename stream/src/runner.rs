@@ -74,7 +74,7 @@ pub async fn run(
         Arc::new(kafka::consumer_with_context(config, &config.topic("stream"), Assignments::default())?);
     consumer.subscribe(&[&live, &historical])?;
     let mut history = split(&consumer, &historical, config.partitions);
-    let producer = kafka::producer(config)?;
+    let mut producer = kafka::producer(config)?;
     let mut processor = Processor::new(settings.dedupe_entries, settings.dedupe_window);
     processor.set_rules(rules.borrow_and_update().clone());
     let mut last_flush = Instant::now();
@@ -120,7 +120,7 @@ pub async fn run(
             for message in &batch {
                 outputs::route(&mut processor, message, &outputs_to, settings.max_record_bytes, &mut outputs);
             }
-            if !outputs::deliver(&producer, &outputs_to.dlq, outputs, &mut stop).await {
+            if !outputs::deliver(config, &mut producer, &outputs_to.dlq, outputs, &mut stop).await {
                 break; // stopping with outputs undelivered: their offsets stay unstored
             }
             for message in &batch {

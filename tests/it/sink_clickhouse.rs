@@ -174,3 +174,50 @@ async fn nothing_is_lost_while_clickhouse_is_away() {
     back.cut();
     processor.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_sink_loses_and_doubles_nothing() {
+    let db = crate::support::TestDb::migrated().await;
+    let config = &db.config;
+    const TOTAL: u64 = 1_000;
+    let processor = start_processor(config);
+    let writer = {
+        let config = config.clone();
+        tokio::spawn(async move {
+            crate::stream_recovery::fill(&config, &config.kafka.topic(topics::SIGNALS_RAW), 1, TOTAL, "webhook").await
+        })
+    };
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigstage"))
+        .arg("sink")
+        .envs(&db.vars)
+        .env("SIGSTAGE_HTTP_ADDR", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sigstage sink starts");
+    let written = "SELECT (SELECT count() FROM signals_cold) + (SELECT count() FROM signals_hot)";
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while db.client.query(written).fetch_one::<u64>().await.unwrap_or(0) < 100 {
+        assert!(std::time::Instant::now() < deadline, "the sink never got going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("killed");
+    writer.await.expect("raw records written");
+    crate::stream_support::caught_up(config).await;
+    // As in the stream's SIGKILL test: Tansu keeps the dead member until its session ends.
+    tokio::time::sleep(common::kafka::SESSION_TIMEOUT + Duration::from_secs(1)).await;
+
+    let restarted = start_sink(config, db.client.clone());
+    // Visitors v0..v99: ids 1..100 are tracks before their visitor's identify (ids 101..200), so
+    // cold and then rehydrated; every later track is hot by identity: every signal is hot once.
+    let signals = "SELECT uniqExact(signal_id) FROM (SELECT signal_id FROM signals_cold UNION ALL SELECT signal_id FROM signals_hot)";
+    await_count(&db.client, signals, TOTAL).await;
+    await_count(&db.client, "SELECT count() FROM signals_hot FINAL", TOTAL).await;
+    await_count(&db.client, "SELECT count() FROM signals_cold FINAL", 100).await;
+    await_count(&db.client, UNLINKED, 0).await;
+    await_count(&db.client, "SELECT count() FROM leads FINAL", 100).await;
+    restarted.stop().await;
+    processor.stop().await;
+}

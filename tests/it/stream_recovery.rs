@@ -18,7 +18,7 @@ use crate::support::TestDb;
 
 /// Writes `count` raw records to `topic` as the edge would: visitors `v0..v99`, the second
 /// hundred records identifies naming each visitor's email, the rest tracks. Signal ids start at `first_id`.
-async fn fill(config: &Config, topic: &str, first_id: u64, count: u64, endpoint: &str) {
+pub async fn fill(config: &Config, topic: &str, first_id: u64, count: u64, endpoint: &str) {
     common::kafka::ensure_topics(&config.kafka, &[topic]).await.expect("topic");
     let producer = common::kafka::producer(&config.kafka).expect("producer");
     let records: Vec<(String, String, String)> = (first_id..first_id + count)
