@@ -26,6 +26,15 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (ADMIN_TOKEN, "", "bearer token for /api/admin (empty: admin API disabled)"),
     (CONTROL_REFRESH_MS, "5000", "how often keys and limits are reloaded from ClickHouse"),
     (INSTANCE_ID, "", "this instance's id in signal ids, 0-1023 (default: random)"),
+    (
+        WEBHOOKS_ALLOW_PRIVATE,
+        "false",
+        "deliver webhooks to private, loopback and link-local addresses (local development)",
+    ),
+    (WEBHOOKS_MAX_ATTEMPTS, "8", "delivery attempts of one event before giving up"),
+    (WEBHOOKS_RETRY_BASE_MS, "1000", "first retry delay; doubled each attempt, with jitter"),
+    (WEBHOOKS_TIMEOUT_MS, "10000", "how long a receiver may take to answer"),
+    (WEBHOOKS_DISABLE_AFTER, "20", "consecutive failed attempts after which a subscription is disabled"),
     (LOG_FORMAT, "human", "log format: human or json"),
 ];
 
@@ -46,6 +55,11 @@ pub const ADMIN_TOKEN: &str = "SIGSTAGE_ADMIN_TOKEN";
 pub const CONTROL_REFRESH_MS: &str = "SIGSTAGE_CONTROL_REFRESH_MS";
 pub const LOG_FORMAT: &str = "SIGSTAGE_LOG_FORMAT";
 pub const INSTANCE_ID: &str = "SIGSTAGE_INSTANCE_ID";
+pub const WEBHOOKS_ALLOW_PRIVATE: &str = "SIGSTAGE_WEBHOOKS_ALLOW_PRIVATE";
+pub const WEBHOOKS_MAX_ATTEMPTS: &str = "SIGSTAGE_WEBHOOKS_MAX_ATTEMPTS";
+pub const WEBHOOKS_RETRY_BASE_MS: &str = "SIGSTAGE_WEBHOOKS_RETRY_BASE_MS";
+pub const WEBHOOKS_TIMEOUT_MS: &str = "SIGSTAGE_WEBHOOKS_TIMEOUT_MS";
+pub const WEBHOOKS_DISABLE_AFTER: &str = "SIGSTAGE_WEBHOOKS_DISABLE_AFTER";
 
 const SECRET_VARIABLES: &[&str] = &[CLICKHOUSE_PASSWORD, ADMIN_TOKEN];
 
@@ -60,6 +74,17 @@ pub struct Config {
     /// Part of every signal id; give each instance its own to rule out collisions.
     pub instance_id: Option<u16>,
     pub log_format: LogFormat,
+    pub webhooks: WebhookConfig,
+}
+
+/// How the webhook sink delivers.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub allow_private: bool,
+    pub max_attempts: u32,
+    pub retry_base_ms: u64,
+    pub timeout_ms: u64,
+    pub disable_after: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -193,6 +218,17 @@ impl Config {
                 "human" => LogFormat::Human,
                 "json" => LogFormat::Json,
                 other => return Err(invalid(LOG_FORMAT, other, "human or json")),
+            },
+            webhooks: WebhookConfig {
+                allow_private: match get(WEBHOOKS_ALLOW_PRIVATE) {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    other => return Err(invalid(WEBHOOKS_ALLOW_PRIVATE, other, "true or false")),
+                },
+                max_attempts: parse_in(WEBHOOKS_MAX_ATTEMPTS, get(WEBHOOKS_MAX_ATTEMPTS), 1..=100)?,
+                retry_base_ms: parse_in(WEBHOOKS_RETRY_BASE_MS, get(WEBHOOKS_RETRY_BASE_MS), 1..=3_600_000)?,
+                timeout_ms: parse_in(WEBHOOKS_TIMEOUT_MS, get(WEBHOOKS_TIMEOUT_MS), 10..=300_000)?,
+                disable_after: parse_in(WEBHOOKS_DISABLE_AFTER, get(WEBHOOKS_DISABLE_AFTER), 1..=10_000)?,
             },
         };
         Ok(config)

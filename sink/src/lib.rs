@@ -4,3 +4,4 @@
 pub mod rows;
 pub mod runner;
 pub mod store;
+pub mod webhooks;

@@ -1,0 +1,110 @@
+//! Where deliveries may go. Private, loopback, link-local and other internal addresses are
+//! refused unless allowed (local development, tests), checked on the addresses a name resolves
+//! to, on every attempt, inside the HTTP client's own resolver, so a name cannot resolve to a
+//! public address when checked and an internal one when connected.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+/// Ends every refusal, so a delivery error can be recognised as one.
+pub const NOT_REACHABLE: &str = "which webhooks may not reach";
+
+/// True for addresses a webhook must not reach from inside the deployment.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
+                || (a == 198 && (b == 18 || b == 19)) // benchmarking
+                || a >= 240
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link-local
+        }
+    }
+}
+
+/// Resolves with the system resolver and refuses names that lead to internal addresses.
+pub struct GuardedResolver {
+    pub allow_internal: bool,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow_internal = self.allow_internal;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> =
+                addrs.iter().copied().filter(|addr| allow_internal || !is_internal(addr.ip())).collect();
+            if allowed.is_empty() {
+                return Err(format!("{host} resolves only to private or internal addresses, {NOT_REACHABLE}").into());
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// The error for a URL naming an internal address literally (the resolver never sees those).
+pub fn refused_literal(url: &reqwest::Url, allow_internal: bool) -> Option<String> {
+    let host = url.host_str()?;
+    let ip: IpAddr = host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+    (!allow_internal && is_internal(ip)).then(|| format!("{ip} is a private or internal address, {NOT_REACHABLE}"))
+}
+
+pub fn resolver(allow_internal: bool) -> Arc<GuardedResolver> {
+    Arc::new(GuardedResolver { allow_internal })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_internal(internal.parse().expect("ip")), "{internal}");
+        }
+        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
+            assert!(!is_internal(public.parse().expect("ip")), "{public}");
+        }
+    }
+
+    #[test]
+    fn literal_internal_urls_are_refused_unless_allowed() {
+        let url = reqwest::Url::parse("http://169.254.169.254/latest/meta-data").expect("url");
+        assert!(refused_literal(&url, false).is_some());
+        assert!(refused_literal(&url, true).is_none());
+        assert!(refused_literal(&reqwest::Url::parse("https://example.com/").expect("url"), false).is_none());
+    }
+}
