@@ -48,6 +48,9 @@ enum Command {
     Rules(commands::rules::RulesCommand),
     /// Show the signal queue: signals no mapping rule matched, by source and event.
     Queue(commands::queue::QueueArgs),
+    /// Create and manage webhook subscriptions; see and re-send deliveries.
+    #[command(subcommand)]
+    Webhooks(commands::webhooks::WebhooksCommand),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
             Command::Limits(command) => commands::limits::run(&config, command).await,
             Command::Rules(command) => commands::rules::run(&config, command).await,
             Command::Queue(args) => commands::queue::run(&config, args).await,
+            Command::Webhooks(command) => commands::webhooks::run(&config, command).await,
             Command::Import(args) => commands::import::run(args).await,
         }
     });

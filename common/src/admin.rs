@@ -5,34 +5,44 @@
 //! - `POST   /api/admin/orgs/{org}/rules`            add one (body: the rule); 201 with its id
 //! - `DELETE /api/admin/orgs/{org}/rules/{rule_id}`  remove one
 //! - `GET    /api/admin/orgs/{org}/queue`            the signal queue, by source and event
+//! - `GET    /api/admin/orgs/{org}/webhooks`         the org's subscriptions (no secrets)
+//! - `POST   /api/admin/orgs/{org}/webhooks`         subscribe (`{"url", "events"}`); 201 with the secret, shown once
+//! - `POST   /api/admin/orgs/{org}/webhooks/{sub}/enable` and `/disable`
+//! - `GET    /api/admin/orgs/{org}/webhooks/{sub}/deliveries`  the delivery log, newest first
+//! - `POST   /api/admin/orgs/{org}/webhooks/{sub}/resend/{event_id}`  deliver an event again
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use schemas::rules::RuleSpec;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::config::Secret;
+use crate::config::{KafkaConfig, Secret};
 use crate::control::rules::RuleAdminError;
+use crate::control::webhooks::{self, Subscription, WebhookAdminError};
 use crate::control::{queue, rules};
 
 #[derive(Clone)]
 struct Admin {
     client: clickhouse::Client,
+    kafka: KafkaConfig,
     token: Option<Secret>,
 }
 
-pub fn router(client: clickhouse::Client, token: Option<Secret>) -> Router {
-    let admin = Admin { client, token };
+pub fn router(client: clickhouse::Client, kafka: KafkaConfig, token: Option<Secret>) -> Router {
+    let admin = Admin { client, kafka, token };
     Router::new()
         .route("/api/admin/orgs/{org}/rules", get(list_rules).post(add_rule))
         .route("/api/admin/orgs/{org}/rules/{rule_id}", delete(remove_rule))
         .route("/api/admin/orgs/{org}/queue", get(signal_queue))
+        .route("/api/admin/orgs/{org}/webhooks", get(list_webhooks).post(create_webhook))
+        .route("/api/admin/orgs/{org}/webhooks/{sub}/{action}", post(change_webhook).get(webhook_deliveries))
+        .route("/api/admin/orgs/{org}/webhooks/{sub}/resend/{event_id}", post(resend_event))
         .route("/api/admin/{*rest}", get(not_found).post(not_found).delete(not_found))
         .layer(middleware::from_fn_with_state(admin.clone(), authorize))
         .with_state(admin)
@@ -117,6 +127,114 @@ async fn signal_queue(State(admin): State<Admin>, Path(org): Path<String>) -> Re
     match queue::list(&admin.client, &org).await {
         Ok(groups) => Json(json!({"groups": groups})).into_response(),
         Err(error) => RuleAdminError::ClickHouse(error).into_response(),
+    }
+}
+
+impl IntoResponse for WebhookAdminError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            WebhookAdminError::InvalidOrg(_) | WebhookAdminError::Invalid(_) => {
+                (StatusCode::BAD_REQUEST, "invalid_subscription")
+            }
+            WebhookAdminError::NotFound(_) => (StatusCode::NOT_FOUND, "subscription_not_found"),
+            WebhookAdminError::EventNotFound { .. } => (StatusCode::NOT_FOUND, "event_not_found"),
+            WebhookAdminError::Random(_) | WebhookAdminError::Broker(_) | WebhookAdminError::ClickHouse(_) => {
+                tracing::error!(error = %self, "admin API request failed");
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+            }
+        };
+        error(status, code, self.to_string())
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSubscription {
+    url: String,
+    events: Vec<String>,
+}
+
+async fn list_webhooks(State(admin): State<Admin>, Path(org): Path<String>) -> Response {
+    match webhooks::list(&admin.client, Some(&org)).await {
+        Ok(all) => {
+            let shown: Vec<Subscription> = all.into_iter().map(Subscription::without_secret).collect();
+            Json(json!({"subscriptions": shown})).into_response()
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn create_webhook(
+    State(admin): State<Admin>,
+    Path(org): Path<String>,
+    body: Result<Json<NewSubscription>, JsonRejection>,
+) -> Response {
+    let new = match body {
+        Ok(Json(new)) => new,
+        Err(rejection) => return error(rejection.status(), "invalid_subscription", rejection.body_text()),
+    };
+    match webhooks::create(&admin.client, &org, &new.url, new.events).await {
+        Ok(created) => (StatusCode::CREATED, Json(created)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The subscription, if it belongs to `org`.
+async fn subscription_of(admin: &Admin, org: &str, id: &str) -> Result<Subscription, WebhookAdminError> {
+    let subscription = webhooks::get(&admin.client, id).await?;
+    if subscription.org_id != org {
+        return Err(WebhookAdminError::NotFound(id.to_owned()));
+    }
+    Ok(subscription)
+}
+
+async fn change_webhook(
+    State(admin): State<Admin>,
+    Path((org, id, action)): Path<(String, String, String)>,
+) -> Response {
+    let active = match action.as_str() {
+        "enable" => true,
+        "disable" => false,
+        _ => return not_found().await,
+    };
+    let changed = match subscription_of(&admin, &org, &id).await {
+        Ok(_) => webhooks::set_active(&admin.client, &id, active, "").await,
+        Err(error) => Err(error),
+    };
+    match changed {
+        Ok(subscription) => Json(subscription.without_secret()).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn webhook_deliveries(
+    State(admin): State<Admin>,
+    Path((org, id, action)): Path<(String, String, String)>,
+) -> Response {
+    if action != "deliveries" {
+        return not_found().await;
+    }
+    let log = match subscription_of(&admin, &org, &id).await {
+        Ok(_) => webhooks::deliveries(&admin.client, &id, 200).await,
+        Err(error) => Err(error),
+    };
+    match log {
+        Ok(attempts) => Json(json!({"deliveries": attempts})).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn resend_event(
+    State(admin): State<Admin>,
+    Path((org, id, event_id)): Path<(String, String, String)>,
+) -> Response {
+    let sent = match subscription_of(&admin, &org, &id).await {
+        Ok(_) => webhooks::resend(&admin.kafka, &admin.client, &id, &event_id).await,
+        Err(error) => Err(error),
+    };
+    match sent {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({"resent": event_id, "subscription": id}))).into_response(),
+        Err(error) => error.into_response(),
     }
 }
 

@@ -7,3 +7,4 @@ pub mod migrate;
 pub mod queue;
 pub mod rules;
 pub mod serve;
+pub mod webhooks;

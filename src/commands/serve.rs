@@ -46,7 +46,11 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
         clickhouse: clickhouse.clone(),
         metrics: common::telemetry::init_metrics(),
     };
-    let mut app = health::router(health).merge(common::admin::router(clickhouse.clone(), config.admin_token.clone()));
+    let mut app = health::router(health).merge(common::admin::router(
+        clickhouse.clone(),
+        config.kafka.clone(),
+        config.admin_token.clone(),
+    ));
 
     // Before the edge loads its keys, so the demo key works from the first request.
     let demo_key = match &demo_key_file {
@@ -87,6 +91,17 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
             result
         })
     });
+    let webhooks = roles.sink.then(|| {
+        let (kafka, clickhouse, stop) = (config.kafka.clone(), clickhouse.clone(), stop.clone());
+        let (settings, refresh) = (config.webhooks.clone(), Duration::from_millis(config.control_refresh_ms));
+        tokio::spawn(async move {
+            let result = sink::webhooks::run(&kafka, settings, clickhouse, refresh, stop).await;
+            if let Err(error) = &result {
+                tracing::error!(%error, "the webhook sink stopped");
+            }
+            result
+        })
+    });
     let listener = TcpListener::bind(config.http.addr).await.with_context(|| {
         format!(
             "cannot listen on {} (SIGSTAGE_HTTP_ADDR): is another sigstage already running there?",
@@ -117,6 +132,9 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
     }
     if let Some(sink) = sink {
         sink.await.context("the ClickHouse sink panicked")?.context("the ClickHouse sink failed")?;
+    }
+    if let Some(webhooks) = webhooks {
+        webhooks.await.context("the webhook sink panicked")?.context("the webhook sink failed")?;
     }
 
     if let Some(edge) = edge {

@@ -14,7 +14,7 @@ use crate::support::TestDb;
 const TOKEN: &str = "admin-token-for-tests";
 
 async fn call(db: &TestDb, token: Option<&str>, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
-    let router = common::admin::router(db.client.clone(), token.map(Secret::new));
+    let router = common::admin::router(db.client.clone(), db.config.kafka.clone(), token.map(Secret::new));
     let mut request = Request::builder().method(method).uri(uri).header(header::CONTENT_TYPE, "application/json");
     if token.is_some() {
         request = request.header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
@@ -31,7 +31,7 @@ async fn the_token_is_required_and_checked() {
     let (status, body) = call(&db, None, "GET", "/api/admin/orgs/acme/rules", "").await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("admin_api_disabled")));
 
-    let router = common::admin::router(db.client.clone(), Some(Secret::new(TOKEN)));
+    let router = common::admin::router(db.client.clone(), db.config.kafka.clone(), Some(Secret::new(TOKEN)));
     for authorization in [None, Some("Bearer wrong"), Some(TOKEN)] {
         let mut request = Request::get("/api/admin/orgs/acme/rules");
         if let Some(value) = authorization {

@@ -21,3 +21,4 @@ mod stream_recovery;
 mod stream_rules;
 mod stream_support;
 mod support;
+mod webhooks_delivery;

@@ -26,9 +26,6 @@ use tokio::sync::{mpsc, watch};
 use delivery::Deliverer;
 use worker::{Event, Job, Worker};
 
-/// On a `webhooks.outbox` record: deliver it to this subscription only (a re-send).
-pub const RESEND_TO_HEADER: &str = "sigstage-resend-to";
-
 const QUEUE_PER_SUBSCRIPTION: usize = 10_000;
 
 #[derive(Deserialize)]
@@ -104,7 +101,7 @@ pub async fn run(
         };
         let resend_to = message
             .headers()
-            .and_then(|h| h.iter().find(|h| h.key == RESEND_TO_HEADER))
+            .and_then(|h| h.iter().find(|h| h.key == schemas::events::RESEND_TO_HEADER))
             .and_then(|h| std::str::from_utf8(h.value?).ok())
             .map(str::to_owned);
         let stored = StoredEvent {
