@@ -74,6 +74,22 @@ async fn identified_visitors_are_rehydrated_once_even_after_a_replay() {
     await_count(&edge.db.client, "SELECT uniqExact(signal_id) FROM signals_hot", 6).await;
     replay.stop().await;
     processor.stop().await;
+
+    // The analyst queries of schemas/queries/ on this data.
+    let client = &edge.db.client;
+    let per_lead: Vec<(String, u64, u64, u64, u64)> =
+        client.query(include_str!("../../schemas/queries/signals_per_lead.sql")).fetch_all().await.expect("per lead");
+    assert_eq!(per_lead.iter().map(|r| (r.0.as_str(), r.1, r.2)).collect::<Vec<_>>(), [("jo@acme.io", 6, 3)]);
+    let daily: Vec<(u16, String, u64)> = client
+        .query(include_str!("../../schemas/queries/daily_signals_by_source.sql"))
+        .fetch_all()
+        .await
+        .expect("daily");
+    assert_eq!(daily.iter().map(|r| r.2).sum::<u64>(), 6, "{daily:?}: each signal once, rehydrated or not");
+    assert!(daily.iter().all(|r| r.1 == "segment"));
+    let leads: Vec<(String, String, String, u64)> =
+        client.query(include_str!("../../schemas/queries/leads_with_identities.sql")).fetch_all().await.expect("leads");
+    assert_eq!(leads, [("jo@acme.io".to_owned(), "Acme".to_owned(), String::new(), 1)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
