@@ -101,3 +101,39 @@ async fn rules_and_the_queue_through_http() {
     let (status, _) = call(&db, token, "GET", "/api/admin/nothing", "").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn webhook_subscriptions_through_http() {
+    let db = TestDb::migrated().await;
+    let token = Some(TOKEN);
+    let hooks = "/api/admin/orgs/acme/webhooks";
+    let (status, body) = call(&db, token, "POST", hooks, r#"{"url":"ftp://x","events":["lead.created"]}"#).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_subscription")));
+    let (status, body) =
+        call(&db, token, "POST", hooks, r#"{"url":"https://x.io/in","events":["post.created"]}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().expect("message").contains("post.created"), "{body}");
+
+    let (status, created) =
+        call(&db, token, "POST", hooks, r#"{"url":"https://x.io/in","events":["lead.created","signal.created"]}"#)
+            .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert!(created["secret"].as_str().expect("secret, once").starts_with("whsec_"));
+    let id = created["subscription_id"].as_str().expect("id");
+    let (_, listed) = call(&db, token, "GET", hooks, "").await;
+    assert_eq!(listed["subscriptions"][0]["subscription_id"], id);
+    assert!(listed["subscriptions"][0].get("secret").is_none(), "never listed: {listed}");
+
+    let (status, changed) = call(&db, token, "POST", &format!("{hooks}/{id}/disable"), "").await;
+    assert_eq!((status, changed["active"].as_u64()), (StatusCode::OK, Some(0)));
+    let (status, log) = call(&db, token, "GET", &format!("{hooks}/{id}/deliveries"), "").await;
+    assert_eq!((status, log["deliveries"].clone()), (StatusCode::OK, serde_json::json!([])));
+    let (status, body) = call(&db, token, "POST", &format!("{hooks}/{id}/resend/1.lead.created"), "").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("event_not_found")));
+    let (status, body) = call(&db, token, "POST", &format!("/api/admin/orgs/other/webhooks/{id}/enable"), "").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("subscription_not_found")),
+        "another org's"
+    );
+}
