@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 STATE ?= .state
 
-.PHONY: run test stack-up stack-down stack-status build release lint bench bench-load bench-stream
+.PHONY: run test stack-up stack-down stack-status build release lint bench bench-load bench-stream bench-sink
 
 ## run: install what is missing, start Kafka (Tansu) and ClickHouse, migrate, run every role on 127.0.0.1:8080
 run: stack-up release
@@ -46,3 +46,7 @@ bench-load: stack-up
 ## bench-stream: the end-to-end stream figure of the README (processor vs a bare consumer)
 bench-stream: stack-up
 	scripts/bench-stream.sh
+
+## bench-sink: the sink figures of the README (inserts vs clickhouse-client, webhooks, latency)
+bench-sink: stack-up
+	scripts/bench-sink.sh

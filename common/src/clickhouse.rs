@@ -15,7 +15,8 @@ pub fn server_client(config: &ClickHouseConfig) -> Client {
         .with_url(&config.url)
         .with_user(&config.user)
         // ClickHouse 18.16 rejects the setting schema validation sends.
-        .with_validation(false);
+        .with_validation(false)
+        .with_compression(if config.lz4 { clickhouse::Compression::Lz4 } else { clickhouse::Compression::None });
     match &config.password {
         Some(password) => client.with_password(password.expose()),
         None => client,

@@ -23,6 +23,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (CLICKHOUSE_DATABASE, "sigstage", "ClickHouse database"),
     (CLICKHOUSE_USER, "default", "ClickHouse user"),
     (CLICKHOUSE_PASSWORD, "", "ClickHouse password"),
+    (
+        CLICKHOUSE_COMPRESSION,
+        "none",
+        "compression of inserts and results: none (fastest near ClickHouse) or lz4 (less network)",
+    ),
     (ADMIN_TOKEN, "", "bearer token for /api/admin (empty: admin API disabled)"),
     (CONTROL_REFRESH_MS, "5000", "how often keys and limits are reloaded from ClickHouse"),
     (INSTANCE_ID, "", "this instance's id in signal ids, 0-1023 (default: random)"),
@@ -51,6 +56,7 @@ pub const CLICKHOUSE_URL: &str = "SIGSTAGE_CLICKHOUSE_URL";
 pub const CLICKHOUSE_DATABASE: &str = "SIGSTAGE_CLICKHOUSE_DATABASE";
 pub const CLICKHOUSE_USER: &str = "SIGSTAGE_CLICKHOUSE_USER";
 pub const CLICKHOUSE_PASSWORD: &str = "SIGSTAGE_CLICKHOUSE_PASSWORD";
+pub const CLICKHOUSE_COMPRESSION: &str = "SIGSTAGE_CLICKHOUSE_COMPRESSION";
 pub const ADMIN_TOKEN: &str = "SIGSTAGE_ADMIN_TOKEN";
 pub const CONTROL_REFRESH_MS: &str = "SIGSTAGE_CONTROL_REFRESH_MS";
 pub const LOG_FORMAT: &str = "SIGSTAGE_LOG_FORMAT";
@@ -117,6 +123,8 @@ pub struct ClickHouseConfig {
     pub database: String,
     pub user: String,
     pub password: Option<Secret>,
+    /// LZ4-compress what goes to and comes from ClickHouse.
+    pub lz4: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +215,11 @@ impl Config {
                 )?,
                 user: check(CLICKHOUSE_USER, get(CLICKHOUSE_USER), "a non-empty user name", |v| !v.is_empty())?,
                 password: non_empty_secret(CLICKHOUSE_PASSWORD),
+                lz4: match get(CLICKHOUSE_COMPRESSION) {
+                    "none" => false,
+                    "lz4" => true,
+                    other => return Err(invalid(CLICKHOUSE_COMPRESSION, other, "none or lz4")),
+                },
             },
             admin_token: non_empty_secret(ADMIN_TOKEN),
             control_refresh_ms: parse_in(CONTROL_REFRESH_MS, get(CONTROL_REFRESH_MS), 100..=60_000)?,

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The sink figures: ClickHouse insert rows/s through the sink's write path beside
+# clickhouse-client inserting the same rows from a file (alternating rounds, medians); webhook
+# deliveries/s to a local receiver; and the end-to-end latency from a 202 to the row being
+# visible in ClickHouse under steady load, through `sigstage run`. Uses its own Tansu
+# (memory://, port 19094) and the stack's ClickHouse (database sigstage_bench).
+#
+#   scripts/bench-sink.sh     (ROWS=100000 ROUNDS=3 SUBSCRIPTIONS=16 EVENTS=500 RATE=200 DURATION=15)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+export PATH=$HOME/.cargo/bin:$PATH
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+say() { printf 'bench: %s\n' "$*" >&2; }
+
+scripts/stack.sh status >/dev/null 2>&1 || scripts/stack.sh up
+say "building release binaries"
+cargo build -q --release --bin sigstage --example sink_insert --example webhook_throughput --example latency
+
+export SIGSTAGE_KAFKA_BROKERS=127.0.0.1:19094
+export SIGSTAGE_CLICKHOUSE_DATABASE=sigstage_bench
+export SIGSTAGE_TOPIC_PREFIX=bench-sink-$$.
+export SIGSTAGE_HTTP_ADDR=127.0.0.1:18090
+export RUST_LOG=warn
+say "starting a memory:// Tansu on 127.0.0.1:19094"
+(cd "$work" && exec tansu broker --listener-url tcp://127.0.0.1:19094 \
+    --advertised-listener-url tcp://127.0.0.1:19094 --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1) &
+pids+=($!)
+target/release/sigstage migrate 2>/dev/null
+
+say "ClickHouse inserts: ${ROUNDS:-3} rounds of ${ROWS:-100000} rows, alternating clickhouse-client and the sink"
+target/release/examples/sink_insert "${ROWS:-100000}" "${ROUNDS:-3}"
+
+say "webhook deliveries: ${SUBSCRIPTIONS:-16} subscriptions x ${EVENTS:-500} events to a local receiver"
+target/release/examples/webhook_throughput "${SUBSCRIPTIONS:-16}" "${EVENTS:-500}"
+
+say "latency: ${RATE:-200} signals/s for ${DURATION:-15} s through sigstage run"
+key=$(target/release/sigstage keys create --org latency 2>/dev/null)
+target/release/sigstage run >"$work/run.out" 2>"$work/run.log" &
+pids+=($!)
+for _ in $(seq 150); do curl -fs http://127.0.0.1:18090/readyz >/dev/null && break; sleep 0.2; done
+curl -fs http://127.0.0.1:18090/readyz >/dev/null || { say "sigstage run did not become ready:"; tail "$work/run.log"; exit 1; }
+target/release/examples/latency http://127.0.0.1:18090 "$key" "${RATE:-200}" "${DURATION:-15}"
