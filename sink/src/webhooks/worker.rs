@@ -92,20 +92,9 @@ impl Worker {
                 if outcome != "retrying" {
                     break;
                 }
-                tokio::time::sleep(self.delay(attempt, &answer)).await;
+                tokio::time::sleep(retry_delay(&self.config, attempt, answer.retry_after)).await;
             }
         }
-    }
-
-    /// The wait before attempt `attempt + 1`: base × 2^(attempt-1), ±25% jitter, or the
-    /// receiver's Retry-After when that is longer; never more than an hour.
-    fn delay(&self, attempt: u32, answer: &Answer) -> Duration {
-        let base = Duration::from_millis(self.config.retry_base_ms).saturating_mul(1 << (attempt - 1).min(20));
-        let mut jitter = [0u8; 2];
-        let _ = getrandom::fill(&mut jitter);
-        let factor = 0.75 + f64::from(u16::from_le_bytes(jitter)) / f64::from(u16::MAX) * 0.5;
-        let backoff = base.mul_f64(factor);
-        answer.retry_after.map_or(backoff, |asked| asked.max(backoff)).min(MAX_DELAY)
     }
 
     async fn record(&self, event: &Event, attempt: u32, answer: &Answer, failures: u32, outcome: &str) {
@@ -140,6 +129,17 @@ impl Worker {
     }
 }
 
+/// The wait before attempt `attempt + 1`: base × 2^(attempt-1), ±25% jitter, or the receiver's
+/// Retry-After when that is longer; never more than an hour.
+fn retry_delay(config: &WebhookConfig, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let base = Duration::from_millis(config.retry_base_ms).saturating_mul(1 << (attempt - 1).min(20));
+    let mut jitter = [0u8; 2];
+    let _ = getrandom::fill(&mut jitter);
+    let factor = 0.75 + f64::from(u16::from_le_bytes(jitter)) / f64::from(u16::MAX) * 0.5;
+    let backoff = base.mul_f64(factor);
+    retry_after.map_or(backoff, |asked| asked.max(backoff)).min(MAX_DELAY)
+}
+
 /// Writes logged attempts to `webhook_deliveries` in batches, until every sender is gone.
 pub async fn write_log(clickhouse: clickhouse::Client, mut attempts: mpsc::Receiver<Attempt>) {
     let mut batch = Vec::new();
@@ -148,5 +148,33 @@ pub async fn write_log(clickhouse: clickhouse::Client, mut attempts: mpsc::Recei
             tracing::warn!(%error, attempts = batch.len(), "delivery attempts not logged");
         }
         batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_with_jitter_honour_retry_after_and_stay_bounded() {
+        let config = WebhookConfig {
+            allow_private: false,
+            max_attempts: 8,
+            retry_base_ms: 1000,
+            timeout_ms: 1000,
+            disable_after: 20,
+        };
+        for attempt in 1..=4 {
+            let expected = 1000.0 * f64::from(1u32 << (attempt - 1));
+            let delay = retry_delay(&config, attempt, None).as_millis() as f64;
+            assert!((expected * 0.75..=expected * 1.25).contains(&delay), "attempt {attempt}: {delay} ms");
+        }
+        assert_eq!(retry_delay(&config, 1, Some(Duration::from_secs(30))), Duration::from_secs(30), "Retry-After wins");
+        assert!(
+            retry_delay(&config, 1, Some(Duration::from_millis(1))) >= Duration::from_millis(750),
+            "but never shortens"
+        );
+        assert_eq!(retry_delay(&config, 30, None), MAX_DELAY);
+        assert_eq!(retry_delay(&config, 1, Some(Duration::from_secs(86_400))), MAX_DELAY);
     }
 }
