@@ -88,6 +88,15 @@ pub fn consumer_with_context<C: ConsumerContext + 'static>(
         .create_with_context(context)
 }
 
+/// Commits the offsets stored so far, before a consumer stops; having stored none is fine.
+pub fn commit_stored<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>) -> Result<(), KafkaError> {
+    use rdkafka::consumer::{CommitMode, Consumer};
+    consumer.commit_consumer_state(CommitMode::Sync).or_else(|error| match error {
+        KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset) => Ok(()),
+        error => Err(error),
+    })
+}
+
 /// Creates the named topics (full names) with the configured partition count; topics that
 /// already exist are left as they are.
 pub async fn ensure_topics(config: &KafkaConfig, names: &[&str]) -> Result<(), KafkaError> {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::config::KafkaConfig;
 use common::kafka::{self, header_pairs, topics, Assignments};
 use futures::future::join_all;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::FutureRecord;
@@ -98,10 +98,7 @@ pub async fn run(
             consumer.store_offset_from_message(message)?;
         }
     }
-    consumer.commit_consumer_state(CommitMode::Sync).or_else(|error| match error {
-        KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset) => Ok(()),
-        error => Err(error),
-    })?;
+    kafka::commit_stored(&consumer)?;
     tracing::info!("ClickHouse sink stopped");
     Ok(())
 }

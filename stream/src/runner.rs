@@ -10,16 +10,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::config::KafkaConfig;
+use common::control::watch::keep_loaded;
 use common::kafka::{self, topics, Assignments};
 use futures::StreamExt;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use tokio::sync::watch;
 
 use crate::outputs::{self, Topics};
 use crate::processor::Processor;
+use crate::rules::RuleSet;
 use crate::window;
 
 /// Tuning of the stream role.
@@ -67,7 +69,13 @@ pub async fn run(
         &[&live, &historical, &outputs_to.processed, &outputs_to.identities, &outputs_to.outbox, &outputs_to.dlq],
     )
     .await?;
-    let Some(mut rules) = crate::control::watch_rules(clickhouse.clone(), settings.refresh, stop.clone()).await else {
+    // Loaded before the first record, reloaded every refresh: rule changes apply without a restart.
+    let client = clickhouse.clone();
+    let load = move || {
+        let client = client.clone();
+        async move { common::control::rules::list(&client, None).await }
+    };
+    let Some(mut rules) = keep_loaded("mapping rules", settings.refresh, stop.clone(), load).await else {
         return Ok(()); // stopped before the rules could be loaded
     };
     let consumer: Arc<StreamConsumer<Assignments>> =
@@ -76,7 +84,7 @@ pub async fn run(
     let mut history = split(&consumer, &historical, config.partitions);
     let mut producer = kafka::producer(config)?;
     let mut processor = Processor::new(settings.dedupe_entries, settings.dedupe_window);
-    processor.set_rules(rules.borrow_and_update().clone());
+    processor.set_rules(Arc::new(RuleSet::compile(rules.borrow_and_update().to_vec())));
     let mut last_flush = Instant::now();
     tracing::info!(%live, %historical, "stream processor consuming");
 
@@ -114,7 +122,7 @@ pub async fn run(
                 tracing::info!(partitions = ?assigned, hashes, links, "dedupe window and identities reloaded");
             }
             if rules.has_changed().unwrap_or(false) {
-                processor.set_rules(rules.borrow_and_update().clone());
+                processor.set_rules(Arc::new(RuleSet::compile(rules.borrow_and_update().to_vec())));
             }
             let mut outputs = Vec::with_capacity(batch.len() + 16);
             for message in &batch {
@@ -138,10 +146,7 @@ pub async fn run(
         }
     }
     crate::control::flush_queue(&clickhouse, &mut processor).await;
-    consumer.commit_consumer_state(CommitMode::Sync).or_else(|error| match error {
-        KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset) => Ok(()),
-        error => Err(error),
-    })?;
+    kafka::commit_stored(&consumer)?;
     tracing::info!("stream processor stopped");
     Ok(())
 }

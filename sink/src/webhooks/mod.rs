@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::config::{KafkaConfig, WebhookConfig};
+use common::control::watch::keep_loaded;
 use common::control::webhooks::{self, StoredEvent, Subscription};
 use common::kafka::{self, topics};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use serde::Deserialize;
@@ -57,8 +58,13 @@ pub async fn run(
         Ok(deliverer) => Arc::new(deliverer),
         Err(error) => return Err(KafkaError::ClientCreation(format!("the webhook HTTP client: {error}"))),
     };
-    let Some(mut subscriptions) = watch_subscriptions(clickhouse.clone(), refresh, stop.clone()).await else {
-        return Ok(());
+    let client = clickhouse.clone();
+    let load = move || {
+        let client = client.clone();
+        async move { webhooks::list(&client, None).await }
+    };
+    let Some(mut subscriptions) = keep_loaded("webhook subscriptions", refresh, stop.clone(), load).await else {
+        return Ok(()); // stopped before the subscriptions could be loaded
     };
     let (log, log_rx) = mpsc::channel(10_000);
     let log_writer = tokio::spawn(worker::write_log(clickhouse.clone(), log_rx));
@@ -159,10 +165,7 @@ pub async fn run(
     settle(&consumer, &mut in_hand);
     drop(log);
     let _ = log_writer.await;
-    consumer.commit_consumer_state(CommitMode::Sync).or_else(|error| match error {
-        KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset) => Ok(()),
-        error => Err(error),
-    })?;
+    kafka::commit_stored(&consumer)?;
     tracing::info!("webhook sink stopped");
     Ok(())
 }
@@ -196,40 +199,4 @@ fn settle(consumer: &StreamConsumer, in_hand: &mut VecDeque<InHand>) {
             }
         }
     }
-}
-
-/// Loads the subscriptions (retrying until ClickHouse answers), then reloads them every
-/// `every`; a failed reload keeps the last ones.
-async fn watch_subscriptions(
-    client: clickhouse::Client,
-    every: Duration,
-    mut stop: watch::Receiver<bool>,
-) -> Option<watch::Receiver<Arc<Vec<Subscription>>>> {
-    let first = crate::store::with_retries("loading webhook subscriptions", &mut stop.clone(), || async {
-        webhooks::list(&client, None).await.map_err(|error| match error {
-            webhooks::WebhookAdminError::ClickHouse(error) => error,
-            other => clickhouse::error::Error::Custom(other.to_string()),
-        })
-    })
-    .await
-    .ok()?;
-    let (sender, receiver) = watch::channel(Arc::new(first));
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(every);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {},
-                _ = stop.changed() => return,
-            }
-            match webhooks::list(&client, None).await {
-                Ok(fresh) => {
-                    if **sender.borrow() != fresh && sender.send(Arc::new(fresh)).is_err() {
-                        return;
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "webhook subscriptions reload failed; keeping the previous ones"),
-            }
-        }
-    });
-    Some(receiver)
 }
