@@ -8,7 +8,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::edge_support::TestEdge;
-use crate::stream_support::{await_count, start_processor, start_sink};
+use crate::pipeline_support::{await_count, start_processor, start_sink};
 
 const UNLINKED: &str = include_str!("../../schemas/queries/unlinked_cold_signals.sql");
 
@@ -67,7 +67,7 @@ async fn identified_visitors_are_rehydrated_once_even_after_a_replay() {
     // A sink that reads everything again changes no count an analyst sees.
     rewind_sink_group(&edge);
     let replay = start_sink(&edge.db.config, edge.db.client.clone());
-    crate::stream_support::caught_up(&edge.db.config).await;
+    crate::pipeline_support::caught_up(&edge.db.config).await;
     assert_eq!(edge.post_json(&uri, &track(5)).await.status, 202);
     await_count(&edge.db.client, &hot_of("jo@acme.io"), 6).await;
     await_count(&edge.db.client, "SELECT count() FROM signals_cold FINAL WHERE anonymous_id = 'v1'", 3).await;
@@ -179,7 +179,7 @@ async fn nothing_is_lost_while_clickhouse_is_away() {
     for n in 0..20 {
         assert_eq!(edge.post_json(&uri, &format!(r#"{{"email":"away{n}@x.io"}}"#)).await.status, 202);
     }
-    crate::stream_support::caught_up(&edge.db.config).await;
+    crate::pipeline_support::caught_up(&edge.db.config).await;
     // The sink has the records but cannot write them; nothing arrives meanwhile.
     tokio::time::sleep(Duration::from_millis(500)).await;
     await_count(&edge.db.client, "SELECT count() FROM signals_hot FINAL", 1).await;
@@ -221,7 +221,7 @@ async fn sigkill_of_the_sink_loses_and_doubles_nothing() {
     child.start_kill().expect("SIGKILL");
     child.wait().await.expect("killed");
     writer.await.expect("raw records written");
-    crate::stream_support::caught_up(config).await;
+    crate::pipeline_support::caught_up(config).await;
     // As in the stream's SIGKILL test: Tansu keeps the dead member until its session ends.
     tokio::time::sleep(common::kafka::SESSION_TIMEOUT + Duration::from_secs(1)).await;
 

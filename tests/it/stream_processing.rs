@@ -14,7 +14,7 @@ use schemas::record::headers;
 use serde_json::Value;
 
 use crate::edge_support::{count_records, header, payload_json, read_records, TestEdge};
-use crate::stream_support::{caught_up, start_processor};
+use crate::pipeline_support::{caught_up, start_processor};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_become_one_signal() {

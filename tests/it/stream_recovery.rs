@@ -13,7 +13,7 @@ use rdkafka::producer::FutureRecord;
 use serde_json::Value;
 
 use crate::edge_support::{count_records, header, payload_json, read_records};
-use crate::stream_support::{caught_up, start_processor};
+use crate::pipeline_support::{caught_up, start_processor};
 use crate::support::TestDb;
 
 /// Writes `count` raw records to `topic` as the edge would: visitors `v0..v99`, the second

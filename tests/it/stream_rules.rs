@@ -7,7 +7,7 @@ use common::kafka::topics;
 use serde_json::Value;
 
 use crate::edge_support::{payload_json, read_records, TestEdge};
-use crate::stream_support::{caught_up, start_processor};
+use crate::pipeline_support::{caught_up, start_processor};
 use crate::support::{sigstage, stderr, stdout};
 
 /// Adds a rule with the CLI; answers its id.

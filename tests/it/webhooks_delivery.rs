@@ -18,7 +18,7 @@ use sha2::Sha256;
 use tokio::sync::watch;
 
 use crate::edge_support::TestEdge;
-use crate::stream_support::start_processor;
+use crate::pipeline_support::start_processor;
 use crate::support::{sigstage, stderr, stdout};
 
 /// What the receiver saw: (path, webhook-id, body, signature valid by the seed's algorithm).
