@@ -28,6 +28,8 @@ use delivery::Deliverer;
 use worker::{Event, Job, Worker};
 
 const QUEUE_PER_SUBSCRIPTION: usize = 10_000;
+const BATCH_MAX: usize = 1000;
+const BATCH_WAIT: Duration = Duration::from_millis(50);
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -78,7 +80,7 @@ pub async fn run(
     tracing::info!(%outbox, "webhook sink consuming");
 
     while !*stop.borrow() {
-        let message = tokio::select! {
+        let first = tokio::select! {
             message = consumer.recv() => message,
             _ = tick.tick() => {
                 settle(&consumer, &mut in_hand);
@@ -86,77 +88,89 @@ pub async fn run(
             }
             _ = stop.changed() => break,
         };
-        let message = match message {
-            Ok(message) => message,
+        let mut batch = match first {
+            Ok(message) => vec![message],
             Err(error) => {
                 tracing::warn!(%error, "consume failed");
                 continue;
             }
         };
-        let current = subscriptions.borrow_and_update().clone();
-        ended.retain(|id| current.iter().any(|s| &s.subscription_id == id && s.active == 1));
-        let body = message.payload().unwrap_or_default().to_vec();
-        let Ok(envelope) = serde_json::from_slice::<Envelope>(&body) else {
-            tracing::warn!(
-                partition = message.partition(),
-                offset = message.offset(),
-                "outbox record is not an event; skipped"
-            );
-            consumer.store_offset_from_message(&message)?;
-            continue;
-        };
-        let resend_to = message
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == schemas::events::RESEND_TO_HEADER))
-            .and_then(|h| std::str::from_utf8(h.value?).ok())
-            .map(str::to_owned);
-        let stored = StoredEvent {
-            org_id: envelope.org.clone(),
-            event_id: envelope.id.clone(),
-            event_type: envelope.kind.clone(),
-            body: String::from_utf8_lossy(&body).into_owned(),
-            created_ms: envelope.created_ms,
-        };
-        if resend_to.is_none() {
-            let mut attempt_stop = stop.clone();
-            let kept = crate::store::with_retries("webhook_events", &mut attempt_stop, || {
-                webhooks::store_events(&clickhouse, std::slice::from_ref(&stored))
-            })
-            .await;
-            if kept.is_err() {
-                break; // stopping, or ClickHouse refused the event: read it again next time
+        while batch.len() < BATCH_MAX {
+            match tokio::time::timeout(BATCH_WAIT, consumer.recv()).await {
+                Ok(Ok(message)) => batch.push(message),
+                _ => break,
             }
         }
-        let event = Arc::new(Event { id: envelope.id, kind: envelope.kind, body });
-        let pending = Arc::new(AtomicUsize::new(0));
-        let targets: Vec<&Subscription> = current
+        let mut events = Vec::with_capacity(batch.len());
+        for message in &batch {
+            let body = message.payload().unwrap_or_default();
+            match serde_json::from_slice::<Envelope>(body) {
+                Ok(envelope) => {
+                    let resend_to = message
+                        .headers()
+                        .and_then(|h| h.iter().find(|h| h.key == schemas::events::RESEND_TO_HEADER))
+                        .and_then(|h| std::str::from_utf8(h.value?).ok())
+                        .map(str::to_owned);
+                    events.push((envelope, resend_to, body.to_vec()));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, offset = message.offset(), "outbox record is not an event; skipped")
+                }
+            }
+        }
+        // Kept before anything is delivered, so each can be re-sent later (one insert a batch).
+        let stored: Vec<StoredEvent> = events
             .iter()
-            .filter(|s| {
-                s.active == 1
-                    && !ended.contains(&s.subscription_id)
-                    && s.org_id == envelope.org
-                    && match &resend_to {
-                        Some(id) => &s.subscription_id == id,
-                        None => s.event_types.iter().any(|t| *t == event.kind),
-                    }
+            .filter(|(_, resend_to, _)| resend_to.is_none())
+            .map(|(envelope, _, body)| StoredEvent {
+                org_id: envelope.org.clone(),
+                event_id: envelope.id.clone(),
+                event_type: envelope.kind.clone(),
+                body: String::from_utf8_lossy(body).into_owned(),
+                created_ms: envelope.created_ms,
             })
             .collect();
-        for subscription in targets {
-            let queue = workers
-                .entry(subscription.subscription_id.clone())
-                .or_insert_with(|| spawn_worker(subscription.clone(), &deliverer, &webhook_config, &clickhouse, &log));
-            pending.fetch_add(1, Ordering::AcqRel);
-            let job = Job { event: Arc::clone(&event), pending: Arc::clone(&pending) };
-            if let Err(mpsc::error::SendError(job)) = queue.send(job).await {
-                drop(job); // the worker ended: it disabled its subscription
-                workers.remove(&subscription.subscription_id);
-                ended.insert(subscription.subscription_id.clone());
+        let mut attempt_stop = stop.clone();
+        if !stored.is_empty()
+            && crate::store::with_retries("webhook_events", &mut attempt_stop, || {
+                webhooks::store_events(&clickhouse, &stored)
+            })
+            .await
+            .is_err()
+        {
+            break; // stopping, or ClickHouse refused the events: the batch is read again next time
+        }
+        let current = subscriptions.borrow_and_update().clone();
+        ended.retain(|id| current.iter().any(|s| &s.subscription_id == id && s.active == 1));
+        let pending = Arc::new(AtomicUsize::new(0));
+        for (envelope, resend_to, body) in events {
+            let event = Arc::new(Event { id: envelope.id, kind: envelope.kind, body });
+            let targets: Vec<&Subscription> = current
+                .iter()
+                .filter(|s| {
+                    s.active == 1
+                        && !ended.contains(&s.subscription_id)
+                        && s.org_id == envelope.org
+                        && match &resend_to {
+                            Some(id) => &s.subscription_id == id,
+                            None => s.event_types.iter().any(|t| *t == event.kind),
+                        }
+                })
+                .collect();
+            for subscription in targets {
+                let queue = workers.entry(subscription.subscription_id.clone()).or_insert_with(|| {
+                    spawn_worker(subscription.clone(), &deliverer, &webhook_config, &clickhouse, &log)
+                });
+                pending.fetch_add(1, Ordering::AcqRel);
+                let job = Job { event: Arc::clone(&event), pending: Arc::clone(&pending) };
+                if let Err(mpsc::error::SendError(job)) = queue.send(job).await {
+                    drop(job); // the worker ended: it disabled its subscription
+                    workers.remove(&subscription.subscription_id);
+                    ended.insert(subscription.subscription_id.clone());
+                }
             }
         }
-        in_hand.push_back(InHand {
-            pending,
-            offsets: vec![(message.topic().to_owned(), message.partition(), message.offset())],
-        });
+        in_hand.push_back(InHand { pending, offsets: last_offsets(&batch) });
         settle(&consumer, &mut in_hand);
         // Workers of subscriptions no longer active end once their queue is empty.
         workers.retain(|id, _| current.iter().any(|s| &s.subscription_id == id && s.active == 1));
@@ -187,6 +201,18 @@ fn spawn_worker(
     };
     tokio::spawn(worker.run(queue));
     jobs
+}
+
+/// The last offset of each (topic, partition) in a batch.
+fn last_offsets(batch: &[rdkafka::message::BorrowedMessage<'_>]) -> Vec<(String, i32, i64)> {
+    let mut last: Vec<(String, i32, i64)> = Vec::new();
+    for message in batch {
+        match last.iter_mut().find(|(t, p, _)| *p == message.partition() && t == message.topic()) {
+            Some(entry) => entry.2 = entry.2.max(message.offset()),
+            None => last.push((message.topic().to_owned(), message.partition(), message.offset())),
+        }
+    }
+    last
 }
 
 /// Stores the offsets of the oldest batches whose events every worker is done with.
