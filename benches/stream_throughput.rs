@@ -1,6 +1,8 @@
 //! The end-to-end stream figure: signals/s through a real processor (consumer group, parse,
 //! dedupe, rules, identity, outputs produced and acknowledged, offsets stored) from a pre-filled
-//! raw topic, beside a bare rdkafka consumer (same client settings) reading the same records.
+//! raw topic, beside a bare rdkafka consumer (same client settings) reading the same records,
+//! and a bare copier that reads them and writes each unchanged to another topic in batches of
+//! 1000 (acks awaited per batch): the Kafka work a processor cannot avoid.
 //! Each round fills a fresh raw topic with `RECORDS` signals of the bench mix (edge headers
 //! included, every one distinct), then times both readers from their first record to their
 //! last, so group joins and start-up are left out. Alternates for `ROUNDS`; prints medians.
@@ -16,6 +18,7 @@ use futures::future::join_all;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
+use rdkafka::Message;
 use schemas::record::headers;
 use tokio::sync::watch;
 
@@ -30,19 +33,29 @@ async fn main() -> anyhow::Result<()> {
     };
     let (records, rounds): (usize, usize) = (records.parse()?, rounds.parse()?);
     let base = Config::from_env()?;
-    let (mut bare, mut processed) = (Vec::new(), Vec::new());
+    let (mut bare, mut copied, mut processed) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         let mut config = base.clone();
         config.kafka.topic_prefix = format!("{}r{}-{}.", base.kafka.topic_prefix, std::process::id(), round);
         fill(&config, records).await?;
         let bare_rate = bare_consumer(&config, records).await?;
+        let copier_rate = copier(&config, records).await?;
         let processor_rate = processor(&config, records).await?;
-        eprintln!("round {round}: bare consumer {bare_rate:.0} records/s, processor {processor_rate:.0} signals/s");
+        eprintln!(
+            "round {round}: bare consumer {bare_rate:.0} records/s, copier {copier_rate:.0} records/s, \
+             processor {processor_rate:.0} signals/s"
+        );
         bare.push(bare_rate);
+        copied.push(copier_rate);
         processed.push(processor_rate);
     }
-    let (bare, processed) = (median(bare), median(processed));
-    println!("bare consumer {bare:.0} records/s, processor {processed:.0} signals/s, ratio {:.2}", processed / bare);
+    let (bare, copied, processed) = (median(bare), median(copied), median(processed));
+    println!(
+        "bare consumer {bare:.0} records/s, copier {copied:.0} records/s, processor {processed:.0} signals/s, \
+         ratio to the consumer {:.2}, to the copier {:.2}",
+        processed / bare,
+        processed / copied
+    );
     Ok(())
 }
 
@@ -88,6 +101,43 @@ async fn bare_consumer(config: &Config, count: usize) -> anyhow::Result<f64> {
     let consumer: StreamConsumer = common::kafka::consumer(&config.kafka, &config.kafka.topic("bare"))?;
     consumer.subscribe(&[&config.kafka.topic(topics::SIGNALS_RAW)])?;
     read(&consumer, count).await
+}
+
+/// Records/s of a consumer that writes every record unchanged to another topic, a batch of
+/// 1000 at a time, waiting for the batch's acknowledgements; timed on the output topic.
+async fn copier(config: &Config, count: usize) -> anyhow::Result<f64> {
+    let (raw, copies) = (config.kafka.topic(topics::SIGNALS_RAW), config.kafka.topic("copies"));
+    common::kafka::ensure_topics(&config.kafka, &[&copies]).await?;
+    let watcher: StreamConsumer = common::kafka::consumer(&config.kafka, &config.kafka.topic("copy-watcher"))?;
+    watcher.subscribe(&[&copies])?;
+    let (kafka, copies_topic) = (config.kafka.clone(), copies.clone());
+    let copying = tokio::spawn(async move {
+        let consumer: StreamConsumer = common::kafka::consumer(&kafka, &kafka.topic("copier"))?;
+        consumer.subscribe(&[&raw])?;
+        let producer = common::kafka::producer(&kafka)?;
+        let mut copied = 0;
+        while copied < count {
+            let mut batch = Vec::with_capacity(1000);
+            while batch.len() < 1000 && copied + batch.len() < count {
+                batch.push(consumer.recv().await?);
+            }
+            let sends = batch.iter().map(|m| {
+                let mut record = FutureRecord::to(&copies_topic).payload(m.payload().unwrap_or_default());
+                if let Some(key) = m.key() {
+                    record = record.key(key);
+                }
+                producer.send(record, Duration::from_secs(30))
+            });
+            for result in join_all(sends).await {
+                result.map_err(|(error, _)| error)?;
+            }
+            copied += batch.len();
+        }
+        anyhow::Ok(())
+    });
+    let rate = read(&watcher, count).await;
+    copying.await??;
+    rate
 }
 
 /// Signals/s of the stream processor, timed on its output topic.
