@@ -30,6 +30,7 @@ struct Receiver {
     seen: Seen,
     secrets: Arc<Mutex<Vec<(String, String)>>>,
     flaky_calls: Arc<Mutex<u32>>,
+    busy_calls: Arc<Mutex<u32>>,
 }
 
 /// The seed's Python receiver, in Rust: HMAC-SHA256 of the raw body with the secret, hex,
@@ -62,6 +63,13 @@ async fn receive(
         }
         "gone" => return (StatusCode::GONE, "unsubscribed").into_response(),
         "redirect" => return (StatusCode::FOUND, [("location", "/hook/ok")], "moved").into_response(),
+        "busy" => {
+            let mut calls = receiver.busy_calls.lock().expect("lock");
+            *calls += 1;
+            if *calls == 1 {
+                return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")], "busy").into_response();
+            }
+        }
         "flaky" => {
             let mut calls = receiver.flaky_calls.lock().expect("lock");
             *calls += 1;
@@ -76,7 +84,12 @@ async fn receive(
 }
 
 async fn start_receiver() -> (Receiver, String) {
-    let receiver = Receiver { seen: Seen::default(), secrets: Arc::default(), flaky_calls: Arc::default() };
+    let receiver = Receiver {
+        seen: Seen::default(),
+        secrets: Arc::default(),
+        flaky_calls: Arc::default(),
+        busy_calls: Arc::default(),
+    };
     let app = Router::new().route("/hook/{path}", post(receive)).with_state(receiver.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -135,8 +148,8 @@ async fn deliveries_are_signed_retried_logged_and_disabled() {
     .await;
     let key = edge.key("acme", &[]).await;
     let (receiver, base) = start_receiver().await;
-    let [ok, flaky, slow, gone, redirect] =
-        ["ok", "flaky", "slow", "gone", "redirect"].map(|path| subscribe(&edge, &receiver, &base, path));
+    let [ok, flaky, slow, gone, redirect, busy] =
+        ["ok", "flaky", "slow", "gone", "redirect", "busy"].map(|path| subscribe(&edge, &receiver, &base, path));
 
     let processor = start_processor(&edge.db.config);
     let (stop, stopped) = watch::channel(false);
@@ -168,6 +181,13 @@ async fn deliveries_are_signed_retried_logged_and_disabled() {
     let flaky_log = await_log(&edge, &flaky, |log| log.iter().filter(|a| a.outcome == "delivered").count() == 2).await;
     assert_eq!(outcomes(&flaky_log)[..3], [(1, 500, "retrying"), (2, 500, "retrying"), (3, 200, "delivered")]);
     assert_eq!(flaky_log[0].response_body.len(), sink::webhooks::delivery::RESPONSE_BODY_MAX_BYTES);
+
+    // 503 with Retry-After: 1 waits a second before the next attempt (the schedule says 50 ms).
+    let busy_log = await_log(&edge, &busy, |log| log.iter().filter(|a| a.outcome == "delivered").count() == 2).await;
+    let first_event: Vec<&Attempt> = busy_log.iter().filter(|a| a.event_id == busy_log[0].event_id).collect();
+    assert_eq!(first_event.iter().map(|a| (a.attempt, a.status_code)).collect::<Vec<_>>(), [(1, 503), (2, 200)]);
+    let waited = first_event[1].attempted_ms - first_event[0].attempted_ms;
+    assert!(waited >= 1000, "Retry-After honoured: {waited} ms between attempts");
 
     // A redirect is a failure, never followed.
     let redirect_log = await_log(&edge, &redirect, |log| log.iter().any(|a| a.outcome == "gave_up")).await;
