@@ -49,8 +49,7 @@ async fn main() -> anyhow::Result<()> {
             let parsed: Vec<Processed<'_>> =
                 chunk.iter().map(|r| serde_json::from_slice(r)).collect::<Result<_, _>>()?;
             let rows: Vec<SignalRow<'_>> = parsed.iter().map(|p| p.row(None, 1)).collect();
-            let refs: Vec<&SignalRow<'_>> = rows.iter().collect();
-            sink::store::insert::<SignalRow<'static>>(&client, "signals_cold", &refs).await?;
+            common::clickhouse::insert::<SignalRow<'static>, _>(&client, "signals_cold", &rows).await?;
         }
         let sink_rate = count as f64 / started.elapsed().as_secs_f64();
         let written: u64 = client.query("SELECT count() FROM signals_cold").fetch_one().await?;

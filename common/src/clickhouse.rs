@@ -23,6 +23,23 @@ pub fn server_client(config: &ClickHouseConfig) -> Client {
     }
 }
 
+/// Writes `rows` to `table` in one RowBinary insert. Sends nothing when there are no rows.
+/// `rows` are rows or references to rows.
+pub async fn insert<'v, T, R>(client: &Client, table: &str, rows: &[R]) -> Result<(), clickhouse::error::Error>
+where
+    T: clickhouse::Row + clickhouse::RowWrite,
+    R: std::borrow::Borrow<T::Value<'v>>,
+{
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut insert = client.insert::<T>(table).await?;
+    for row in rows {
+        insert.write(row.borrow()).await?;
+    }
+    insert.end().await
+}
+
 /// Answers whether the server is reachable and working.
 pub async fn ping(client: &Client) -> Result<(), clickhouse::error::Error> {
     client.query("SELECT 1").fetch_one::<u8>().await.map(drop)

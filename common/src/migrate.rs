@@ -85,16 +85,13 @@ async fn apply(client: &clickhouse::Client, migration: &Migration) -> Result<(),
     for statement in migration.statements() {
         client.query(&statement).execute().await.map_err(failed)?;
     }
-    let mut insert = client.insert::<AppliedRow>("schema_migrations").await?;
-    insert
-        .write(&AppliedRow {
-            version: migration.version,
-            name: migration.name.to_owned(),
-            checksum: migration.checksum(),
-            applied_at_ms: crate::time::now_ms(),
-        })
-        .await?;
-    insert.end().await?;
+    let applied = AppliedRow {
+        version: migration.version,
+        name: migration.name.to_owned(),
+        checksum: migration.checksum(),
+        applied_at_ms: crate::time::now_ms(),
+    };
+    crate::clickhouse::insert::<AppliedRow, _>(client, "schema_migrations", &[applied]).await?;
     tracing::info!(version = migration.version, name = migration.name, "migration applied");
     Ok(())
 }

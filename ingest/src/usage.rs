@@ -56,11 +56,14 @@ pub async fn write(client: &clickhouse::Client, taken: &Taken, now_ms: u64) -> R
         return Ok(());
     }
     let day = (now_ms / 86_400_000) as u16;
-    let mut insert = client.insert::<UsageRow>("usage_daily").await?;
-    for ((org, outcome), signals) in taken {
-        insert
-            .write(&UsageRow { day, org_id: org.to_string(), outcome: (*outcome).to_owned(), signals: *signals })
-            .await?;
-    }
-    insert.end().await
+    let rows: Vec<UsageRow> = taken
+        .iter()
+        .map(|((org, outcome), signals)| UsageRow {
+            day,
+            org_id: org.to_string(),
+            outcome: (*outcome).to_owned(),
+            signals: *signals,
+        })
+        .collect();
+    common::clickhouse::insert::<UsageRow, _>(client, "usage_daily", &rows).await
 }

@@ -210,14 +210,14 @@ where
     T: clickhouse::Row + clickhouse::RowWrite,
 {
     let all: Vec<&T::Value<'_>> = rows.iter().map(|(_, row)| row).collect();
-    match store::with_retries(table, stop, || store::insert::<T>(clickhouse, table, &all)).await {
+    match store::with_retries(table, stop, || common::clickhouse::insert::<T, _>(clickhouse, table, &all)).await {
         Ok(()) => return true,
         Err(_) if *stop.borrow() => return false,
         Err(error) => tracing::error!(%error, table, "rows refused as bad data; writing them one by one"),
     }
     for (message, row) in rows {
         let one = [row];
-        match store::with_retries(table, stop, || store::insert::<T>(clickhouse, table, &one)).await {
+        match store::with_retries(table, stop, || common::clickhouse::insert::<T, _>(clickhouse, table, &one)).await {
             Ok(()) => {}
             Err(_) if *stop.borrow() => return false,
             Err(error) => dead.push((message, "refused_by_clickhouse", error.to_string())),

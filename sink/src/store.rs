@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use clickhouse::error::Error;
 use clickhouse::Row;
-use clickhouse::RowWrite;
 use serde::Deserialize;
 
 /// ClickHouse error codes that mean the rows themselves are wrong: retrying cannot help.
@@ -26,21 +25,6 @@ pub fn is_retryable(error: &Error) -> bool {
 fn code_of(message: &str) -> Option<u32> {
     let rest = &message[message.find("Code: ")? + 6..];
     rest[..rest.find(|c: char| !c.is_ascii_digit())?].parse().ok()
-}
-
-/// Inserts `rows` into `table` in one RowBinary insert.
-pub async fn insert<T>(client: &clickhouse::Client, table: &str, rows: &[&T::Value<'_>]) -> Result<(), Error>
-where
-    T: Row + RowWrite,
-{
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut insert = client.insert::<T>(table).await?;
-    for row in rows {
-        insert.write(row).await?;
-    }
-    insert.end().await
 }
 
 /// Writes every cold signal of a visitor as a hot row of `email`, attributed `rehydrated`.

@@ -167,9 +167,7 @@ pub async fn list(client: &clickhouse::Client, org_id: &str) -> Result<Vec<ApiKe
 }
 
 async fn write(client: &clickhouse::Client, row: &ApiKeyRow) -> Result<(), clickhouse::error::Error> {
-    let mut insert = client.insert::<ApiKeyRow>("api_keys").await?;
-    insert.write(row).await?;
-    insert.end().await
+    crate::clickhouse::insert::<ApiKeyRow, _>(client, "api_keys", &[row]).await
 }
 
 /// A key as the edge sees it: its first characters only, for error messages and logs.

@@ -88,16 +88,13 @@ pub async fn set_rate(
 ) -> Result<(), clickhouse::error::Error> {
     // A rate of 0 is stored for "no limit", so the latest row always wins.
     let limit = limit.unwrap_or(RateLimit { requests_per_second: 0, burst: 0 });
-    let mut insert = client.insert::<RateRow>("rate_limits").await?;
-    insert
-        .write(&RateRow {
-            org_id: org_id.to_owned(),
-            requests_per_second: limit.requests_per_second,
-            burst: limit.burst,
-            version: crate::time::now_ms(),
-        })
-        .await?;
-    insert.end().await
+    let row = RateRow {
+        org_id: org_id.to_owned(),
+        requests_per_second: limit.requests_per_second,
+        burst: limit.burst,
+        version: crate::time::now_ms(),
+    };
+    crate::clickhouse::insert::<RateRow, _>(client, "rate_limits", &[row]).await
 }
 
 /// Sets an org's monthly plan limit (0: unlimited) and overage flag.
@@ -106,14 +103,11 @@ pub async fn set_plan(
     org_id: &str,
     limit: PlanLimit,
 ) -> Result<(), clickhouse::error::Error> {
-    let mut insert = client.insert::<PlanRow>("plan_limits").await?;
-    insert
-        .write(&PlanRow {
-            org_id: org_id.to_owned(),
-            monthly_raw_signals: limit.monthly_raw_signals,
-            allow_overages: u8::from(limit.allow_overages),
-            version: crate::time::now_ms(),
-        })
-        .await?;
-    insert.end().await
+    let row = PlanRow {
+        org_id: org_id.to_owned(),
+        monthly_raw_signals: limit.monthly_raw_signals,
+        allow_overages: u8::from(limit.allow_overages),
+        version: crate::time::now_ms(),
+    };
+    crate::clickhouse::insert::<PlanRow, _>(client, "plan_limits", &[row]).await
 }

@@ -18,9 +18,6 @@ pub async fn ensure(client: &clickhouse::Client, org_id: &str) -> Result<(), cli
         return Ok(());
     }
     let now = crate::time::now_ms();
-    let mut insert = client.insert::<OrgRow>("orgs").await?;
-    insert
-        .write(&OrgRow { org_id: org_id.to_owned(), name: org_id.to_owned(), created_at_ms: now, version: now })
-        .await?;
-    insert.end().await
+    let row = OrgRow { org_id: org_id.to_owned(), name: org_id.to_owned(), created_at_ms: now, version: now };
+    crate::clickhouse::insert::<OrgRow, _>(client, "orgs", &[row]).await
 }

@@ -90,7 +90,5 @@ async fn write(client: &clickhouse::Client, rule: &Rule, deleted: bool, version:
         created_ms: rule.created_ms,
         version,
     };
-    let mut insert = client.insert::<RuleRow>("mapping_rules").await?;
-    insert.write(&row).await?;
-    Ok(insert.end().await?)
+    Ok(crate::clickhouse::insert::<RuleRow, _>(client, "mapping_rules", &[row]).await?)
 }

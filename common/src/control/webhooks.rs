@@ -172,9 +172,7 @@ pub async fn set_active(
 }
 
 async fn write(client: &clickhouse::Client, subscription: &Subscription) -> Result<(), clickhouse::error::Error> {
-    let mut insert = client.insert::<Subscription>("webhook_subscriptions").await?;
-    insert.write(subscription).await?;
-    insert.end().await
+    crate::clickhouse::insert::<Subscription, _>(client, "webhook_subscriptions", &[subscription]).await
 }
 
 /// The delivery log of a subscription, newest first.
@@ -192,19 +190,11 @@ pub async fn deliveries(
 }
 
 pub async fn log_attempts(client: &clickhouse::Client, attempts: &[Attempt]) -> Result<(), clickhouse::error::Error> {
-    let mut insert = client.insert::<Attempt>("webhook_deliveries").await?;
-    for attempt in attempts {
-        insert.write(attempt).await?;
-    }
-    insert.end().await
+    crate::clickhouse::insert::<Attempt, _>(client, "webhook_deliveries", attempts).await
 }
 
 pub async fn store_events(client: &clickhouse::Client, events: &[StoredEvent]) -> Result<(), clickhouse::error::Error> {
-    let mut insert = client.insert::<StoredEvent>("webhook_events").await?;
-    for event in events {
-        insert.write(event).await?;
-    }
-    insert.end().await
+    crate::clickhouse::insert::<StoredEvent, _>(client, "webhook_events", events).await
 }
 
 pub async fn event(
