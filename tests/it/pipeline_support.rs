@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::edge_support::count_records;
 
+/// A processor or sink running in-process until `stop`.
 pub struct Running {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), rdkafka::error::KafkaError>>,
@@ -27,8 +28,8 @@ pub fn start_processor(config: &Config) -> Running {
 
 impl Running {
     pub async fn stop(self) {
-        self.stop.send(true).expect("processor running");
-        self.task.await.expect("no panic").expect("processor ends cleanly");
+        self.stop.send(true).expect("still running");
+        self.task.await.expect("no panic").expect("ends cleanly");
     }
 }
 
@@ -56,25 +57,13 @@ pub async fn caught_up(config: &Config) {
     }
 }
 
-pub struct RunningSink {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), rdkafka::error::KafkaError>>,
-}
-
 /// The ClickHouse sink against `clickhouse` (the test's database, or a proxy in front of it).
-pub fn start_sink(config: &Config, clickhouse: clickhouse::Client) -> RunningSink {
+pub fn start_sink(config: &Config, clickhouse: clickhouse::Client) -> Running {
     let (stop, stopped) = watch::channel(false);
     let kafka = config.kafka.clone();
     let settings = sink::runner::Settings { batch_wait: Duration::from_millis(50), ..Default::default() };
     let task = tokio::spawn(async move { sink::runner::run(&kafka, clickhouse, settings, stopped).await });
-    RunningSink { stop, task }
-}
-
-impl RunningSink {
-    pub async fn stop(self) {
-        self.stop.send(true).expect("sink running");
-        self.task.await.expect("no panic").expect("sink ends cleanly");
-    }
+    Running { stop, task }
 }
 
 /// Polls `query` (one UInt64) until it answers `expected`; panics with the last answer after 30 s.
