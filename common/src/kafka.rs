@@ -88,6 +88,21 @@ pub fn consumer_with_context<C: ConsumerContext + 'static>(
         .create_with_context(context)
 }
 
+/// Adds records to `batch` until it holds `max`, or no record came for `wait`.
+pub async fn fill_batch<'c, C: ConsumerContext + 'static>(
+    consumer: &'c StreamConsumer<C>,
+    batch: &mut Vec<rdkafka::message::BorrowedMessage<'c>>,
+    max: usize,
+    wait: Duration,
+) {
+    while batch.len() < max {
+        match tokio::time::timeout(wait, consumer.recv()).await {
+            Ok(Ok(message)) => batch.push(message),
+            _ => break,
+        }
+    }
+}
+
 /// Commits the offsets stored so far, before a consumer stops; having stored none is fine.
 pub fn commit_stored<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>) -> Result<(), KafkaError> {
     use rdkafka::consumer::{CommitMode, Consumer};

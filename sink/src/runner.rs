@@ -66,12 +66,7 @@ pub async fn run(
                 continue;
             }
         };
-        while batch.len() < settings.batch_max {
-            match tokio::time::timeout(settings.batch_wait, consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(message),
-                _ => break,
-            }
-        }
+        kafka::fill_batch(&consumer, &mut batch, settings.batch_max, settings.batch_wait).await;
         if !consumer.context().take().is_empty() {
             // Links other sinks wrote before this one was given the partitions.
             match store::with_retries("loading links", &mut stop, || store::links(&clickhouse)).await {

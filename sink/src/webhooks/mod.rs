@@ -95,12 +95,7 @@ pub async fn run(
                 continue;
             }
         };
-        while batch.len() < BATCH_MAX {
-            match tokio::time::timeout(BATCH_WAIT, consumer.recv()).await {
-                Ok(Ok(message)) => batch.push(message),
-                _ => break,
-            }
-        }
+        kafka::fill_batch(&consumer, &mut batch, BATCH_MAX, BATCH_WAIT).await;
         let mut events = Vec::with_capacity(batch.len());
         for message in &batch {
             let body = message.payload().unwrap_or_default();
