@@ -8,18 +8,10 @@
 # measured, and the stack's ClickHouse for keys. Needs `make stack-up`.
 #
 #   scripts/bench-load.sh            (ROUNDS=3 SECONDS=10 CONNECTIONS=64 by default)
-set -euo pipefail
-repo=$(cd "$(dirname "$0")/.." && pwd)
-cd "$repo"
-export PATH=$HOME/.cargo/bin:$PATH
+source "$(dirname "$0")/bench/lib.sh"
 rounds=${ROUNDS:-3}
 seconds=${SECONDS_PER_RUN:-10}
 connections=${CONNECTIONS:-64}
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-say() { printf 'bench: %s\n' "$*" >&2; }
 
 command -v wrk >/dev/null || { say "installing wrk"; apt-get install -y -q wrk >/dev/null; }
 scripts/stack.sh status >/dev/null 2>&1 || scripts/stack.sh up
@@ -33,10 +25,7 @@ export SIGSTAGE_HTTP_ADDR=127.0.0.1:18080
 export SIGSTAGE_LOG_FORMAT=json
 export RUST_LOG=warn
 
-say "starting a memory:// Tansu on 127.0.0.1:19092"
-(cd "$work" && exec "$(command -v tansu || echo "$HOME/.cargo/bin/tansu")" broker --listener-url tcp://127.0.0.1:19092 \
-    --advertised-listener-url tcp://127.0.0.1:19092 --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1) &
-pids+=($!)
+memory_tansu 19092
 target/release/sigstage migrate 2>/dev/null
 key=$(target/release/sigstage keys create --org bench 2>/dev/null)
 target/release/sigstage ingest >"$work/edge.out" 2>"$work/edge.log" &

@@ -6,15 +6,7 @@
 # (memory://, port 19094) and the stack's ClickHouse (database sigstage_bench).
 #
 #   scripts/bench-sink.sh     (ROWS=100000 ROUNDS=3 SUBSCRIPTIONS=16 EVENTS=500 RATE=200 DURATION=15)
-set -euo pipefail
-repo=$(cd "$(dirname "$0")/.." && pwd)
-cd "$repo"
-export PATH=$HOME/.cargo/bin:$PATH
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-say() { printf 'bench: %s\n' "$*" >&2; }
+source "$(dirname "$0")/bench/lib.sh"
 
 scripts/stack.sh status >/dev/null 2>&1 || scripts/stack.sh up
 say "building release binaries"
@@ -25,10 +17,7 @@ export SIGSTAGE_CLICKHOUSE_DATABASE=sigstage_bench
 export SIGSTAGE_TOPIC_PREFIX=bench-sink-$$.
 export SIGSTAGE_HTTP_ADDR=127.0.0.1:18090
 export RUST_LOG=warn
-say "starting a memory:// Tansu on 127.0.0.1:19094"
-(cd "$work" && exec tansu broker --listener-url tcp://127.0.0.1:19094 \
-    --advertised-listener-url tcp://127.0.0.1:19094 --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1) &
-pids+=($!)
+memory_tansu 19094
 target/release/sigstage migrate 2>/dev/null
 
 say "ClickHouse inserts: ${ROUNDS:-3} rounds of ${ROWS:-100000} rows, alternating clickhouse-client and the sink"
