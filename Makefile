@@ -5,16 +5,18 @@ STATE ?= .state
 
 .PHONY: run test stack-up stack-down stack-status build release lint bench bench-load bench-stream bench-sink
 
-## run: install what is missing, start Kafka (Tansu) and ClickHouse, migrate, run every role on 127.0.0.1:8080
+## run: install what is missing, start Apache Kafka and ClickHouse, migrate, run every role on 127.0.0.1:8080
 run: stack-up release
 	target/release/sigstage migrate
 	exec target/release/sigstage run --demo-key-file $(STATE)/demo-api-key
 
 ## test: the same set-up, then every test (unit, integration against the real stack, benches once)
 ## (tests use a broker of their own on 9093, emptied every run; `make run`'s data stays on 9092)
-test: stack-up
-	@scripts/stack.sh test-broker
+test:
+	scripts/check-docker.sh
+	@scripts/stack.sh test-stack
 	cargo fmt --all -- --check
+	scripts/chdb/check.sh
 	SIGSTAGE_KAFKA_BROKERS=127.0.0.1:9093 cargo test --workspace --all-targets --no-fail-fast
 
 stack-up:

@@ -4,8 +4,7 @@
 #           same connections), alternating ROUNDS times; medians, ratio, p99.
 #   bulk:   signals/s of POST /bulk/{key} (1000-signal NDJSON bodies) vs a bare rdkafka
 #           producer writing the same records to the same broker, alternating; medians, ratio.
-# Uses its own Tansu (memory:// storage, port 19092) so the broker's disk is not what is
-# measured, and the stack's ClickHouse for keys. Needs `make stack-up`.
+# Uses its own Kafka broker (port 19092), and the stack's ClickHouse for keys. Needs `make stack-up`.
 #
 #   scripts/bench-load.sh            (ROUNDS=3 SECONDS=10 CONNECTIONS=64 by default)
 source "$(dirname "$0")/bench/lib.sh"
@@ -25,7 +24,7 @@ export SIGSTAGE_HTTP_ADDR=127.0.0.1:18080
 export SIGSTAGE_LOG_FORMAT=json
 export RUST_LOG=warn
 
-memory_tansu 19092
+private_kafka 19092
 target/release/sigstage migrate 2>/dev/null
 key=$(target/release/sigstage keys create --org bench 2>/dev/null)
 target/release/sigstage ingest >"$work/edge.out" 2>"$work/edge.log" &

@@ -2,8 +2,8 @@
 # The sink figures: ClickHouse insert rows/s through the sink's write path beside
 # clickhouse-client inserting the same rows from a file (alternating rounds, medians); webhook
 # deliveries/s to a local receiver; and the end-to-end latency from a 202 to the row being
-# visible in ClickHouse under steady load, through `sigstage run`. Uses its own Tansu
-# (memory://, port 19094) and the stack's ClickHouse (database sigstage_bench).
+# visible in ClickHouse under steady load, through `sigstage run`. Uses its own Kafka broker
+# (port 19094) and the stack's ClickHouse (database sigstage_bench).
 #
 #   scripts/bench-sink.sh     (ROWS=100000 ROUNDS=3 SUBSCRIPTIONS=16 EVENTS=500 RATE=200 DURATION=15)
 source "$(dirname "$0")/bench/lib.sh"
@@ -17,7 +17,7 @@ export SIGSTAGE_CLICKHOUSE_DATABASE=sigstage_bench
 export SIGSTAGE_TOPIC_PREFIX=bench-sink-$$.
 export SIGSTAGE_HTTP_ADDR=127.0.0.1:18090
 export RUST_LOG=warn
-memory_tansu 19094
+private_kafka 19094
 target/release/sigstage migrate 2>/dev/null
 
 say "ClickHouse inserts: ${ROUNDS:-3} rounds of ${ROWS:-100000} rows, alternating clickhouse-client and the sink"

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The end-to-end stream figure: signals/s through the stream processor from a pre-filled raw
 # topic beside a bare consumer and a bare copier of the same records, in turn ROUNDS times; medians and
-# the ratio. Uses its own Tansu (memory:// storage, port 19093: the sqlite engine reads a backlog
-# in quadratic time, so it would measure the broker) and the stack's ClickHouse for the rules.
+# the ratio. Uses its own Kafka broker (port 19093) and the stack's ClickHouse for the rules.
 #
 #   scripts/bench-stream.sh            (RECORDS=50000 ROUNDS=3 by default)
 source "$(dirname "$0")/bench/lib.sh"
@@ -17,7 +16,7 @@ export SIGSTAGE_KAFKA_BROKERS=127.0.0.1:19093
 export SIGSTAGE_CLICKHOUSE_DATABASE=sigstage_bench
 export SIGSTAGE_TOPIC_PREFIX=bench.
 export RUST_LOG=warn
-memory_tansu 19093
+private_kafka 19093
 target/release/sigstage migrate 2>/dev/null
 say "$rounds rounds of $records signals, a bare consumer, a bare copier and the processor in turn"
 target/release/examples/stream_throughput "$records" "$rounds"

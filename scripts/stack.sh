@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
-# The local stack sigstage runs against: Tansu (Kafka protocol) on 127.0.0.1:9092 and ClickHouse
-# on 127.0.0.1:8123 (HTTP) / 9000 (native). Installs what is missing, keeps every file under the
-# state folder (default .state/ of this checkout), and is idempotent.
+# The local stack sigstage runs against: Apache Kafka (KRaft, one node) on 127.0.0.1:9092 and
+# ClickHouse on 127.0.0.1:8123 (HTTP) / 9000 (native). Installs what is missing, keeps every file
+# under the state folder (default .state/ of this checkout), and is idempotent.
 #
 #   scripts/stack.sh up | down | status
-#   scripts/stack.sh test-broker   (re)start a Tansu with empty storage on 127.0.0.1:9093 for tests
+#   scripts/stack.sh test-stack               ClickHouse, and an emptied broker on 127.0.0.1:9093 for tests
+#   scripts/stack.sh cluster [DIR [BASE]]     three brokers on BASE+1..3 (default .state/cluster, 9100)
+#   scripts/stack.sh broker DIR PORT CONTROLLER_PORT    one broker of its own, data in DIR
+#   scripts/stack.sh stop DIR                 stop every broker this script started under DIR
+#   scripts/stack.sh kafka-libs               fetch Kafka's jars (done by the others when missing)
 #
-# STACK_STATE_DIR      where data, logs and pid files live (default: <repo>/.state)
-# STACK_KAFKA_STORAGE  Tansu storage engine URL (default: sqlite://tansu.db, durable)
+# Kafka's jars come from Maven Central (scripts/kafka/pom.xml), once per machine, into
+# $SIGSTAGE_CACHE_DIR (default ~/.cache/sigstage). Brokers are formatted on first start and keep
+# their data: `make run` finds its topics after a restart; the test broker is emptied every run.
+#
+# STACK_STATE_DIR   where data, logs and pid files live (default: <repo>/.state)
+# STACK_KAFKA_HEAP  JVM heap of the 9092 and 9093 brokers (default: 1g; cluster brokers get 512m)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 state=${STACK_STATE_DIR:-$repo/.state}
-kafka_storage=${STACK_KAFKA_STORAGE:-sqlite://tansu.db}
-tansu_version=0.6.0
+cache=${SIGSTAGE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sigstage}
+pom=$repo/scripts/kafka/pom.xml
+kafka_version=$(sed -n 's|.*<kafka.version>\(.*\)</kafka.version>.*|\1|p' "$pom")
+# Named by the pom's checksum, so a changed pom fetches again.
+kafka_libs=$cache/kafka-$kafka_version-$(sha256sum "$pom" | cut -c1-12)
+kafka_heap=${STACK_KAFKA_HEAP:-1g}
 kafka_port=9092
 test_kafka_port=9093
 ch_http_port=8123
@@ -57,57 +69,143 @@ wait_for() { # name seconds probe log
 
 # --- install ------------------------------------------------------------------------------
 
-tansu_bin() {
-    if command -v tansu >/dev/null 2>&1; then command -v tansu
-    elif [[ -x $HOME/.cargo/bin/tansu ]]; then echo "$HOME/.cargo/bin/tansu"
-    fi
-}
-
-install_tansu() {
-    local bin
-    bin=$(tansu_bin)
-    if [[ -n $bin ]] && "$bin" --version 2>/dev/null | grep -q "$tansu_version"; then return; fi
-    command -v cargo >/dev/null || die "cargo is not on PATH; install Rust (rustup) first"
-    say "installing Tansu $tansu_version from crates.io (once per machine; about 12-14 minutes on 2 cores)"
-    cargo install tansu --version "$tansu_version" --locked --features dynostore,libsql \
-        || die "cargo install tansu failed (see the compiler output above); is crates.io reachable?"
-}
-
-install_clickhouse() {
-    if command -v clickhouse-server >/dev/null && command -v clickhouse-client >/dev/null; then return; fi
-    command -v apt-get >/dev/null || die "clickhouse-server is missing and there is no apt-get; install ClickHouse by hand"
-    say "installing Debian's clickhouse-server and clickhouse-client (once per machine)"
+apt_install() { # package...
+    command -v apt-get >/dev/null || die "$* missing and there is no apt-get; install them by hand"
+    say "installing Debian's $* (once per machine)"
     export DEBIAN_FRONTEND=noninteractive
     local sudo=""
     [[ $(id -u) == 0 ]] || sudo=sudo
     $sudo apt-get update -q >/dev/null || die "apt-get update failed; are Debian's mirrors reachable?"
-    # The package's postinst may try to start the system service; we never use it.
-    $sudo apt-get install -y -q clickhouse-server clickhouse-client >/dev/null \
-        || die "apt-get install clickhouse-server clickhouse-client failed"
+    # A package's postinst may try to start a system service; we never use it.
+    $sudo apt-get install -y -q "$@" >/dev/null || die "apt-get install $* failed"
 }
 
-# --- start --------------------------------------------------------------------------------
+install_clickhouse() {
+    if command -v clickhouse-server >/dev/null && command -v clickhouse-client >/dev/null; then return; fi
+    apt_install clickhouse-server clickhouse-client
+}
 
-start_kafka() {
-    local pidfile=$state/tansu/tansu.pid log=$state/tansu/tansu.log owner
-    mkdir -p "$state/tansu"
-    if pid_alive "$pidfile" && kafka_answers; then say "Tansu already running (pid $(cat "$pidfile"))"; return; fi
-    if kafka_answers; then
-        say "a Kafka broker already answers on 127.0.0.1:$kafka_port ($(port_owner $kafka_port)); using it"
-        return
+# Kafka's broker and runtime jars, from Maven Central, into the cache (about 45 MB).
+install_kafka() {
+    [[ -f $kafka_libs/.complete ]] && return
+    command -v java >/dev/null || apt_install default-jre-headless
+    command -v mvn >/dev/null || apt_install maven
+    say "fetching Apache Kafka $kafka_version from Maven Central into $kafka_libs (once per machine)"
+    local tmp=$kafka_libs.partial
+    rm -rf "$tmp"
+    mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" >&2 \
+        || die "mvn could not fetch Kafka's jars (output above); is Maven Central reachable?"
+    touch "$tmp/.complete"
+    rm -rf "$kafka_libs"
+    mv "$tmp" "$kafka_libs"
+}
+
+# --- Kafka brokers ------------------------------------------------------------------------
+
+# A Kafka cluster id: 16 random bytes, base64url without padding (what `kafka-storage.sh
+# random-uuid` prints), without starting a JVM for it.
+new_cluster_id() { head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'; }
+
+# start_broker DIR NODE_ID PORT CONTROLLER_PORT VOTERS REPLICAS MIN_ISR HEAP CLUSTER_ID
+# One KRaft node (broker and controller) with its config, log4j config, logs and data in DIR.
+# Formats DIR on first start only, so data outlives restarts.
+start_broker() {
+    local dir=$1 node=$2 port=$3 cport=$4 voters=$5 replicas=$6 min_isr=$7 heap=$8 cluster_id=$9
+    local pidfile=$dir/kafka.pid log=$dir/logs/server.log owner
+    mkdir -p "$dir/logs"
+    if pid_alive "$pidfile" && kafka_answers "$port"; then say "Kafka already running on $port (pid $(cat "$pidfile"))"; return; fi
+    if kafka_answers "$port"; then say "a Kafka broker already answers on 127.0.0.1:$port ($(port_owner "$port")); using it"; return; fi
+    for p in $port $cport; do
+        owner=$(port_owner "$p")
+        [[ -z $owner ]] || die "port $p is taken by $owner, which is not this broker; stop it and retry"
+    done
+    install_kafka
+    cat >"$dir/server.properties" <<EOF
+# Written by scripts/stack.sh at every start; edit the script, not this file.
+process.roles=broker,controller
+node.id=$node
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+# sigstage creates its own topics with its own settings; a typo must not create one.
+auto.create.topics.enable=false
+num.partitions=4
+default.replication.factor=$replicas
+min.insync.replicas=$min_isr
+offsets.topic.replication.factor=$replicas
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=$replicas
+transaction.state.log.min.isr=$min_isr
+share.coordinator.state.topic.replication.factor=$replicas
+share.coordinator.state.topic.min.isr=$min_isr
+# A consumer group forms as soon as its first member joins (tests start many groups).
+group.initial.rebalance.delay.ms=0
+# sigstage writes records up to 4 MiB (topics say so too); the broker's own limit follows.
+message.max.bytes=4194404
+replica.fetch.max.bytes=4194404
+EOF
+    cat >"$dir/log4j2.properties" <<EOF
+status = warn
+appender.file.type = RollingFile
+appender.file.name = file
+appender.file.fileName = $log
+appender.file.filePattern = $log.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 20MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 3
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+logger.state.name = state.change.logger
+logger.state.level = warn
+EOF
+    local java=(java "-Xms256m" "-Xmx$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+        "-Dlog4j2.configurationFile=$dir/log4j2.properties" "-Dkafka.logs.dir=$dir/logs" -cp "$kafka_libs/*")
+    if [[ ! -f $dir/data/meta.properties ]]; then
+        "${java[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" \
+            >"$dir/logs/format.log" 2>&1 || { cat "$dir/logs/format.log" >&2; die "formatting $dir/data failed"; }
     fi
-    owner=$(port_owner $kafka_port)
-    [[ -z $owner ]] || die "port $kafka_port is taken by $owner, which does not speak Kafka; stop it and retry"
-    install_tansu
-    say "starting Tansu on 127.0.0.1:$kafka_port (storage $kafka_storage, log $log)"
-    # exec, so the recorded pid is the broker itself, leader of its own session.
-    (cd "$state/tansu" && exec setsid nohup "$(tansu_bin)" broker \
-        --listener-url "tcp://127.0.0.1:$kafka_port" \
-        --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
-        --storage-engine "$kafka_storage" >"$log" 2>&1 </dev/null) &
+    say "starting Kafka $kafka_version node $node on 127.0.0.1:$port (data and logs in $dir)"
+    # exec, so the recorded pid is the JVM itself, leader of its own session.
+    (cd "$dir" && exec setsid nohup "${java[@]}" kafka.Kafka "$dir/server.properties" \
+        >"$dir/logs/stdout.log" 2>&1 </dev/null) &
     echo $! >"$pidfile"
-    wait_for Tansu 60 kafka_answers "$log" || die "Tansu failed to start"
 }
+
+await_broker() { # dir port
+    wait_for "Kafka on $2" 90 "kafka_answers $2" "$1/logs/server.log" || die "Kafka on $2 failed to start"
+}
+
+single_broker() { # dir port controller_port heap
+    local id_file=$1/cluster-id
+    mkdir -p "$1"
+    [[ -f $id_file ]] || new_cluster_id >"$id_file"
+    start_broker "$1" 1 "$2" "$3" "1@127.0.0.1:$3" 1 1 "$4" "$(cat "$id_file")"
+    await_broker "$1" "$2"
+}
+
+# Three nodes, each broker and controller, replication 3 and min.insync.replicas 2 by default:
+# the smallest cluster that keeps accepting writes with one broker lost.
+cluster() { # dir base_port
+    local dir=$1 base=$2 voters="" i
+    mkdir -p "$dir"
+    [[ -f $dir/cluster-id ]] || new_cluster_id >"$dir/cluster-id"
+    for i in 1 2 3; do voters+="${voters:+,}$i@127.0.0.1:$((base + 10 + i))"; done
+    for i in 1 2 3; do
+        start_broker "$dir/node-$i" "$i" $((base + i)) $((base + 10 + i)) "$voters" 3 2 512m "$(cat "$dir/cluster-id")"
+    done
+    for i in 1 2 3; do await_broker "$dir/node-$i" $((base + i)); done
+    say "cluster ready: 127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2)),127.0.0.1:$((base + 3))"
+}
+
+# --- ClickHouse ---------------------------------------------------------------------------
 
 start_clickhouse() {
     local dir=$state/clickhouse pidfile=$state/clickhouse/clickhouse.pid owner
@@ -128,35 +226,17 @@ start_clickhouse() {
     (cd "$dir" && exec setsid nohup clickhouse-server --config-file="$dir/config.xml" \
         >"$dir/log/stdout.log" 2>&1 </dev/null) &
     echo $! >"$pidfile"
-    wait_for ClickHouse 60 clickhouse_answers "$dir/log/clickhouse-server.err.log" || die "ClickHouse failed to start"
+}
+
+await_clickhouse() {
+    wait_for ClickHouse 60 clickhouse_answers "$state/clickhouse/log/clickhouse-server.err.log" || die "ClickHouse failed to start"
 }
 
 # --- stop ---------------------------------------------------------------------------------
 
-# Tests get a broker of their own, with empty storage for every run: Tansu's sqlite storage slows
-# down (and eventually stalls) as thousands of test topics pile up, and test data has no reason to
-# last. It is sqlite, not memory://: Tansu 0.6's memory engine reports watermarks per batch, not
-# per record.
-start_test_kafka() {
-    local dir=$state/tansu-test pidfile=$state/tansu-test/tansu.pid owner
-    mkdir -p "$dir"
-    stop_pid "test Tansu" "$pidfile" >/dev/null 2>&1
-    rm -f "$dir"/tansu-test.db*
-    owner=$(port_owner $test_kafka_port)
-    [[ -z $owner ]] || die "port $test_kafka_port (the test broker) is taken by $owner; stop it and retry"
-    install_tansu
-    (cd "$dir" && exec setsid nohup "$(tansu_bin)" broker \
-        --listener-url "tcp://127.0.0.1:$test_kafka_port" \
-        --advertised-listener-url "tcp://127.0.0.1:$test_kafka_port" \
-        --storage-engine sqlite://tansu-test.db >"$dir/tansu.log" 2>&1 </dev/null) &
-    echo $! >"$pidfile"
-    wait_for "test Tansu" 60 "kafka_answers $test_kafka_port" "$dir/tansu.log" || die "the test broker failed to start"
-    say "test broker (empty sqlite storage) on 127.0.0.1:$test_kafka_port"
-}
-
 stop_pid() { # name pidfile
     local name=$1 pidfile=$2 pid i
-    if ! pid_alive "$pidfile"; then rm -f "$pidfile"; say "$name is not running"; return; fi
+    if ! pid_alive "$pidfile"; then rm -f "$pidfile"; return; fi
     pid=$(cat "$pidfile")
     say "stopping $name (pid $pid)"
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
@@ -167,6 +247,16 @@ stop_pid() { # name pidfile
     say "$name did not stop within 30s; killing it"
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     rm -f "$pidfile"
+}
+
+# Every broker under DIR, stopped together (a cluster node waits for its peers while they stop).
+stop_brokers() { # dir
+    local pidfile
+    [[ -d $1 ]] || return 0
+    while IFS= read -r pidfile; do
+        stop_pid "Kafka $(dirname "$pidfile")" "$pidfile" &
+    done < <(find "$1" -name kafka.pid 2>/dev/null)
+    wait
 }
 
 status() {
@@ -181,15 +271,34 @@ status() {
 case ${1:-} in
     up)
         start_clickhouse
-        start_kafka
+        single_broker "$state/kafka" $kafka_port 9192 "$kafka_heap"
+        await_clickhouse
         say "ready: Kafka 127.0.0.1:$kafka_port, ClickHouse http://127.0.0.1:$ch_http_port"
         ;;
-    test-broker) start_test_kafka ;;
+    test-stack)
+        start_clickhouse
+        stop_brokers "$state/kafka-test"
+        rm -rf "$state/kafka-test"
+        owner=$(port_owner $test_kafka_port)
+        [[ -z $owner ]] || die "port $test_kafka_port (the test broker) is taken by $owner (another clone's stack? run scripts/stack.sh down there)"
+        single_broker "$state/kafka-test" $test_kafka_port 9193 "$kafka_heap"
+        await_clickhouse
+        say "ready for tests: Kafka 127.0.0.1:$test_kafka_port (empty), ClickHouse http://127.0.0.1:$ch_http_port"
+        ;;
+    cluster) cluster "${2:-$state/cluster}" "${3:-9100}" ;;
+    broker)
+        [[ $# == 4 ]] || die "usage: $0 broker DIR PORT CONTROLLER_PORT"
+        single_broker "$2" "$3" "$4" 512m
+        ;;
+    stop)
+        [[ $# == 2 ]] || die "usage: $0 stop DIR"
+        stop_brokers "$2"
+        ;;
+    kafka-libs) install_kafka; echo "$kafka_libs" ;;
     down)
-        stop_pid "test Tansu" "$state/tansu-test/tansu.pid"
-        stop_pid Tansu "$state/tansu/tansu.pid"
+        stop_brokers "$state"
         stop_pid ClickHouse "$state/clickhouse/clickhouse.pid"
         ;;
     status) status ;;
-    *) die "usage: $0 up|down|status|test-broker" ;;
+    *) die "usage: $0 up|down|status|test-stack|cluster [DIR [BASE]]|broker DIR PORT CONTROLLER_PORT|stop DIR|kafka-libs" ;;
 esac

@@ -19,6 +19,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (KAFKA_LINGER_MS, "1", "producer batching delay; each 202 waits for it"),
     (KAFKA_MESSAGE_TIMEOUT_MS, "10000", "how long a produce may wait for the broker"),
     (KAFKA_QUEUE_MAX_MESSAGES, "100000", "records a producer may hold unacknowledged before refusing more"),
+    (
+        KAFKA_REPLICATION_FACTOR,
+        "auto",
+        "replicas of each topic sigstage creates: a number, or auto (3, or the brokers there are when fewer)",
+    ),
+    (
+        KAFKA_MIN_INSYNC_REPLICAS,
+        "auto",
+        "replicas that must have a record before it is acknowledged: a number, or auto (2, or 1 below 3 replicas)",
+    ),
+    (
+        KAFKA_RETENTION_HOURS,
+        DEFAULT_RETENTION_HOURS,
+        "hours each event topic keeps records, as topic=hours pairs (-1: forever); identities is compacted",
+    ),
     (CLICKHOUSE_URL, "http://127.0.0.1:8123", "ClickHouse HTTP endpoint"),
     (CLICKHOUSE_DATABASE, "sigstage", "ClickHouse database"),
     (CLICKHOUSE_USER, "default", "ClickHouse user"),
@@ -52,6 +67,9 @@ pub const KAFKA_PARTITIONS: &str = "SIGSTAGE_KAFKA_PARTITIONS";
 pub const KAFKA_LINGER_MS: &str = "SIGSTAGE_KAFKA_LINGER_MS";
 pub const KAFKA_MESSAGE_TIMEOUT_MS: &str = "SIGSTAGE_KAFKA_MESSAGE_TIMEOUT_MS";
 pub const KAFKA_QUEUE_MAX_MESSAGES: &str = "SIGSTAGE_KAFKA_QUEUE_MAX_MESSAGES";
+pub const KAFKA_REPLICATION_FACTOR: &str = "SIGSTAGE_KAFKA_REPLICATION_FACTOR";
+pub const KAFKA_MIN_INSYNC_REPLICAS: &str = "SIGSTAGE_KAFKA_MIN_INSYNC_REPLICAS";
+pub const KAFKA_RETENTION_HOURS: &str = "SIGSTAGE_KAFKA_RETENTION_HOURS";
 pub const CLICKHOUSE_URL: &str = "SIGSTAGE_CLICKHOUSE_URL";
 pub const CLICKHOUSE_DATABASE: &str = "SIGSTAGE_CLICKHOUSE_DATABASE";
 pub const CLICKHOUSE_USER: &str = "SIGSTAGE_CLICKHOUSE_USER";
@@ -66,6 +84,13 @@ pub const WEBHOOKS_MAX_ATTEMPTS: &str = "SIGSTAGE_WEBHOOKS_MAX_ATTEMPTS";
 pub const WEBHOOKS_RETRY_BASE_MS: &str = "SIGSTAGE_WEBHOOKS_RETRY_BASE_MS";
 pub const WEBHOOKS_TIMEOUT_MS: &str = "SIGSTAGE_WEBHOOKS_TIMEOUT_MS";
 pub const WEBHOOKS_DISABLE_AFTER: &str = "SIGSTAGE_WEBHOOKS_DISABLE_AFTER";
+
+/// Seven days for what flows through, 30 for dead letters (someone has to look at them).
+const DEFAULT_RETENTION_HOURS: &str =
+    "signals.raw=168,signals.raw.historical=168,signals.processed=168,webhooks.outbox=168,signals.dlq=720";
+
+/// The least `signals.processed` may keep: processors reload a day of content hashes from it.
+const MIN_PROCESSED_RETENTION_HOURS: i64 = 24;
 
 const SECRET_VARIABLES: &[&str] = &[CLICKHOUSE_PASSWORD, ADMIN_TOKEN];
 
@@ -108,6 +133,12 @@ pub struct KafkaConfig {
     pub linger_ms: u32,
     pub message_timeout_ms: u32,
     pub queue_max_messages: u32,
+    /// Replicas of each topic sigstage creates; `None`: three, or as many brokers as there are.
+    pub replication_factor: Option<i32>,
+    /// `min.insync.replicas` of those topics; `None`: two, or one below three replicas.
+    pub min_insync_replicas: Option<i32>,
+    /// How long each event topic (name without the prefix) keeps records; -1 is forever.
+    pub retention_hours: BTreeMap<String, i64>,
 }
 
 impl KafkaConfig {
@@ -200,6 +231,9 @@ impl Config {
                 linger_ms: parse_in(KAFKA_LINGER_MS, get(KAFKA_LINGER_MS), 0..=1000)?,
                 message_timeout_ms: parse_in(KAFKA_MESSAGE_TIMEOUT_MS, get(KAFKA_MESSAGE_TIMEOUT_MS), 100..=300_000)?,
                 queue_max_messages: parse_in(KAFKA_QUEUE_MAX_MESSAGES, get(KAFKA_QUEUE_MAX_MESSAGES), 1..=10_000_000)?,
+                replication_factor: auto_or(KAFKA_REPLICATION_FACTOR, get(KAFKA_REPLICATION_FACTOR))?,
+                min_insync_replicas: auto_or(KAFKA_MIN_INSYNC_REPLICAS, get(KAFKA_MIN_INSYNC_REPLICAS))?,
+                retention_hours: retention_hours(get(KAFKA_RETENTION_HOURS))?,
             },
             clickhouse: ClickHouseConfig {
                 url: check(CLICKHOUSE_URL, get(CLICKHOUSE_URL), "an http:// or https:// URL", |v| {
@@ -244,8 +278,51 @@ impl Config {
                 disable_after: parse_in(WEBHOOKS_DISABLE_AFTER, get(WEBHOOKS_DISABLE_AFTER), 1..=10_000)?,
             },
         };
+        if let (Some(replicas), Some(min_insync)) = (config.kafka.replication_factor, config.kafka.min_insync_replicas)
+        {
+            if min_insync > replicas {
+                let expected =
+                    format!("at most {KAFKA_REPLICATION_FACTOR} ({replicas}), or writes could never succeed");
+                return Err(invalid(KAFKA_MIN_INSYNC_REPLICAS, &min_insync.to_string(), expected));
+            }
+        }
         Ok(config)
     }
+}
+
+fn auto_or(name: &'static str, value: &str) -> Result<Option<i32>, ConfigError> {
+    match value.trim() {
+        "auto" => Ok(None),
+        number => match number.parse::<i32>() {
+            Ok(n) if (1..=16).contains(&n) => Ok(Some(n)),
+            _ => Err(invalid(name, value, "auto, or an integer from 1 to 16")),
+        },
+    }
+}
+
+/// The defaults, then the `topic=hours` pairs of `value` over them.
+fn retention_hours(value: &str) -> Result<BTreeMap<String, i64>, ConfigError> {
+    let mut hours = BTreeMap::new();
+    for pairs in [DEFAULT_RETENTION_HOURS, value] {
+        for pair in pairs.split(',').map(str::trim).filter(|pair| !pair.is_empty()) {
+            let bad = |expected: String| invalid(KAFKA_RETENTION_HOURS, value, expected);
+            let (topic, number) =
+                pair.split_once('=').ok_or_else(|| bad(format!("topic=hours pairs, not {pair:?}")))?;
+            if !DEFAULT_RETENTION_HOURS.split(',').any(|default| default.split_once('=').map(|d| d.0) == Some(topic)) {
+                let known = DEFAULT_RETENTION_HOURS.split(',').filter_map(|d| Some(d.split_once('=')?.0));
+                let known = known.collect::<Vec<_>>().join(", ");
+                return Err(bad(format!(
+                    "topics among {known} ({topic:?} is not one; identities is compacted, kept whole)"
+                )));
+            }
+            let least = if topic == "signals.processed" { MIN_PROCESSED_RETENTION_HOURS } else { 1 };
+            match number.trim().parse::<i64>() {
+                Ok(n) if n == -1 || (least..=1_000_000).contains(&n) => hours.insert(topic.to_owned(), n),
+                _ => return Err(bad(format!("{topic}: -1 or {least} to 1000000 hours, not {number:?}"))),
+            };
+        }
+    }
+    Ok(hours)
 }
 
 /// True for names ClickHouse takes unquoted: a letter or `_`, then letters, digits or `_`.
@@ -324,6 +401,11 @@ mod tests {
             (LOG_FORMAT, "xml"),
             (HTTP_MAX_BODY_BYTES, "-1"),
             (INSTANCE_ID, "1024"),
+            (KAFKA_REPLICATION_FACTOR, "0"),
+            (KAFKA_MIN_INSYNC_REPLICAS, "two"),
+            (KAFKA_RETENTION_HOURS, "signals.raw"),
+            (KAFKA_RETENTION_HOURS, "identities=24"),
+            (KAFKA_RETENTION_HOURS, "signals.processed=2"),
         ];
         for (name, value) in cases {
             let err = Config::from_vars(&vars(&[(name, value)])).expect_err(name);
@@ -331,6 +413,27 @@ mod tests {
             assert!(message.starts_with(name), "{message}");
             assert!(message.contains(value), "{message}");
         }
+    }
+
+    #[test]
+    fn topic_settings_default_to_a_cluster_and_take_overrides() {
+        let config = Config::from_vars(&BTreeMap::new()).expect("defaults are valid");
+        assert_eq!((config.kafka.replication_factor, config.kafka.min_insync_replicas), (None, None));
+        assert_eq!(config.kafka.retention_hours["signals.raw"], 168);
+        assert_eq!(config.kafka.retention_hours["signals.dlq"], 720);
+        let config = Config::from_vars(&vars(&[
+            (KAFKA_REPLICATION_FACTOR, "3"),
+            (KAFKA_MIN_INSYNC_REPLICAS, "2"),
+            (KAFKA_RETENTION_HOURS, "signals.raw=-1, signals.dlq=24"),
+        ]))
+        .expect("valid");
+        assert_eq!((config.kafka.replication_factor, config.kafka.min_insync_replicas), (Some(3), Some(2)));
+        assert_eq!(config.kafka.retention_hours["signals.raw"], -1);
+        assert_eq!(config.kafka.retention_hours["signals.dlq"], 24);
+        assert_eq!(config.kafka.retention_hours["signals.processed"], 168, "the others keep their defaults");
+        let err = Config::from_vars(&vars(&[(KAFKA_REPLICATION_FACTOR, "1"), (KAFKA_MIN_INSYNC_REPLICAS, "2")]))
+            .expect_err("more in-sync replicas than replicas");
+        assert!(err.to_string().contains("at most SIGSTAGE_KAFKA_REPLICATION_FACTOR (1)"), "{err}");
     }
 
     #[test]

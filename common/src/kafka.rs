@@ -22,6 +22,17 @@ pub mod topics {
     pub const IDENTITIES: &str = "identities";
     pub const WEBHOOKS_OUTBOX: &str = "webhooks.outbox";
     pub const SIGNALS_DLQ: &str = "signals.dlq";
+
+    /// Every topic sigstage writes.
+    pub const ALL: [&str; 6] =
+        [SIGNALS_RAW, SIGNALS_HISTORICAL, SIGNALS_PROCESSED, IDENTITIES, WEBHOOKS_OUTBOX, SIGNALS_DLQ];
+
+    /// Topics whose partition p must hold the same keys: a processor that owns raw partition p
+    /// (live and historical) writes its outputs to partition p and rebuilds its state from there.
+    pub const COPARTITIONED: [&str; 4] = [SIGNALS_RAW, SIGNALS_HISTORICAL, SIGNALS_PROCESSED, IDENTITIES];
+
+    /// Topics that carry state: compacted, so they keep the latest record of each key for good.
+    pub const COMPACTED: [&str; 1] = [IDENTITIES];
 }
 
 /// The largest record sigstage writes (a processed signal is the raw one plus its description,
@@ -112,25 +123,146 @@ pub fn commit_stored<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>)
     })
 }
 
-/// Creates the named topics (full names) with the configured partition count; topics that
-/// already exist are left as they are.
-pub async fn ensure_topics(config: &KafkaConfig, names: &[&str]) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = base(config).create()?;
-    let max_bytes = MAX_RECORD_BYTES.to_string();
-    let new_topics: Vec<NewTopic<'_>> = names
+/// Why sigstage's topics are not fit to run on.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicsError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error("topic {topic}: {code}")]
+    Refused { topic: String, code: RDKafkaErrorCode },
+    #[error(
+        "topics {0} must have the same partition count: a processor that owns partition p of the raw \
+         topics writes to and rebuilds its state from partition p of the others. Give them the same \
+         count (with the pipeline stopped and drained, since keys move to other partitions)"
+    )]
+    NotCopartitioned(String),
+}
+
+/// Creates every sigstage topic that is missing, brings the settings sigstage owns (retention,
+/// compaction, `min.insync.replicas`, record size) of existing ones up to date, and refuses to
+/// go on when the co-partitioned topics differ in partition count. Every role runs this first.
+pub async fn prepare_topics(config: &KafkaConfig) -> Result<(), TopicsError> {
+    let names: Vec<String> = topics::ALL.iter().map(|name| config.topic(name)).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    ensure_topics(config, &names).await?;
+    let counts = partition_counts(config, &names).await?;
+    let copartitioned: Vec<(String, usize)> = topics::COPARTITIONED
         .iter()
         .map(|name| {
-            NewTopic::new(name, config.partitions, TopicReplication::Fixed(1)).set("max.message.bytes", &max_bytes)
+            let topic = config.topic(name);
+            let count = counts.get(&topic).copied().unwrap_or(0);
+            (topic, count)
         })
         .collect();
+    if copartitioned.iter().any(|(_, count)| *count != copartitioned[0].1) {
+        let list = copartitioned.iter().map(|(topic, count)| format!("{topic} ({count})")).collect::<Vec<_>>();
+        return Err(TopicsError::NotCopartitioned(list.join(", ")));
+    }
+    Ok(())
+}
+
+/// Creates the named topics (full names) with the configured partitions, replicas and
+/// settings; for topics that exist, sets what differs from those settings.
+pub async fn ensure_topics(config: &KafkaConfig, names: &[&str]) -> Result<(), TopicsError> {
+    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+    let admin: AdminClient<DefaultClientContext> = base(config).create()?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for result in admin.create_topics(&new_topics, &options).await? {
+    let (replicas, min_insync) = replication(config).await?;
+    let settings: Vec<Vec<(&str, String)>> =
+        names.iter().map(|name| topic_settings(config, name, min_insync)).collect();
+    let new_topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .zip(&settings)
+        .map(|(name, settings)| {
+            let topic = NewTopic::new(name, config.partitions, TopicReplication::Fixed(replicas));
+            settings.iter().fold(topic, |topic, (key, value)| topic.set(key, value))
+        })
+        .collect();
+    let mut existing = Vec::new();
+    for (result, settings) in admin.create_topics(&new_topics, &options).await?.into_iter().zip(&settings) {
         match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => return Err(KafkaError::AdminOp(code)),
+            Ok(_) => {}
+            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => existing.push((topic, settings)),
+            Err((topic, code)) => return Err(TopicsError::Refused { topic, code }),
+        }
+    }
+    if existing.is_empty() {
+        return Ok(());
+    }
+    let resources: Vec<ResourceSpecifier<'_>> =
+        existing.iter().map(|(topic, _)| ResourceSpecifier::Topic(topic.as_str())).collect();
+    let described = admin.describe_configs(&resources, &options).await?;
+    let mut changes = Vec::new();
+    for ((topic, settings), described) in existing.iter().zip(described) {
+        let described = described.map_err(|code| TopicsError::Refused { topic: topic.clone(), code })?;
+        let stale: Vec<String> = settings
+            .iter()
+            .filter(|(key, value)| described.get(key).and_then(|entry| entry.value.as_deref()) != Some(value.as_str()))
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        if !stale.is_empty() {
+            tracing::info!(%topic, settings = %stale.join(" "), "updating topic settings");
+            let change = AlterConfig::new(ResourceSpecifier::Topic(topic.as_str()));
+            changes.push(settings.iter().fold(change, |change, (key, value)| change.set(key, value)));
+        }
+    }
+    if !changes.is_empty() {
+        for result in admin.alter_configs(&changes, &options).await? {
+            result.map_err(|(resource, code)| TopicsError::Refused { topic: format!("{resource:?}"), code })?;
         }
     }
     Ok(())
+}
+
+/// Replicas and `min.insync.replicas` of new topics: the configured ones, or three replicas (as
+/// many as there are brokers, below three) and one fewer in sync (at most two, at least one).
+async fn replication(config: &KafkaConfig) -> Result<(i32, i32), KafkaError> {
+    let replicas = match config.replication_factor {
+        Some(replicas) => replicas,
+        None => (MetadataClient::new(config)?.ping(Duration::from_secs(10)).await? as i32).clamp(1, 3),
+    };
+    let min_insync = config.min_insync_replicas.unwrap_or((replicas - 1).clamp(1, 2));
+    if replicas < 3 {
+        tracing::info!(replicas, "topics are created with fewer than 3 replicas: losing a broker loses records");
+    }
+    Ok((replicas, min_insync))
+}
+
+/// The settings sigstage owns on topic `name` (full name).
+fn topic_settings(config: &KafkaConfig, name: &str, min_insync: i32) -> Vec<(&'static str, String)> {
+    let short = name.strip_prefix(config.topic_prefix.as_str()).unwrap_or(name);
+    let mut settings =
+        vec![("max.message.bytes", MAX_RECORD_BYTES.to_string()), ("min.insync.replicas", min_insync.to_string())];
+    if topics::COMPACTED.contains(&short) {
+        // The latest record of each key, kept for good; a segment a day so compaction can run.
+        settings.push(("cleanup.policy", "compact".into()));
+        settings.push(("segment.ms", (24 * 3_600_000).to_string()));
+    } else if let Some(&hours) = config.retention_hours.get(short) {
+        settings.push(("cleanup.policy", "delete".into()));
+        settings.push(("retention.ms", if hours < 0 { "-1".into() } else { (hours * 3_600_000).to_string() }));
+    }
+    settings
+}
+
+/// How many partitions each of the named topics has.
+async fn partition_counts(
+    config: &KafkaConfig,
+    names: &[&str],
+) -> Result<std::collections::HashMap<String, usize>, KafkaError> {
+    let client: BaseProducer = base(config).create()?;
+    let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let mut counts = std::collections::HashMap::new();
+        for name in names {
+            let metadata = client.client().fetch_metadata(Some(&name), Duration::from_secs(10))?;
+            for topic in metadata.topics() {
+                counts.insert(topic.name().to_owned(), topic.partitions().len());
+            }
+        }
+        Ok(counts)
+    })
+    .await
+    .unwrap_or(Err(KafkaError::Canceled))
 }
 
 /// Hears partition assignments, so a consumer loop can rebuild what it keeps per partition
@@ -238,18 +370,14 @@ pub fn is_transient(error: &KafkaError) -> bool {
     )
 }
 
-/// Errors after which a producer should be replaced: the broker was unreachable (it may have
-/// restarted and forgotten the producer id: Tansu 0.6 then panics on a produce under the old
-/// id), or it refused the producer's idempotence state.
+/// Errors after which a producer must be replaced: the idempotent producer hit a fatal error (the
+/// broker refused its idempotence state), and every later send would fail the same way. A lost
+/// broker is not one: the producer reconnects by itself.
 pub fn needs_fresh_producer(error: &KafkaError) -> bool {
     matches!(
         error,
         KafkaError::MessageProduction(
-            RDKafkaErrorCode::MessageTimedOut
-                | RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::Unknown
-                | RDKafkaErrorCode::Fatal
+            RDKafkaErrorCode::Fatal
                 | RDKafkaErrorCode::OutOfOrderSequenceNumber
                 | RDKafkaErrorCode::UnknownProducerId
                 | RDKafkaErrorCode::InvalidProducerEpoch

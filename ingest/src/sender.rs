@@ -2,11 +2,10 @@
 //!
 //! Two producers, one per lane, so a bulk import filling its queue never delays live traffic.
 //! Each queue is bounded; a full queue is answered at once (backpressure, 503), never buffered.
-//! A producer that lost the broker, or whose idempotence state the broker refuses, is replaced
-//! by a fresh one (at most once a second) and its queue purged, so its records fail now (503)
-//! instead of being retried later under an old producer id. Kafka would take them; Tansu 0.6
-//! does not survive it: after a restart, a produce under a producer id from before the restart
-//! panics its storage task and the broker stops answering.
+//! A producer whose idempotence state the broker refuses (a fatal error: every later send would
+//! fail too) is replaced by a fresh one (at most once a second) and its queue purged, so its
+//! records fail now (503) and the next ones go out. A lost broker needs nothing of the kind: the
+//! producer reconnects by itself, and what waited longer than the message timeout got a 503.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};

@@ -90,6 +90,63 @@ impl<'a> Processed<'a> {
     }
 }
 
+/// How many distinct months of `event_date` one insert into `signals_hot` or `signals_cold` may
+/// span. Both tables are `PARTITION BY toYYYYMM(event_date)`, and current ClickHouse refuses an
+/// insert whose rows fall in more than `max_partitions_per_insert_block` partitions (100 by
+/// default): code 252, "Too many partitions for single INSERT block", every time, whatever the
+/// retries. A batch of back-dated signals (an import, a client's own `timestamp`s) can span
+/// years. Half the limit because [`month_of`] counts months in UTC and the server in its own
+/// time zone, where a row near a month's edge may fall in the month before (zones west of UTC)
+/// or after (east): 50 months here are at most 100 partitions there.
+pub const MAX_MONTHS_PER_INSERT: usize = 50;
+
+/// The month a signal's row is partitioned in, as months since 1970-01: what
+/// `toYYYYMM(event_date)` is with `event_date` = `toDate(toDateTime(intDiv(event_ms, 1000)))`
+/// on a UTC server. Seconds past DateTime's end (2106-02-07) count as its last month, as
+/// current ClickHouse saturates them.
+pub fn month_of(event_ms: u64) -> u32 {
+    let days = (event_ms / 1000).min(u64::from(u32::MAX)) / 86_400;
+    // Civil-from-days (H. Hinnant), for days since 1970-01-01 >= 0, with March-based years.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let march_month = (5 * day_of_year + 2) / 153; // 0 = March .. 11 = February
+    let year = year_of_era + era * 400 + u64::from(march_month >= 10);
+    let month = (march_month + 2) % 12; // 0 = January
+                                        // At most (2106 - 1970) * 12 + 1: fits.
+    ((year - 1970) * 12 + month) as u32
+}
+
+/// Cuts `rows`, sorted (or at least grouped) by `month`, into consecutive slices of at most
+/// `max_months` distinct months each (at least one), in order; borrows, allocates nothing.
+pub fn month_chunks<'r, T>(
+    rows: &'r [T],
+    month: impl Fn(&T) -> u32 + 'r,
+    max_months: usize,
+) -> impl Iterator<Item = &'r [T]> + 'r {
+    let max_months = max_months.max(1);
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        let first = rest.first()?;
+        let (mut months, mut current, mut end) = (1, month(first), 1);
+        while let Some(row) = rest.get(end) {
+            let next = month(row);
+            if next != current {
+                if months == max_months {
+                    break;
+                }
+                (months, current) = (months + 1, next);
+            }
+            end += 1;
+        }
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 /// An `identities` record of kind `link`, and its `identities` table row.
 #[derive(Debug, Clone, Row, Serialize, Deserialize)]
 pub struct IdentityRow {
@@ -142,6 +199,65 @@ mod tests {
         assert_eq!(cold.payload, r#"{"type":"track","n":[1,2]}"#);
         let hot = processed.row(Some(("jo@acme.io", "rehydrated")), 9);
         assert_eq!((hot.lead_email, hot.attributed_by, hot.rules), ("jo@acme.io", "rehydrated", vec!["rule_1"]));
+    }
+
+    /// Epoch milliseconds of a UTC date and time, for the month tests.
+    fn ms(year: i64, month: i64, day: i64, seconds_of_day: i64) -> u64 {
+        // Days-from-civil (H. Hinnant), the inverse of `month_of`'s calendar.
+        let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+        let era = y.div_euclid(400);
+        let year_of_era = y - era * 400;
+        let day_of_year = (153 * m + 2) / 5 + day - 1;
+        let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+        let days = era * 146_097 + day_of_era - 719_468;
+        u64::try_from((days * 86_400 + seconds_of_day) * 1000).expect("after 1970")
+    }
+
+    #[test]
+    fn months_are_the_ones_clickhouse_partitions_by() {
+        let month = |year: u32, month: u32| (year - 1970) * 12 + month - 1;
+        assert_eq!(month_of(0), 0);
+        assert_eq!(month_of(ms(1970, 1, 31, 86_399) + 999), 0);
+        assert_eq!(month_of(ms(1970, 2, 1, 0)), 1);
+        assert_eq!(month_of(ms(2000, 2, 29, 43_200)), month(2000, 2));
+        assert_eq!(month_of(ms(2024, 2, 29, 86_399) + 999), month(2024, 2));
+        assert_eq!(month_of(ms(2024, 3, 1, 0)), month(2024, 3));
+        assert_eq!(month_of(ms(2023, 12, 31, 86_399)), month(2023, 12));
+        assert_eq!(month_of(ms(2024, 1, 1, 0)), month(2024, 1));
+        assert_eq!(month_of(1_715_000_000_000), month(2024, 5)); // 2024-05-06T12:53:20Z
+                                                                 // DateTime ends in 2106-02; ClickHouse saturates later times to it.
+        assert_eq!(month_of(u64::from(u32::MAX) * 1000 + 999), month(2106, 2));
+        assert_eq!(month_of(u64::MAX), month(2106, 2));
+        // Every month from 1970 to 2105 starts a new one, exactly one after the last.
+        for (n, (year, m)) in (1970..2106).flat_map(|year| (1..=12).map(move |m| (year, m))).enumerate() {
+            let start = ms(year, m, 1, 0);
+            assert_eq!(month_of(start), n as u32, "{year}-{m}-01");
+            if n > 0 {
+                assert_eq!(month_of(start - 1), n as u32 - 1, "just before {year}-{m}-01");
+            }
+        }
+    }
+
+    #[test]
+    fn batches_are_cut_at_most_max_months_at_a_time() {
+        let cut = |months: &[u32], max: usize| -> Vec<Vec<u32>> {
+            month_chunks(months, |m| *m, max).map(<[u32]>::to_vec).collect()
+        };
+        assert!(cut(&[], 2).is_empty());
+        assert_eq!(cut(&[7, 7, 7], 2), [vec![7, 7, 7]]);
+        assert_eq!(cut(&[1, 1, 2, 3, 3, 3, 4, 9], 2), [vec![1, 1, 2], vec![3, 3, 3, 4], vec![9]]);
+        assert_eq!(cut(&[1, 2, 3], 1), [vec![1], vec![2], vec![3]]);
+        assert_eq!(cut(&[1, 2, 3], 0), [vec![1], vec![2], vec![3]], "0 means 1");
+        // 150 months, two signals each, by the sink's limit: 3 inserts of 50 months, nothing lost.
+        let months: Vec<u32> = (0..150).flat_map(|m| [m, m]).collect();
+        let chunks = cut(&months, MAX_MONTHS_PER_INSERT);
+        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [100, 100, 100]);
+        for chunk in &chunks {
+            let mut distinct = chunk.clone();
+            distinct.dedup();
+            assert_eq!(distinct.len(), MAX_MONTHS_PER_INSERT);
+        }
+        assert_eq!(chunks.concat(), months);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The ClickHouse sink's loop: a consumer group over `signals.processed` and `identities`,
-//! batch by batch (size and time bounds). Each batch becomes one insert per table; a batch's
-//! offsets are stored only after ClickHouse acknowledged every insert and rehydration of it, so
-//! a crash replays the batch, which the tables' ReplacingMergeTree keys absorb.
+//! batch by batch (size and time bounds). Each batch becomes one insert per table (for the
+//! signal tables, one per [`MAX_MONTHS_PER_INSERT`] months its signals span: ClickHouse refuses
+//! an insert into too many partitions); a batch's offsets are stored only after ClickHouse
+//! acknowledged every insert and rehydration of it, so a crash replays the batch, which the
+//! tables' ReplacingMergeTree keys absorb.
 //!
 //! Rehydration is exact whatever order the two topics arrive in: a link rehydrates the cold
 //! signals already written (INSERT … SELECT from the cold table), and a cold signal of a visitor
@@ -20,7 +22,7 @@ use rdkafka::producer::FutureRecord;
 use schemas::record::headers;
 use tokio::sync::watch;
 
-use crate::rows::{IdentityRow, LeadRow, Processed, SignalRow};
+use crate::rows::{self, IdentityRow, LeadRow, Processed, SignalRow, MAX_MONTHS_PER_INSERT};
 use crate::store;
 
 pub const ROWS_TOTAL: &str = "sigstage_sink_rows_total";
@@ -46,7 +48,6 @@ pub async fn run(
 ) -> Result<(), KafkaError> {
     let (processed, identities, dlq) =
         (config.topic(topics::SIGNALS_PROCESSED), config.topic(topics::IDENTITIES), config.topic(topics::SIGNALS_DLQ));
-    kafka::ensure_topics(config, &[&processed, &identities, &dlq]).await?;
     let consumer: StreamConsumer<Assignments> =
         kafka::consumer_with_context(config, &config.topic("sink"), Assignments::default())?;
     consumer.subscribe(&[&processed, &identities])?;
@@ -156,8 +157,8 @@ async fn write_batch<'m, 'b>(
         }
     }
     // Cold rows go in before the links' rehydration reads them back.
-    for (table, rows) in [("signals_cold", &cold), ("signals_hot", &hot)] {
-        if !write_rows::<SignalRow<'static>>(clickhouse, table, rows, stop, &mut dead).await {
+    for (table, rows) in [("signals_cold", &mut cold), ("signals_hot", &mut hot)] {
+        if !write_signal_rows(clickhouse, table, rows, stop, &mut dead).await {
             return None;
         }
     }
@@ -189,6 +190,31 @@ async fn write_batch<'m, 'b>(
         metrics::counter!(ROWS_TOTAL, "table" => table).increment(count as u64);
     }
     Some(dead)
+}
+
+/// Inserts signal rows at most [`MAX_MONTHS_PER_INSERT`] months at a time, in one insert when the
+/// batch spans no more (the usual case: nothing sorted, nothing more allocated), else sorted by
+/// month, a stable sort that keeps the order of rows of one month (and so of one key). Answers as
+/// [`write_rows`]; rows refused as bad data are told apart within their insert.
+async fn write_signal_rows<'m, 'b>(
+    clickhouse: &clickhouse::Client,
+    table: &'static str,
+    rows: &mut [(&'b BorrowedMessage<'m>, SignalRow<'_>)],
+    stop: &mut watch::Receiver<bool>,
+    dead: &mut Vec<DeadLetter<'m, 'b>>,
+) -> bool {
+    let month = |(_, row): &(&BorrowedMessage<'_>, SignalRow<'_>)| rows::month_of(row.event_ms);
+    let (first, last) = rows.iter().map(month).fold((u32::MAX, 0), |(lo, hi), m| (lo.min(m), hi.max(m)));
+    if last.saturating_sub(first) < MAX_MONTHS_PER_INSERT as u32 {
+        return write_rows::<SignalRow<'static>>(clickhouse, table, rows, stop, dead).await;
+    }
+    rows.sort_by_key(month);
+    for chunk in rows::month_chunks(rows, month, MAX_MONTHS_PER_INSERT) {
+        if !write_rows::<SignalRow<'static>>(clickhouse, table, chunk, stop, dead).await {
+            return false;
+        }
+    }
+    true
 }
 
 /// Inserts the rows of a batch in one insert, retrying while ClickHouse is in trouble. When

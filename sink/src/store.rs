@@ -9,6 +9,8 @@ use clickhouse::error::Error;
 use clickhouse::Row;
 use serde::Deserialize;
 
+use crate::rows::MAX_MONTHS_PER_INSERT;
+
 /// ClickHouse error codes that mean the rows themselves are wrong: retrying cannot help.
 const BAD_DATA_CODES: [u32; 14] = [6, 26, 27, 33, 38, 41, 53, 69, 70, 72, 117, 131, 349, 1001];
 
@@ -16,9 +18,25 @@ const BAD_DATA_CODES: [u32; 14] = [6, 26, 27, 33, 38, 41, 53, 69, 70, 72, 117, 1
 pub fn is_retryable(error: &Error) -> bool {
     match error {
         Error::Network(_) | Error::TimedOut => true,
-        Error::BadResponse(message) => !BAD_DATA_CODES.contains(&code_of(message).unwrap_or(0)),
+        Error::BadResponse(message) => {
+            !BAD_DATA_CODES.contains(&code_of(message).unwrap_or(0)) && !is_too_many_partitions(error)
+        }
         _ => false,
     }
+}
+
+/// True for ClickHouse's refusal of an insert whose rows fall in more partitions than
+/// `max_partitions_per_insert_block` allows. Code 252 (TOO_MANY_PARTS) is two errors, so it is
+/// not in [`BAD_DATA_CODES`]: "Too many parts" says merges are behind, and the same insert
+/// succeeds once they catch up (retried, with back-off); "Too many partitions for single INSERT
+/// block" refuses the same insert every time, so retrying it would stall the sink for good. The
+/// sink's inserts stay under the default limit ([`MAX_MONTHS_PER_INSERT`]) and rehydration
+/// falls back to ranges of months; should a server with a lower limit still refuse, the error
+/// is not retryable: the rows are then written one at a time (one partition each), as for bad
+/// data, and are not lost.
+pub fn is_too_many_partitions(error: &Error) -> bool {
+    matches!(error, Error::BadResponse(message)
+        if code_of(message) == Some(252) && message.contains("Too many partitions"))
 }
 
 /// The `Code: N.` of a ClickHouse error message.
@@ -27,9 +45,16 @@ fn code_of(message: &str) -> Option<u32> {
     rest[..rest.find(|c: char| !c.is_ascii_digit())?].parse().ok()
 }
 
+/// INSERT … SELECT of a visitor's cold signals in a range of months as hot rows of a lead.
+const REHYDRATE: &str = include_str!("sql/rehydrate.sql");
+/// The months a visitor's cold signals fall in.
+const COLD_MONTHS: &str = include_str!("sql/cold_months.sql");
+
 /// Writes every cold signal of a visitor as a hot row of `email`, attributed `rehydrated`.
 /// Idempotent: the hot table's key is (org, lead, signal), so doing it twice leaves one row per
-/// signal once merged (and queries read with FINAL).
+/// signal once merged (and queries read with FINAL). One statement, unless the visitor's
+/// signals span more months than ClickHouse takes in one insert: then one per
+/// [`MAX_MONTHS_PER_INSERT`] of them (see [`is_too_many_partitions`]).
 pub async fn rehydrate(
     client: &clickhouse::Client,
     org_id: &str,
@@ -37,20 +62,30 @@ pub async fn rehydrate(
     email: &str,
     written_ms: u64,
 ) -> Result<(), Error> {
-    client
-        .query(
-            "INSERT INTO signals_hot (org_id, lead_email, signal_id, anonymous_id, user_id, source, kind, event, \
-             attributed_by, mapped, rules, content_hash, received_ms, event_ms, fields, payload, written_ms) \
-             SELECT org_id, ?, signal_id, anonymous_id, user_id, source, kind, event, 'rehydrated', mapped, rules, \
-             content_hash, received_ms, event_ms, fields, payload, ? \
-             FROM signals_cold WHERE org_id = ? AND anonymous_id = ?",
-        )
-        .bind(email)
-        .bind(written_ms)
-        .bind(org_id)
-        .bind(anonymous_id)
-        .execute()
-        .await
+    let months = |first: u32, last: u32| {
+        client
+            .query(REHYDRATE)
+            .bind(email)
+            .bind(written_ms)
+            .bind(org_id)
+            .bind(anonymous_id)
+            .bind(first)
+            .bind(last)
+            .execute()
+    };
+    match months(0, u32::MAX).await {
+        Err(error) if is_too_many_partitions(&error) => {
+            tracing::info!(org_id, anonymous_id, "rehydrating a long history a range of months at a time");
+        }
+        done => return done,
+    }
+    let cold: Vec<u32> = client.query(COLD_MONTHS).bind(org_id).bind(anonymous_id).fetch_all().await?;
+    for range in cold.chunks(MAX_MONTHS_PER_INSERT) {
+        if let (Some(&first), Some(&last)) = (range.first(), range.last()) {
+            months(first, last).await?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Row, Deserialize)]
@@ -111,6 +146,14 @@ mod tests {
         let timeout = Error::BadResponse("Code: 159. DB::Exception: Timeout exceeded: elapsed 1.2 seconds".into());
         assert!(!is_retryable(&bad));
         assert!(is_retryable(&busy) && is_retryable(&timeout) && is_retryable(&Error::TimedOut));
+        assert!(!is_too_many_partitions(&busy) && !is_too_many_partitions(&bad));
+        // Same code as `busy`, but the same insert fails every time: retrying would stall the sink.
+        let partitions = Error::BadResponse(
+            "Code: 252. DB::Exception: Too many partitions for single INSERT block (more than 100). The limit is \
+             controlled by 'max_partitions_per_insert_block' setting. (TOO_MANY_PARTS) (version 26.9.2.1)"
+                .into(),
+        );
+        assert!(is_too_many_partitions(&partitions) && !is_retryable(&partitions));
         assert_eq!(code_of("oops"), None);
     }
 }

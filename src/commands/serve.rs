@@ -9,7 +9,7 @@ use anyhow::Context;
 use common::config::Config;
 use common::control::keys::{self, Endpoint, KeySet, NewKey};
 use common::health::{self, Health};
-use common::kafka::{topics, MetadataClient};
+use common::kafka::MetadataClient;
 use ingest::control::Control;
 use ingest::sender::Sender;
 use ingest::Edge;
@@ -52,6 +52,9 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
         config.admin_token.clone(),
     ));
 
+    common::kafka::prepare_topics(&config.kafka)
+        .await
+        .with_context(|| format!("preparing topics on {} (is the broker up?)", config.kafka.brokers))?;
     // Before the edge loads its keys, so the demo key works from the first request.
     let demo_key = match &demo_key_file {
         Some(path) => Some(demo_key(&clickhouse, path).await?),
@@ -159,11 +162,6 @@ async fn start_edge(config: &Config, clickhouse: &clickhouse::Client) -> anyhow:
     })?;
     let control = Arc::new(control);
     Arc::clone(&control).spawn_refresh(Duration::from_millis(config.control_refresh_ms));
-    let raw = config.kafka.topic(topics::SIGNALS_RAW);
-    let historical = config.kafka.topic(topics::SIGNALS_HISTORICAL);
-    common::kafka::ensure_topics(&config.kafka, &[&raw, &historical])
-        .await
-        .with_context(|| format!("creating topics on {} (is the broker up?)", config.kafka.brokers))?;
     let sender = Sender::new(&config.kafka).context("creating the Kafka producers")?;
     let instance = config.instance_id.unwrap_or_else(ingest::ids::random_instance);
     Ok(Arc::new(Edge::new(control, sender, instance, &config.http)))

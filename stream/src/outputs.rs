@@ -28,6 +28,8 @@ pub struct Topics {
 /// A record to write, kept until the broker has it.
 pub struct Pending {
     topic: String,
+    /// Set for records that must stay on the raw record's partition under another key.
+    partition: Option<i32>,
     key: Vec<u8>,
     value: Vec<u8>,
     headers: OwnedHeaders,
@@ -53,9 +55,18 @@ pub fn route(
     };
     let pending = |topic: &str, value: Vec<u8>, headers: OwnedHeaders| Pending {
         topic: topic.to_owned(),
+        partition: None,
         key: message.key().unwrap_or_default().to_vec(),
         value,
         headers: copy_headers(message, headers),
+    };
+    // `identities` is compacted: each record is keyed by what it is about, so compaction keeps
+    // the latest link of each visitor and every lead, on the partition of the visitor's raw
+    // records, where the processor that owns it reloads them.
+    let identity = |key: String, value: Vec<u8>, kind: &str| Pending {
+        partition: Some(message.partition()),
+        key: key.into_bytes(),
+        ..pending(&topics.identities, value, header(headers::IDENTITY_KIND, kind))
     };
     let outcome = match output {
         Output::Processed { value, hash, lead, link, events } => {
@@ -63,11 +74,11 @@ pub fn route(
             out.push(pending(&topics.processed, value, header(headers::CONTENT_HASH, &hash)));
             if let Some(lead) = lead {
                 let value = serde_json::to_vec(&lead).expect("a lead serializes");
-                out.push(pending(&topics.identities, value, header(headers::IDENTITY_KIND, "lead")));
+                out.push(identity(format!("lead:{}:{}", lead.org, lead.email), value, "lead"));
             }
             if let Some(link) = link {
                 let value = serde_json::to_vec(&link).expect("a link serializes");
-                out.push(pending(&topics.identities, value, header(headers::IDENTITY_KIND, "link")));
+                out.push(identity(format!("link:{}:{}", link.org, link.anonymous_id), value, "link"));
             }
             for event in events {
                 out.push(pending(&topics.outbox, event.value, header(events::TYPE_HEADER, event.kind)));
@@ -98,7 +109,7 @@ fn header(key: &str, value: &str) -> OwnedHeaders {
 
 fn dead_letter(dlq: &str, key: &[u8], payload: &[u8], headers: &[(&str, &[u8])], why: [&str; 3]) -> Pending {
     let (value, headers) = common::kafka::dead_letter(payload, headers, why);
-    Pending { topic: dlq.to_owned(), key: key.to_vec(), value, headers }
+    Pending { topic: dlq.to_owned(), partition: None, key: key.to_vec(), value, headers }
 }
 
 /// The edge's headers of `message`, after `into`.
@@ -124,8 +135,9 @@ pub async fn deliver(
     let mut backoff = Duration::from_millis(100);
     while !outputs.is_empty() {
         let results = join_all(outputs.iter().map(|output| {
-            let record =
+            let mut record =
                 FutureRecord::to(&output.topic).key(&output.key).payload(&output.value).headers(output.headers.clone());
+            record.partition = output.partition;
             producer.send(record, Duration::from_secs(5))
         }))
         .await;
@@ -154,7 +166,7 @@ pub async fn deliver(
             match kafka::producer(config) {
                 Ok(fresh) => {
                     std::mem::replace(producer, fresh).purge(PurgeConfig::default().queue().inflight());
-                    tracing::warn!("lost the broker or its idempotence state; replaced the producer");
+                    tracing::warn!("the producer hit a fatal error (its idempotence state was refused); replaced it");
                 }
                 Err(error) => tracing::error!(%error, "cannot create a replacement producer"),
             }

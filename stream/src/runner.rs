@@ -17,6 +17,7 @@ use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::Offset;
 use tokio::sync::watch;
 
 use crate::outputs::{self, Topics};
@@ -64,11 +65,6 @@ pub async fn run(
         outbox: config.topic(topics::WEBHOOKS_OUTBOX),
         dlq: config.topic(topics::SIGNALS_DLQ),
     };
-    kafka::ensure_topics(
-        config,
-        &[&live, &historical, &outputs_to.processed, &outputs_to.identities, &outputs_to.outbox, &outputs_to.dlq],
-    )
-    .await?;
     // Loaded before the first record, reloaded every refresh: rule changes apply without a restart.
     let client = clickhouse.clone();
     let load = move || {
@@ -88,14 +84,25 @@ pub async fn run(
     let mut last_flush = Instant::now();
     tracing::info!(%live, %historical, "stream processor consuming");
 
+    // After an assignment, history waits until the live lane has read what its partitions held
+    // then (an empty live queue may only mean its first fetch has not come back yet); after
+    // that, history goes whenever the live queue is empty.
+    let mut live_due: Option<Vec<(i32, i64)>> = None;
+    let mut history_open = false;
     while !*stop.borrow() {
-        let assigned = {
+        if live_due.is_none() {
+            live_due = live_backlog(&consumer, &live);
+        }
+        history_open = history_open || live_due.as_deref().is_some_and(|due| read_up_to(&consumer, &live, due));
+        let (assigned, resplit) = {
             let mut older = futures::stream::select_all(history.iter().map(|queue| queue.stream()));
-            let first = tokio::select! {
+            let (first, from_history) = tokio::select! {
                 biased;
                 _ = stop.changed() => break,
-                message = consumer.recv() => message,
-                Some(message) = older.next() => message,
+                message = consumer.recv() => (message, false),
+                Some(message) = older.next(), if history_open => (message, true),
+                // Not assigned yet: look again once the group may have answered.
+                _ = tokio::time::sleep(Duration::from_millis(20)), if live_due.is_none() => continue,
             };
             let mut batch: Vec<BorrowedMessage<'_>> = match first {
                 Ok(message) => vec![message],
@@ -104,7 +111,6 @@ pub async fn run(
                     continue;
                 }
             };
-            let from_history = batch[0].topic() == historical;
             while batch.len() < settings.batch_max {
                 let next = if from_history {
                     tokio::time::timeout(settings.batch_wait, older.next()).await.ok().flatten()
@@ -115,6 +121,21 @@ pub async fn run(
                     Some(Ok(message)) => batch.push(message),
                     _ => break,
                 }
+            }
+            // An assignment forwards the historical partitions to the live queue until they are
+            // split again, and history fetched meanwhile arrives there. It is put back (each
+            // partition rewound to its first such record) to be read from its own queue once split.
+            let resplit = !from_history && batch.iter().any(|message| message.topic() == historical);
+            if resplit {
+                let mut rewound = Vec::new();
+                for message in batch.iter().filter(|message| message.topic() == historical) {
+                    if !rewound.contains(&message.partition()) {
+                        rewound.push(message.partition());
+                        let offset = Offset::Offset(message.offset());
+                        consumer.seek(&historical, message.partition(), offset, Duration::ZERO)?;
+                    }
+                }
+                batch.retain(|message| message.topic() != historical);
             }
             let assigned = consumer.context().take();
             if !assigned.is_empty() {
@@ -134,9 +155,12 @@ pub async fn run(
             for message in &batch {
                 consumer.store_offset_from_message(message)?;
             }
-            assigned
+            (assigned, resplit)
         };
         if !assigned.is_empty() {
+            (live_due, history_open) = (None, false);
+        }
+        if !assigned.is_empty() || resplit {
             // An assignment may forward the partitions to the main queue again.
             history = split(&consumer, &historical, config.partitions);
         }
@@ -149,6 +173,40 @@ pub async fn run(
     kafka::commit_stored(&consumer)?;
     tracing::info!("stream processor stopped");
     Ok(())
+}
+
+/// The assigned partitions of `topic` that held records not yet processed, with their end
+/// offsets, as the broker and the group's commits say now; `None` when nothing is assigned yet or
+/// the broker did not answer (asked again on the next turn).
+fn live_backlog(consumer: &StreamConsumer<Assignments>, topic: &str) -> Option<Vec<(i32, i64)>> {
+    let assignment = consumer.assignment().ok()?;
+    if assignment.count() == 0 {
+        return None;
+    }
+    let committed = consumer.committed(Duration::from_secs(5)).ok()?;
+    let mut due = Vec::new();
+    for element in assignment.elements_for_topic(topic) {
+        let (low, high) = consumer.fetch_watermarks(topic, element.partition(), Duration::from_secs(5)).ok()?;
+        let start = match committed.find_partition(topic, element.partition()).map(|e| e.offset()) {
+            Some(Offset::Offset(offset)) => offset.max(low),
+            _ => low,
+        };
+        if start < high {
+            due.push((element.partition(), high));
+        }
+    }
+    Some(due)
+}
+
+/// True when the consumer's position in each of `due`'s partitions has reached its end offset.
+fn read_up_to(consumer: &StreamConsumer<Assignments>, topic: &str, due: &[(i32, i64)]) -> bool {
+    if due.is_empty() {
+        return true;
+    }
+    let Ok(position) = consumer.position() else { return false };
+    due.iter().all(|&(partition, end)| {
+        matches!(position.find_partition(topic, partition).map(|e| e.offset()), Some(Offset::Offset(at)) if at >= end)
+    })
 }
 
 /// Every partition of the historical topic in a queue of its own, apart from the live lane.

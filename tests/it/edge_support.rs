@@ -9,7 +9,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
 use common::config::Config;
-use common::kafka::topics;
 use http_body_util::BodyExt;
 use ingest::control::Control;
 use ingest::sender::Sender;
@@ -41,9 +40,7 @@ impl TestEdge {
         db.config = Config::from_vars(&db.vars).expect("valid test config");
         let config = &db.config;
         let control = Arc::new(Control::load(db.client.clone()).await.expect("control plane loads"));
-        let raw = config.kafka.topic(topics::SIGNALS_RAW);
-        let historical = config.kafka.topic(topics::SIGNALS_HISTORICAL);
-        common::kafka::ensure_topics(&config.kafka, &[&raw, &historical]).await.expect("topics");
+        common::kafka::prepare_topics(&config.kafka).await.expect("topics");
         let sender = Sender::new(&config.kafka).expect("producers");
         let edge = Arc::new(Edge::new(control, sender, 1, &config.http));
         let router = ingest::routes::router(Arc::clone(&edge));
@@ -126,17 +123,23 @@ pub async fn read_records(config: &Config, topic: &str, expected: usize) -> Vec<
 }
 
 /// How many records `topic` holds (sum of high watermarks over partitions), read without
-/// consuming, so a test can assert there is nothing beyond what it expects.
+/// consuming, so a test can assert there is nothing beyond what it expects. A topic that does
+/// not exist yet holds none; a partition whose leader is being elected is asked again.
 pub fn count_records(config: &Config, topic: &str) -> i64 {
     let consumer: StreamConsumer = common::kafka::consumer(&config.kafka, &unique("counter")).expect("consumer");
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     metadata.topics()[0]
         .partitions()
         .iter()
-        .map(|partition| {
-            let (low, high) =
-                consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10)).expect("watermarks");
-            high - low
+        .map(|partition| loop {
+            match consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10)) {
+                Ok((low, high)) => break high - low,
+                Err(error) if common::kafka::is_transient(&error) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(error) => panic!("watermarks of {topic}/{}: {error}", partition.id()),
+            }
         })
         .sum()
 }

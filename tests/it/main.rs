@@ -1,7 +1,9 @@
-//! Integration tests against the real local stack (`make stack-up`: Tansu and ClickHouse).
+//! Integration tests against the real local stack (`scripts/stack.sh test-stack`: Apache Kafka and
+//! ClickHouse).
 //! Each test works in its own random topic names and ClickHouse database.
 
 mod admin_api;
+mod brokers;
 mod clickhouse_io;
 mod config_errors;
 mod edge_auth_limits;

@@ -22,7 +22,10 @@ pub fn start_processor(config: &Config) -> Running {
     let (stop, stopped) = watch::channel(false);
     let (kafka, clickhouse) = (config.kafka.clone(), common::clickhouse::client(&config.clickhouse));
     let settings = stream::runner::Settings { refresh: Duration::from_millis(200), ..Default::default() };
-    let task = tokio::spawn(async move { stream::runner::run(&kafka, clickhouse, settings, stopped).await });
+    let task = tokio::spawn(async move {
+        common::kafka::prepare_topics(&kafka).await.expect("topics");
+        stream::runner::run(&kafka, clickhouse, settings, stopped).await
+    });
     Running { stop, task }
 }
 
@@ -62,7 +65,10 @@ pub fn start_sink(config: &Config, clickhouse: clickhouse::Client) -> Running {
     let (stop, stopped) = watch::channel(false);
     let kafka = config.kafka.clone();
     let settings = sink::runner::Settings { batch_wait: Duration::from_millis(50), ..Default::default() };
-    let task = tokio::spawn(async move { sink::runner::run(&kafka, clickhouse, settings, stopped).await });
+    let task = tokio::spawn(async move {
+        common::kafka::prepare_topics(&kafka).await.expect("topics");
+        sink::runner::run(&kafka, clickhouse, settings, stopped).await
+    });
     Running { stop, task }
 }
 

@@ -222,8 +222,6 @@ async fn sigkill_of_the_sink_loses_and_doubles_nothing() {
     child.wait().await.expect("killed");
     writer.await.expect("raw records written");
     crate::pipeline_support::caught_up(config).await;
-    // As in the stream's SIGKILL test: Tansu keeps the dead member until its session ends.
-    tokio::time::sleep(common::kafka::SESSION_TIMEOUT + Duration::from_secs(1)).await;
 
     let restarted = start_sink(config, db.client.clone());
     // Visitors v0..v99: ids 1..100 are tracks before their visitor's identify (ids 101..200), so

@@ -89,8 +89,8 @@ async fn poison_records_go_to_the_dlq_and_the_partition_moves_on() {
     let ours = common::kafka::producer(&edge.db.config.kafka).expect("producer");
     let refused = ours.send(FutureRecord::to(&raw).key("acme:poison").payload(&huge), Duration::from_secs(5)).await;
     assert!(matches!(refused, Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _))));
-    // Another writer's 3 MiB record is above what the processor takes (Tansu 0.6 never
-    // returns a record over about 5 MiB to a fetch, so that is the largest that can arrive).
+    // Another writer's 3 MiB record is above what the processor takes, and within what the topic
+    // accepts (4 MiB).
     let large = format!("{{\"event\":\"large\",\"blob\":\"{}\"}}", "x".repeat(3 << 20));
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &edge.db.config.kafka.brokers)

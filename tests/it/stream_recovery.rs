@@ -19,7 +19,7 @@ use crate::support::TestDb;
 /// Writes `count` raw records to `topic` as the edge would: visitors `v0..v99`, the second
 /// hundred records identifies naming each visitor's email, the rest tracks. Signal ids start at `first_id`.
 pub async fn fill(config: &Config, topic: &str, first_id: u64, count: u64, endpoint: &str) {
-    common::kafka::ensure_topics(&config.kafka, &[topic]).await.expect("topic");
+    common::kafka::prepare_topics(&config.kafka).await.expect("topics");
     let producer = common::kafka::producer(&config.kafka).expect("producer");
     let records: Vec<(String, String, String)> = (first_id..first_id + count)
         .map(|id| {
@@ -51,8 +51,7 @@ pub async fn fill(config: &Config, topic: &str, first_id: u64, count: u64, endpo
 async fn sigkill_mid_stream_then_restart_loses_and_doubles_nothing() {
     let db = TestDb::migrated().await;
     let config = &db.config;
-    // Written while the processor runs, 100 at a time: Tansu's sqlite engine reads a backlog
-    // in quadratic time, so a large pre-filled topic would mostly measure the broker.
+    // Written while the processor runs, 100 at a time.
     const TOTAL: u64 = 2_000;
     let writer = {
         let config = config.clone();
@@ -79,10 +78,7 @@ async fn sigkill_mid_stream_then_restart_loses_and_doubles_nothing() {
     let at_kill = count_records(config, &processed_topic);
     assert!(at_kill < TOTAL as i64, "killed mid-stream ({at_kill} of {TOTAL} written), or the test proves nothing");
 
-    // Tansu 0.6 does not complete a join while a dead member's session is open (Kafka would
-    // once the session times out), and does not answer ListGroups, so nothing can be awaited:
-    // let the killed member's session run out.
-    tokio::time::sleep(common::kafka::SESSION_TIMEOUT + Duration::from_secs(1)).await;
+    // The group hands the dead member's partitions over once its session times out.
     let restarted = start_processor(config);
     caught_up(config).await;
     restarted.stop().await;
@@ -100,8 +96,7 @@ async fn sigkill_mid_stream_then_restart_loses_and_doubles_nothing() {
 async fn the_live_lane_goes_before_a_backlog_of_history() {
     let db = TestDb::migrated().await;
     let config = &db.config;
-    // Small enough for Tansu's sqlite engine to serve a backlog quickly (it reads one in
-    // quadratic time), large enough for several batches of history.
+    // Several batches of history.
     const HISTORY: u64 = 3_000;
     const LIVE: u64 = 200;
     fill(config, &config.kafka.topic(topics::SIGNALS_HISTORICAL), 1_000_000, HISTORY, "bulk").await;

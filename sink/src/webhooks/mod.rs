@@ -55,7 +55,6 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), KafkaError> {
     let outbox = config.topic(topics::WEBHOOKS_OUTBOX);
-    kafka::ensure_topics(config, &[&outbox]).await?;
     let deliverer = match Deliverer::new(&webhook_config) {
         Ok(deliverer) => Arc::new(deliverer),
         Err(error) => return Err(KafkaError::ClientCreation(format!("the webhook HTTP client: {error}"))),
