@@ -13,6 +13,7 @@ mod edge_signals;
 mod edge_support;
 mod health;
 mod import_command;
+mod kafka_cluster;
 mod kafka_roundtrip;
 mod keys_lifecycle;
 mod migrations;

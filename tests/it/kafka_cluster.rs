@@ -1,0 +1,141 @@
+//! Durability on a real three-broker cluster (replication 3, `min.insync.replicas` 2): a broker
+//! SIGKILLed under steady load and later restarted loses and doubles nothing from 202 to
+//! ClickHouse; with two brokers down the edge answers 503, never 202, and recovers when they
+//! come back. Each test runs a cluster of its own (`scripts/stack.sh cluster`), one at a time.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use common::kafka::topics;
+use futures::future::join_all;
+use schemas::record::headers;
+
+use crate::brokers::PrivateKafka;
+use crate::edge_support::{count_records, header, read_records, TestEdge};
+use crate::pipeline_support::{await_count, start_processor, start_sink};
+
+/// Three JVMs per test on two cores: the cluster tests take turns.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn edge_on(cluster: &PrivateKafka, message_timeout_ms: u32) -> TestEdge {
+    let brokers = cluster.brokers();
+    TestEdge::start_with(move |vars| {
+        vars.insert("SIGSTAGE_KAFKA_BROKERS".into(), brokers);
+        vars.insert("SIGSTAGE_KAFKA_REPLICATION_FACTOR".into(), "3".into());
+        vars.insert("SIGSTAGE_KAFKA_MIN_INSYNC_REPLICAS".into(), "2".into());
+        vars.insert("SIGSTAGE_KAFKA_MESSAGE_TIMEOUT_MS".into(), message_timeout_ms.to_string());
+    })
+    .await
+}
+
+/// Posts signals `from..to`, eight at a time; answers the ids of those that got a 202 and how many
+/// got a 503 (anything else fails the test).
+async fn post_signals(edge: &TestEdge, uri: &str, from: usize, to: usize) -> (Vec<u64>, usize) {
+    let (mut accepted, mut refused) = (Vec::new(), 0);
+    let numbers: Vec<usize> = (from..to).collect();
+    for chunk in numbers.chunks(8) {
+        let bodies: Vec<String> = chunk
+            .iter()
+            .map(|n| format!(r#"{{"email":"lead{n}@example.com","event":"cluster-test","n":{n}}}"#))
+            .collect();
+        let responses = join_all(bodies.iter().map(|body| edge.post_json(uri, body))).await;
+        for response in responses {
+            match response.status {
+                StatusCode::ACCEPTED => accepted.push(response.id()),
+                StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+                status => panic!("unexpected {status}: {}", response.text),
+            }
+        }
+    }
+    (accepted, refused)
+}
+
+/// Every signal id in the raw topic, with how many records carry it.
+async fn raw_ids(edge: &TestEdge) -> HashMap<u64, usize> {
+    let topic = edge.topic(topics::SIGNALS_RAW);
+    let total = count_records(&edge.db.config, &topic) as usize;
+    let mut seen = HashMap::new();
+    for record in read_records(&edge.db.config, &topic, total).await {
+        let id = header(&record, headers::SIGNAL_ID).and_then(|id| id.parse().ok()).expect("signal id header");
+        *seen.entry(id).or_default() += 1;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_under_load_loses_and_doubles_nothing() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = PrivateKafka::cluster();
+    cluster.start();
+    let edge = edge_on(&cluster, 10_000).await;
+    let key = edge.key("acme", &[]).await;
+    let uri = format!("/api/signal-staging/webhook/{key}");
+    let processor = start_processor(&edge.db.config);
+    let sink = start_sink(&edge.db.config, edge.db.client.clone());
+
+    let mut accepted = Vec::new();
+    let (before, _) = post_signals(&edge, &uri, 0, 400).await;
+    accepted.extend(before);
+    cluster.kill(2);
+    let killed_at = Instant::now();
+    let (during, refused) = post_signals(&edge, &uri, 400, 1200).await;
+    assert!(
+        during.len() >= 400,
+        "the cluster kept accepting with one broker down: {} accepted, {refused} 503s",
+        during.len()
+    );
+    accepted.extend(during);
+    cluster.start();
+    let (after, _) = post_signals(&edge, &uri, 1200, 1600).await;
+    accepted.extend(after);
+    eprintln!("{} accepted, broker 2 down for {:?}", accepted.len(), killed_at.elapsed());
+
+    // The broker: each accepted signal exactly once in the raw topic, counted record by record.
+    let raw = raw_ids(&edge).await;
+    for id in &accepted {
+        assert_eq!(raw.get(id), Some(&1), "signal {id} got a 202: once in the raw topic");
+    }
+    // ClickHouse: every accepted signal has its hot row, and no row is there twice (no FINAL).
+    let client = &edge.db.client;
+    await_count(client, "SELECT uniqExact(signal_id) FROM signals_hot", raw.len() as u64).await;
+    let rows: Vec<u64> = client.query("SELECT signal_id FROM signals_hot").fetch_all().await.expect("rows");
+    let stored: HashSet<u64> = rows.iter().copied().collect();
+    assert_eq!(rows.len(), stored.len(), "a signal stored twice");
+    let missing: Vec<&u64> = accepted.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(missing.is_empty(), "{} signals got a 202 and are not in ClickHouse: {missing:?}", missing.len());
+    sink.stop().await;
+    processor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_brokers_down_means_503_not_202_until_they_are_back() {
+    let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = PrivateKafka::cluster();
+    cluster.start();
+    let edge = edge_on(&cluster, 2_000).await;
+    let key = edge.key("acme", &[]).await;
+    let uri = format!("/api/signal-staging/webhook/{key}");
+    let (mut accepted, refused) = post_signals(&edge, &uri, 0, 16).await;
+    assert_eq!((accepted.len(), refused), (16, 0), "a healthy cluster accepts everything");
+
+    cluster.kill(2);
+    cluster.kill(3);
+    // One broker of three cannot meet min.insync.replicas 2: nothing may be acknowledged.
+    let (during, refused) = post_signals(&edge, &uri, 16, 48).await;
+    assert_eq!((during.len(), refused), (0, 32), "two brokers down: every signal refused with 503");
+
+    cluster.start();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut n = 48;
+    while accepted.len() < 32 {
+        let (ok, _) = post_signals(&edge, &uri, n, n + 8).await;
+        accepted.extend(ok);
+        n += 8;
+        assert!(Instant::now() < deadline, "the edge did not recover once the brokers were back");
+    }
+    let raw = raw_ids(&edge).await;
+    for id in &accepted {
+        assert_eq!(raw.get(id), Some(&1), "signal {id} got a 202: once in the raw topic");
+    }
+}
