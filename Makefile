@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 STATE ?= .state
 
-.PHONY: run test stack-up stack-down stack-status build release lint bench bench-load bench-stream bench-sink
+.PHONY: run test stack-up stack-down stack-status build release lint bench bench-load bench-stream bench-sink bench-import
 
 ## run: install what is missing, start Apache Kafka and ClickHouse, migrate, run every role on 127.0.0.1:8080
 run: stack-up release
@@ -52,3 +52,7 @@ bench-stream: stack-up
 ## bench-sink: the sink figures of the README (inserts vs clickhouse-client, webhooks, latency)
 bench-sink: stack-up
 	scripts/bench-sink.sh
+
+## bench-import: the bulk import figure of the README (100 000 signals into make run's stack)
+bench-import: stack-up
+	scripts/bench-import.sh
