@@ -1,13 +1,16 @@
 """Writes N Segment-shaped track events (about 1 KB each) as NDJSON to stdout: the shape of a
 historical export. Visitors repeat (N/10 of them), a fifth of the events name the user's email in
-context.traits, and every event carries `event` = the run's tag, so its rows can be counted.
+context.traits (EMAIL_EVERY), and every event carries `event` = the run's tag, so its rows can be counted.
 
     python3 scripts/bench/segment_export.py N TAG > export.ndjson
 """
 import json
+import os
 import sys
 
 n, tag = int(sys.argv[1]), sys.argv[2]
+# Every EMAIL_EVERY-th event names its user's email (0: none, so no visitor is ever identified).
+email_every = int(os.environ.get("EMAIL_EVERY", "5"))
 pages = ["/pricing", "/docs/getting-started", "/blog/attribution", "/signup", "/integrations/segment"]
 out = sys.stdout
 for i in range(n):
@@ -47,7 +50,7 @@ for i in range(n):
         "receivedAt": f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{i % 60:02d}.200Z",
         "version": 2,
     }
-    if i % 5 == 0:
+    if email_every and i % email_every == 0:
         event["context"]["traits"] = {"email": f"user{visitor}@{tag}.example.com", "name": f"User {visitor}"}
     out.write(json.dumps(event, separators=(",", ":")))
     out.write("\n")

@@ -27,6 +27,9 @@ use crate::store;
 
 pub const ROWS_TOTAL: &str = "sigstage_sink_rows_total";
 
+/// Rehydration queries one sink runs at once.
+const REHYDRATIONS_IN_FLIGHT: usize = 8;
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub batch_max: usize,
@@ -167,9 +170,13 @@ async fn write_batch<'m, 'b>(
     {
         return None;
     }
+    // A few at a time: a batch can carry thousands of links, and ClickHouse refuses queries
+    // beyond its concurrent limit (100 by default), queries of analysts included.
+    let permits = tokio::sync::Semaphore::new(REHYDRATIONS_IN_FLIGHT);
     let rehydrations = join_all(new_links.iter().map(|(_, link)| {
-        let mut stop = stop.clone();
+        let (mut stop, permits) = (stop.clone(), &permits);
         async move {
+            let _permit = permits.acquire().await.expect("the semaphore is never closed");
             store::with_retries("rehydration", &mut stop, || {
                 store::rehydrate(clickhouse, &link.org_id, &link.anonymous_id, &link.email, now)
             })
