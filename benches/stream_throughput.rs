@@ -67,7 +67,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// Writes `count` distinct signals of the mix, as the edge would, to the raw topic.
 async fn fill(config: &Config, count: usize) -> anyhow::Result<()> {
     let raw = config.kafka.topic(topics::SIGNALS_RAW);
-    common::kafka::ensure_topics(&config.kafka, &[&raw]).await?;
+    common::kafka::prepare_topics(&config.kafka).await?;
     let producer = common::kafka::producer(&config.kafka)?;
     let mix = mix::mix();
     for chunk_start in (0..count).step_by(5000) {
@@ -144,7 +144,6 @@ async fn copier(config: &Config, count: usize) -> anyhow::Result<f64> {
 async fn processor(config: &Config, count: usize) -> anyhow::Result<f64> {
     let watcher: StreamConsumer = common::kafka::consumer(&config.kafka, &config.kafka.topic("watcher"))?;
     let processed = config.kafka.topic(topics::SIGNALS_PROCESSED);
-    common::kafka::ensure_topics(&config.kafka, &[&processed]).await?;
     watcher.subscribe(&[&processed])?;
     let (stop_tx, stop) = watch::channel(false);
     let (kafka, clickhouse) = (config.kafka.clone(), common::clickhouse::client(&config.clickhouse));

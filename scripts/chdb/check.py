@@ -214,26 +214,28 @@ class Sink:
         self.rehydrate_sql = (ROOT / "sink/src/sql/rehydrate.sql").read_text()
         self.cold_months_sql = (ROOT / "sink/src/sql/cold_months.sql").read_text()
 
-    def rehydrate_range(self, org, anonymous_id, email, written_ms, first, last):
-        sql = bind(self.rehydrate_sql, email, written_ms, org, anonymous_id, first, last)
-        return sql, f"sink/src/sql/rehydrate.sql ({org}, {anonymous_id}, months {first}..{last})"
+    def rehydrate_range(self, org, links, written_ms, first, last):
+        visitors, emails = [v for v, _ in links], [e for _, e in links]
+        sql = bind(self.rehydrate_sql, visitors, emails, written_ms, org, visitors, first, last)
+        return sql, f"sink/src/sql/rehydrate.sql ({org}, {visitors}, months {first}..{last})"
 
-    def rehydrate(self, org, anonymous_id, email, written_ms):
-        """store::rehydrate: one statement; by ranges of months if ClickHouse refuses it (252)."""
-        sql, what = self.rehydrate_range(org, anonymous_id, email, written_ms, 0, 2**32 - 1)
+    def rehydrate(self, org, links, written_ms):
+        """store::rehydrate: one statement for the links ((anonymousId, email) pairs of one org); by
+        ranges of months if ClickHouse refuses it (252)."""
+        sql, what = self.rehydrate_range(org, links, written_ms, 0, 2**32 - 1)
         try:
             self.db.session.query(sql, "TabSeparated")
             return 1
         except Exception as error:
             if error_code(error) != 252 or "Too many partitions" not in str(error):
                 raise Failed(f"{what}: {one_line(error)}") from None
-        months = [int(r[0]) for r in self.db.run(bind(self.cold_months_sql, org, anonymous_id),
+        visitors = [v for v, _ in links]
+        months = [int(r[0]) for r in self.db.run(bind(self.cold_months_sql, org, visitors),
                                                  "sink/src/sql/cold_months.sql")]
         step = max_months_per_insert()
         ranges = [months[i : i + step] for i in range(0, len(months), step)]
         for months_of_range in ranges:
-            self.db.run(*self.rehydrate_range(org, anonymous_id, email, written_ms, months_of_range[0],
-                                              months_of_range[-1]))
+            self.db.run(*self.rehydrate_range(org, links, written_ms, months_of_range[0], months_of_range[-1]))
         return 1 + len(ranges)
 
 
@@ -298,8 +300,7 @@ def analyst_data(db, sink):
                "insert identities")
         insert(db, "leads", LEAD_COLUMNS, [dict(r, created_ms=r["created_ms"] + replay) for r in leads],
                "insert leads")
-        for link in links:
-            sink.rehydrate("acme", link["anonymous_id"], link["email"], written)
+        sink.rehydrate("acme", [(link["anonymous_id"], link["email"]) for link in links], written)
     rehydrated = [dict(r, lead_email="jo@acme.io", attributed_by="rehydrated") for r in cold
                   if r["org_id"] == "acme" and r["anonymous_id"] in ("v1", "v3")]
     return hot + rehydrated, cold
@@ -341,7 +342,7 @@ def analyst_queries(db, sink, hot, cold):
            "insert identities (v2)")
     expect("schemas/queries/unlinked_cold_signals.sql (v2 linked, not rehydrated)",
            query(db, "unlinked_cold_signals.sql"), [["1"]])
-    sink.rehydrate("acme", "v2", "sam@acme.io", BASE_MS + 3 * DAY_MS)
+    sink.rehydrate("acme", [("v2", "sam@acme.io")], BASE_MS + 3 * DAY_MS)
     expect("schemas/queries/unlinked_cold_signals.sql (v2 rehydrated)", query(db, "unlinked_cold_signals.sql"),
            [["0"]])
     return len(list((ROOT / "schemas/queries").glob("*.sql")))
@@ -381,10 +382,10 @@ def months_of_history(db, sink):
 
     # Rehydrating that visitor: one INSERT ... SELECT is refused as well; the sink falls back to
     # ranges of months.
-    sql, what = sink.rehydrate_range("backfill", "archive", "archivist@backfill.io", BASE_MS, 0, 2**32 - 1)
+    sql, what = sink.rehydrate_range("backfill", [("archive", "archivist@backfill.io")], BASE_MS, 0, 2**32 - 1)
     error = db.refused(sql, what)
     expect(f"{what}: error code", error_code(error), 252)
-    statements_sent = sink.rehydrate("backfill", "archive", "archivist@backfill.io", BASE_MS)
+    statements_sent = sink.rehydrate("backfill", [("archive", "archivist@backfill.io")], BASE_MS)
     expect("signals_hot rows after rehydrating 150 months",
            db.one("SELECT count() FROM signals_hot WHERE org_id = 'backfill'", "count"), "150")
     insert(db, "identities", IDENTITY_COLUMNS, [{"org_id": "backfill", "anonymous_id": "archive",

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use common::config::KafkaConfig;
 use common::kafka::{self, header_pairs, topics, Assignments};
-use futures::future::join_all;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -26,9 +25,6 @@ use crate::rows::{self, IdentityRow, LeadRow, Processed, SignalRow, MAX_MONTHS_P
 use crate::store;
 
 pub const ROWS_TOTAL: &str = "sigstage_sink_rows_total";
-
-/// Rehydration queries one sink runs at once.
-const REHYDRATIONS_IN_FLIGHT: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -170,22 +166,25 @@ async fn write_batch<'m, 'b>(
     {
         return None;
     }
-    // A few at a time: a batch can carry thousands of links, and ClickHouse refuses queries
-    // beyond its concurrent limit (100 by default), queries of analysts included.
-    let permits = tokio::sync::Semaphore::new(REHYDRATIONS_IN_FLIGHT);
-    let rehydrations = join_all(new_links.iter().map(|(_, link)| {
-        let (mut stop, permits) = (stop.clone(), &permits);
-        async move {
-            let _permit = permits.acquire().await.expect("the semaphore is never closed");
-            store::with_retries("rehydration", &mut stop, || {
-                store::rehydrate(clickhouse, &link.org_id, &link.anonymous_id, &link.email, now)
-            })
-            .await
+    // One statement per org and up to REHYDRATE_VISITORS visitors (the batch's latest link of
+    // each): a batch can carry thousands of links, and a statement per link, all at once, made
+    // ClickHouse refuse every query beyond its concurrent limit, analysts' included.
+    let mut latest: HashMap<(&str, &str), &str> = HashMap::new();
+    for (_, link) in &new_links {
+        latest.insert((&link.org_id, &link.anonymous_id), &link.email);
+    }
+    let mut by_org: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
+    for ((org, visitor), email) in latest {
+        by_org.entry(org).or_default().push((visitor, email));
+    }
+    for (org, links) in &by_org {
+        for chunk in links.chunks(store::REHYDRATE_VISITORS) {
+            let rehydrated =
+                store::with_retries("rehydration", stop, || store::rehydrate(clickhouse, org, chunk, now)).await;
+            if rehydrated.is_err() {
+                return None;
+            }
         }
-    }))
-    .await;
-    if rehydrations.iter().any(Result::is_err) {
-        return None;
     }
     let counts = [
         ("signals_hot", hot.len()),

@@ -45,41 +45,47 @@ fn code_of(message: &str) -> Option<u32> {
     rest[..rest.find(|c: char| !c.is_ascii_digit())?].parse().ok()
 }
 
-/// INSERT … SELECT of a visitor's cold signals in a range of months as hot rows of a lead.
+/// INSERT … SELECT of some visitors' cold signals in a range of months as hot rows of their leads.
 const REHYDRATE: &str = include_str!("sql/rehydrate.sql");
-/// The months a visitor's cold signals fall in.
+/// The months some visitors' cold signals fall in.
 const COLD_MONTHS: &str = include_str!("sql/cold_months.sql");
 
-/// Writes every cold signal of a visitor as a hot row of `email`, attributed `rehydrated`.
-/// Idempotent: the hot table's key is (org, lead, signal), so doing it twice leaves one row per
-/// signal once merged (and queries read with FINAL). One statement, unless the visitor's
-/// signals span more months than ClickHouse takes in one insert: then one per
-/// [`MAX_MONTHS_PER_INSERT`] of them (see [`is_too_many_partitions`]).
+/// Visitors one rehydration statement covers.
+pub const REHYDRATE_VISITORS: usize = 1000;
+
+/// Writes every cold signal of each visitor of `links` (anonymousId, lead email; one org, each
+/// visitor once) as a hot row of its lead, attributed `rehydrated`. Idempotent: the hot table's
+/// key is (org, lead, signal), so doing it twice leaves one row per signal once merged (and
+/// queries read with FINAL). One statement, unless the visitors' signals span more months than
+/// ClickHouse takes in one insert: then one per [`MAX_MONTHS_PER_INSERT`] of those months (see
+/// [`is_too_many_partitions`]).
 pub async fn rehydrate(
     client: &clickhouse::Client,
     org_id: &str,
-    anonymous_id: &str,
-    email: &str,
+    links: &[(&str, &str)],
     written_ms: u64,
 ) -> Result<(), Error> {
+    let visitors: Vec<&str> = links.iter().map(|link| link.0).collect();
+    let emails: Vec<&str> = links.iter().map(|link| link.1).collect();
     let months = |first: u32, last: u32| {
         client
             .query(REHYDRATE)
-            .bind(email)
+            .bind(&visitors)
+            .bind(&emails)
             .bind(written_ms)
             .bind(org_id)
-            .bind(anonymous_id)
+            .bind(&visitors)
             .bind(first)
             .bind(last)
             .execute()
     };
     match months(0, u32::MAX).await {
         Err(error) if is_too_many_partitions(&error) => {
-            tracing::info!(org_id, anonymous_id, "rehydrating a long history a range of months at a time");
+            tracing::info!(org_id, visitors = links.len(), "rehydrating a long history a range of months at a time");
         }
         done => return done,
     }
-    let cold: Vec<u32> = client.query(COLD_MONTHS).bind(org_id).bind(anonymous_id).fetch_all().await?;
+    let cold: Vec<u32> = client.query(COLD_MONTHS).bind(org_id).bind(&visitors).fetch_all().await?;
     for range in cold.chunks(MAX_MONTHS_PER_INSERT) {
         if let (Some(&first), Some(&last)) = (range.first(), range.last()) {
             months(first, last).await?;

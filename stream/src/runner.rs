@@ -87,11 +87,14 @@ pub async fn run(
     // After an assignment, history waits until the live lane has read what its partitions held
     // then (an empty live queue may only mean its first fetch has not come back yet); after
     // that, history goes whenever the live queue is empty.
+    // The broker is asked on a blocking thread, so live records flow meanwhile.
     let mut live_due: Option<Vec<(i32, i64)>> = None;
+    let mut asking: Option<tokio::task::JoinHandle<Option<Vec<(i32, i64)>>>> = None;
     let mut history_open = false;
     while !*stop.borrow() {
-        if live_due.is_none() {
-            live_due = live_backlog(&consumer, &live);
+        if live_due.is_none() && asking.is_none() {
+            let (consumer, live) = (Arc::clone(&consumer), live.clone());
+            asking = Some(tokio::task::spawn_blocking(move || live_backlog(&consumer, &live)));
         }
         history_open = history_open || live_due.as_deref().is_some_and(|due| read_up_to(&consumer, &live, due));
         let (assigned, resplit) = {
@@ -101,8 +104,15 @@ pub async fn run(
                 _ = stop.changed() => break,
                 message = consumer.recv() => (message, false),
                 Some(message) = older.next(), if history_open => (message, true),
-                // Not assigned yet: look again once the group may have answered.
-                _ = tokio::time::sleep(Duration::from_millis(20)), if live_due.is_none() => continue,
+                answer = async { asking.as_mut().expect("asking").await }, if asking.is_some() => {
+                    asking = None;
+                    live_due = answer.ok().flatten();
+                    if live_due.is_none() {
+                        // Not assigned yet, or the broker did not answer: ask again shortly.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    continue;
+                }
             };
             let mut batch: Vec<BorrowedMessage<'_>> = match first {
                 Ok(message) => vec![message],
@@ -159,6 +169,9 @@ pub async fn run(
         };
         if !assigned.is_empty() {
             (live_due, history_open) = (None, false);
+            if let Some(stale) = asking.take() {
+                stale.abort();
+            }
         }
         if !assigned.is_empty() || resplit {
             // An assignment may forward the partitions to the main queue again.

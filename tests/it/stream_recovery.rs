@@ -51,12 +51,11 @@ pub async fn fill(config: &Config, topic: &str, first_id: u64, count: u64, endpo
 async fn sigkill_mid_stream_then_restart_loses_and_doubles_nothing() {
     let db = TestDb::migrated().await;
     let config = &db.config;
-    // Written while the processor runs, 100 at a time.
+    // Half the signals before the kill, half after: the processor is killed while it works
+    // through the first half, and the restart finds both its unfinished work and new records.
     const TOTAL: u64 = 2_000;
-    let writer = {
-        let config = config.clone();
-        tokio::spawn(async move { fill(&config, &config.kafka.topic(topics::SIGNALS_RAW), 1, TOTAL, "webhook").await })
-    };
+    let raw_topic = config.kafka.topic(topics::SIGNALS_RAW);
+    fill(config, &raw_topic, 1, TOTAL / 2, "webhook").await;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigstage"))
         .arg("stream")
         .envs(&db.vars)
@@ -74,7 +73,7 @@ async fn sigkill_mid_stream_then_restart_loses_and_doubles_nothing() {
     }
     child.start_kill().expect("SIGKILL");
     child.wait().await.expect("killed");
-    writer.await.expect("all raw records written");
+    fill(config, &raw_topic, 1 + TOTAL / 2, TOTAL / 2, "webhook").await;
     let at_kill = count_records(config, &processed_topic);
     assert!(at_kill < TOTAL as i64, "killed mid-stream ({at_kill} of {TOTAL} written), or the test proves nothing");
 
