@@ -251,12 +251,14 @@ stop_pid() { # name pidfile
 
 # Every broker under DIR, stopped together (a cluster node waits for its peers while they stop).
 stop_brokers() { # dir
-    local pidfile
+    local pidfile stopping=()
     [[ -d $1 ]] || return 0
     while IFS= read -r pidfile; do
         stop_pid "Kafka $(dirname "$pidfile")" "$pidfile" &
+        stopping+=($!)
     done < <(find "$1" -name kafka.pid 2>/dev/null)
-    wait
+    # Only these: a server this script started is a child too, and must not be waited for.
+    for pid in "${stopping[@]}"; do wait "$pid"; done
 }
 
 status() {

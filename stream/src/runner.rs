@@ -87,14 +87,19 @@ pub async fn run(
     // After an assignment, history waits until the live lane has read what its partitions held
     // then (an empty live queue may only mean its first fetch has not come back yet); after
     // that, history goes whenever the live queue is empty.
-    // The broker is asked on a blocking thread, so live records flow meanwhile.
+    // The broker is asked on a blocking thread, with a client of its own, so live records flow
+    // meanwhile; an answer about an earlier assignment (`generation`) is dropped.
     let mut live_due: Option<Vec<(i32, i64)>> = None;
-    let mut asking: Option<tokio::task::JoinHandle<Option<Vec<(i32, i64)>>>> = None;
-    let mut history_open = false;
+    let mut asking: Option<(u64, tokio::task::JoinHandle<Option<Vec<(i32, i64)>>>)> = None;
+    let (mut generation, mut history_open) = (0u64, false);
     while !*stop.borrow() {
         if live_due.is_none() && asking.is_none() {
-            let (consumer, live) = (Arc::clone(&consumer), live.clone());
-            asking = Some(tokio::task::spawn_blocking(move || live_backlog(&consumer, &live)));
+            let partitions = assigned_partitions(&consumer, &live);
+            if !partitions.is_empty() {
+                let (config, live) = (config.clone(), live.clone());
+                let task = tokio::task::spawn_blocking(move || live_backlog(&config, &live, &partitions));
+                asking = Some((generation, task));
+            }
         }
         history_open = history_open || live_due.as_deref().is_some_and(|due| read_up_to(&consumer, &live, due));
         let (assigned, resplit) = {
@@ -104,15 +109,13 @@ pub async fn run(
                 _ = stop.changed() => break,
                 message = consumer.recv() => (message, false),
                 Some(message) = older.next(), if history_open => (message, true),
-                answer = async { asking.as_mut().expect("asking").await }, if asking.is_some() => {
-                    asking = None;
-                    live_due = answer.ok().flatten();
-                    if live_due.is_none() {
-                        // Not assigned yet, or the broker did not answer: ask again shortly.
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
+                answer = async { (&mut asking.as_mut().expect("asking").1).await }, if asking.is_some() => {
+                    let asked_for = asking.take().map(|(asked_for, _)| asked_for);
+                    live_due = answer.ok().flatten().filter(|_| asked_for == Some(generation));
                     continue;
                 }
+                // Not assigned yet, or the broker did not answer: look again shortly.
+                _ = tokio::time::sleep(Duration::from_millis(20)), if live_due.is_none() && asking.is_none() => continue,
             };
             let mut batch: Vec<BorrowedMessage<'_>> = match first {
                 Ok(message) => vec![message],
@@ -168,10 +171,7 @@ pub async fn run(
             (assigned, resplit)
         };
         if !assigned.is_empty() {
-            (live_due, history_open) = (None, false);
-            if let Some(stale) = asking.take() {
-                stale.abort();
-            }
+            (live_due, history_open, generation) = (None, false, generation + 1);
         }
         if !assigned.is_empty() || resplit {
             // An assignment may forward the partitions to the main queue again.
@@ -188,27 +188,35 @@ pub async fn run(
     Ok(())
 }
 
-/// The assigned partitions of `topic` that held records not yet processed, with their end
-/// offsets, as the broker and the group's commits say now; `None` when nothing is assigned yet or
-/// the broker did not answer (asked again on the next turn).
-fn live_backlog(consumer: &StreamConsumer<Assignments>, topic: &str) -> Option<Vec<(i32, i64)>> {
-    let assignment = consumer.assignment().ok()?;
-    if assignment.count() == 0 {
-        return None;
+/// Which of `partitions` of `topic` held records not yet processed, with their end offsets, as
+/// the broker and the group's commits say now; `None` when the broker did not answer (asked
+/// again on the next turn).
+fn live_backlog(config: &KafkaConfig, topic: &str, partitions: &[i32]) -> Option<Vec<(i32, i64)>> {
+    // In the group (to read its commits) without joining it, so closing it is immediate.
+    let reader: StreamConsumer = kafka::consumer(config, &config.topic("stream")).ok()?;
+    let mut wanted = rdkafka::TopicPartitionList::new();
+    for &partition in partitions {
+        wanted.add_partition(topic, partition);
     }
-    let committed = consumer.committed(Duration::from_secs(5)).ok()?;
+    let committed = reader.committed_offsets(wanted, Duration::from_secs(5)).ok()?;
     let mut due = Vec::new();
-    for element in assignment.elements_for_topic(topic) {
-        let (low, high) = consumer.fetch_watermarks(topic, element.partition(), Duration::from_secs(5)).ok()?;
-        let start = match committed.find_partition(topic, element.partition()).map(|e| e.offset()) {
+    for &partition in partitions {
+        let (low, high) = reader.fetch_watermarks(topic, partition, Duration::from_secs(5)).ok()?;
+        let start = match committed.find_partition(topic, partition).map(|e| e.offset()) {
             Some(Offset::Offset(offset)) => offset.max(low),
             _ => low,
         };
         if start < high {
-            due.push((element.partition(), high));
+            due.push((partition, high));
         }
     }
     Some(due)
+}
+
+/// The partitions of `topic` assigned to `consumer` now.
+fn assigned_partitions(consumer: &StreamConsumer<Assignments>, topic: &str) -> Vec<i32> {
+    let assignment = consumer.assignment().unwrap_or_default();
+    assignment.elements_for_topic(topic).iter().map(|element| element.partition()).collect()
 }
 
 /// True when the consumer's position in each of `due`'s partitions has reached its end offset.

@@ -15,6 +15,7 @@ mod health;
 mod import_command;
 mod kafka_cluster;
 mod kafka_roundtrip;
+mod kafka_topics;
 mod keys_lifecycle;
 mod migrations;
 mod pipeline_support;
