@@ -11,7 +11,7 @@
 #   scripts/stack.sh kafka-libs               fetch Kafka's jars (done by the others when missing)
 #
 # Kafka's jars come from Maven Central (scripts/kafka/pom.xml), once per machine, into
-# $SIGSTAGE_CACHE_DIR (default ~/.cache/sigstage). Brokers are formatted on first start and keep
+# $STACK_CACHE_DIR (default ~/.cache/sigstage). Brokers are formatted on first start and keep
 # their data: `make run` finds its topics after a restart; the test broker is emptied every run.
 #
 # STACK_STATE_DIR   where data, logs and pid files live (default: <repo>/.state)
@@ -20,7 +20,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 state=${STACK_STATE_DIR:-$repo/.state}
-cache=${SIGSTAGE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sigstage}
+cache=${STACK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sigstage}
 pom=$repo/scripts/kafka/pom.xml
 kafka_version=$(sed -n 's|.*<kafka.version>\(.*\)</kafka.version>.*|\1|p' "$pom")
 # Named by the pom's checksum, so a changed pom fetches again.

@@ -4,13 +4,13 @@
 # the first run.
 #
 # chdb lives in a virtualenv outside the checkout, made once per machine (about 900 MB, a minute
-# or so): ${XDG_CACHE_HOME:-$HOME/.cache}/sigstage/chdb-venv (SIGSTAGE_CHDB_VENV overrides), made
+# or so): ${XDG_CACHE_HOME:-$HOME/.cache}/sigstage/chdb-venv (STACK_CHDB_VENV overrides), made
 # again when requirements.txt or the Python changes. PYTHON picks the interpreter (3.9 or later;
 # default python3).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-venv=${SIGSTAGE_CHDB_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/sigstage/chdb-venv}
+venv=${STACK_CHDB_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/sigstage/chdb-venv}
 python=${PYTHON:-python3}
 requirements=$here/requirements.txt
 
