@@ -89,8 +89,8 @@ pub async fn run(
     // that, history goes whenever the live queue is empty.
     // The broker is asked on a blocking thread, with a client of its own, so live records flow
     // meanwhile; an answer about an earlier assignment (`generation`) is dropped.
-    let mut live_due: Option<Vec<(i32, i64)>> = None;
-    let mut asking: Option<(u64, tokio::task::JoinHandle<Option<Vec<(i32, i64)>>>)> = None;
+    let mut live_due: Option<LiveDue> = None;
+    let mut asking: Option<(u64, tokio::task::JoinHandle<Option<LiveDue>>)> = None;
     let (mut generation, mut history_open) = (0u64, false);
     while !*stop.borrow() {
         if live_due.is_none() && asking.is_none() {
@@ -188,10 +188,13 @@ pub async fn run(
     Ok(())
 }
 
+/// Live partitions with records to read before history's turn, each with its end offset.
+type LiveDue = Vec<(i32, i64)>;
+
 /// Which of `partitions` of `topic` held records not yet processed, with their end offsets, as
 /// the broker and the group's commits say now; `None` when the broker did not answer (asked
 /// again on the next turn).
-fn live_backlog(config: &KafkaConfig, topic: &str, partitions: &[i32]) -> Option<Vec<(i32, i64)>> {
+fn live_backlog(config: &KafkaConfig, topic: &str, partitions: &[i32]) -> Option<LiveDue> {
     // In the group (to read its commits) without joining it, so closing it is immediate.
     let reader: StreamConsumer = kafka::consumer(config, &config.topic("stream")).ok()?;
     let mut wanted = rdkafka::TopicPartitionList::new();
