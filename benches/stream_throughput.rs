@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::config::Config;
 use common::kafka::topics;
+use common::stage::Stages;
 use futures::future::join_all;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -148,11 +149,12 @@ async fn processor(config: &Config, count: usize) -> anyhow::Result<f64> {
     let (stop_tx, stop) = watch::channel(false);
     let (kafka, clickhouse) = (config.kafka.clone(), common::clickhouse::client(&config.clickhouse));
     let running = tokio::spawn(async move {
-        stream::runner::run(&kafka, clickhouse, stream::runner::Settings::default(), stop).await
+        let (id, stage) = (common::kafka::transactional_id(&kafka, "stream"), Stages::default().stage("stream"));
+        stream::runner::run(&kafka, clickhouse, stream::runner::Settings::default(), &id, stage, stop).await
     });
     let rate = read(&watcher, count).await;
     stop_tx.send(true)?;
-    running.await??;
+    running.await?.map_err(|error| anyhow::anyhow!(error))?;
     rate
 }
 

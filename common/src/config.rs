@@ -56,6 +56,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (WEBHOOKS_TIMEOUT_MS, "10000", "how long a receiver may take to answer"),
     (WEBHOOKS_DISABLE_AFTER, "20", "consecutive failed attempts after which a subscription is disabled"),
     (LOG_FORMAT, "human", "log format: human or json"),
+    (FAULT, "", "tests only: abort at a fault point, as point or point:n (debug builds; release builds refuse it)"),
 ];
 
 pub const HTTP_ADDR: &str = "SIGSTAGE_HTTP_ADDR";
@@ -79,6 +80,7 @@ pub const ADMIN_TOKEN: &str = "SIGSTAGE_ADMIN_TOKEN";
 pub const CONTROL_REFRESH_MS: &str = "SIGSTAGE_CONTROL_REFRESH_MS";
 pub const LOG_FORMAT: &str = "SIGSTAGE_LOG_FORMAT";
 pub const INSTANCE_ID: &str = "SIGSTAGE_INSTANCE_ID";
+pub const FAULT: &str = "SIGSTAGE_FAULT";
 pub const WEBHOOKS_ALLOW_PRIVATE: &str = "SIGSTAGE_WEBHOOKS_ALLOW_PRIVATE";
 pub const WEBHOOKS_MAX_ATTEMPTS: &str = "SIGSTAGE_WEBHOOKS_MAX_ATTEMPTS";
 pub const WEBHOOKS_RETRY_BASE_MS: &str = "SIGSTAGE_WEBHOOKS_RETRY_BASE_MS";
@@ -106,6 +108,8 @@ pub struct Config {
     pub instance_id: Option<u16>,
     pub log_format: LogFormat,
     pub webhooks: WebhookConfig,
+    /// The fault point armed by a test, and on which pass it fires (see [`crate::stage::fault_point`]).
+    pub fault: Option<(String, u32)>,
 }
 
 /// How the webhook sink delivers.
@@ -276,6 +280,20 @@ impl Config {
                 retry_base_ms: parse_in(WEBHOOKS_RETRY_BASE_MS, get(WEBHOOKS_RETRY_BASE_MS), 1..=3_600_000)?,
                 timeout_ms: parse_in(WEBHOOKS_TIMEOUT_MS, get(WEBHOOKS_TIMEOUT_MS), 10..=300_000)?,
                 disable_after: parse_in(WEBHOOKS_DISABLE_AFTER, get(WEBHOOKS_DISABLE_AFTER), 1..=10_000)?,
+            },
+            fault: match get(FAULT) {
+                "" => None,
+                value if !cfg!(debug_assertions) => {
+                    return Err(invalid(
+                        FAULT,
+                        value,
+                        "nothing: fault injection is for tests, and release builds refuse it",
+                    ))
+                }
+                value => {
+                    let (point, pass) = value.split_once(':').unwrap_or((value, "1"));
+                    Some((point.to_owned(), parse_in(FAULT, pass, 1..=1_000_000)?))
+                }
             },
         };
         if let (Some(replicas), Some(min_insync)) = (config.kafka.replication_factor, config.kafka.min_insync_replicas)

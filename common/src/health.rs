@@ -10,6 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 
 use crate::kafka::MetadataClient;
+use crate::stage::Stages;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -19,6 +20,8 @@ pub struct Health {
     pub kafka: MetadataClient,
     pub clickhouse: clickhouse::Client,
     pub metrics: PrometheusHandle,
+    /// The stages this process runs (none for the edge alone).
+    pub stages: Stages,
 }
 
 pub fn router(health: Health) -> Router {
@@ -29,7 +32,8 @@ pub fn router(health: Health) -> Router {
         .with_state(health)
 }
 
-/// 200 when both the broker and ClickHouse answer, else 503 naming what does not.
+/// 200 when the broker and ClickHouse answer and every stage is running, else 503 naming what
+/// is not (a stage that is down says why, one that is restoring says how far it got).
 async fn readyz(State(health): State<Health>) -> (StatusCode, Json<Value>) {
     let (kafka, clickhouse) = tokio::join!(health.kafka.ping(PROBE_TIMEOUT), async {
         tokio::time::timeout(PROBE_TIMEOUT, crate::clickhouse::ping(&health.clickhouse))
@@ -38,7 +42,8 @@ async fn readyz(State(health): State<Health>) -> (StatusCode, Json<Value>) {
             .map_err(|error| error.to_string())
     });
     let kafka = kafka.map(drop).map_err(|error| error.to_string());
-    let ready = kafka.is_ok() && clickhouse.is_ok();
+    let (stages_running, stages) = health.stages.report();
+    let ready = kafka.is_ok() && clickhouse.is_ok() && stages_running;
     let describe = |check: &Result<(), String>| match check {
         Ok(()) => "ok".to_owned(),
         Err(error) => format!("error: {error}"),
@@ -47,6 +52,7 @@ async fn readyz(State(health): State<Health>) -> (StatusCode, Json<Value>) {
         "status": if ready { "ready" } else { "not_ready" },
         "kafka": describe(&kafka),
         "clickhouse": describe(&clickhouse),
+        "stages": stages,
     });
     (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }

@@ -22,18 +22,31 @@ pub mod topics {
     pub const IDENTITIES: &str = "identities";
     pub const WEBHOOKS_OUTBOX: &str = "webhooks.outbox";
     pub const SIGNALS_DLQ: &str = "signals.dlq";
+    /// The stream's dedupe changelog: each content hash first seen, with its signal id.
+    pub const DEDUPE: &str = "stream.dedupe";
 
     /// Every topic sigstage writes.
-    pub const ALL: [&str; 6] =
-        [SIGNALS_RAW, SIGNALS_HISTORICAL, SIGNALS_PROCESSED, IDENTITIES, WEBHOOKS_OUTBOX, SIGNALS_DLQ];
+    pub const ALL: [&str; 7] =
+        [SIGNALS_RAW, SIGNALS_HISTORICAL, SIGNALS_PROCESSED, IDENTITIES, WEBHOOKS_OUTBOX, SIGNALS_DLQ, DEDUPE];
 
     /// Topics whose partition p must hold the same keys: a processor that owns raw partition p
-    /// (live and historical) writes its outputs to partition p and rebuilds its state from there.
-    pub const COPARTITIONED: [&str; 4] = [SIGNALS_RAW, SIGNALS_HISTORICAL, SIGNALS_PROCESSED, IDENTITIES];
+    /// (live and historical) writes its outputs and state to partition p and restores from there.
+    pub const COPARTITIONED: [&str; 5] = [SIGNALS_RAW, SIGNALS_HISTORICAL, SIGNALS_PROCESSED, IDENTITIES, DEDUPE];
 
     /// Topics that carry state: compacted, so they keep the latest record of each key for good.
     pub const COMPACTED: [&str; 1] = [IDENTITIES];
+
+    /// State kept for a window only: compacted, and deleted once older than the window.
+    pub const WINDOWED: [&str; 1] = [DEDUPE];
 }
+
+/// How long the dedupe window remembers a signal.
+pub const DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a stage's transaction may stay open. A stage that dies mid-transaction holds back
+/// `read_committed` readers of the partitions it wrote for at most this long (a restart with the
+/// same transactional id aborts it at once).
+pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The largest record sigstage writes (a processed signal is the raw one plus its description,
 /// so this is above the edge's body limit). Topics sigstage creates accept it.
@@ -70,6 +83,122 @@ pub fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
         .create()
 }
 
+/// A producer whose writes are atomic with its stage's consumer offsets: one per stage
+/// instance, `transactional_id` stable across the stage's restarts, so a restart fences the
+/// previous incarnation and aborts what it left open. Its transactions are initialised here.
+pub async fn transactional_producer(
+    config: &KafkaConfig,
+    transactional_id: &str,
+) -> Result<FutureProducer, KafkaError> {
+    let timeout = TRANSACTION_TIMEOUT.as_millis() as u32;
+    let producer: FutureProducer = base(config)
+        .set("transactional.id", transactional_id)
+        .set("transaction.timeout.ms", timeout.to_string())
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("batch.size", "1048576")
+        .set("message.max.bytes", MAX_RECORD_BYTES.to_string())
+        .set("queue.buffering.max.messages", config.queue_max_messages.to_string())
+        .set("queue.buffering.max.kbytes", "262144")
+        .set("message.timeout.ms", config.message_timeout_ms.min(timeout).to_string())
+        .create()?;
+    let initialising = producer.clone();
+    blocking(move || initialising.init_transactions(Duration::from_secs(30))).await?;
+    Ok(producer)
+}
+
+/// A transactional id unique to this process and `stage` (e.g. `stream-0`), under the
+/// deployment's prefix.
+pub fn transactional_id(config: &KafkaConfig, stage: &str) -> String {
+    static PROCESS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let process = PROCESS.get_or_init(|| {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        (nanos.as_nanos() as u64) ^ ((std::process::id() as u64) << 32)
+    });
+    config.topic(&format!("{stage}.{process:016x}"))
+}
+
+/// Commits the open transaction of `producer` with `offsets` (the next offset to read of each
+/// partition the batch came from) as `group`'s consumer offsets: the batch's outputs and its
+/// offsets become visible together, or neither. `stage` names the fault points passed on the
+/// way (`{stage}.before_commit`). On failure the transaction is aborted and the error
+/// returned: the caller's stage must restart from its committed state.
+pub async fn commit_transaction(
+    producer: &FutureProducer,
+    offsets: rdkafka::TopicPartitionList,
+    group: rdkafka::consumer::ConsumerGroupMetadata,
+    stage: &str,
+) -> Result<(), KafkaError> {
+    let committing = producer.clone();
+    let fault = format!("{stage}.before_commit");
+    let result = blocking(move || {
+        committing.send_offsets_to_transaction(&offsets, &group, Duration::from_secs(30))?;
+        crate::stage::fault_point(&fault);
+        committing.commit_transaction(Duration::from_secs(30))
+    })
+    .await;
+    if result.is_err() {
+        abort_transaction(producer).await;
+    }
+    result
+}
+
+/// The next offset to read of each partition `batch` came from: what a batch commits.
+pub fn next_offsets(batch: &[rdkafka::message::BorrowedMessage<'_>]) -> rdkafka::TopicPartitionList {
+    use rdkafka::message::Message;
+    let mut next: Vec<(&str, i32, i64)> = Vec::new();
+    for message in batch {
+        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset() + 1);
+        match next.iter_mut().find(|(t, p, _)| *t == topic && *p == partition) {
+            Some(entry) => entry.2 = entry.2.max(offset),
+            None => next.push((topic, partition, offset)),
+        }
+    }
+    let mut list = rdkafka::TopicPartitionList::with_capacity(next.len());
+    for (topic, partition, offset) in next {
+        // Only a negative offset is refused, and these are all past a record's.
+        let _ = list.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset));
+    }
+    list
+}
+
+/// Aborts the open transaction of `producer`, if it can; the stage restarts either way.
+pub async fn abort_transaction(producer: &FutureProducer) {
+    let aborting = producer.clone();
+    if let Err(error) = blocking(move || aborting.abort_transaction(Duration::from_secs(30))).await {
+        tracing::warn!(%error, "the transaction could not be aborted; it times out on the broker");
+    }
+}
+
+/// Runs a blocking client call on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
+) -> Result<T, KafkaError> {
+    tokio::task::spawn_blocking(call).await.unwrap_or(Err(KafkaError::Canceled))
+}
+
+/// A consumer for a stage: it commits nothing by itself (the stage commits each batch's offsets,
+/// in its transaction or once its writes are done) and reads only committed records.
+pub fn stage_consumer<C: ConsumerContext + 'static>(
+    config: &KafkaConfig,
+    group_id: &str,
+    context: C,
+) -> Result<StreamConsumer<C>, KafkaError> {
+    consumer_config(config, group_id).set("enable.auto.commit", "false").create_with_context(context)
+}
+
+/// A consumer that reads assigned partitions to their end (it reports each end as a
+/// `PartitionEOF` error) and never joins a group or commits: for restoring state.
+pub fn reader(config: &KafkaConfig) -> Result<StreamConsumer, KafkaError> {
+    consumer_config(config, &config.topic("reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+}
+
 /// A consumer in `group_id` that commits only offsets the caller stored, i.e. records whose
 /// processing finished (`enable.auto.offset.store=false`; stored offsets are committed in the
 /// background and on close).
@@ -83,31 +212,41 @@ pub fn consumer_with_context<C: ConsumerContext + 'static>(
     group_id: &str,
     context: C,
 ) -> Result<StreamConsumer<C>, KafkaError> {
-    base(config)
-        .set("group.id", group_id)
+    consumer_config(config, group_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
+        .create_with_context(context)
+}
+
+fn consumer_config(config: &KafkaConfig, group_id: &str) -> ClientConfig {
+    let mut client = base(config);
+    client
+        .set("group.id", group_id)
         .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", SESSION_TIMEOUT.as_millis().to_string())
+        .set("statistics.interval.ms", "5000")
         .set("enable.partition.eof", "false")
         // Fetch up to 32 MiB per partition, so a record far above what sigstage writes (from
         // another writer) still arrives and is dead-lettered instead of stalling its partition.
         .set("max.partition.fetch.bytes", (32 << 20).to_string())
         .set("fetch.max.bytes", (64 << 20).to_string())
-        .set("receive.message.max.bytes", ((64 << 20) + 4096).to_string())
-        .create_with_context(context)
+        .set("receive.message.max.bytes", ((64 << 20) + 4096).to_string());
+    client
 }
 
-/// Adds records to `batch` until it holds `max`, or no record came for `wait`.
+/// Adds records to `batch` until it holds `max` or `window` has passed since the call (a
+/// deadline, so a trickle of records cannot keep a batch open).
 pub async fn fill_batch<'c, C: ConsumerContext + 'static>(
     consumer: &'c StreamConsumer<C>,
     batch: &mut Vec<rdkafka::message::BorrowedMessage<'c>>,
     max: usize,
-    wait: Duration,
+    window: Duration,
 ) {
+    let deadline = tokio::time::Instant::now() + window;
     while batch.len() < max {
-        match tokio::time::timeout(wait, consumer.recv()).await {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
             Ok(Ok(message)) => batch.push(message),
             _ => break,
         }
@@ -233,7 +372,13 @@ fn topic_settings(config: &KafkaConfig, name: &str, min_insync: i32) -> Vec<(&'s
     let short = name.strip_prefix(config.topic_prefix.as_str()).unwrap_or(name);
     let mut settings =
         vec![("max.message.bytes", MAX_RECORD_BYTES.to_string()), ("min.insync.replicas", min_insync.to_string())];
-    if topics::COMPACTED.contains(&short) {
+    if topics::WINDOWED.contains(&short) {
+        // One record per key, dropped once older than the window; an hour a segment so the
+        // oldest hour goes as a whole.
+        settings.push(("cleanup.policy", "compact,delete".into()));
+        settings.push(("retention.ms", (DEDUPE_WINDOW.as_millis() + 3_600_000).to_string()));
+        settings.push(("segment.ms", "3600000".into()));
+    } else if topics::COMPACTED.contains(&short) {
         // The latest record of each key, kept for good; a segment a day so compaction can run.
         settings.push(("cleanup.policy", "compact".into()));
         settings.push(("segment.ms", (24 * 3_600_000).to_string()));
@@ -265,14 +410,43 @@ async fn partition_counts(
     .unwrap_or(Err(KafkaError::Canceled))
 }
 
-/// Hears partition assignments, so a consumer loop can rebuild what it keeps per partition
-/// before it processes records of newly assigned ones.
+/// Hears partition assignments, so a stage can restore what it keeps per partition before it
+/// processes records of newly assigned ones; and the client's statistics, for the consumer lag
+/// of each partition.
 #[derive(Default)]
 pub struct Assignments {
+    stage: &'static str,
     pending: Mutex<Vec<i32>>,
 }
 
-impl ClientContext for Assignments {}
+impl Assignments {
+    /// For the stage named `stage` (the label of its lag metric).
+    pub fn new(stage: &'static str) -> Self {
+        Self { stage, pending: Mutex::default() }
+    }
+
+    /// Partitions assigned since the last call.
+    pub fn take(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+impl ClientContext for Assignments {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, stats) in &stats.partitions {
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    let labels = [
+                        ("stage", self.stage.to_owned()),
+                        ("topic", topic.clone()),
+                        ("partition", partition.to_string()),
+                    ];
+                    metrics::gauge!(crate::stage::CONSUMER_LAG, &labels).set(stats.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for Assignments {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -284,13 +458,6 @@ impl ConsumerContext for Assignments {
                 }
             }
         }
-    }
-}
-
-impl Assignments {
-    /// Partitions assigned since the last call.
-    pub fn take(&self) -> Vec<i32> {
-        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 }
 

@@ -9,5 +9,6 @@ pub mod control;
 pub mod health;
 pub mod kafka;
 pub mod migrate;
+pub mod stage;
 pub mod telemetry;
 pub mod time;

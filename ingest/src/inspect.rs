@@ -17,6 +17,8 @@ pub struct Inspected<'a> {
     pub kind: Option<Cow<'a, str>>,
     pub anonymous_id: Option<Cow<'a, str>>,
     pub user_id: Option<Cow<'a, str>>,
+    /// A top-level `session_id` (Tracardi's collect API).
+    pub session_id: Option<Cow<'a, str>>,
     pub message_id: Option<Cow<'a, str>>,
     pub title: Option<Cow<'a, str>>,
     pub start_time: Option<Cow<'a, str>>,
@@ -46,19 +48,13 @@ impl Inspected<'_> {
         self.email.is_some()
     }
 
-    /// Who the signal is about, for the record key: anonymousId, else userId, else email.
+    /// Who the signal is about, for the record key: its visitor as the stream sees it
+    /// ([`schemas::identity::visitor`]), else its email.
     pub fn identity(&self) -> Option<Cow<'_, str>> {
-        self.anonymous_id
-            .as_deref()
-            .or(self.user_id.as_deref())
+        schemas::identity::visitor(self.anonymous_id.as_deref(), self.session_id.as_deref(), self.user_id.as_deref())
             .map(Cow::Borrowed)
-            .or_else(|| self.email.as_deref().map(|email| Cow::Owned(normalise_email(email))))
+            .or_else(|| self.email.as_deref().and_then(schemas::identity::normalise_email).map(Cow::Owned))
     }
-}
-
-/// Emails compare trimmed and lower-cased.
-pub fn normalise_email(email: &str) -> String {
-    email.trim().to_lowercase()
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -105,6 +101,7 @@ impl<'de> Visitor<'de> for TopLevel {
                 "type" => out.kind = map.next_value::<Text<'de>>()?.0,
                 "anonymousId" => out.anonymous_id = map.next_value::<Text<'de>>()?.0,
                 "userId" => out.user_id = map.next_value::<Text<'de>>()?.0,
+                "session_id" => out.session_id = map.next_value::<Text<'de>>()?.0,
                 "messageId" => out.message_id = map.next_value::<Text<'de>>()?.0,
                 "title" => out.title = map.next_value::<Text<'de>>()?.0,
                 "startTime" => out.start_time = map.next_value::<Text<'de>>()?.0,
@@ -317,7 +314,7 @@ impl<'de> Deserialize<'de> for Email<'de> {
 }
 
 fn looks_like_email(value: &str) -> bool {
-    value.trim().split_once('@').is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+    schemas::identity::normalise_email(value).is_some()
 }
 
 /// The `email` field of an object (`traits`, `properties`); nothing when it is not an object.
@@ -463,12 +460,15 @@ mod tests {
     }
 
     #[test]
-    fn identity_prefers_anonymous_id_then_user_id_then_email() {
-        let cases: [(&str, Option<&str>); 4] = [
+    fn identity_prefers_anonymous_id_then_session_then_user_id_then_email() {
+        let cases: [(&str, Option<&str>); 7] = [
             (r#"{"anonymousId":"a","userId":"u","email":"E@x.io"}"#, Some("a")),
+            (r#"{"anonymousId":"undefined","session_id":"s","userId":"u"}"#, Some("s")),
+            (r#"{"anonymousId":"null","userId":"0","email":"E@x.io"}"#, Some("e@x.io")),
             (r#"{"userId":7,"email":"E@x.io"}"#, Some("7")),
             (r#"{"traits":{"email":" E@X.io "}}"#, Some("e@x.io")),
             (r#"{"event":"x"}"#, None),
+            (r#"{"anonymousId":"[object Object]"}"#, None),
         ];
         for (body, identity) in cases {
             assert_eq!(inspect(body.as_bytes()).expect(body).identity().as_deref(), identity, "{body}");

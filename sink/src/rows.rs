@@ -90,6 +90,50 @@ impl<'a> Processed<'a> {
     }
 }
 
+/// A row's identity in its table, so a write whose outcome is unknown (a replay after a crash,
+/// a retry after a timeout) can leave out the rows already there: the org, the value of the
+/// table's second key column, and the id of the record that made the row.
+pub trait Keyed {
+    /// The second key column and the id column of `table`.
+    fn key_columns(table: &str) -> (&'static str, &'static str);
+    fn key(&self, table: &str) -> (&str, &str, u64);
+}
+
+impl Keyed for SignalRow<'_> {
+    fn key_columns(table: &str) -> (&'static str, &'static str) {
+        if table == "signals_hot" {
+            ("lead_email", "signal_id")
+        } else {
+            ("anonymous_id", "signal_id")
+        }
+    }
+
+    fn key(&self, table: &str) -> (&str, &str, u64) {
+        let second = if table == "signals_hot" { self.lead_email } else { self.anonymous_id };
+        (self.org_id, second, self.signal_id)
+    }
+}
+
+impl Keyed for IdentityRow {
+    fn key_columns(_: &str) -> (&'static str, &'static str) {
+        ("anonymous_id", "signal_id")
+    }
+
+    fn key(&self, _: &str) -> (&str, &str, u64) {
+        (&self.org_id, &self.anonymous_id, self.signal_id)
+    }
+}
+
+impl Keyed for LeadRow {
+    fn key_columns(_: &str) -> (&'static str, &'static str) {
+        ("email", "first_signal_id")
+    }
+
+    fn key(&self, _: &str) -> (&str, &str, u64) {
+        (&self.org_id, &self.email, self.first_signal_id)
+    }
+}
+
 /// How many distinct months of `event_date` one insert into `signals_hot` or `signals_cold` may
 /// span. Both tables are `PARTITION BY toYYYYMM(event_date)`, and current ClickHouse refuses an
 /// insert whose rows fall in more than `max_partitions_per_insert_block` partitions (100 by
@@ -162,6 +206,13 @@ pub struct IdentityRow {
     pub title: String,
     pub signal_id: u64,
     pub linked_ms: u64,
+}
+
+/// What the sink reads of a link besides its row: the lead it replaces, on re-identification.
+#[derive(Debug, Deserialize)]
+pub struct Reidentified {
+    #[serde(default)]
+    pub previous_email: Option<String>,
 }
 
 /// An `identities` record of kind `lead`, and its `leads` table row.

@@ -1,34 +1,50 @@
-//! The ClickHouse sink's loop: a consumer group over `signals.processed` and `identities`,
-//! batch by batch (size and time bounds). Each batch becomes one insert per table (for the
-//! signal tables, one per [`MAX_MONTHS_PER_INSERT`] months its signals span: ClickHouse refuses
-//! an insert into too many partitions); a batch's offsets are stored only after ClickHouse
-//! acknowledged every insert and rehydration of it, so a crash replays the batch, which the
-//! tables' ReplacingMergeTree keys absorb.
+//! The ClickHouse sink's loop: a consumer group over `signals.processed` and `identities`
+//! (`read_committed`: only what the stream committed), batch by batch (a size bound and a
+//! deadline). Each batch becomes one insert per table (for the signal tables, one per
+//! [`MAX_MONTHS_PER_INSERT`] months its signals span: ClickHouse refuses an insert into too
+//! many partitions) and one rehydration statement.
+//!
+//! Exactly once into ClickHouse, which has no transactions to join: before a batch is written,
+//! its end offsets are committed to the group as an intent (the metadata of its first offsets);
+//! after, its end offsets. A sink given partitions reads the intents: records below one may be
+//! in ClickHouse already, so until it is past them it writes only the rows its tables do not
+//! hold (see [`store::existing`]); so does a retry after a write whose answer was lost.
+//! Rehydration leaves out what is hot already. A replay changes no count, physically.
 //!
 //! Rehydration is exact whatever order the two topics arrive in: a link rehydrates the cold
-//! signals already written (INSERT … SELECT from the cold table), and a cold signal of a visitor
-//! already linked (in this batch or before) is written hot as well.
+//! signals already written, and a cold signal of a visitor already linked (in this batch or
+//! before) is written hot as well. Both topics' partition p go to the same sink (range
+//! assignment of co-partitioned topics), so the two never race.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::config::KafkaConfig;
 use common::kafka::{self, header_pairs, topics, Assignments};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use common::stage::{self, Stage, StageError, Status};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
 use schemas::record::headers;
 use tokio::sync::watch;
 
-use crate::rows::{self, IdentityRow, LeadRow, Processed, SignalRow, MAX_MONTHS_PER_INSERT};
-use crate::store;
+use crate::rows::{self, IdentityRow, Keyed, LeadRow, Processed, Reidentified, SignalRow, MAX_MONTHS_PER_INSERT};
+use crate::store::{self, Visitors};
 
 pub const ROWS_TOTAL: &str = "sigstage_sink_rows_total";
+/// Rows left out of a write because the table held them already (replays).
+pub const ROWS_SKIPPED_TOTAL: &str = "sigstage_sink_rows_skipped_total";
+
+/// The metadata of an intent: records up to (excluding) this offset may be written.
+const INTENT: &str = "writing-to:";
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub batch_max: usize,
+    /// How long a batch may stay open after its first record.
     pub batch_wait: Duration,
 }
 
@@ -38,20 +54,26 @@ impl Default for Settings {
     }
 }
 
-/// Writes processed signals, identities and leads to ClickHouse until `stop` turns true.
+/// Where records below an offset may already be in ClickHouse: (topic, partition) → offset.
+type Unsure = HashMap<(String, i32), i64>;
+
+/// Writes processed signals, identities and leads to ClickHouse until `stop` turns true;
+/// answers the error that ended it otherwise.
 pub async fn run(
     config: &KafkaConfig,
     clickhouse: clickhouse::Client,
     settings: Settings,
+    stage: Stage,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), KafkaError> {
+) -> Result<(), StageError> {
     let (processed, identities, dlq) =
         (config.topic(topics::SIGNALS_PROCESSED), config.topic(topics::IDENTITIES), config.topic(topics::SIGNALS_DLQ));
-    let consumer: StreamConsumer<Assignments> =
-        kafka::consumer_with_context(config, &config.topic("sink"), Assignments::default())?;
+    let consumer: Arc<StreamConsumer<Assignments>> =
+        Arc::new(kafka::stage_consumer(config, &config.topic("sink"), Assignments::new("sink"))?);
     consumer.subscribe(&[&processed, &identities])?;
     let producer = kafka::producer(config)?;
-    let mut links: HashMap<String, String> = HashMap::new();
+    let mut unsure = Unsure::new();
+    stage.set(Status::Running);
     tracing::info!(%processed, %identities, "ClickHouse sink consuming");
 
     while !*stop.borrow() {
@@ -67,50 +89,120 @@ pub async fn run(
             }
         };
         kafka::fill_batch(&consumer, &mut batch, settings.batch_max, settings.batch_wait).await;
-        if !consumer.context().take().is_empty() {
-            // Links other sinks wrote before this one was given the partitions.
-            match store::with_retries("loading links", &mut stop, || store::links(&clickhouse)).await {
-                Ok(loaded) => links = loaded,
-                Err(error) => {
-                    tracing::error!(%error, "cannot load identity links");
-                    break;
-                }
-            }
+        let started = Instant::now();
+        let assigned = consumer.context().take();
+        if !assigned.is_empty() {
+            stage.set(Status::Restoring { partitions: assigned.clone(), records: 0 });
+            intents_of(&consumer, &[&processed, &identities], &assigned, &mut unsure).await?;
+            stage.set(Status::Running);
         }
-        let written = write_batch(&clickhouse, &batch, &identities, &mut links, &mut stop).await;
-        let Some(dead) = written else { break };
+        let replay = batch.iter().any(|message| {
+            unsure.get(&(message.topic().to_owned(), message.partition())).is_some_and(|&end| message.offset() < end)
+        });
+        commit(&consumer, intent(&batch)).await?;
+        let Some(dead) = write_batch(&clickhouse, &batch, &identities, replay, &mut stop).await else { break };
         for (message, reason, detail) in dead {
             let own = message.headers().map(header_pairs).unwrap_or_default();
             let (value, headers) =
                 kafka::dead_letter(message.payload().unwrap_or_default(), &own, [reason, "sink", &detail]);
             let record = FutureRecord::to(&dlq).key(message.key().unwrap_or_default()).payload(&value).headers(headers);
             if let Err((error, _)) = producer.send(record, Duration::from_secs(30)).await {
-                tracing::error!(%error, "dead letter not written; the batch will be read again");
-                return Err(error);
+                return Err(format!("a dead letter was not written ({error}); the batch will be read again").into());
             }
         }
+        stage::fault_point("sink.before_commit");
+        commit(&consumer, kafka::next_offsets(&batch)).await?;
         for message in &batch {
-            consumer.store_offset_from_message(message)?;
+            let key = (message.topic().to_owned(), message.partition());
+            if unsure.get(&key).is_some_and(|&end| message.offset() + 1 >= end) {
+                unsure.remove(&key);
+            }
         }
+        stage::record_batch("sink", &batch, started);
     }
-    kafka::commit_stored(&consumer)?;
     tracing::info!("ClickHouse sink stopped");
     Ok(())
 }
 
+/// The intent of `batch`: each partition's first offset in it (where the group stands), with
+/// the offset past its last record as metadata.
+fn intent(batch: &[BorrowedMessage<'_>]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    let ends = kafka::next_offsets(batch);
+    for end in ends.elements() {
+        let first = batch
+            .iter()
+            .filter(|message| message.topic() == end.topic() && message.partition() == end.partition())
+            .map(|message| message.offset())
+            .min()
+            .unwrap_or(0);
+        if let Offset::Offset(end_offset) = end.offset() {
+            let mut element = list.add_partition(end.topic(), end.partition());
+            // Only a negative offset is refused, and this is a record's.
+            let _ = element.set_offset(Offset::Offset(first));
+            element.set_metadata(format!("{INTENT}{end_offset}"));
+        }
+    }
+    list
+}
+
+/// Reads the group's committed offsets of newly `assigned` partitions of `topics`: an intent
+/// left there by a sink that did not finish its batch marks records that may be written.
+async fn intents_of(
+    consumer: &Arc<StreamConsumer<Assignments>>,
+    topics: &[&str],
+    assigned: &[i32],
+    unsure: &mut Unsure,
+) -> Result<(), KafkaError> {
+    let mut wanted = TopicPartitionList::new();
+    for topic in topics {
+        for &partition in assigned {
+            wanted.add_partition(topic, partition);
+        }
+    }
+    let asking = Arc::clone(consumer);
+    let committed = tokio::task::spawn_blocking(move || asking.committed_offsets(wanted, Duration::from_secs(30)))
+        .await
+        .unwrap_or(Err(KafkaError::Canceled))?;
+    for element in committed.elements() {
+        let end = element.metadata().strip_prefix(INTENT).and_then(|end| end.parse::<i64>().ok());
+        if let Some(end) = end {
+            tracing::info!(
+                topic = element.topic(),
+                partition = element.partition(),
+                end,
+                "replaying an unfinished batch"
+            );
+            unsure.insert((element.topic().to_owned(), element.partition()), end);
+        }
+    }
+    Ok(())
+}
+
+/// Commits `offsets` (with their metadata) for the group, and waits for the broker.
+async fn commit(consumer: &Arc<StreamConsumer<Assignments>>, offsets: TopicPartitionList) -> Result<(), KafkaError> {
+    let committing = Arc::clone(consumer);
+    tokio::task::spawn_blocking(move || committing.commit(&offsets, CommitMode::Sync))
+        .await
+        .unwrap_or(Err(KafkaError::Canceled))
+}
+
 type DeadLetter<'m, 'b> = (&'b BorrowedMessage<'m>, &'static str, String);
 
-/// Writes one batch; answers the records that could not be written (bad data), or None when
-/// asked to stop before ClickHouse took everything.
+/// Writes one batch (`replay`: some of it may be in ClickHouse already); answers the records
+/// that could not be written (bad data), or None when asked to stop before ClickHouse took
+/// everything.
 async fn write_batch<'m, 'b>(
     clickhouse: &clickhouse::Client,
     batch: &'b [BorrowedMessage<'m>],
     identities_topic: &str,
-    links: &mut HashMap<String, String>,
+    replay: bool,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Vec<DeadLetter<'m, 'b>>> {
     let mut dead = Vec::new();
     let (mut new_links, mut leads, mut signals) = (Vec::new(), Vec::new(), Vec::new());
+    // Links that rehydrate: a re-identified visitor's rows stay with the lead they went to.
+    let mut rehydrating = Vec::new();
     for message in batch {
         let payload = message.payload().unwrap_or_default();
         if message.topic() != identities_topic {
@@ -128,14 +220,29 @@ async fn write_batch<'m, 'b>(
         let parsed = if kind == b"lead" {
             serde_json::from_slice::<LeadRow>(payload).map(|lead| leads.push((message, lead)))
         } else {
-            serde_json::from_slice::<IdentityRow>(payload).map(|link| new_links.push((message, link)))
+            serde_json::from_slice::<IdentityRow>(payload).map(|link| {
+                let first =
+                    serde_json::from_slice::<Reidentified>(payload).map_or(true, |r| r.previous_email.is_none());
+                rehydrating.push(first);
+                new_links.push((message, link));
+            })
         };
         if let Err(error) = parsed {
             dead.push((message, "invalid_identity_record", error.to_string()));
         }
     }
+    // The lead of each visitor with cold signals here: linked in this batch, or before.
+    let cold_visitors = signals
+        .iter()
+        .filter(|(_, processed)| !processed.hot)
+        .filter_map(|(_, processed)| Some((processed.org.as_ref(), processed.anonymous_id.as_deref()?)));
+    let cold_visitors = Visitors::new(cold_visitors);
+    let mut links = match store::with_retries("links", stop, || store::links_of(clickhouse, &cold_visitors)).await {
+        Ok(links) => links,
+        Err(_) => return None,
+    };
     for (_, link) in &new_links {
-        links.insert(store::link_key(&link.org_id, &link.anonymous_id), link.email.clone());
+        links.insert(store::visitor_key(&link.org_id, &link.anonymous_id), link.email.clone());
     }
 
     let now = common::time::now_ms();
@@ -149,7 +256,7 @@ async fn write_batch<'m, 'b>(
             _ => {
                 cold.push((*message, processed.row(None, now)));
                 let anonymous_id = processed.anonymous_id.as_deref().unwrap_or_default();
-                if let Some(email) = links.get(&store::link_key(&processed.org, anonymous_id)) {
+                if let Some(email) = links.get(&store::visitor_key(&processed.org, anonymous_id)) {
                     hot.push((*message, processed.row(Some((email, "rehydrated")), now)));
                 }
             }
@@ -157,33 +264,31 @@ async fn write_batch<'m, 'b>(
     }
     // Cold rows go in before the links' rehydration reads them back.
     for (table, rows) in [("signals_cold", &mut cold), ("signals_hot", &mut hot)] {
-        if !write_signal_rows(clickhouse, table, rows, stop, &mut dead).await {
+        if !write_signal_rows(clickhouse, table, rows, replay, stop, &mut dead).await {
             return None;
         }
     }
-    if !write_rows::<IdentityRow>(clickhouse, "identities", &new_links, stop, &mut dead).await
-        || !write_rows::<LeadRow>(clickhouse, "leads", &leads, stop, &mut dead).await
+    if !write_rows::<IdentityRow>(clickhouse, "identities", &new_links, replay, stop, &mut dead).await
+        || !write_rows::<LeadRow>(clickhouse, "leads", &leads, replay, stop, &mut dead).await
     {
         return None;
     }
-    // One statement per org and up to REHYDRATE_VISITORS visitors (the batch's latest link of
-    // each): a batch can carry thousands of links, and a statement per link, all at once, made
-    // ClickHouse refuse every query beyond its concurrent limit, analysts' included.
-    let mut latest: HashMap<(&str, &str), &str> = HashMap::new();
-    for (_, link) in &new_links {
-        latest.insert((&link.org_id, &link.anonymous_id), &link.email);
+    // One statement for the batch's latest link of each visitor: a statement per link, all at
+    // once, made ClickHouse refuse every query beyond its concurrent limit, analysts' included.
+    let mut latest: HashMap<(&str, &str), (&str, bool)> = HashMap::new();
+    for ((_, link), first) in new_links.iter().zip(&rehydrating) {
+        latest.insert((&link.org_id, &link.anonymous_id), (&link.email, *first));
     }
-    let mut by_org: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
-    for ((org, visitor), email) in latest {
-        by_org.entry(org).or_default().push((visitor, email));
-    }
-    for (org, links) in &by_org {
-        for chunk in links.chunks(store::REHYDRATE_VISITORS) {
-            let rehydrated =
-                store::with_retries("rehydration", stop, || store::rehydrate(clickhouse, org, chunk, now)).await;
-            if rehydrated.is_err() {
-                return None;
-            }
+    let to_rehydrate: Vec<(&str, &str, &str)> = latest
+        .into_iter()
+        .filter(|(_, (_, first))| *first)
+        .map(|((org, visitor), (email, _))| (org, visitor, email))
+        .collect();
+    if !to_rehydrate.is_empty() {
+        stage::fault_point("sink.rehydrating");
+        if store::with_retries("rehydration", stop, || store::rehydrate(clickhouse, &to_rehydrate, now)).await.is_err()
+        {
+            return None;
         }
     }
     let counts = [
@@ -201,54 +306,87 @@ async fn write_batch<'m, 'b>(
 /// Inserts signal rows at most [`MAX_MONTHS_PER_INSERT`] months at a time, in one insert when the
 /// batch spans no more (the usual case: nothing sorted, nothing more allocated), else sorted by
 /// month, a stable sort that keeps the order of rows of one month (and so of one key). Answers as
-/// [`write_rows`]; rows refused as bad data are told apart within their insert.
+/// [`write_rows`].
 async fn write_signal_rows<'m, 'b>(
     clickhouse: &clickhouse::Client,
     table: &'static str,
     rows: &mut [(&'b BorrowedMessage<'m>, SignalRow<'_>)],
+    replay: bool,
     stop: &mut watch::Receiver<bool>,
     dead: &mut Vec<DeadLetter<'m, 'b>>,
 ) -> bool {
     let month = |(_, row): &(&BorrowedMessage<'_>, SignalRow<'_>)| rows::month_of(row.event_ms);
     let (first, last) = rows.iter().map(month).fold((u32::MAX, 0), |(lo, hi), m| (lo.min(m), hi.max(m)));
     if last.saturating_sub(first) < MAX_MONTHS_PER_INSERT as u32 {
-        return write_rows::<SignalRow<'static>>(clickhouse, table, rows, stop, dead).await;
+        return write_rows::<SignalRow<'static>>(clickhouse, table, rows, replay, stop, dead).await;
     }
     rows.sort_by_key(month);
     for chunk in rows::month_chunks(rows, month, MAX_MONTHS_PER_INSERT) {
-        if !write_rows::<SignalRow<'static>>(clickhouse, table, chunk, stop, dead).await {
+        if !write_rows::<SignalRow<'static>>(clickhouse, table, chunk, replay, stop, dead).await {
             return false;
         }
     }
     true
 }
 
-/// Inserts the rows of a batch in one insert, retrying while ClickHouse is in trouble. When
+/// Inserts the rows of a batch in one insert, each row once (see [`insert_once`]). When
 /// ClickHouse refuses them as bad data, inserts them one at a time, so only the rows at fault
 /// (their records) become dead letters. Answers false when asked to stop first.
 async fn write_rows<'m, 'b, T>(
     clickhouse: &clickhouse::Client,
     table: &'static str,
     rows: &[(&'b BorrowedMessage<'m>, T::Value<'_>)],
+    replay: bool,
     stop: &mut watch::Receiver<bool>,
     dead: &mut Vec<DeadLetter<'m, 'b>>,
 ) -> bool
 where
     T: clickhouse::Row + clickhouse::RowWrite,
+    for<'v> T::Value<'v>: Keyed,
 {
     let all: Vec<&T::Value<'_>> = rows.iter().map(|(_, row)| row).collect();
-    match store::with_retries(table, stop, || common::clickhouse::insert::<T, _>(clickhouse, table, &all)).await {
+    match insert_once::<T>(clickhouse, table, &all, replay, stop).await {
         Ok(()) => return true,
         Err(_) if *stop.borrow() => return false,
         Err(error) => tracing::error!(%error, table, "rows refused as bad data; writing them one by one"),
     }
     for (message, row) in rows {
-        let one = [row];
-        match store::with_retries(table, stop, || common::clickhouse::insert::<T, _>(clickhouse, table, &one)).await {
+        match insert_once::<T>(clickhouse, table, &[row], replay, stop).await {
             Ok(()) => {}
             Err(_) if *stop.borrow() => return false,
             Err(error) => dead.push((message, "refused_by_clickhouse", error.to_string())),
         }
     }
     true
+}
+
+/// Inserts `rows`, retrying while ClickHouse is in trouble, so that each is in `table` once:
+/// when some may be there already (`replay`, or a retry after an insert whose answer was
+/// lost), those are left out first.
+async fn insert_once<'v, T>(
+    clickhouse: &clickhouse::Client,
+    table: &'static str,
+    rows: &[&T::Value<'v>],
+    replay: bool,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), clickhouse::error::Error>
+where
+    T: clickhouse::Row + clickhouse::RowWrite,
+    T::Value<'v>: Keyed,
+{
+    let mut unsure = replay;
+    store::with_retries(table, stop, || {
+        let was_unsure = unsure;
+        unsure = true; // from the second attempt on, the first may have landed
+        async move {
+            let mut rows = rows.to_vec();
+            if was_unsure && !rows.is_empty() {
+                let there = store::existing(clickhouse, table, &rows).await?;
+                rows.retain(|row| !there.contains(&row.key(table).2));
+                metrics::counter!(ROWS_SKIPPED_TOTAL, "table" => table).increment(there.len() as u64);
+            }
+            common::clickhouse::insert::<T, _>(clickhouse, table, &rows).await
+        }
+    })
+    .await
 }

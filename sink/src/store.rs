@@ -1,18 +1,24 @@
-//! The sink's ClickHouse writes: batched RowBinary inserts that tell retryable errors (the
-//! server is down, busy or slow) from bad data, rehydration of a visitor's cold signals, and
-//! the links already known.
+//! The sink's ClickHouse statements: batched RowBinary inserts that tell retryable errors (the
+//! server is down, busy or slow) from bad data, the rows a table holds already (for writes
+//! whose outcome is unknown), rehydration of identified visitors' cold signals, and the links
+//! of a batch's visitors.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use clickhouse::error::Error;
 use clickhouse::Row;
 use serde::Deserialize;
 
-use crate::rows::MAX_MONTHS_PER_INSERT;
+use crate::rows::{Keyed, MAX_MONTHS_PER_INSERT};
 
-/// ClickHouse error codes that mean the rows themselves are wrong: retrying cannot help.
-const BAD_DATA_CODES: [u32; 14] = [6, 26, 27, 33, 38, 41, 53, 69, 70, 72, 117, 131, 349, 1001];
+/// ClickHouse error codes that mean the rows themselves are wrong: retrying cannot help. Text
+/// that cannot be parsed as its column's type (6, 25, 26, 27, 38, 41, 72, 130), data cut short
+/// or malformed (32, 33, 117), values out of their type's range or of a wrong type (53, 69, 70,
+/// 321), sizes beyond limits (128, 131), arrays of unequal sizes (190), a NULL or an unknown
+/// enum value (349, 691), and what the server's parsers throw as plain exceptions (1001).
+const BAD_DATA_CODES: [u32; 21] =
+    [6, 25, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 128, 130, 131, 190, 321, 349, 691, 1001];
 
 /// True when the same insert may succeed later.
 pub fn is_retryable(error: &Error) -> bool {
@@ -49,43 +55,75 @@ fn code_of(message: &str) -> Option<u32> {
 const REHYDRATE: &str = include_str!("sql/rehydrate.sql");
 /// The months some visitors' cold signals fall in.
 const COLD_MONTHS: &str = include_str!("sql/cold_months.sql");
+/// The latest link of some visitors.
+const LINKS_OF: &str = include_str!("sql/links_of.sql");
 
-/// Visitors one rehydration statement covers.
-pub const REHYDRATE_VISITORS: usize = 1000;
+/// A visitor of an org, as the sink's statements bind it: org id, anonymous id, and the key
+/// `org_id NUL anonymous_id` they compare on.
+pub struct Visitors<'a> {
+    orgs: Vec<&'a str>,
+    anonymous_ids: Vec<&'a str>,
+    keys: Vec<String>,
+}
 
-/// Writes every cold signal of each visitor of `links` (anonymousId, lead email; one org, each
-/// visitor once) as a hot row of its lead, attributed `rehydrated`. Idempotent: the hot table's
-/// key is (org, lead, signal), so doing it twice leaves one row per signal once merged (and
-/// queries read with FINAL). One statement, unless the visitors' signals span more months than
-/// ClickHouse takes in one insert: then one per [`MAX_MONTHS_PER_INSERT`] of those months (see
-/// [`is_too_many_partitions`]).
+impl<'a> Visitors<'a> {
+    pub fn new(visitors: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut this = Self { orgs: Vec::new(), anonymous_ids: Vec::new(), keys: Vec::new() };
+        for (org, anonymous_id) in visitors {
+            if !this.orgs.contains(&org) {
+                this.orgs.push(org);
+            }
+            this.anonymous_ids.push(anonymous_id);
+            this.keys.push(visitor_key(org, anonymous_id));
+        }
+        this
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// Writes every cold signal of each visitor of `links` (org, anonymousId, lead email; each
+/// visitor once) as a hot row of its lead, attributed `rehydrated`, leaving out signals already
+/// hot under that lead, so doing it twice writes nothing more. One statement for all of them,
+/// unless their signals span more months than ClickHouse takes in one insert: then one per
+/// [`MAX_MONTHS_PER_INSERT`] of those months (see [`is_too_many_partitions`]).
 pub async fn rehydrate(
     client: &clickhouse::Client,
-    org_id: &str,
-    links: &[(&str, &str)],
+    links: &[(&str, &str, &str)],
     written_ms: u64,
 ) -> Result<(), Error> {
-    let visitors: Vec<&str> = links.iter().map(|link| link.0).collect();
-    let emails: Vec<&str> = links.iter().map(|link| link.1).collect();
+    let visitors = Visitors::new(links.iter().map(|&(org, visitor, _)| (org, visitor)));
+    let emails: Vec<&str> = links.iter().map(|link| link.2).collect();
     let months = |first: u32, last: u32| {
         client
             .query(REHYDRATE)
-            .bind(&visitors)
+            .bind(&visitors.keys)
             .bind(&emails)
             .bind(written_ms)
-            .bind(org_id)
-            .bind(&visitors)
+            .bind(&visitors.orgs)
+            .bind(&visitors.anonymous_ids)
+            .bind(&visitors.keys)
             .bind(first)
             .bind(last)
+            .bind(&visitors.orgs)
+            .bind(&emails)
             .execute()
     };
     match months(0, u32::MAX).await {
         Err(error) if is_too_many_partitions(&error) => {
-            tracing::info!(org_id, visitors = links.len(), "rehydrating a long history a range of months at a time");
+            tracing::info!(visitors = links.len(), "rehydrating a long history a range of months at a time");
         }
         done => return done,
     }
-    let cold: Vec<u32> = client.query(COLD_MONTHS).bind(org_id).bind(&visitors).fetch_all().await?;
+    let cold: Vec<u32> = client
+        .query(COLD_MONTHS)
+        .bind(&visitors.orgs)
+        .bind(&visitors.anonymous_ids)
+        .bind(&visitors.keys)
+        .fetch_all()
+        .await?;
     for range in cold.chunks(MAX_MONTHS_PER_INSERT) {
         if let (Some(&first), Some(&last)) = (range.first(), range.last()) {
             months(first, last).await?;
@@ -101,15 +139,49 @@ struct LinkRow {
     email: String,
 }
 
-/// Every link written so far: `org \0 anonymousId` → email.
-pub async fn links(client: &clickhouse::Client) -> Result<HashMap<String, String>, Error> {
-    let rows: Vec<LinkRow> =
-        client.query("SELECT org_id, anonymous_id, email FROM identities FINAL").fetch_all().await?;
-    Ok(rows.into_iter().map(|row| (link_key(&row.org_id, &row.anonymous_id), row.email)).collect())
+/// The latest link of each of `visitors` that has one: `org NUL anonymousId` → email.
+pub async fn links_of(client: &clickhouse::Client, visitors: &Visitors<'_>) -> Result<HashMap<String, String>, Error> {
+    if visitors.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<LinkRow> = client
+        .query(LINKS_OF)
+        .bind(&visitors.orgs)
+        .bind(&visitors.anonymous_ids)
+        .bind(&visitors.keys)
+        .fetch_all()
+        .await?;
+    Ok(rows.into_iter().map(|row| (visitor_key(&row.org_id, &row.anonymous_id), row.email)).collect())
 }
 
-pub fn link_key(org_id: &str, anonymous_id: &str) -> String {
+pub fn visitor_key(org_id: &str, anonymous_id: &str) -> String {
     format!("{org_id}\0{anonymous_id}")
+}
+
+/// The ids (see [`Keyed`]) of `rows` that `table` holds already.
+pub async fn existing<T: Keyed>(client: &clickhouse::Client, table: &str, rows: &[&T]) -> Result<HashSet<u64>, Error> {
+    let (second, id) = T::key_columns(table);
+    let (mut orgs, mut seconds, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    for row in rows {
+        let (org, value, row_id) = row.key(table);
+        if !orgs.contains(&org) {
+            orgs.push(org);
+        }
+        seconds.push(value);
+        ids.push(row_id);
+    }
+    let query = format!(
+        "SELECT DISTINCT {id} FROM {table} WHERE org_id IN (SELECT arrayJoin(?)) \
+         AND {second} IN (SELECT arrayJoin(?)) AND {id} IN (SELECT arrayJoin(?))"
+    );
+    let found: Vec<u64> = client.query(&query).bind(&orgs).bind(&seconds).bind(&ids).fetch_all().await?;
+    Ok(found.into_iter().collect())
+}
+
+/// True when a failed write may still have been applied (the answer was lost): a retry must
+/// first leave out what is there.
+pub fn is_ambiguous(error: &Error) -> bool {
+    matches!(error, Error::Network(_) | Error::TimedOut)
 }
 
 /// Runs `attempt` until it succeeds, backing off on retryable errors (up to 30 s apart), and

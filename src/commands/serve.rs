@@ -10,6 +10,7 @@ use common::config::Config;
 use common::control::keys::{self, Endpoint, KeySet, NewKey};
 use common::health::{self, Health};
 use common::kafka::MetadataClient;
+use common::stage::{self, Stages};
 use ingest::control::Control;
 use ingest::sender::Sender;
 use ingest::Edge;
@@ -39,12 +40,15 @@ impl Roles {
 }
 
 pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -> anyhow::Result<()> {
+    stage::arm_fault(config.fault.clone());
     let clickhouse = common::clickhouse::client(&config.clickhouse);
+    let stages = Stages::default();
     let health = Health {
         kafka: MetadataClient::new(&config.kafka)
             .context("creating the Kafka client (check SIGSTAGE_KAFKA_BROKERS)")?,
         clickhouse: clickhouse.clone(),
         metrics: common::telemetry::init_metrics(),
+        stages: stages.clone(),
     };
     let mut app = health::router(health).merge(common::admin::router(
         clickhouse.clone(),
@@ -70,41 +74,35 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
         signal.await;
         let _ = stop_tx.send(true);
     });
-    let processor = roles.stream.then(|| {
-        let (kafka, clickhouse, stop) = (config.kafka.clone(), clickhouse.clone(), stop.clone());
+    // Every stage runs supervised: a failure restarts it (it rejoins its group and restores
+    // its state), and /readyz names it meanwhile.
+    let mut supervised = Vec::new();
+    if roles.stream {
+        let (kafka, clickhouse) = (config.kafka.clone(), clickhouse.clone());
         let settings = stream::runner::Settings {
             refresh: Duration::from_millis(config.control_refresh_ms),
             ..stream::runner::Settings::default()
         };
-        tokio::spawn(async move {
-            let result = stream::runner::run(&kafka, clickhouse, settings, stop).await;
-            if let Err(error) = &result {
-                tracing::error!(%error, "the stream processor stopped");
-            }
-            result
-        })
-    });
-    let sink = roles.sink.then(|| {
-        let (kafka, clickhouse, stop) = (config.kafka.clone(), clickhouse.clone(), stop.clone());
-        tokio::spawn(async move {
-            let result = sink::runner::run(&kafka, clickhouse, sink::runner::Settings::default(), stop).await;
-            if let Err(error) = &result {
-                tracing::error!(%error, "the ClickHouse sink stopped");
-            }
-            result
-        })
-    });
-    let webhooks = roles.sink.then(|| {
-        let (kafka, clickhouse, stop) = (config.kafka.clone(), clickhouse.clone(), stop.clone());
+        let transactional_id = common::kafka::transactional_id(&config.kafka, "stream");
+        supervised.push(tokio::spawn(stage::supervise(stages.stage("stream"), stop.clone(), move |stage, stop| {
+            let (kafka, clickhouse, settings, id) =
+                (kafka.clone(), clickhouse.clone(), settings.clone(), transactional_id.clone());
+            async move { stream::runner::run(&kafka, clickhouse, settings, &id, stage, stop).await }
+        })));
+    }
+    if roles.sink {
+        let (kafka, sink_clickhouse) = (config.kafka.clone(), clickhouse.clone());
+        supervised.push(tokio::spawn(stage::supervise(stages.stage("sink"), stop.clone(), move |stage, stop| {
+            let (kafka, clickhouse) = (kafka.clone(), sink_clickhouse.clone());
+            async move { sink::runner::run(&kafka, clickhouse, sink::runner::Settings::default(), stage, stop).await }
+        })));
+        let (kafka, clickhouse) = (config.kafka.clone(), clickhouse.clone());
         let (settings, refresh) = (config.webhooks.clone(), Duration::from_millis(config.control_refresh_ms));
-        tokio::spawn(async move {
-            let result = sink::webhooks::run(&kafka, settings, clickhouse, refresh, stop).await;
-            if let Err(error) = &result {
-                tracing::error!(%error, "the webhook sink stopped");
-            }
-            result
-        })
-    });
+        supervised.push(tokio::spawn(stage::supervise(stages.stage("webhooks"), stop.clone(), move |stage, stop| {
+            let (kafka, clickhouse, settings) = (kafka.clone(), clickhouse.clone(), settings.clone());
+            async move { sink::webhooks::run(&kafka, settings, clickhouse, refresh, stage, stop).await }
+        })));
+    }
     let listener = TcpListener::bind(config.http.addr).await.with_context(|| {
         format!(
             "cannot listen on {} (SIGSTAGE_HTTP_ADDR): is another sigstage already running there?",
@@ -130,14 +128,8 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
             let _ = stopped.wait_for(|stop| *stop).await;
         })
         .await?;
-    if let Some(processor) = processor {
-        processor.await.context("the stream processor panicked")?.context("the stream processor failed")?;
-    }
-    if let Some(sink) = sink {
-        sink.await.context("the ClickHouse sink panicked")?.context("the ClickHouse sink failed")?;
-    }
-    if let Some(webhooks) = webhooks {
-        webhooks.await.context("the webhook sink panicked")?.context("the webhook sink failed")?;
+    for stage in supervised {
+        stage.await.context("a stage panicked")?;
     }
 
     if let Some(edge) = edge {

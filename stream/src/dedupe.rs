@@ -1,15 +1,201 @@
-//! Dedupe by content hash: xxh3-128 of the org and the signal's bytes, remembered in a moka
-//! cache bounded by entries and by time. Segment's at-least-once redeliveries and a sender's
-//! retries carry the same bytes, so they hash the same and only the first goes on.
+//! Dedupe, exact within its window. A signal's identity is (org, Segment `messageId`) when it
+//! has one, so a redelivery re-serialised by another client is still caught; otherwise a hash of
+//! its content that ignores key order and whitespace. Each identity is remembered with the
+//! signal id that first carried it, in hour buckets: nothing is turned away while there is room,
+//! and entries leave only by age (a bucket at a time), or, when `max_entries` is reached, the
+//! oldest bucket goes early, said by a warning and a metric.
+//!
+//! Memory: one hash-map slot of 32 bytes per entry (a 16-byte hash, the 8-byte signal id and
+//! the bucket), about 37 to 73 bytes with the map's spare capacity; 10 M entries fit in 750 MB.
 
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
-use moka::sync::Cache;
-use xxhash_rust::xxh3::Xxh3;
+use simd_json::prelude::*;
+use simd_json::{BorrowedValue, StaticNode};
+use xxhash_rust::xxh3::{xxh3_128, Xxh3};
+
+pub const ENTRIES: &str = "sigstage_stream_dedupe_entries";
+pub const EVICTED_EARLY: &str = "sigstage_stream_dedupe_evicted_early_total";
+
+/// Buckets per window: an entry lives between the window and the window plus one bucket.
+const BUCKETS: u64 = 24;
 
 pub struct Deduper {
-    seen: Cache<u128, (), Prehashed>,
+    seen: HashMap<u128, Entry, Prehashed>,
+    /// Entries per bucket still held, oldest first: `(bucket, count)`.
+    counts: std::collections::BTreeMap<u64, usize>,
+    bucket_ms: u64,
+    window_ms: u64,
+    max_entries: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    signal_id: u64,
+    bucket: u64,
+}
+
+/// What the window says of a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not seen within the window: remembered now.
+    First,
+    /// Seen before, first carried by this signal id.
+    Repeat { first: u64 },
+}
+
+impl Deduper {
+    pub fn new(max_entries: usize, window: Duration) -> Self {
+        let window_ms = window.as_millis().max(BUCKETS as u128) as u64;
+        Self {
+            seen: HashMap::with_hasher(Prehashed),
+            counts: Default::default(),
+            bucket_ms: window_ms / BUCKETS,
+            window_ms,
+            max_entries: max_entries.max(1),
+        }
+    }
+
+    /// The identity of a signal of `org` from `source`: its Segment `messageId`, else its content.
+    pub fn identity(org: &str, source: &str, value: &BorrowedValue<'_>) -> u128 {
+        let message_id = value.get("messageId").and_then(|id| id.as_str()).filter(|id| !id.trim().is_empty());
+        let mut hasher = Xxh3::new();
+        hasher.update(org.as_bytes());
+        // A separator no org id contains, so ("ab", "c…") and ("a", "bc…") differ.
+        hasher.update(&[0xff]);
+        match message_id {
+            Some(id) if source == "segment" => {
+                hasher.update(b"messageId\0");
+                hasher.update(id.trim().as_bytes());
+            }
+            _ => hasher.update(&canonical(value).to_le_bytes()),
+        }
+        hasher.digest128()
+    }
+
+    /// Whether `hash` was seen within the window; remembers it (first carried by `signal_id`,
+    /// at `at_ms`) when it was not.
+    pub fn check(&mut self, hash: u128, signal_id: u64, at_ms: u64) -> Verdict {
+        if let Some(entry) = self.seen.get(&hash) {
+            if self.is_live(entry.bucket, at_ms) {
+                return Verdict::Repeat { first: entry.signal_id };
+            }
+        }
+        self.insert(hash, signal_id, at_ms);
+        Verdict::First
+    }
+
+    /// Puts back an entry from the changelog (first seen at `seen_ms`); older ones than the
+    /// window as of `now_ms` are skipped. True when kept.
+    pub fn restore(&mut self, hash: u128, signal_id: u64, seen_ms: u64, now_ms: u64) -> bool {
+        if seen_ms + self.window_ms < now_ms {
+            return false;
+        }
+        self.insert(hash, signal_id, seen_ms);
+        true
+    }
+
+    /// Drops the buckets that have left the window by `now_ms`.
+    pub fn expire(&mut self, now_ms: u64) {
+        let oldest_live = now_ms.saturating_sub(self.window_ms) / self.bucket_ms;
+        if self.counts.first_key_value().is_some_and(|(&bucket, _)| bucket < oldest_live) {
+            self.counts.retain(|&bucket, _| bucket >= oldest_live);
+            self.seen.retain(|_, entry| entry.bucket >= oldest_live);
+            metrics::gauge!(ENTRIES).set(self.seen.len() as f64);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    fn is_live(&self, bucket: u64, at_ms: u64) -> bool {
+        bucket >= at_ms.saturating_sub(self.window_ms) / self.bucket_ms
+    }
+
+    fn insert(&mut self, hash: u128, signal_id: u64, at_ms: u64) {
+        let bucket = at_ms / self.bucket_ms;
+        if let Some(previous) = self.seen.insert(hash, Entry { signal_id, bucket }) {
+            self.forget(previous.bucket);
+        }
+        *self.counts.entry(bucket).or_default() += 1;
+        if self.seen.len() > self.max_entries {
+            self.evict_oldest_early();
+        }
+        metrics::gauge!(ENTRIES).set(self.seen.len() as f64);
+    }
+
+    fn forget(&mut self, bucket: u64) {
+        if let Some(count) = self.counts.get_mut(&bucket) {
+            *count -= 1;
+            if *count == 0 {
+                self.counts.remove(&bucket);
+            }
+        }
+    }
+
+    fn evict_oldest_early(&mut self) {
+        let Some((bucket, count)) = self.counts.pop_first() else { return };
+        self.seen.retain(|_, entry| entry.bucket != bucket);
+        metrics::counter!(EVICTED_EARLY).increment(count as u64);
+        tracing::warn!(
+            evicted = count,
+            max_entries = self.max_entries,
+            "the dedupe window is full: its oldest hour was dropped early, so repeats older than the \
+             remaining window are no longer caught (raise the entry bound, or expect fewer repeats)"
+        );
+    }
+}
+
+/// A hash of a JSON value that ignores key order and whitespace: objects combine their
+/// members' hashes with a commutative sum, arrays keep their order.
+pub fn canonical(value: &BorrowedValue<'_>) -> u128 {
+    match value {
+        BorrowedValue::Object(members) => members.iter().fold(0x6f_u128, |sum, (key, member)| {
+            let mut pair = [0u8; 16];
+            pair.copy_from_slice(&canonical(member).to_le_bytes());
+            let mut hasher = Xxh3::new();
+            hasher.update(key.as_bytes());
+            hasher.update(&[0]);
+            hasher.update(&pair);
+            sum.wrapping_add(hasher.digest128())
+        }),
+        BorrowedValue::Array(items) => {
+            let mut hasher = Xxh3::new();
+            hasher.update(b"[");
+            for item in items.iter() {
+                hasher.update(&canonical(item).to_le_bytes());
+            }
+            hasher.digest128()
+        }
+        BorrowedValue::String(text) => {
+            let mut hasher = Xxh3::new();
+            hasher.update(b"\"");
+            hasher.update(text.as_bytes());
+            hasher.digest128()
+        }
+        BorrowedValue::Static(node) => match node {
+            StaticNode::Null => xxh3_128(b"null"),
+            StaticNode::Bool(flag) => xxh3_128(if *flag { b"true" } else { b"false" }),
+            // One number, one hash, whichever way it was written (1, 1.0, 1e0).
+            StaticNode::I64(n) => number(*n as f64, Some(*n as i128)),
+            StaticNode::U64(n) => number(*n as f64, Some(*n as i128)),
+            StaticNode::F64(n) => number(*n, (n.fract() == 0.0 && n.abs() < 9.0e15).then_some(*n as i128)),
+        },
+    }
+}
+
+fn number(float: f64, integer: Option<i128>) -> u128 {
+    match integer {
+        Some(n) => xxh3_128(&[b"i".as_slice(), &n.to_le_bytes()].concat()),
+        None => xxh3_128(&[b"f".as_slice(), &float.to_bits().to_le_bytes()].concat()),
+    }
 }
 
 /// Hashes keys that are already uniformly random (xxh3 digests) by taking their low 64 bits,
@@ -47,59 +233,76 @@ impl Hasher for PrehashedHasher {
     }
 }
 
-impl Deduper {
-    pub fn new(max_entries: u64, window: Duration) -> Self {
-        Self { seen: Cache::builder().max_capacity(max_entries).time_to_live(window).build_with_hasher(Prehashed) }
-    }
-
-    /// The content hash of a signal of `org`.
-    pub fn hash(org: &str, payload: &[u8]) -> u128 {
-        let mut hasher = Xxh3::new();
-        hasher.update(org.as_bytes());
-        // A separator no org id contains, so ("ab", "c…") and ("a", "bc…") differ.
-        hasher.update(&[0xff]);
-        hasher.update(payload.trim_ascii());
-        hasher.digest128()
-    }
-
-    /// True the first time `hash` is offered within the window, false for every repeat.
-    /// Atomic: of concurrent offers of one hash, exactly one is first.
-    pub fn first_seen(&self, hash: u128) -> bool {
-        self.seen.entry(hash).or_insert(()).is_fresh()
-    }
-
-    /// Records a hash seen elsewhere (another processor, an earlier run).
-    pub fn remember(&self, hash: u128) {
-        self.seen.insert(hash, ());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn repeats_are_caught_per_org() {
-        let deduper = Deduper::new(1000, Duration::from_secs(60));
-        let body = br#"{"event":"x","messageId":"m1"}"#;
-        assert!(deduper.first_seen(Deduper::hash("acme", body)));
-        assert!(!deduper.first_seen(Deduper::hash("acme", body)));
-        assert!(!deduper.first_seen(Deduper::hash("acme", b" {\"event\":\"x\",\"messageId\":\"m1\"}\n")), "padding");
-        assert!(deduper.first_seen(Deduper::hash("other", body)), "another org's identical signal is its own");
-        assert_ne!(Deduper::hash("ab", b"c"), Deduper::hash("a", b"bc"));
+    const HOUR: u64 = 3_600_000;
+
+    fn identity(org: &str, source: &str, json: &str) -> u128 {
+        let mut bytes = json.as_bytes().to_vec();
+        let value = simd_json::to_borrowed_value(&mut bytes).expect("json");
+        Deduper::identity(org, source, &value)
     }
 
     #[test]
-    fn of_concurrent_offers_exactly_one_is_first() {
-        let deduper = std::sync::Arc::new(Deduper::new(1000, Duration::from_secs(60)));
-        let hash = Deduper::hash("acme", b"{}");
-        let firsts: usize = (0..8)
-            .map(|_| {
-                let deduper = deduper.clone();
-                std::thread::spawn(move || (0..1000).filter(|_| deduper.first_seen(hash)).count())
-            })
-            .map(|handle| handle.join().expect("thread"))
-            .sum();
-        assert_eq!(firsts, 1);
+    fn identity_ignores_key_order_and_whitespace_and_segment_uses_the_message_id() {
+        let a = identity("acme", "webhook", r#"{"event":"x","n":1,"tags":["a","b"],"p":{"q":1.0}}"#);
+        let b =
+            identity("acme", "webhook", "{ \"p\": {\"q\": 1}, \"tags\" : [\"a\",\"b\"],\n\"n\":1, \"event\":\"x\"}");
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            identity("acme", "webhook", r#"{"event":"x","n":1,"tags":["b","a"],"p":{"q":1}}"#),
+            "array order"
+        );
+        assert_ne!(a, identity("acme", "webhook", r#"{"event":"x","n":2,"tags":["a","b"],"p":{"q":1}}"#));
+        assert_ne!(a, identity("other", "webhook", r#"{"event":"x","n":1,"tags":["a","b"],"p":{"q":1}}"#), "org");
+        assert_ne!(identity("ab", "webhook", "{}"), identity("a", "webhook", "{}"));
+        // Re-serialised by another Segment client: same messageId, other fields and order.
+        let sent = identity("acme", "segment", r#"{"type":"track","messageId":"m1","sentAt":"2026-01-01T00:00:00Z"}"#);
+        let again = identity("acme", "segment", r#"{"sentAt":"2026-01-01T00:00:09Z","messageId":"m1","type":"track"}"#);
+        assert_eq!(sent, again);
+        assert_ne!(sent, identity("acme", "segment", r#"{"type":"track","messageId":"m2"}"#));
+        assert_ne!(
+            identity("acme", "webhook", r#"{"messageId":"m1"}"#),
+            identity("acme", "webhook", r#"{"messageId":"m1","x":1}"#),
+            "only Segment's messageId is an identity"
+        );
+    }
+
+    #[test]
+    fn repeats_are_caught_with_the_first_signal_id_until_they_age_out() {
+        let mut deduper = Deduper::new(1000, Duration::from_millis(24 * HOUR));
+        let t0 = 100 * HOUR;
+        assert_eq!(deduper.check(7, 1, t0), Verdict::First);
+        assert_eq!(deduper.check(7, 2, t0 + HOUR), Verdict::Repeat { first: 1 });
+        // A repeat does not extend the entry's life.
+        assert_eq!(deduper.check(7, 3, t0 + 23 * HOUR), Verdict::Repeat { first: 1 });
+        deduper.expire(t0 + 26 * HOUR);
+        assert!(deduper.is_empty());
+        assert_eq!(deduper.check(7, 4, t0 + 26 * HOUR), Verdict::First);
+    }
+
+    #[test]
+    fn a_full_window_turns_nothing_away_and_drops_its_oldest_hour() {
+        let mut deduper = Deduper::new(3, Duration::from_millis(24 * HOUR));
+        let t0 = 100 * HOUR;
+        for (hash, hour) in [(1, 0), (2, 1), (3, 2), (4, 3)] {
+            assert_eq!(deduper.check(hash, hash as u64, t0 + hour * HOUR), Verdict::First);
+        }
+        assert_eq!(deduper.len(), 3);
+        assert_eq!(deduper.check(4, 9, t0 + 3 * HOUR), Verdict::Repeat { first: 4 }, "the newest was kept");
+        assert_eq!(deduper.check(1, 9, t0 + 3 * HOUR), Verdict::First, "the oldest hour went");
+    }
+
+    #[test]
+    fn restore_skips_what_has_left_the_window() {
+        let mut deduper = Deduper::new(10, Duration::from_millis(24 * HOUR));
+        let now = 100 * HOUR;
+        assert!(deduper.restore(1, 11, now - 2 * HOUR, now));
+        assert!(!deduper.restore(2, 12, now - 30 * HOUR, now));
+        assert_eq!(deduper.check(1, 99, now), Verdict::Repeat { first: 11 });
+        assert_eq!(deduper.check(2, 99, now), Verdict::First);
     }
 }

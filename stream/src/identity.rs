@@ -1,12 +1,19 @@
 //! Identity resolution: which lead (email) each anonymous visitor turned out to be. A signal
-//! carrying both an anonymousId and an email (a Segment `identify` with `traits.email`, or any
+//! carrying both a visitor id and an email (a Segment `identify` with `traits.email`, or any
 //! other) links them; from then on that visitor's signals are attributed to the lead. Records
-//! are keyed `org:identity`, so a visitor's signals all pass through the processor that owns
+//! are keyed `org:visitor`, so a visitor's signals all pass through the processor that owns
 //! its partition, in order; that processor holds the links and writes each new one to the
-//! `identities` topic, from which it (or the next owner) rebuilds them. The same topic carries
-//! each lead the first time a processor sees it, so `lead.created` is announced once per
-//! partition owner (a lead whose signals arrive under several visitor keys can be announced by
-//! each of their partitions: receivers dedupe on the lead's email).
+//! `identities` topic (compacted, in the same transaction as the signal), from which it (or the
+//! next owner) restores them. The same topic carries each lead the first time its partition's
+//! processor sees it, so `lead.created` is announced once per partition (a lead whose signals
+//! arrive under several visitor keys can be announced by each of their partitions: receivers
+//! dedupe on the lead's email).
+//!
+//! Re-identification (a visitor linked to one lead, then to another): later signals go to the
+//! new lead, and rows already attributed stay where they are. The link says which lead it
+//! replaces (`previous_email`), and the sink does not rehydrate for it, so no signal counts
+//! under two leads. A link's version (`linked_ms`) comes from processing order: the edge's
+//! receive time, and always above the visitor's previous link, never a client's clock.
 
 use std::collections::{HashMap, HashSet};
 
@@ -22,6 +29,9 @@ pub struct IdentityLink {
     pub anonymous_id: String,
     /// Normalised: trimmed, lower-case.
     pub email: String,
+    /// The lead the visitor was linked to before, when this is a re-identification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_email: Option<String>,
     /// Traits captured for lead enrichment, when the signal had them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -31,6 +41,7 @@ pub struct IdentityLink {
     pub title: Option<String>,
     /// The signal that made the link.
     pub signal_id: u64,
+    /// The link's version: later links of a visitor have higher ones.
     pub linked_ms: u64,
 }
 
@@ -53,8 +64,8 @@ pub struct NewLead {
 
 #[derive(Default)]
 pub struct Identities {
-    /// xxh3-128 of `org \0 anonymousId` → email.
-    links: HashMap<u128, String, Prehashed>,
+    /// xxh3-128 of `org \0 anonymousId` → email and the link's version.
+    links: HashMap<u128, (String, u64), Prehashed>,
     /// xxh3-128 of `org \0 email`, for every lead already announced.
     leads: HashSet<u128, Prehashed>,
 }
@@ -70,16 +81,33 @@ fn key(org: &str, value: &str) -> u128 {
 
 impl Identities {
     pub fn lead_of(&self, org: &str, anonymous_id: &str) -> Option<&str> {
-        self.links.get(&key(org, anonymous_id)).map(String::as_str)
+        self.links.get(&key(org, anonymous_id)).map(|(email, _)| email.as_str())
     }
 
-    /// Records that `anonymous_id` of `org` is `email`; true when this is news (a first link,
-    /// or a visitor identified as someone else).
-    pub fn link(&mut self, org: &str, anonymous_id: &str, email: &str) -> bool {
-        match self.links.insert(key(org, anonymous_id), email.to_owned()) {
-            Some(previous) => previous != email,
-            None => true,
+    /// Records that `anonymous_id` of `org` is `email`, as seen at `at_ms`.
+    pub fn link(&mut self, org: &str, anonymous_id: &str, email: &str, at_ms: u64) -> Linked {
+        let slot = self.links.entry(key(org, anonymous_id));
+        match slot {
+            std::collections::hash_map::Entry::Occupied(mut known) => {
+                let (known_email, version) = known.get_mut();
+                if known_email == email {
+                    return Linked::Known;
+                }
+                let version = at_ms.max(*version + 1);
+                let previous = std::mem::replace(known_email, email.to_owned());
+                known.get_mut().1 = version;
+                Linked::News { previous: Some(previous), version }
+            }
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                vacant.insert((email.to_owned(), at_ms));
+                Linked::News { previous: None, version: at_ms }
+            }
         }
+    }
+
+    /// Puts back a link read from the changelog.
+    pub fn restore_link(&mut self, org: &str, anonymous_id: &str, email: &str, version: u64) {
+        self.links.insert(key(org, anonymous_id), (email.to_owned(), version));
     }
 
     /// Records that `email` is a lead of `org`; true the first time.
@@ -96,18 +124,29 @@ impl Identities {
     }
 }
 
+/// What linking a visitor changed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Linked {
+    /// Already linked to that lead.
+    Known,
+    /// A first link, or a re-identification (`previous` lead), with the link's version.
+    News { previous: Option<String>, version: u64 },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn links_are_per_org_and_news_only_once() {
+    fn links_are_per_org_news_only_once_and_versioned_in_processing_order() {
         let mut identities = Identities::default();
-        assert!(identities.link("acme", "a1", "jane@acme.io"));
-        assert!(!identities.link("acme", "a1", "jane@acme.io"));
+        assert_eq!(identities.link("acme", "a1", "jane@acme.io", 100), Linked::News { previous: None, version: 100 });
+        assert_eq!(identities.link("acme", "a1", "jane@acme.io", 200), Linked::Known);
         assert_eq!(identities.lead_of("acme", "a1"), Some("jane@acme.io"));
         assert_eq!(identities.lead_of("other", "a1"), None);
-        assert!(identities.link("acme", "a1", "joe@acme.io"), "re-identified");
+        // Re-identified by a signal stamped earlier (another edge's clock): still a later version.
+        let reidentified = identities.link("acme", "a1", "joe@acme.io", 50);
+        assert_eq!(reidentified, Linked::News { previous: Some("jane@acme.io".into()), version: 101 });
         assert_eq!(identities.len(), 1);
         assert!(identities.new_lead("acme", "jane@acme.io"));
         assert!(!identities.new_lead("acme", "jane@acme.io"));

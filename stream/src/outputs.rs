@@ -1,16 +1,15 @@
-//! What a batch writes: each raw record's outputs (processed record, lead and identity link,
-//! webhook events, or a dead letter) as Kafka records, delivered until all are acknowledged.
+//! What a batch writes: each raw record's outputs (processed record, dedupe entry, lead and
+//! identity link, webhook events, or a dead letter) as Kafka records, within the transaction
+//! that also commits the batch's offsets.
 
 use std::time::Duration;
 
-use common::config::KafkaConfig;
 use common::kafka::{self, header_pairs};
-use futures::future::join_all;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use schemas::events;
 use schemas::record::headers;
-use tokio::sync::watch;
 
 use crate::inbound::Inbound;
 use crate::processor::{Output, Processor};
@@ -23,6 +22,7 @@ pub struct Topics {
     pub identities: String,
     pub outbox: String,
     pub dlq: String,
+    pub dedupe: String,
 }
 
 /// A record to write, kept until the broker has it.
@@ -33,6 +33,8 @@ pub struct Pending {
     key: Vec<u8>,
     value: Vec<u8>,
     headers: OwnedHeaders,
+    /// Set for changelog records, whose time is the state's age.
+    timestamp: Option<i64>,
 }
 
 /// What one raw record becomes, appended to `out`.
@@ -44,14 +46,19 @@ pub fn route(
     out: &mut Vec<Pending>,
 ) {
     let payload = message.payload().unwrap_or_default();
-    let output = match Inbound::from_message(message) {
-        Err(reason) => Output::Dead { reason, stage: "envelope", detail: "not written by the sigstage edge".into() },
-        Ok(_) if payload.len() > max_bytes => Output::Dead {
-            reason: "too_large",
-            stage: "envelope",
-            detail: format!("{} bytes; signals of at most {max_bytes} bytes are processed", payload.len()),
-        },
-        Ok(inbound) => processor.process(&inbound),
+    let (output, first) = match Inbound::from_message(message) {
+        Err(reason) => {
+            (Output::Dead { reason, stage: "envelope", detail: "not written by the sigstage edge".into() }, None)
+        }
+        Ok(_) if payload.len() > max_bytes => (
+            Output::Dead {
+                reason: "too_large",
+                stage: "envelope",
+                detail: format!("{} bytes; signals of at most {max_bytes} bytes are processed", payload.len()),
+            },
+            None,
+        ),
+        Ok(inbound) => (processor.process(&inbound), Some((inbound.signal_id, inbound.received_ms))),
     };
     let pending = |topic: &str, value: Vec<u8>, headers: OwnedHeaders| Pending {
         topic: topic.to_owned(),
@@ -59,6 +66,7 @@ pub fn route(
         key: message.key().unwrap_or_default().to_vec(),
         value,
         headers: copy_headers(message, headers),
+        timestamp: None,
     };
     // `identities` is compacted: each record is keyed by what it is about, so compaction keeps
     // the latest link of each visitor and every lead, on the partition of the visitor's raw
@@ -70,6 +78,16 @@ pub fn route(
     };
     let outcome = match output {
         Output::Processed { value, hash, lead, link, events } => {
+            if let Some((signal_id, received_ms)) = first {
+                out.push(Pending {
+                    topic: topics.dedupe.clone(),
+                    partition: Some(message.partition()),
+                    key: crate::restore::dedupe_record(hash).to_vec(),
+                    value: signal_id.to_be_bytes().to_vec(),
+                    headers: OwnedHeaders::new(),
+                    timestamp: Some(received_ms as i64),
+                });
+            }
             let hash = format!("{hash:032x}");
             out.push(pending(&topics.processed, value, header(headers::CONTENT_HASH, &hash)));
             if let Some(lead) = lead {
@@ -109,7 +127,7 @@ fn header(key: &str, value: &str) -> OwnedHeaders {
 
 fn dead_letter(dlq: &str, key: &[u8], payload: &[u8], headers: &[(&str, &[u8])], why: [&str; 3]) -> Pending {
     let (value, headers) = common::kafka::dead_letter(payload, headers, why);
-    Pending { topic: dlq.to_owned(), partition: None, key: key.to_vec(), value, headers }
+    Pending { topic: dlq.to_owned(), partition: None, key: key.to_vec(), value, headers, timestamp: None }
 }
 
 /// The edge's headers of `message`, after `into`.
@@ -122,60 +140,51 @@ fn copy_headers(message: &BorrowedMessage<'_>, mut into: OwnedHeaders) -> OwnedH
     into
 }
 
-/// Writes every output, retrying transient failures with backoff until all are acknowledged.
-/// An output the broker will never take (too large, refused) becomes a dead letter instead, so
-/// it cannot hold the partition. Answers false when asked to stop before the end.
-pub async fn deliver(
-    config: &KafkaConfig,
-    producer: &mut FutureProducer,
-    dlq: &str,
-    mut outputs: Vec<Pending>,
-    stop: &mut watch::Receiver<bool>,
-) -> bool {
-    let mut backoff = Duration::from_millis(100);
-    while !outputs.is_empty() {
-        let results = join_all(outputs.iter().map(|output| {
-            let mut record =
-                FutureRecord::to(&output.topic).key(&output.key).payload(&output.value).headers(output.headers.clone());
-            record.partition = output.partition;
-            producer.send(record, Duration::from_secs(5))
-        }))
-        .await;
-        let mut retry = Vec::new();
-        let mut replace = false;
-        for (output, result) in outputs.into_iter().zip(results) {
-            match result {
-                Ok(_) => {}
-                Err((error, _)) if !kafka::is_refused_for_good(&error) || output.topic == dlq => {
-                    replace |= kafka::needs_fresh_producer(&error);
-                    retry.push(output);
-                }
-                Err((error, _)) => {
-                    tracing::error!(%error, topic = %output.topic, "output refused by the broker; dead-lettered");
-                    let why = ["unwritable", "produce", &error.to_string()];
-                    retry.push(dead_letter(dlq, &output.key, &output.value, &header_pairs(&output.headers), why));
-                }
-            }
-        }
-        if retry.is_empty() {
-            return true;
-        }
-        tracing::warn!(failed = retry.len(), "outputs not acknowledged; retrying");
-        outputs = retry;
-        if replace {
-            match kafka::producer(config) {
-                Ok(fresh) => {
-                    std::mem::replace(producer, fresh).purge(PurgeConfig::default().queue().inflight());
-                    tracing::warn!("the producer hit a fatal error (its idempotence state was refused); replaced it");
-                }
-                Err(error) => tracing::error!(%error, "cannot create a replacement producer"),
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {},
-            _ = stop.changed() => return false,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+/// Writes every output within the producer's open transaction, and waits until the broker has
+/// them all. An output the broker will never take (too large, refused) is written as a dead
+/// letter instead, so it cannot hold the partition. Any other failure is returned: the caller
+/// aborts the transaction and its stage restarts from what was committed.
+pub async fn write(producer: &FutureProducer, dlq: &str, outputs: Vec<Pending>) -> Result<(), KafkaError> {
+    let mut sent = Vec::with_capacity(outputs.len());
+    for output in &outputs {
+        sent.push(enqueue(producer, output).await?);
     }
-    true
+    let mut dead = Vec::new();
+    let half = sent.len() / 2;
+    for (n, (output, delivery)) in outputs.iter().zip(sent).enumerate() {
+        if n == half {
+            common::stage::fault_point("stream.some_outputs_written");
+        }
+        match delivery.await.map_err(|_| KafkaError::Canceled)? {
+            Ok(_) => {}
+            Err((error, _)) if kafka::is_refused_for_good(&error) && output.topic != dlq => {
+                tracing::error!(%error, topic = %output.topic, "output refused by the broker; dead-lettered");
+                let why = ["unwritable", "produce", &error.to_string()];
+                dead.push(dead_letter(dlq, &output.key, &output.value, &header_pairs(&output.headers), why));
+            }
+            Err((error, _)) => return Err(error),
+        }
+    }
+    for letter in &dead {
+        let delivery = enqueue(producer, letter).await?;
+        delivery.await.map_err(|_| KafkaError::Canceled)?.map_err(|(error, _)| error)?;
+    }
+    Ok(())
+}
+
+/// Hands `output` to the producer; while its queue is full, waits and tries again.
+async fn enqueue(producer: &FutureProducer, output: &Pending) -> Result<DeliveryFuture, KafkaError> {
+    loop {
+        let mut record =
+            FutureRecord::to(&output.topic).key(&output.key).payload(&output.value).headers(output.headers.clone());
+        record.partition = output.partition;
+        record.timestamp = output.timestamp;
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((error, _)) => return Err(error),
+        }
+    }
 }

@@ -10,8 +10,10 @@ use serde::Serialize;
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
-use crate::dedupe::Deduper;
-use crate::identity::{Identities, IdentityLink, NewLead};
+use schemas::identity;
+
+use crate::dedupe::{Deduper, Verdict};
+use crate::identity::{Identities, IdentityLink, Linked, NewLead};
 use crate::inbound::Inbound;
 use crate::queue::SignalQueue;
 use crate::rules::{Mapping, RuleSet};
@@ -104,7 +106,7 @@ pub struct Processor {
 }
 
 impl Processor {
-    pub fn new(dedupe_entries: u64, dedupe_window: Duration) -> Self {
+    pub fn new(dedupe_entries: usize, dedupe_window: Duration) -> Self {
         Self {
             deduper: Deduper::new(dedupe_entries, dedupe_window),
             identities: Identities::default(),
@@ -116,8 +118,8 @@ impl Processor {
         }
     }
 
-    pub fn deduper(&self) -> &Deduper {
-        &self.deduper
+    pub fn deduper(&mut self) -> &mut Deduper {
+        &mut self.deduper
     }
 
     pub fn identities(&mut self) -> &mut Identities {
@@ -147,8 +149,8 @@ impl Processor {
         if value.as_object().is_none() {
             return dead("not_an_object", "parse", "a signal must be a JSON object".into());
         }
-        let hash = Deduper::hash(inbound.org, inbound.payload);
-        if !deduper.first_seen(hash) {
+        let hash = Deduper::identity(inbound.org, inbound.source, &value);
+        if let Verdict::Repeat { .. } = deduper.check(hash, inbound.signal_id, inbound.received_ms) {
             return Output::Duplicate;
         }
         let (kind, event) = detect(inbound.source, &value);
@@ -159,14 +161,18 @@ impl Processor {
             queue.count(inbound.org, inbound.source, event, inbound.received_ms, inbound.payload);
         }
         let mapping = Mapping { rules: org_rules, matched };
-        let email = mapping.first("email", &value).and_then(|v| v.as_str()).map(|e| e.trim().to_lowercase());
+        let email = mapping.first("email", &value).and_then(|v| v.as_str()).and_then(identity::normalise_email);
         let mut record = Record {
             signal_id: inbound.signal_id,
             org: inbound.org,
             source: inbound.source,
             kind,
             event,
-            anonymous_id: text(&value, &["anonymousId"]).or(text(&value, &["session_id"])),
+            anonymous_id: identity::visitor(
+                text(&value, &["anonymousId"]),
+                text(&value, &["session_id"]),
+                text(&value, &["userId"]),
+            ),
             user_id: text(&value, &["userId"]),
             hot: email.is_some(),
             attributed_by: email.is_some().then_some("signal"),
@@ -233,18 +239,20 @@ fn resolve(
         record.attributed_by = Some("identity");
         return None;
     };
-    if !identities.link(record.org, anonymous_id, email) {
+    let Linked::News { previous, version } = identities.link(record.org, anonymous_id, email, record.received_ms)
+    else {
         return None;
-    }
+    };
     Some(IdentityLink {
         org: record.org.to_owned(),
         anonymous_id: anonymous_id.to_owned(),
         email: email.clone(),
+        previous_email: previous,
         name: trait_of(mapping, value, "name"),
         company: trait_of(mapping, value, "company"),
         title: trait_of(mapping, value, "title"),
         signal_id: record.signal_id,
-        linked_ms: record.event_ms,
+        linked_ms: version,
     })
 }
 

@@ -1,6 +1,9 @@
-//! The stream role's loop: a consumer group over the raw topics, batch by batch. A batch's
-//! outputs are all acknowledged by the broker before its offsets are stored, so a crash replays
-//! at most the unfinished tail, which the reloaded dedupe window absorbs.
+//! The stream role's loop: a consumer group over the raw topics, batch by batch. Each batch's
+//! outputs, its state changes (dedupe entries, links, leads) and its consumer offsets are
+//! committed in one Kafka transaction, and readers downstream read only committed records: a
+//! crash at any step leaves all of a batch's effects or none. Any failure inside a batch ends
+//! the run with the error; the supervisor starts it again, and the new run restores its state
+//! from what was committed (see [`crate::restore`]).
 //!
 //! The live lane goes first: the historical lane's partitions are split into queues of their
 //! own, read only when the live lane has nothing ready, so a bulk import never delays live
@@ -12,25 +15,27 @@ use std::time::{Duration, Instant};
 use common::config::KafkaConfig;
 use common::control::watch::keep_loaded;
 use common::kafka::{self, topics, Assignments};
+use common::stage::{self, Stage, StageError, Status};
 use futures::StreamExt;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::Producer;
 use rdkafka::Offset;
 use tokio::sync::watch;
 
 use crate::outputs::{self, Topics};
 use crate::processor::Processor;
+use crate::restore;
 use crate::rules::RuleSet;
-use crate::window;
 
 /// Tuning of the stream role.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub batch_max: usize,
     pub batch_wait: Duration,
-    pub dedupe_entries: u64,
+    /// The dedupe window's bound; ~37-73 bytes an entry (see [`crate::dedupe`]).
+    pub dedupe_entries: usize,
     pub dedupe_window: Duration,
     /// How often mapping rules are reloaded and signal queue counts written.
     pub refresh: Duration,
@@ -44,27 +49,32 @@ impl Default for Settings {
             batch_max: 1000,
             batch_wait: Duration::from_millis(20),
             dedupe_entries: 10_000_000,
-            dedupe_window: Duration::from_secs(24 * 3600),
+            dedupe_window: kafka::DEDUPE_WINDOW,
             refresh: Duration::from_secs(5),
             max_record_bytes: 2 << 20,
         }
     }
 }
 
-/// Consumes `signals.raw` and `signals.raw.historical` until `stop` turns true.
+/// Consumes `signals.raw` and `signals.raw.historical` until `stop` turns true; answers the
+/// error that ended it otherwise. `transactional_id` stays the same across the stage's runs.
 pub async fn run(
     config: &KafkaConfig,
     clickhouse: clickhouse::Client,
     settings: Settings,
+    transactional_id: &str,
+    stage: Stage,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), KafkaError> {
+) -> Result<(), StageError> {
     let (live, historical) = (config.topic(topics::SIGNALS_RAW), config.topic(topics::SIGNALS_HISTORICAL));
     let outputs_to = Topics {
         processed: config.topic(topics::SIGNALS_PROCESSED),
         identities: config.topic(topics::IDENTITIES),
         outbox: config.topic(topics::WEBHOOKS_OUTBOX),
         dlq: config.topic(topics::SIGNALS_DLQ),
+        dedupe: config.topic(topics::DEDUPE),
     };
+    let raw_topics = [live.clone(), historical.clone()];
     // Loaded before the first record, reloaded every refresh: rule changes apply without a restart.
     let client = clickhouse.clone();
     let load = move || {
@@ -74,12 +84,13 @@ pub async fn run(
     let Some(mut rules) = keep_loaded("mapping rules", settings.refresh, stop.clone(), load).await else {
         return Ok(()); // stopped before the rules could be loaded
     };
+    let producer = kafka::transactional_producer(config, transactional_id).await?;
     let consumer: Arc<StreamConsumer<Assignments>> =
-        Arc::new(kafka::consumer_with_context(config, &config.topic("stream"), Assignments::default())?);
+        Arc::new(kafka::stage_consumer(config, &config.topic("stream"), Assignments::new("stream"))?);
     consumer.subscribe(&[&live, &historical])?;
     let mut history = split(&consumer, &historical, config.partitions);
-    let mut producer = kafka::producer(config)?;
     let mut processor = Processor::new(settings.dedupe_entries, settings.dedupe_window);
+    stage.set(Status::Running);
     processor.set_rules(Arc::new(RuleSet::compile(rules.borrow_and_update().to_vec())));
     let mut last_flush = Instant::now();
     tracing::info!(%live, %historical, "stream processor consuming");
@@ -124,11 +135,12 @@ pub async fn run(
                     continue;
                 }
             };
+            let deadline = tokio::time::Instant::now() + settings.batch_wait;
             while batch.len() < settings.batch_max {
                 let next = if from_history {
-                    tokio::time::timeout(settings.batch_wait, older.next()).await.ok().flatten()
+                    tokio::time::timeout_at(deadline, older.next()).await.ok().flatten()
                 } else {
-                    tokio::time::timeout(settings.batch_wait, consumer.recv()).await.ok()
+                    tokio::time::timeout_at(deadline, consumer.recv()).await.ok()
                 };
                 match next {
                     Some(Ok(message)) => batch.push(message),
@@ -152,22 +164,31 @@ pub async fn run(
             }
             let assigned = consumer.context().take();
             if !assigned.is_empty() {
-                let (hashes, links) = window::reload(config, &assigned, settings.dedupe_window, &mut processor).await?;
-                tracing::info!(partitions = ?assigned, hashes, links, "dedupe window and identities reloaded");
+                let restored =
+                    restore::restore(config, &consumer, &raw_topics, &assigned, &mut processor, &stage, &mut stop)
+                        .await?;
+                if restored.is_none() {
+                    break; // asked to stop
+                }
+                stage.set(Status::Running);
             }
             if rules.has_changed().unwrap_or(false) {
                 processor.set_rules(Arc::new(RuleSet::compile(rules.borrow_and_update().to_vec())));
             }
+            let started = Instant::now();
+            processor.deduper().expire(common::time::now_ms());
             let mut outputs = Vec::with_capacity(batch.len() + 16);
             for message in &batch {
                 outputs::route(&mut processor, message, &outputs_to, settings.max_record_bytes, &mut outputs);
             }
-            if !outputs::deliver(config, &mut producer, &outputs_to.dlq, outputs, &mut stop).await {
-                break; // stopping with outputs undelivered: their offsets stay unstored
+            producer.begin_transaction()?;
+            if let Err(error) = outputs::write(&producer, &outputs_to.dlq, outputs).await {
+                kafka::abort_transaction(&producer).await;
+                return Err(error.into());
             }
-            for message in &batch {
-                consumer.store_offset_from_message(message)?;
-            }
+            let group = consumer.group_metadata().ok_or("the consumer has no group metadata")?;
+            kafka::commit_transaction(&producer, kafka::next_offsets(&batch), group, "stream").await?;
+            stage::record_batch("stream", &batch, started);
             (assigned, resplit)
         };
         if !assigned.is_empty() {
@@ -183,11 +204,9 @@ pub async fn run(
         }
     }
     crate::control::flush_queue(&clickhouse, &mut processor).await;
-    kafka::commit_stored(&consumer)?;
     tracing::info!("stream processor stopped");
     Ok(())
 }
-
 /// Live partitions with records to read before history's turn, each with its end offset.
 type LiveDue = Vec<(i32, i64)>;
 

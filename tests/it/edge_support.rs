@@ -122,26 +122,45 @@ pub async fn read_records(config: &Config, topic: &str, expected: usize) -> Vec<
     records
 }
 
-/// How many records `topic` holds (sum of high watermarks over partitions), read without
-/// consuming, so a test can assert there is nothing beyond what it expects. A topic that does
-/// not exist yet holds none; a partition whose leader is being elected is asked again.
+/// How many records `topic` holds, counted one by one as a `read_committed` reader sees them
+/// (the records of aborted transactions and transaction markers are not records), so a test can
+/// assert there is nothing beyond what it expects. A topic that does not exist yet holds none;
+/// broker trouble is waited out for 30 s.
 pub fn count_records(config: &Config, topic: &str) -> i64 {
-    let consumer: StreamConsumer = common::kafka::consumer(&config.kafka, &unique("counter")).expect("consumer");
+    use rdkafka::consumer::BaseConsumer;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka.brokers)
+        .set("group.id", unique("counter"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .set("fetch.max.bytes", (64 << 20).to_string())
+        .set("receive.message.max.bytes", ((64 << 20) + 4096).to_string())
+        .create()
+        .expect("consumer");
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|partition| partition.id()).collect();
+    if partitions.is_empty() {
+        return 0;
+    }
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for &partition in &partitions {
+        assignment.add_partition_offset(topic, partition, rdkafka::Offset::Beginning).expect("partition");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let (mut left, mut count) = (partitions, 0);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    metadata.topics()[0]
-        .partitions()
-        .iter()
-        .map(|partition| loop {
-            match consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10)) {
-                Ok((low, high)) => break high - low,
-                Err(error) if common::kafka::is_transient(&error) && std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                Err(error) => panic!("watermarks of {topic}/{}: {error}", partition.id()),
-            }
-        })
-        .sum()
+    while !left.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "{topic}: partitions {left:?} never reached their end");
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => count += 1,
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => left.retain(|&p| p != partition),
+            Some(Err(error)) if common::kafka::is_transient(&error) => {}
+            Some(Err(error)) => panic!("counting {topic}: {error}"),
+            None => {}
+        }
+    }
+    count
 }
 
 pub fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {

@@ -25,6 +25,7 @@ fn health_for(vars: &std::collections::BTreeMap<String, String>) -> Health {
         kafka: MetadataClient::new(&config.kafka).expect("kafka client"),
         clickhouse: common::clickhouse::client(&config.clickhouse),
         metrics: common::telemetry::init_metrics(),
+        stages: common::stage::Stages::default(),
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use common::config::Config;
 use common::kafka::topics;
+use common::stage::Stages;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
@@ -14,7 +15,7 @@ use crate::edge_support::count_records;
 /// A processor or sink running in-process until `stop`.
 pub struct Running {
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), rdkafka::error::KafkaError>>,
+    task: tokio::task::JoinHandle<Result<(), common::stage::StageError>>,
 }
 
 pub fn start_processor(config: &Config) -> Running {
@@ -24,7 +25,8 @@ pub fn start_processor(config: &Config) -> Running {
     let settings = stream::runner::Settings { refresh: Duration::from_millis(200), ..Default::default() };
     let task = tokio::spawn(async move {
         common::kafka::prepare_topics(&kafka).await.expect("topics");
-        stream::runner::run(&kafka, clickhouse, settings, stopped).await
+        let (id, stage) = (common::kafka::transactional_id(&kafka, "stream"), Stages::default().stage("stream"));
+        stream::runner::run(&kafka, clickhouse, settings, &id, stage, stopped).await
     });
     Running { stop, task }
 }
@@ -67,7 +69,7 @@ pub fn start_sink(config: &Config, clickhouse: clickhouse::Client) -> Running {
     let settings = sink::runner::Settings { batch_wait: Duration::from_millis(50), ..Default::default() };
     let task = tokio::spawn(async move {
         common::kafka::prepare_topics(&kafka).await.expect("topics");
-        sink::runner::run(&kafka, clickhouse, settings, stopped).await
+        sink::runner::run(&kafka, clickhouse, settings, Stages::default().stage("sink"), stopped).await
     });
     Running { stop, task }
 }

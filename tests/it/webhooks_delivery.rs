@@ -162,7 +162,8 @@ async fn deliveries_are_signed_retried_logged_and_disabled() {
     let (kafka, settings, clickhouse) =
         (edge.db.config.kafka.clone(), edge.db.config.webhooks.clone(), edge.db.client.clone());
     let sink = tokio::spawn(async move {
-        sink::webhooks::run(&kafka, settings, clickhouse, Duration::from_millis(200), stopped).await
+        let stage = common::stage::Stages::default().stage("webhooks");
+        sink::webhooks::run(&kafka, settings, clickhouse, Duration::from_millis(200), stage, stopped).await
     });
     let uri = format!("/api/signal-staging/webhook/{key}");
     for n in 0..2 {

@@ -19,7 +19,6 @@ use common::control::watch::keep_loaded;
 use common::control::webhooks::{self, StoredEvent, Subscription};
 use common::kafka::{self, topics};
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
@@ -52,12 +51,13 @@ pub async fn run(
     webhook_config: WebhookConfig,
     clickhouse: clickhouse::Client,
     refresh: Duration,
+    stage: common::stage::Stage,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), KafkaError> {
+) -> Result<(), common::stage::StageError> {
     let outbox = config.topic(topics::WEBHOOKS_OUTBOX);
     let deliverer = match Deliverer::new(&webhook_config) {
         Ok(deliverer) => Arc::new(deliverer),
-        Err(error) => return Err(KafkaError::ClientCreation(format!("the webhook HTTP client: {error}"))),
+        Err(error) => return Err(format!("the webhook HTTP client: {error}").into()),
     };
     let client = clickhouse.clone();
     let load = move || {
@@ -76,6 +76,7 @@ pub async fn run(
     let mut ended: HashSet<String> = HashSet::new();
     let mut in_hand: VecDeque<InHand> = VecDeque::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    stage.set(common::stage::Status::Running);
     tracing::info!(%outbox, "webhook sink consuming");
 
     while !*stop.borrow() {

@@ -1,0 +1,187 @@
+//! Restoring a processor's state when it is given partitions (at start, or after a rebalance):
+//! the dedupe window from `stream.dedupe` and the identity links and leads from `identities`,
+//! both written in the same transactions as the outputs they describe. Only those changelogs
+//! are read, so a restore costs time in proportion to the state (one small record per entry,
+//! compaction keeping one per key), never to the traffic or the size of the signals.
+//!
+//! A partition is not processed until its state is whole: first the group's committed offsets
+//! of the partitions are fetched, which waits until no transaction of an earlier owner is
+//! pending on them, then each changelog partition is read to its end (the last stable offset).
+
+use std::time::{Duration, Instant};
+
+use common::config::KafkaConfig;
+use common::kafka::{self, topics, Assignments};
+use common::stage::{self, Stage, Status};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use schemas::record::headers;
+use tokio::sync::watch;
+
+use crate::identity::{IdentityLink, NewLead};
+use crate::processor::Processor;
+
+/// What a restore read back.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Restored {
+    /// Dedupe entries kept (changelog records within the window).
+    pub hashes: u64,
+    /// Links and leads.
+    pub identities: u64,
+    /// Changelog records read.
+    pub records: u64,
+}
+
+/// The changelog record of a dedupe entry: the identity hash as key, the first signal id as
+/// value, the signal's receive time as timestamp.
+pub fn dedupe_record(hash: u128) -> [u8; 16] {
+    hash.to_be_bytes()
+}
+
+/// Restores the state of `partitions` into `processor`. Answers None when asked to stop first.
+pub async fn restore(
+    config: &KafkaConfig,
+    consumer: &std::sync::Arc<StreamConsumer<Assignments>>,
+    raw_topics: &[String],
+    partitions: &[i32],
+    processor: &mut Processor,
+    stage: &Stage,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Option<Restored>, KafkaError> {
+    let started = Instant::now();
+    stage.set(Status::Restoring { partitions: partitions.to_vec(), records: 0 });
+    if !await_stable_offsets(consumer, raw_topics, partitions, stop).await {
+        return Ok(None);
+    }
+    let mut restored = Restored::default();
+    let now_ms = common::time::now_ms();
+    let progress = |records: u64| {
+        stage::fault_point("stream.restoring");
+        stage.set(Status::Restoring { partitions: partitions.to_vec(), records });
+        metrics::gauge!(stage::RESTORE_RECORDS, "stage" => "stream").set(records as f64);
+    };
+    let dedupe = config.topic(topics::DEDUPE);
+    let read = read_to_end(config, &dedupe, partitions, stop, &mut restored.records, &progress, |message| {
+        let (Some(key), Some(value)) = (message.key(), message.payload()) else { return };
+        let (Ok(hash), Ok(signal_id)) = (<[u8; 16]>::try_from(key), <[u8; 8]>::try_from(value)) else { return };
+        let seen_ms = message.timestamp().to_millis().unwrap_or(0).max(0) as u64;
+        let kept =
+            processor.deduper().restore(u128::from_be_bytes(hash), u64::from_be_bytes(signal_id), seen_ms, now_ms);
+        restored.hashes += kept as u64;
+    })
+    .await?;
+    if !read {
+        return Ok(None);
+    }
+    let identities = config.topic(topics::IDENTITIES);
+    let read = read_to_end(config, &identities, partitions, stop, &mut restored.records, &progress, |message| {
+        let bytes = message.payload().unwrap_or_default();
+        let kind = message.headers().and_then(|h| h.iter().find(|h| h.key == headers::IDENTITY_KIND)?.value);
+        if kind == Some(b"lead") {
+            if let Ok(lead) = serde_json::from_slice::<NewLead>(bytes) {
+                processor.identities().new_lead(&lead.org, &lead.email);
+                restored.identities += 1;
+            }
+        } else if let Ok(link) = serde_json::from_slice::<IdentityLink>(bytes) {
+            processor.identities().restore_link(&link.org, &link.anonymous_id, &link.email, link.linked_ms);
+            restored.identities += 1;
+        }
+    })
+    .await?;
+    if !read {
+        return Ok(None);
+    }
+    progress(restored.records);
+    metrics::histogram!(stage::RESTORE_SECONDS, "stage" => "stream").record(started.elapsed().as_secs_f64());
+    tracing::info!(
+        ?partitions,
+        hashes = restored.hashes,
+        identities = restored.identities,
+        records = restored.records,
+        took_ms = started.elapsed().as_millis() as u64,
+        "state restored"
+    );
+    Ok(Some(restored))
+}
+
+/// Waits until the group's committed offsets of `partitions` are stable: an earlier owner's
+/// transaction on them has committed or aborted (it times out if that owner died). Answers
+/// false when asked to stop first.
+async fn await_stable_offsets(
+    consumer: &std::sync::Arc<StreamConsumer<Assignments>>,
+    raw_topics: &[String],
+    partitions: &[i32],
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut wanted = TopicPartitionList::new();
+    for topic in raw_topics {
+        for &partition in partitions {
+            wanted.add_partition(topic, partition);
+        }
+    }
+    loop {
+        let (asking, wanted) = (std::sync::Arc::clone(consumer), wanted.clone());
+        let answer = tokio::task::spawn_blocking(move || asking.committed_offsets(wanted, Duration::from_secs(30)));
+        tokio::select! {
+            answer = answer => match answer {
+                Ok(Ok(_)) => return true,
+                Ok(Err(error)) => tracing::warn!(%error, "committed offsets not known yet; asking again"),
+                Err(error) => tracing::warn!(%error, "committed offsets not known yet; asking again"),
+            },
+            _ = stop.changed() => return false,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.changed() => return false,
+        }
+    }
+}
+
+/// Reads `partitions` of `topic` from their beginning to their end, handing each record to
+/// `apply`, counting them in `records` and telling `progress` every 10 000. Broker trouble is
+/// waited out; answers false when asked to stop first.
+async fn read_to_end(
+    config: &KafkaConfig,
+    topic: &str,
+    partitions: &[i32],
+    stop: &mut watch::Receiver<bool>,
+    records: &mut u64,
+    progress: &dyn Fn(u64),
+    mut apply: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<bool, KafkaError> {
+    let reader = kafka::reader(config)?;
+    let mut assignment = TopicPartitionList::new();
+    for &partition in partitions {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    reader.assign(&assignment)?;
+    let mut left: Vec<i32> = partitions.to_vec();
+    let mut quiet_since = Instant::now();
+    while !left.is_empty() {
+        let next = tokio::select! {
+            next = tokio::time::timeout(Duration::from_secs(30), reader.recv()) => next,
+            _ = stop.changed() => return Ok(false),
+        };
+        match next {
+            Ok(Ok(message)) => {
+                quiet_since = Instant::now();
+                apply(&message);
+                *records += 1;
+                if *records % 10_000 == 0 {
+                    progress(*records);
+                }
+            }
+            Ok(Err(KafkaError::PartitionEOF(partition))) => left.retain(|&p| p != partition),
+            Ok(Err(error)) => tracing::warn!(%error, %topic, "restore read failed; reading on"),
+            Err(_) => tracing::warn!(
+                %topic,
+                partitions = ?left,
+                quiet_s = quiet_since.elapsed().as_secs(),
+                "restore has not reached the end of these partitions yet; still waiting (is the broker up?)"
+            ),
+        }
+    }
+    Ok(true)
+}
