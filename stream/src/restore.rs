@@ -169,7 +169,7 @@ async fn read_to_end(
                 quiet_since = Instant::now();
                 apply(&message);
                 *records += 1;
-                if *records % 10_000 == 0 {
+                if records.is_multiple_of(10_000) {
                     progress(*records);
                 }
             }
