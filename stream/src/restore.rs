@@ -148,7 +148,7 @@ async fn read_to_end(
     partitions: &[i32],
     stop: &mut watch::Receiver<bool>,
     records: &mut u64,
-    progress: &dyn Fn(u64),
+    progress: &(dyn Fn(u64) + Sync),
     mut apply: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<bool, KafkaError> {
     let reader = kafka::reader(config)?;
