@@ -192,12 +192,25 @@ pub fn stage_consumer<C: ConsumerContext + 'static>(
 
 /// A consumer that reads assigned partitions to their end (it reports each end as a
 /// `PartitionEOF` error) and never joins a group or commits: for restoring state.
-pub fn reader(config: &KafkaConfig) -> Result<StreamConsumer, KafkaError> {
+pub fn reader(config: &KafkaConfig) -> Result<StreamConsumer<ReaderContext>, KafkaError> {
     consumer_config(config, &config.topic("reader"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .create()
+        .create_with_context(ReaderContext)
 }
+
+/// A reader's context: reaching a partition's end is what it waits for, not an error to log.
+pub struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!(%error, reason, "Kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
 
 /// A consumer in `group_id` that commits only offsets the caller stored, i.e. records whose
 /// processing finished (`enable.auto.offset.store=false`; stored offsets are committed in the

@@ -263,10 +263,12 @@ async fn write_batch<'m, 'b>(
         }
     }
     // Cold rows go in before the links' rehydration reads them back.
-    for (table, rows) in [("signals_cold", &mut cold), ("signals_hot", &mut hot)] {
-        if !write_signal_rows(clickhouse, table, rows, replay, stop, &mut dead).await {
-            return None;
-        }
+    if !write_signal_rows(clickhouse, "signals_cold", &mut cold, replay, stop, &mut dead).await {
+        return None;
+    }
+    stage::fault_point("sink.some_rows_written");
+    if !write_signal_rows(clickhouse, "signals_hot", &mut hot, replay, stop, &mut dead).await {
+        return None;
     }
     if !write_rows::<IdentityRow>(clickhouse, "identities", &new_links, replay, stop, &mut dead).await
         || !write_rows::<LeadRow>(clickhouse, "leads", &leads, replay, stop, &mut dead).await
@@ -381,7 +383,10 @@ where
         async move {
             let mut rows = rows.to_vec();
             if was_unsure && !rows.is_empty() {
-                let there = store::existing(clickhouse, table, &rows).await?;
+                // Whatever stops the check, the rows are not at fault: retried like a lost answer.
+                let there = store::existing(clickhouse, table, &rows).await.map_err(|error| {
+                    clickhouse::error::Error::Network(format!("checking which rows {table} holds: {error}").into())
+                })?;
                 rows.retain(|row| !there.contains(&row.key(table).2));
                 metrics::counter!(ROWS_SKIPPED_TOTAL, "table" => table).increment(there.len() as u64);
             }

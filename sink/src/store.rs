@@ -172,7 +172,7 @@ pub async fn existing<T: Keyed>(client: &clickhouse::Client, table: &str, rows: 
     }
     let query = format!(
         "SELECT DISTINCT {id} FROM {table} WHERE org_id IN (SELECT arrayJoin(?)) \
-         AND {second} IN (SELECT arrayJoin(?)) AND {id} IN (SELECT arrayJoin(?))"
+         AND {second} IN (SELECT arrayJoin(?)) AND {id} IN (SELECT toUInt64(arrayJoin(?)))"
     );
     let found: Vec<u64> = client.query(&query).bind(&orgs).bind(&seconds).bind(&ids).fetch_all().await?;
     Ok(found.into_iter().collect())

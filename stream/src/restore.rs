@@ -140,7 +140,7 @@ async fn await_stable_offsets(
 }
 
 /// Reads `partitions` of `topic` from their beginning to their end, handing each record to
-/// `apply`, counting them in `records` and telling `progress` every 10 000. Broker trouble is
+/// `apply`, counting them in `records` and telling `progress` at the first and every 10 000th. Broker trouble is
 /// waited out; answers false when asked to stop first.
 async fn read_to_end(
     config: &KafkaConfig,
@@ -169,7 +169,7 @@ async fn read_to_end(
                 quiet_since = Instant::now();
                 apply(&message);
                 *records += 1;
-                if records.is_multiple_of(10_000) {
+                if *records == 1 || records.is_multiple_of(10_000) {
                     progress(*records);
                 }
             }

@@ -128,7 +128,7 @@ pub async fn read_records(config: &Config, topic: &str, expected: usize) -> Vec<
 /// broker trouble is waited out for 30 s.
 pub fn count_records(config: &Config, topic: &str) -> i64 {
     use rdkafka::consumer::BaseConsumer;
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+    let consumer: BaseConsumer<common::kafka::ReaderContext> = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &config.kafka.brokers)
         .set("group.id", unique("counter"))
         .set("enable.auto.commit", "false")
@@ -136,7 +136,7 @@ pub fn count_records(config: &Config, topic: &str) -> i64 {
         .set("isolation.level", "read_committed")
         .set("fetch.max.bytes", (64 << 20).to_string())
         .set("receive.message.max.bytes", ((64 << 20) + 4096).to_string())
-        .create()
+        .create_with_context(common::kafka::ReaderContext)
         .expect("consumer");
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
     let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|partition| partition.id()).collect();

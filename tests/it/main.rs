@@ -11,6 +11,7 @@ mod edge_broker_outage;
 mod edge_collect_activity;
 mod edge_signals;
 mod edge_support;
+mod exactly_once;
 mod health;
 mod import_command;
 mod kafka_cluster;

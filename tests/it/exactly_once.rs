@@ -1,0 +1,116 @@
+//! Exactly once, shown by killing a stage at each step: the `sigstage` binary runs with a fault
+//! point armed (`SIGSTAGE_FAULT`, which only debug builds accept) and aborts there, as a SIGKILL
+//! would; the stage then runs again and finishes. Every output is counted physically: records
+//! in each topic as a `read_committed` reader sees them, and rows in each table without FINAL.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::config::Config;
+use common::kafka::topics;
+
+use crate::edge_support::count_records;
+use crate::pipeline_support::{await_count, caught_up, start_processor, start_sink};
+use crate::stream_recovery::fill;
+use crate::support::TestDb;
+
+/// Signals written: visitors v0..v99; ids 101..200 identify each visitor's email, the rest are
+/// tracks (ids 1..100 before their visitor is identified: cold, then rehydrated).
+const TOTAL: u64 = 5_000;
+
+/// Runs `sigstage ROLE` with `fault` armed until the fault kills it; panics if it ends otherwise.
+async fn run_until_fault(db: &TestDb, role: &str, fault: &str) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigstage"))
+        .arg(role)
+        .envs(&db.vars)
+        .env("SIGSTAGE_HTTP_ADDR", "127.0.0.1:0")
+        .env("SIGSTAGE_FAULT", fault)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sigstage starts");
+    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("sigstage {role} never reached {fault}"))
+        .expect("waited");
+    assert_eq!(status.signal(), Some(SIGABRT), "sigstage {role} ended at {fault} by the fault: {status}");
+}
+
+/// The signal a fault point aborts with.
+const SIGABRT: i32 = 6;
+
+/// Every record of the stream's outputs exactly once: processed signals, dedupe entries, one
+/// link and one lead per visitor, and their two events.
+fn assert_stream_outputs_once(config: &Config) {
+    let count = |name: &str| count_records(config, &config.kafka.topic(name));
+    assert_eq!(count(topics::SIGNALS_PROCESSED), TOTAL as i64, "processed signals");
+    assert_eq!(count(topics::DEDUPE), TOTAL as i64, "dedupe entries");
+    assert_eq!(count(topics::IDENTITIES), 200, "a link and a lead per visitor");
+    assert_eq!(count(topics::WEBHOOKS_OUTBOX), 200, "lead.created and lead.identified per visitor");
+    assert_eq!(count(topics::SIGNALS_DLQ), 0, "no dead letters");
+}
+
+async fn stream_killed_at(faults: &[&str]) {
+    let db = TestDb::migrated().await;
+    let config = &db.config;
+    fill(config, &config.kafka.topic(topics::SIGNALS_RAW), 1, TOTAL, "webhook").await;
+    for fault in faults {
+        run_until_fault(&db, "stream", fault).await;
+    }
+    let processor = start_processor(config);
+    caught_up(config).await;
+    processor.stop().await;
+    assert_stream_outputs_once(config);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_killed_after_some_outputs_then_mid_restore() {
+    stream_killed_at(&["stream.some_outputs_written:3", "stream.restoring:1"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_killed_after_all_outputs_before_commit() {
+    stream_killed_at(&["stream.before_commit:3"]).await;
+}
+
+/// The sink's tables exactly once: no row twice, counted without FINAL.
+async fn sink_killed_at(fault: &str) {
+    let db = TestDb::migrated().await;
+    let config = &db.config;
+    fill(config, &config.kafka.topic(topics::SIGNALS_RAW), 1, TOTAL, "webhook").await;
+    let processor = start_processor(config);
+    caught_up(config).await;
+    processor.stop().await;
+    run_until_fault(&db, "sink", fault).await;
+    let sink = start_sink(config, db.client.clone());
+    let client = &db.client;
+    // Hot: every signal but the first hundred tracks directly, and those hundred rehydrated.
+    await_count(client, "SELECT count() FROM signals_hot", TOTAL).await;
+    await_count(client, "SELECT count() FROM signals_cold", 100).await;
+    await_count(client, "SELECT count() FROM identities", 100).await;
+    await_count(client, "SELECT count() FROM leads", 100).await;
+    sink.stop().await;
+    for (table, key) in [("signals_hot", "signal_id"), ("signals_cold", "signal_id"), ("identities", "anonymous_id")] {
+        let query = format!("SELECT count() - uniqExact({key}) FROM {table}");
+        await_count(client, &query, 0).await;
+    }
+    await_count(client, "SELECT count() FROM signals_hot WHERE attributed_by = 'rehydrated'", 100).await;
+    assert_eq!(count_records(config, &config.kafka.topic(topics::SIGNALS_DLQ)), 0, "no row refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_killed_after_some_rows() {
+    sink_killed_at("sink.some_rows_written:1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_killed_mid_rehydration() {
+    sink_killed_at("sink.rehydrating:1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_killed_after_all_rows_before_commit() {
+    sink_killed_at("sink.before_commit:1").await;
+}
