@@ -103,8 +103,13 @@ install_kafka() {
 # --- Kafka brokers ------------------------------------------------------------------------
 
 # A Kafka cluster id: 16 random bytes, base64url without padding (what `kafka-storage.sh
-# random-uuid` prints), without starting a JVM for it.
-new_cluster_id() { head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'; }
+# random-uuid` prints), without starting a JVM for it. Like Kafka's own, never one that starts
+# with '-': the format command would take it for an option (1 start in 64 failed so).
+new_cluster_id() {
+    local id
+    while id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'); [[ $id == -* ]]; do :; done
+    printf '%s' "$id"
+}
 
 # start_broker DIR NODE_ID PORT CONTROLLER_PORT VOTERS REPLICAS MIN_ISR HEAP CLUSTER_ID
 # One KRaft node (broker and controller) with its config, log4j config, logs and data in DIR.

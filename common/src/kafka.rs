@@ -297,7 +297,16 @@ pub async fn prepare_topics(config: &KafkaConfig) -> Result<(), TopicsError> {
     let names: Vec<String> = topics::ALL.iter().map(|name| config.topic(name)).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     ensure_topics(config, &names).await?;
-    let counts = partition_counts(config, &names).await?;
+    // A topic just created may not be in every broker's metadata yet: it shows no partitions.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let counts = loop {
+        let counts = partition_counts(config, &names).await?;
+        let settled = names.iter().all(|name| counts.get(*name).is_some_and(|&count| count > 0));
+        if settled || std::time::Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let copartitioned: Vec<(String, usize)> = topics::COPARTITIONED
         .iter()
         .map(|name| {

@@ -5,17 +5,18 @@ use std::time::{Duration, Instant};
 
 use common::config::Config;
 use common::kafka::topics;
-use common::stage::Stages;
+use common::stage::{self, Stages};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use crate::edge_support::count_records;
 
-/// A processor or sink running in-process until `stop`.
+/// A processor or sink running in-process until `stop`, supervised as `sigstage` runs it: a
+/// failure (a lost broker ending a transaction) restarts it.
 pub struct Running {
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), common::stage::StageError>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 pub fn start_processor(config: &Config) -> Running {
@@ -25,8 +26,12 @@ pub fn start_processor(config: &Config) -> Running {
     let settings = stream::runner::Settings { refresh: Duration::from_millis(200), ..Default::default() };
     let task = tokio::spawn(async move {
         common::kafka::prepare_topics(&kafka).await.expect("topics");
-        let (id, stage) = (common::kafka::transactional_id(&kafka, "stream"), Stages::default().stage("stream"));
-        stream::runner::run(&kafka, clickhouse, settings, &id, stage, stopped).await
+        let id = common::kafka::transactional_id(&kafka, "stream");
+        stage::supervise(Stages::default().stage("stream"), stopped, |stage, stop| {
+            let (kafka, clickhouse, settings, id) = (kafka.clone(), clickhouse.clone(), settings.clone(), id.clone());
+            async move { stream::runner::run(&kafka, clickhouse, settings, &id, stage, stop).await }
+        })
+        .await
     });
     Running { stop, task }
 }
@@ -34,7 +39,7 @@ pub fn start_processor(config: &Config) -> Running {
 impl Running {
     pub async fn stop(self) {
         self.stop.send(true).expect("still running");
-        self.task.await.expect("no panic").expect("ends cleanly");
+        self.task.await.expect("no panic");
     }
 }
 
@@ -69,7 +74,11 @@ pub fn start_sink(config: &Config, clickhouse: clickhouse::Client) -> Running {
     let settings = sink::runner::Settings { batch_wait: Duration::from_millis(50), ..Default::default() };
     let task = tokio::spawn(async move {
         common::kafka::prepare_topics(&kafka).await.expect("topics");
-        sink::runner::run(&kafka, clickhouse, settings, Stages::default().stage("sink"), stopped).await
+        stage::supervise(Stages::default().stage("sink"), stopped, |stage, stop| {
+            let (kafka, clickhouse, settings) = (kafka.clone(), clickhouse.clone(), settings.clone());
+            async move { sink::runner::run(&kafka, clickhouse, settings, stage, stop).await }
+        })
+        .await
     });
     Running { stop, task }
 }
