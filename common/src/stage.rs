@@ -88,7 +88,6 @@ where
     Fut: Future<Output = Result<(), StageError>>,
 {
     let name = stage.name().to_owned();
-    metrics::counter!(RESTARTS_TOTAL, "stage" => name.clone()).absolute(0);
     let (mut backoff, mut restarts) = (Duration::from_secs(1), 0u64);
     loop {
         stage.set(Status::Starting);
@@ -113,6 +112,22 @@ where
             _ = stop.changed() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Registers the runtime metrics of `stage` at zero, with their descriptions.
+pub fn register_metrics(stage: &'static str) {
+    metrics::describe_counter!(RESTARTS_TOTAL, "times a stage failed and was restarted");
+    metrics::describe_gauge!(RESTORE_RECORDS, "changelog records read by the current or last restore");
+    metrics::describe_histogram!(RESTORE_SECONDS, "how long restores took");
+    metrics::describe_histogram!(BATCH_RECORDS, "records per committed batch");
+    metrics::describe_histogram!(BATCH_SECONDS, "time from a batch's first record read to its commit");
+    metrics::describe_histogram!(END_TO_END_SECONDS, "time from the edge's receive to the stage's commit, per record");
+    metrics::describe_gauge!(CONSUMER_LAG, "records a stage's group has yet to read, per partition");
+    metrics::counter!(RESTARTS_TOTAL, "stage" => stage).absolute(0);
+    metrics::gauge!(RESTORE_RECORDS, "stage" => stage).set(0.0);
+    for histogram in [RESTORE_SECONDS, BATCH_RECORDS, BATCH_SECONDS, END_TO_END_SECONDS] {
+        let _ = metrics::histogram!(histogram, "stage" => stage);
     }
 }
 

@@ -59,3 +59,13 @@ impl Edge {
         Ok(caller)
     }
 }
+
+/// Registers the edge's metrics at zero, with their descriptions.
+pub fn register_metrics() {
+    metrics::describe_counter!(accept::SIGNALS_TOTAL, "signals answered, by endpoint type and outcome");
+    metrics::describe_counter!(routes::REQUESTS_TOTAL, "requests answered, by route and status class");
+    metrics::describe_histogram!(routes::REQUEST_SECONDS, "time to answer a request, by route");
+    for endpoint in Endpoint::ALL {
+        metrics::counter!(accept::SIGNALS_TOTAL, "endpoint" => endpoint.as_str(), "outcome" => "accepted").absolute(0);
+    }
+}

@@ -5,3 +5,19 @@ pub mod rows;
 pub mod runner;
 pub mod store;
 pub mod webhooks;
+
+/// Registers the sinks' metrics at zero, with their descriptions.
+pub fn register_metrics() {
+    common::stage::register_metrics("sink");
+    common::stage::register_metrics("webhooks");
+    metrics::describe_counter!(runner::ROWS_TOTAL, "rows written to ClickHouse, by table");
+    metrics::describe_counter!(runner::ROWS_SKIPPED_TOTAL, "rows of a replay left out because their table held them");
+    metrics::describe_counter!(webhooks::worker::ATTEMPTS_TOTAL, "webhook delivery attempts, by outcome");
+    for table in ["signals_hot", "signals_cold", "identities", "leads"] {
+        metrics::counter!(runner::ROWS_TOTAL, "table" => table).absolute(0);
+        metrics::counter!(runner::ROWS_SKIPPED_TOTAL, "table" => table).absolute(0);
+    }
+    for outcome in ["delivered", "disabled", "refused", "gave_up", "retrying"] {
+        metrics::counter!(webhooks::worker::ATTEMPTS_TOTAL, "outcome" => outcome).absolute(0);
+    }
+}

@@ -11,9 +11,10 @@
 //! hold (see [`store::existing`]); so does a retry after a write whose answer was lost.
 //! Rehydration leaves out what is hot already. A replay changes no count, physically.
 //!
-//! Rehydration is exact whatever order the two topics arrive in: a link rehydrates the cold
-//! signals already written, and a cold signal of a visitor already linked (in this batch or
-//! before) is written hot as well. Both topics' partition p go to the same sink (range
+//! Rehydration is exact whatever order the two topics arrive in: a visitor's first link
+//! rehydrates the cold signals already written, and a cold signal of a visitor already linked
+//! (in this batch or before) is written hot as well, under the lead it was first linked to (a
+//! re-identification moves only later signals, which the stream attributes itself). Both topics' partition p go to the same sink (range
 //! assignment of co-partitioned topics), so the two never race.
 
 use std::collections::HashMap;
@@ -241,8 +242,10 @@ async fn write_batch<'m, 'b>(
         Ok(links) => links,
         Err(_) => return None,
     };
-    for (_, link) in &new_links {
-        links.insert(store::visitor_key(&link.org_id, &link.anonymous_id), link.email.clone());
+    for ((_, link), first) in new_links.iter().zip(&rehydrating) {
+        if *first {
+            links.entry(store::visitor_key(&link.org_id, &link.anonymous_id)).or_insert_with(|| link.email.clone());
+        }
     }
 
     let now = common::time::now_ms();
@@ -275,17 +278,17 @@ async fn write_batch<'m, 'b>(
     {
         return None;
     }
-    // One statement for the batch's latest link of each visitor: a statement per link, all at
-    // once, made ClickHouse refuse every query beyond its concurrent limit, analysts' included.
-    let mut latest: HashMap<(&str, &str), (&str, bool)> = HashMap::new();
+    // One statement for the batch's first links (a visitor's first identification: its cold
+    // signals are its first lead's): a statement per link, all at once, made ClickHouse refuse
+    // every query beyond its concurrent limit, analysts' included.
+    let mut firsts: HashMap<(&str, &str), &str> = HashMap::new();
     for ((_, link), first) in new_links.iter().zip(&rehydrating) {
-        latest.insert((&link.org_id, &link.anonymous_id), (&link.email, *first));
+        if *first {
+            firsts.entry((&link.org_id, &link.anonymous_id)).or_insert(&link.email);
+        }
     }
-    let to_rehydrate: Vec<(&str, &str, &str)> = latest
-        .into_iter()
-        .filter(|(_, (_, first))| *first)
-        .map(|((org, visitor), (email, _))| (org, visitor, email))
-        .collect();
+    let to_rehydrate: Vec<(&str, &str, &str)> =
+        firsts.into_iter().map(|((org, visitor), email)| (org, visitor, email)).collect();
     if !to_rehydrate.is_empty() {
         stage::fault_point("sink.rehydrating");
         if store::with_retries("rehydration", stop, || store::rehydrate(clickhouse, &to_rehydrate, now)).await.is_err()

@@ -139,7 +139,8 @@ struct LinkRow {
     email: String,
 }
 
-/// The latest link of each of `visitors` that has one: `org NUL anonymousId` → email.
+/// The first link of each of `visitors` that has one (the lead its anonymous signals belong
+/// to): `org NUL anonymousId` → email.
 pub async fn links_of(client: &clickhouse::Client, visitors: &Visitors<'_>) -> Result<HashMap<String, String>, Error> {
     if visitors.is_empty() {
         return Ok(HashMap::new());

@@ -50,6 +50,15 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
         metrics: common::telemetry::init_metrics(),
         stages: stages.clone(),
     };
+    if roles.ingest {
+        ingest::register_metrics();
+    }
+    if roles.stream {
+        stream::register_metrics();
+    }
+    if roles.sink {
+        sink::register_metrics();
+    }
     let mut app = health::router(health).merge(common::admin::router(
         clickhouse.clone(),
         config.kafka.clone(),

@@ -15,3 +15,19 @@ pub mod queue;
 pub mod restore;
 pub mod rules;
 pub mod runner;
+
+/// Registers the stream's metrics at zero, with their descriptions.
+pub fn register_metrics() {
+    common::stage::register_metrics("stream");
+    metrics::describe_counter!(outputs::PROCESSED_TOTAL, "raw records processed, by outcome");
+    metrics::describe_gauge!(dedupe::ENTRIES, "signals the dedupe window holds");
+    metrics::describe_counter!(
+        dedupe::EVICTED_EARLY,
+        "dedupe entries dropped before their time because the window was full"
+    );
+    for outcome in ["processed", "duplicate", "dead_letter"] {
+        metrics::counter!(outputs::PROCESSED_TOTAL, "outcome" => outcome).absolute(0);
+    }
+    metrics::gauge!(dedupe::ENTRIES).set(0.0);
+    metrics::counter!(dedupe::EVICTED_EARLY).absolute(0);
+}

@@ -3,6 +3,7 @@
 //! Each test works in its own random topic names and ClickHouse database.
 
 mod admin_api;
+mod attribution;
 mod brokers;
 mod clickhouse_io;
 mod config_errors;
@@ -12,6 +13,7 @@ mod edge_collect_activity;
 mod edge_signals;
 mod edge_support;
 mod exactly_once;
+mod group_changes;
 mod health;
 mod import_command;
 mod kafka_cluster;

@@ -81,8 +81,20 @@ async fn run_prints_a_working_demo_key_and_reuses_it() {
 
     let first = start(&db, &key_file).await;
     assert!(http(&first.addr, "GET /healthz", "").await.starts_with("HTTP/1.1 200"));
-    let ready = http(&first.addr, "GET /readyz", "").await;
-    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    // Ready once every stage runs: until then /readyz says which are still starting.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = http(&first.addr, "GET /readyz", "").await;
+        if ready.starts_with("HTTP/1.1 200") {
+            for stage in ["stream", "sink", "webhooks"] {
+                assert!(ready.contains(&format!(r#""{stage}":{{"status":"running"}}"#)), "{ready}");
+            }
+            break;
+        }
+        assert!(ready.starts_with("HTTP/1.1 503") && ready.contains(r#""stages""#), "{ready}");
+        assert!(std::time::Instant::now() < deadline, "not ready after 60 s: {ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let keys = KeySet::load(&db.client).await.expect("keys");
     let entry = keys
         .authenticate(&first.key, None, Endpoint::SignalStaging, common::time::now_ms())

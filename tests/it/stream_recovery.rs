@@ -16,15 +16,15 @@ use crate::edge_support::{count_records, header, payload_json, read_records};
 use crate::pipeline_support::{caught_up, start_processor};
 use crate::support::TestDb;
 
-/// Writes `count` raw records to `topic` as the edge would: visitors `v0..v99`, the second
-/// hundred records identifies naming each visitor's email, the rest tracks. Signal ids start at `first_id`.
+/// Writes `count` raw records to `topic` as the edge would, signal ids from `first_id`: visitors
+/// `v0..v99` (id modulo 100); ids 101 to 200 identify each visitor's email, the rest are tracks.
 pub async fn fill(config: &Config, topic: &str, first_id: u64, count: u64, endpoint: &str) {
     common::kafka::prepare_topics(&config.kafka).await.expect("topics");
     let producer = common::kafka::producer(&config.kafka).expect("producer");
     let records: Vec<(String, String, String)> = (first_id..first_id + count)
         .map(|id| {
             let visitor = id % 100;
-            let body = if (first_id + 100..first_id + 200).contains(&id) {
+            let body = if (101..=200).contains(&id) {
                 format!(r#"{{"type":"identify","anonymousId":"v{visitor}","messageId":"{id}","traits":{{"email":"v{visitor}@acme.io"}}}}"#)
             } else {
                 format!(r#"{{"type":"track","event":"Viewed","anonymousId":"v{visitor}","messageId":"{id}"}}"#)
