@@ -117,7 +117,7 @@ def literal(value):
         return str(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(literal(v) for v in value) + "]"
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'").replace("\0", "\\0") + "'"
 
 
 def bind(sql, *values):
@@ -214,28 +214,33 @@ class Sink:
         self.rehydrate_sql = (ROOT / "sink/src/sql/rehydrate.sql").read_text()
         self.cold_months_sql = (ROOT / "sink/src/sql/cold_months.sql").read_text()
 
-    def rehydrate_range(self, org, links, written_ms, first, last):
-        visitors, emails = [v for v, _ in links], [e for _, e in links]
-        sql = bind(self.rehydrate_sql, visitors, emails, written_ms, org, visitors, first, last)
-        return sql, f"sink/src/sql/rehydrate.sql ({org}, {visitors}, months {first}..{last})"
+    def rehydrate_range(self, links, written_ms, first, last):
+        orgs = sorted({org for org, _, _ in links})
+        visitors = [v for _, v, _ in links]
+        keys = [f"{org}\0{v}" for org, v, _ in links]
+        emails = [e for _, _, e in links]
+        sql = bind(self.rehydrate_sql, keys, emails, written_ms, orgs, visitors, keys, first, last, orgs, emails)
+        return sql, f"sink/src/sql/rehydrate.sql ({keys}, months {first}..{last})"
 
-    def rehydrate(self, org, links, written_ms):
-        """store::rehydrate: one statement for the links ((anonymousId, email) pairs of one org); by
+    def rehydrate(self, links, written_ms):
+        """store::rehydrate: one statement for the links ((org, anonymousId, email) triples); by
         ranges of months if ClickHouse refuses it (252)."""
-        sql, what = self.rehydrate_range(org, links, written_ms, 0, 2**32 - 1)
+        sql, what = self.rehydrate_range(links, written_ms, 0, 2**32 - 1)
         try:
             self.db.session.query(sql, "TabSeparated")
             return 1
         except Exception as error:
             if error_code(error) != 252 or "Too many partitions" not in str(error):
                 raise Failed(f"{what}: {one_line(error)}") from None
-        visitors = [v for v, _ in links]
-        months = [int(r[0]) for r in self.db.run(bind(self.cold_months_sql, org, visitors),
+        orgs = sorted({org for org, _, _ in links})
+        visitors = [v for _, v, _ in links]
+        keys = [f"{org}\0{v}" for org, v, _ in links]
+        months = [int(r[0]) for r in self.db.run(bind(self.cold_months_sql, orgs, visitors, keys),
                                                  "sink/src/sql/cold_months.sql")]
         step = max_months_per_insert()
         ranges = [months[i : i + step] for i in range(0, len(months), step)]
         for months_of_range in ranges:
-            self.db.run(*self.rehydrate_range(org, links, written_ms, months_of_range[0], months_of_range[-1]))
+            self.db.run(*self.rehydrate_range(links, written_ms, months_of_range[0], months_of_range[-1]))
         return 1 + len(ranges)
 
 
@@ -300,9 +305,17 @@ def analyst_data(db, sink):
                "insert identities")
         insert(db, "leads", LEAD_COLUMNS, [dict(r, created_ms=r["created_ms"] + replay) for r in leads],
                "insert leads")
-        sink.rehydrate("acme", [(link["anonymous_id"], link["email"]) for link in links], written)
+        sink.rehydrate([("acme", link["anonymous_id"], link["email"]) for link in links], written)
     rehydrated = [dict(r, lead_email="jo@acme.io", attributed_by="rehydrated") for r in cold
                   if r["org_id"] == "acme" and r["anonymous_id"] in ("v1", "v3")]
+    # Rehydration leaves out what is hot already: run twice, it wrote each row once, physically.
+    expect("sink/src/sql/rehydrate.sql run twice (rows without FINAL)",
+           db.run("SELECT count() FROM signals_hot WHERE attributed_by = 'rehydrated'", "count rehydrated"),
+           [[str(len(rehydrated))]])
+    links_of = (ROOT / "sink/src/sql/links_of.sql").read_text()
+    got = db.run(bind(links_of, ["acme"], ["v1", "v3", "v2"], ["acme\0v1", "acme\0v3", "acme\0v2"]),
+                 "sink/src/sql/links_of.sql")
+    expect("sink/src/sql/links_of.sql", sorted(got), [["acme", "v1", "jo@acme.io"], ["acme", "v3", "jo@acme.io"]])
     return hot + rehydrated, cold
 
 
@@ -342,7 +355,7 @@ def analyst_queries(db, sink, hot, cold):
            "insert identities (v2)")
     expect("schemas/queries/unlinked_cold_signals.sql (v2 linked, not rehydrated)",
            query(db, "unlinked_cold_signals.sql"), [["1"]])
-    sink.rehydrate("acme", [("v2", "sam@acme.io")], BASE_MS + 3 * DAY_MS)
+    sink.rehydrate([("acme", "v2", "sam@acme.io")], BASE_MS + 3 * DAY_MS)
     expect("schemas/queries/unlinked_cold_signals.sql (v2 rehydrated)", query(db, "unlinked_cold_signals.sql"),
            [["0"]])
     return len(list((ROOT / "schemas/queries").glob("*.sql")))
@@ -382,10 +395,10 @@ def months_of_history(db, sink):
 
     # Rehydrating that visitor: one INSERT ... SELECT is refused as well; the sink falls back to
     # ranges of months.
-    sql, what = sink.rehydrate_range("backfill", [("archive", "archivist@backfill.io")], BASE_MS, 0, 2**32 - 1)
+    sql, what = sink.rehydrate_range([("backfill", "archive", "archivist@backfill.io")], BASE_MS, 0, 2**32 - 1)
     error = db.refused(sql, what)
     expect(f"{what}: error code", error_code(error), 252)
-    statements_sent = sink.rehydrate("backfill", [("archive", "archivist@backfill.io")], BASE_MS)
+    statements_sent = sink.rehydrate([("backfill", "archive", "archivist@backfill.io")], BASE_MS)
     expect("signals_hot rows after rehydrating 150 months",
            db.one("SELECT count() FROM signals_hot WHERE org_id = 'backfill'", "count"), "150")
     insert(db, "identities", IDENTITY_COLUMNS, [{"org_id": "backfill", "anonymous_id": "archive",

@@ -4,14 +4,13 @@
 //! in each topic as a `read_committed` reader sees them, and rows in each table without FINAL.
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::config::Config;
 use common::kafka::topics;
 
 use crate::edge_support::count_records;
-use crate::pipeline_support::{await_count, caught_up, start_processor, start_sink};
+use crate::pipeline_support::{await_count, caught_up, spawn_role, start_processor, start_sink};
 use crate::stream_recovery::fill;
 use crate::support::TestDb;
 
@@ -21,16 +20,7 @@ const TOTAL: u64 = 5_000;
 
 /// Runs `sigstage ROLE` with `fault` armed until the fault kills it; panics if it ends otherwise.
 async fn run_until_fault(db: &TestDb, role: &str, fault: &str) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigstage"))
-        .arg(role)
-        .envs(&db.vars)
-        .env("SIGSTAGE_HTTP_ADDR", "127.0.0.1:0")
-        .env("SIGSTAGE_FAULT", fault)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("sigstage starts");
+    let mut child = spawn_role(&db.vars, role, &[("SIGSTAGE_FAULT", fault)]);
     let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
         .await
         .unwrap_or_else(|_| panic!("sigstage {role} never reached {fault}"))

@@ -3,7 +3,6 @@
 //! cleanly. Nothing is lost or doubled, counted physically, and every identified visitor is
 //! rehydrated.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::config::Config;
@@ -11,22 +10,14 @@ use common::kafka::topics;
 use tokio::process::Child;
 
 use crate::edge_support::count_records;
-use crate::pipeline_support::{await_count, caught_up};
+use crate::pipeline_support::{await_count, caught_up, spawn_role};
 use crate::stream_recovery::fill;
 use crate::support::TestDb;
 
 const TOTAL: u64 = 6_000;
 
 fn spawn(db: &TestDb, role: &str) -> Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_sigstage"))
-        .arg(role)
-        .envs(&db.vars)
-        .env("SIGSTAGE_HTTP_ADDR", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("sigstage starts")
+    spawn_role(&db.vars, role, &[])
 }
 
 /// Waits until `signals.processed` holds at least `count` records.

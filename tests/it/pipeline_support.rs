@@ -5,9 +5,12 @@ use std::time::{Duration, Instant};
 
 use common::config::Config;
 use common::kafka::topics;
+use std::process::Stdio;
+
 use common::stage::{self, Stages};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
+use tokio::process::Child;
 use tokio::sync::watch;
 
 use crate::edge_support::count_records;
@@ -94,4 +97,19 @@ pub async fn await_count(client: &clickhouse::Client, query: &str, expected: u64
         assert!(Instant::now() < deadline, "{query}: {answer:?}, expected {expected}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `sigstage ROLE` as a process of the test's deployment (`vars`, plus `extra` variables), on a
+/// port of its own, killed if the test drops it.
+pub fn spawn_role(vars: &std::collections::BTreeMap<String, String>, role: &str, extra: &[(&str, &str)]) -> Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_sigstage"))
+        .arg(role)
+        .envs(vars)
+        .env("SIGSTAGE_HTTP_ADDR", "127.0.0.1:0")
+        .envs(extra.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|error| panic!("sigstage {role} starts: {error}"))
 }

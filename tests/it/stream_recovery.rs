@@ -2,7 +2,6 @@
 //! nothing doubled), and the live lane served before a backlog of history.
 
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::config::Config;
@@ -13,7 +12,7 @@ use rdkafka::producer::FutureRecord;
 use serde_json::Value;
 
 use crate::edge_support::{count_records, header, payload_json, read_records};
-use crate::pipeline_support::{caught_up, start_processor};
+use crate::pipeline_support::{caught_up, spawn_role, start_processor};
 use crate::support::TestDb;
 
 /// Writes `count` raw records to `topic` as the edge would, signal ids from `first_id`: visitors
@@ -56,15 +55,7 @@ async fn sigkill_mid_stream_then_restart_loses_and_doubles_nothing() {
     const TOTAL: u64 = 2_000;
     let raw_topic = config.kafka.topic(topics::SIGNALS_RAW);
     fill(config, &raw_topic, 1, TOTAL / 2, "webhook").await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigstage"))
-        .arg("stream")
-        .envs(&db.vars)
-        .env("SIGSTAGE_HTTP_ADDR", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("sigstage stream starts");
+    let mut child = spawn_role(&db.vars, "stream", &[]);
     let processed_topic = config.kafka.topic(topics::SIGNALS_PROCESSED);
     let deadline = Instant::now() + Duration::from_secs(60);
     while count_records(config, &processed_topic) < 300 {
