@@ -1,8 +1,9 @@
 //! The end-to-end stream figure: signals/s through a real processor (consumer group, parse,
-//! dedupe, rules, identity, outputs produced and acknowledged, offsets stored) from a pre-filled
-//! raw topic, beside a bare rdkafka consumer (same client settings) reading the same records,
-//! and a bare copier that reads them and writes each unchanged to another topic in batches of
-//! 1000 (acks awaited per batch): the Kafka work a processor cannot avoid.
+//! dedupe, rules, identity, outputs, state and offsets committed in one transaction per batch)
+//! from a pre-filled raw topic, beside a bare rdkafka consumer (same client settings) reading the
+//! same records, and a bare copier that reads them and writes each unchanged to another topic in
+//! batches of 5000 (acks awaited per batch), without and with a transaction per batch: the Kafka
+//! work a processor cannot avoid, and what exactly-once adds to it.
 //! Each round fills a fresh raw topic with `RECORDS` signals of the bench mix (edge headers
 //! included, every one distinct), then times both readers from their first record to their
 //! last, so group joins and start-up are left out. Alternates for `ROUNDS`; prints medians.
@@ -16,9 +17,10 @@ use common::config::Config;
 use common::kafka::topics;
 use common::stage::Stages;
 use futures::future::join_all;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
+use rdkafka::producer::Producer;
 use rdkafka::Message;
 use schemas::record::headers;
 use tokio::sync::watch;
@@ -34,28 +36,33 @@ async fn main() -> anyhow::Result<()> {
     };
     let (records, rounds): (usize, usize) = (records.parse()?, rounds.parse()?);
     let base = Config::from_env()?;
-    let (mut bare, mut copied, mut processed) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut bare, mut copied, mut copied_txn, mut processed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         let mut config = base.clone();
         config.kafka.topic_prefix = format!("{}r{}-{}.", base.kafka.topic_prefix, std::process::id(), round);
         fill(&config, records).await?;
         let bare_rate = bare_consumer(&config, records).await?;
-        let copier_rate = copier(&config, records).await?;
+        let copier_rate = copier(&config, records, false).await?;
+        let copier_txn_rate = copier(&config, records, true).await?;
         let processor_rate = processor(&config, records).await?;
         eprintln!(
             "round {round}: bare consumer {bare_rate:.0} records/s, copier {copier_rate:.0} records/s, \
-             processor {processor_rate:.0} signals/s"
+             transactional copier {copier_txn_rate:.0} records/s, processor {processor_rate:.0} signals/s"
         );
         bare.push(bare_rate);
         copied.push(copier_rate);
+        copied_txn.push(copier_txn_rate);
         processed.push(processor_rate);
     }
-    let (bare, copied, processed) = (median(bare), median(copied), median(processed));
+    let (bare, copied, copied_txn, processed) = (median(bare), median(copied), median(copied_txn), median(processed));
     println!(
-        "bare consumer {bare:.0} records/s, copier {copied:.0} records/s, processor {processed:.0} signals/s, \
-         ratio to the consumer {:.2}, to the copier {:.2}",
+        "bare consumer {bare:.0} records/s, copier {copied:.0} records/s, transactional copier {copied_txn:.0} \
+         records/s, processor {processed:.0} signals/s; exactly-once costs the copier {:.2} of its rate; the \
+         processor is {:.2} of the consumer, {:.2} of the copier, {:.2} of the transactional copier",
+        copied_txn / copied,
         processed / bare,
-        processed / copied
+        processed / copied,
+        processed / copied_txn
     );
     Ok(())
 }
@@ -74,8 +81,11 @@ async fn fill(config: &Config, count: usize) -> anyhow::Result<()> {
     for chunk_start in (0..count).step_by(5000) {
         let sends = (chunk_start..count.min(chunk_start + 5000)).map(|i| {
             let signal = &mix[i % mix.len()];
-            // Distinct bytes per record, or dedupe would drop the repeats of the mix.
-            let payload = format!("{{\"n\":{i},{}", std::str::from_utf8(&signal[1..]).expect("utf-8"));
+            // Distinct bytes and Segment messageIds per record, or dedupe would drop the repeats.
+            let body = std::str::from_utf8(&signal[1..])
+                .expect("utf-8")
+                .replace("\"messageId\":\"", &format!("\"messageId\":\"{i}-"));
+            let payload = format!("{{\"n\":{i},{body}");
             let id = i.to_string();
             let key = format!("bench:v{}", i % 10_000);
             let source = ["segment", "segment", "segment", "generic", "activity"][i % 5];
@@ -104,23 +114,38 @@ async fn bare_consumer(config: &Config, count: usize) -> anyhow::Result<f64> {
     read(&consumer, count).await
 }
 
+/// Records per copier batch: the processor's largest batch.
+const COPY_BATCH: usize = 5000;
+
 /// Records/s of a consumer that writes every record unchanged to another topic, a batch of
-/// 1000 at a time, waiting for the batch's acknowledgements; timed on the output topic.
-async fn copier(config: &Config, count: usize) -> anyhow::Result<f64> {
-    let (raw, copies) = (config.kafka.topic(topics::SIGNALS_RAW), config.kafka.topic("copies"));
+/// [`COPY_BATCH`] at a time, waiting for the batch's acknowledgements; timed on the output topic. With
+/// `transactions`, each batch and its offsets are committed in one transaction, as the
+/// processor commits them: the difference is what exactly-once costs.
+async fn copier(config: &Config, count: usize, transactions: bool) -> anyhow::Result<f64> {
+    let name = if transactions { "copies-txn" } else { "copies" };
+    let (raw, copies) = (config.kafka.topic(topics::SIGNALS_RAW), config.kafka.topic(name));
     common::kafka::ensure_topics(&config.kafka, &[&copies]).await?;
-    let watcher: StreamConsumer = common::kafka::consumer(&config.kafka, &config.kafka.topic("copy-watcher"))?;
+    let watcher: StreamConsumer =
+        common::kafka::consumer(&config.kafka, &config.kafka.topic(&format!("{name}-watcher")))?;
     watcher.subscribe(&[&copies])?;
     let (kafka, copies_topic) = (config.kafka.clone(), copies.clone());
     let copying = tokio::spawn(async move {
-        let consumer: StreamConsumer = common::kafka::consumer(&kafka, &kafka.topic("copier"))?;
+        let group = kafka.topic(&format!("{name}-copier"));
+        let consumer: StreamConsumer = common::kafka::stage_consumer(&kafka, &group, DefaultConsumerContext)?;
         consumer.subscribe(&[&raw])?;
-        let producer = common::kafka::producer(&kafka)?;
+        let producer = if transactions {
+            common::kafka::transactional_producer(&kafka, &common::kafka::transactional_id(&kafka, name)).await?
+        } else {
+            common::kafka::producer(&kafka)?
+        };
         let mut copied = 0;
         while copied < count {
-            let mut batch = Vec::with_capacity(1000);
-            while batch.len() < 1000 && copied + batch.len() < count {
+            let mut batch = Vec::with_capacity(COPY_BATCH);
+            while batch.len() < COPY_BATCH && copied + batch.len() < count {
                 batch.push(consumer.recv().await?);
+            }
+            if transactions {
+                producer.begin_transaction()?;
             }
             let sends = batch.iter().map(|m| {
                 let mut record = FutureRecord::to(&copies_topic).payload(m.payload().unwrap_or_default());
@@ -131,6 +156,10 @@ async fn copier(config: &Config, count: usize) -> anyhow::Result<f64> {
             });
             for result in join_all(sends).await {
                 result.map_err(|(error, _)| error)?;
+            }
+            if transactions {
+                let group = consumer.group_metadata().ok_or_else(|| anyhow::anyhow!("no group metadata"))?;
+                common::kafka::commit_transaction(&producer, common::kafka::next_offsets(&batch), group, name).await?;
             }
             copied += batch.len();
         }

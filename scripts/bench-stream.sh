@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The end-to-end stream figure: signals/s through the stream processor from a pre-filled raw
-# topic beside a bare consumer and a bare copier of the same records, in turn ROUNDS times; medians and
+# topic beside a bare consumer and a copier of the same records (without and with a transaction
+# per batch), in turn ROUNDS times; medians and
 # the ratio. Uses its own Kafka broker (port 19093) and the stack's ClickHouse for the rules.
 #
 #   scripts/bench-stream.sh            (RECORDS=50000 ROUNDS=3 by default)
@@ -18,5 +19,5 @@ export SIGSTAGE_TOPIC_PREFIX=bench.
 export RUST_LOG=warn
 private_kafka 19093
 target/release/sigstage migrate 2>/dev/null
-say "$rounds rounds of $records signals, a bare consumer, a bare copier and the processor in turn"
+say "$rounds rounds of $records signals: a bare consumer, a copier without and with transactions, and the processor, in turn"
 target/release/examples/stream_throughput "$records" "$rounds"

@@ -32,8 +32,12 @@ use crate::rules::RuleSet;
 /// Tuning of the stream role.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// A batch is one transaction: larger ones spread its commit over more records.
     pub batch_max: usize,
+    /// A batch closes this long after its first record at the latest (a deadline) ...
     pub batch_wait: Duration,
+    /// ... or as soon as no record came for this long (so a trickle is not held back).
+    pub batch_idle: Duration,
     /// The dedupe window's bound; ~37-73 bytes an entry (see [`crate::dedupe`]).
     pub dedupe_entries: usize,
     pub dedupe_window: Duration,
@@ -46,8 +50,9 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            batch_max: 1000,
-            batch_wait: Duration::from_millis(20),
+            batch_max: 5000,
+            batch_wait: Duration::from_millis(100),
+            batch_idle: Duration::from_millis(20),
             dedupe_entries: 10_000_000,
             dedupe_window: kafka::DEDUPE_WINDOW,
             refresh: Duration::from_secs(5),
@@ -137,10 +142,11 @@ pub async fn run(
             };
             let deadline = tokio::time::Instant::now() + settings.batch_wait;
             while batch.len() < settings.batch_max {
+                let until = deadline.min(tokio::time::Instant::now() + settings.batch_idle);
                 let next = if from_history {
-                    tokio::time::timeout_at(deadline, older.next()).await.ok().flatten()
+                    tokio::time::timeout_at(until, older.next()).await.ok().flatten()
                 } else {
-                    tokio::time::timeout_at(deadline, consumer.recv()).await.ok()
+                    tokio::time::timeout_at(until, consumer.recv()).await.ok()
                 };
                 match next {
                     Some(Ok(message)) => batch.push(message),
