@@ -4,10 +4,11 @@
 //! in each topic as a `read_committed` reader sees them, and rows in each table without FINAL.
 
 use std::os::unix::process::ExitStatusExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::config::Config;
 use common::kafka::topics;
+use tokio::process::Child;
 
 use crate::edge_support::count_records;
 use crate::pipeline_support::{await_count, caught_up, spawn_role, start_processor, start_sink};
@@ -17,15 +18,21 @@ use crate::support::TestDb;
 /// Signals written: visitors v0..v99; ids 101..200 identify each visitor's email, the rest are
 /// tracks (ids 1..100 before their visitor is identified: cold, then rehydrated).
 const TOTAL: u64 = 5_000;
+/// Signals written before the stage starts: its first batch.
+const FIRST: u64 = 1_000;
 
-/// Runs `sigstage ROLE` with `fault` armed until the fault kills it; panics if it ends otherwise.
-async fn run_until_fault(db: &TestDb, role: &str, fault: &str) {
-    let mut child = spawn_role(&db.vars, role, &[("SIGSTAGE_FAULT", fault)]);
+/// Starts `sigstage ROLE` with `fault` armed.
+fn start_with_fault(db: &TestDb, role: &str, fault: &str) -> Child {
+    spawn_role(&db.vars, role, &[("SIGSTAGE_FAULT", fault)])
+}
+
+/// Waits until the fault kills `child`; panics if it ends otherwise.
+async fn killed_by_fault(mut child: Child, fault: &str) {
     let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
         .await
-        .unwrap_or_else(|_| panic!("sigstage {role} never reached {fault}"))
+        .unwrap_or_else(|_| panic!("never reached {fault}"))
         .expect("waited");
-    assert_eq!(status.signal(), Some(SIGABRT), "sigstage {role} ended at {fault} by the fault: {status}");
+    assert_eq!(status.signal(), Some(SIGABRT), "ended at {fault} by the fault: {status}");
 }
 
 /// The signal a fault point aborts with.
@@ -42,12 +49,26 @@ fn assert_stream_outputs_once(config: &Config) {
     assert_eq!(count(topics::SIGNALS_DLQ), 0, "no dead letters");
 }
 
-async fn stream_killed_at(faults: &[&str]) {
+/// A batch is committed, then the stream is killed at `fault` in its second batch (so there is
+/// state to restore), then at each of `then` as it starts again, then runs to the end.
+async fn stream_killed_at(fault: &str, then: &[&str]) {
     let db = TestDb::migrated().await;
     let config = &db.config;
-    fill(config, &config.kafka.topic(topics::SIGNALS_RAW), 1, TOTAL, "webhook").await;
-    for fault in faults {
-        run_until_fault(&db, "stream", fault).await;
+    let raw = config.kafka.topic(topics::SIGNALS_RAW);
+    fill(config, &raw, 1, FIRST, "webhook").await;
+    let mut first = start_with_fault(&db, "stream", fault);
+    let processed = config.kafka.topic(topics::SIGNALS_PROCESSED);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // A batch committed; the fault may already have fired in the next one.
+    while count_records(config, &processed) == 0 {
+        assert!(first.try_wait().expect("status").is_none(), "killed before any batch was committed");
+        assert!(Instant::now() < deadline, "no batch was committed in 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    fill(config, &raw, FIRST + 1, TOTAL - FIRST, "webhook").await;
+    killed_by_fault(first, fault).await;
+    for fault in then {
+        killed_by_fault(start_with_fault(&db, "stream", fault), fault).await;
     }
     let processor = start_processor(config);
     caught_up(config).await;
@@ -57,12 +78,12 @@ async fn stream_killed_at(faults: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_killed_after_some_outputs_then_mid_restore() {
-    stream_killed_at(&["stream.some_outputs_written:3", "stream.restoring:1"]).await;
+    stream_killed_at("stream.some_outputs_written:2", &["stream.restoring:1"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_killed_after_all_outputs_before_commit() {
-    stream_killed_at(&["stream.before_commit:3"]).await;
+    stream_killed_at("stream.before_commit:2", &[]).await;
 }
 
 /// The sink's tables exactly once: no row twice, counted without FINAL.
@@ -73,7 +94,7 @@ async fn sink_killed_at(fault: &str) {
     let processor = start_processor(config);
     caught_up(config).await;
     processor.stop().await;
-    run_until_fault(&db, "sink", fault).await;
+    killed_by_fault(start_with_fault(&db, "sink", fault), fault).await;
     let sink = start_sink(config, db.client.clone());
     let client = &db.client;
     // Hot: every signal but the first hundred tracks directly, and those hundred rehydrated.

@@ -95,6 +95,19 @@ async fn run_prints_a_working_demo_key_and_reuses_it() {
         assert!(std::time::Instant::now() < deadline, "not ready after 60 s: {ready}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Every metric is there from the first scrape, at zero until something happens.
+    let metrics = http(&first.addr, "GET /metrics", "").await;
+    for line in [
+        "sigstage_build_info{version=",
+        r#"sigstage_stage_restarts_total{stage="stream"} 0"#,
+        r#"sigstage_stage_restarts_total{stage="sink"} 0"#,
+        r#"sigstage_stage_end_to_end_seconds_bucket{stage="sink",le="0.001"}"#,
+        "sigstage_stream_dedupe_evicted_early_total 0",
+        r#"sigstage_sink_rows_skipped_total{table="signals_hot"} 0"#,
+        r#"sigstage_ingest_signals_total{endpoint="collect",outcome="accepted"} 0"#,
+    ] {
+        assert!(metrics.contains(line), "/metrics lacks {line}: {metrics}");
+    }
     let keys = KeySet::load(&db.client).await.expect("keys");
     let entry = keys
         .authenticate(&first.key, None, Endpoint::SignalStaging, common::time::now_ms())
