@@ -13,6 +13,8 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (HTTP_ADDR, "127.0.0.1:8080", "host:port the HTTP server binds"),
     (HTTP_MAX_BODY_BYTES, "1048576", "largest request body for single and batch signals"),
     (HTTP_MAX_BULK_BODY_BYTES, "33554432", "largest request body for bulk imports"),
+    (HTTP_MAX_BATCH_SIGNALS, "2500", "most signals one batch request may hold (Segment's limit)"),
+    (HTTP_MAX_BULK_SIGNALS, "10000", "most signals one bulk request may hold"),
     (KAFKA_BROKERS, "127.0.0.1:9092", "comma-separated bootstrap brokers"),
     (TOPIC_PREFIX, "sigstage.", "prefix of every topic name"),
     (KAFKA_PARTITIONS, "4", "partitions of topics sigstage creates"),
@@ -62,6 +64,8 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
 pub const HTTP_ADDR: &str = "SIGSTAGE_HTTP_ADDR";
 pub const HTTP_MAX_BODY_BYTES: &str = "SIGSTAGE_HTTP_MAX_BODY_BYTES";
 pub const HTTP_MAX_BULK_BODY_BYTES: &str = "SIGSTAGE_HTTP_MAX_BULK_BODY_BYTES";
+pub const HTTP_MAX_BATCH_SIGNALS: &str = "SIGSTAGE_HTTP_MAX_BATCH_SIGNALS";
+pub const HTTP_MAX_BULK_SIGNALS: &str = "SIGSTAGE_HTTP_MAX_BULK_SIGNALS";
 pub const KAFKA_BROKERS: &str = "SIGSTAGE_KAFKA_BROKERS";
 pub const TOPIC_PREFIX: &str = "SIGSTAGE_TOPIC_PREFIX";
 pub const KAFKA_PARTITIONS: &str = "SIGSTAGE_KAFKA_PARTITIONS";
@@ -127,6 +131,10 @@ pub struct HttpConfig {
     pub addr: SocketAddr,
     pub max_body_bytes: usize,
     pub max_bulk_body_bytes: usize,
+    /// Signals one batch request may hold.
+    pub max_batch_signals: usize,
+    /// Signals one bulk request may hold.
+    pub max_bulk_signals: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +227,8 @@ impl Config {
                 addr: parse(HTTP_ADDR, get(HTTP_ADDR), "a socket address such as 127.0.0.1:8080")?,
                 max_body_bytes: parse_in(HTTP_MAX_BODY_BYTES, get(HTTP_MAX_BODY_BYTES), 1024..=1 << 30)?,
                 max_bulk_body_bytes: parse_in(HTTP_MAX_BULK_BODY_BYTES, get(HTTP_MAX_BULK_BODY_BYTES), 1024..=1 << 32)?,
+                max_batch_signals: parse_in(HTTP_MAX_BATCH_SIGNALS, get(HTTP_MAX_BATCH_SIGNALS), 1..=100_000)?,
+                max_bulk_signals: parse_in(HTTP_MAX_BULK_SIGNALS, get(HTTP_MAX_BULK_SIGNALS), 1..=100_000)?,
             },
             kafka: KafkaConfig {
                 brokers: check(KAFKA_BROKERS, get(KAFKA_BROKERS), "comma-separated host:port pairs", |v| {

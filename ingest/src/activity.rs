@@ -29,7 +29,7 @@ pub async fn ingress(
 }
 
 async fn handle(edge: &Edge, token: &str, headers: &HeaderMap, body: Body) -> Result<Response, EdgeError> {
-    let caller = edge.admit(token, secret(headers), Endpoint::Ingress)?;
+    let caller = edge.admit(token, secret(headers), Endpoint::Ingress).await?;
     let checked = async {
         let hint = source_hint(headers, None)?;
         let (bytes, _) = body::read(headers, body, edge.max_body_bytes, false).await?;

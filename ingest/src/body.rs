@@ -43,9 +43,14 @@ pub async fn read_raw(headers: &HeaderMap, body: Body, limit: usize) -> Result<B
     };
     match encoding(headers)? {
         Encoding::Identity => Ok(bytes),
-        Encoding::Gzip => tokio::task::spawn_blocking(move || gunzip(&bytes, limit))
-            .await
-            .unwrap_or_else(|_| Err(EdgeError::InvalidPayload("could not decompress the request body".into()))),
+        Encoding::Gzip => {
+            // At most a few decompressions at once, each bounded by `limit`: memory stays
+            // bounded however many gzip bombs arrive together.
+            let _permit = decompressions().acquire().await.expect("the semaphore is never closed");
+            tokio::task::spawn_blocking(move || gunzip(&bytes, limit))
+                .await
+                .unwrap_or_else(|_| Err(EdgeError::InvalidPayload("could not decompress the request body".into())))
+        }
     }
 }
 
@@ -63,6 +68,15 @@ fn content_type(headers: &HeaderMap, ndjson_allowed: bool) -> Result<Format, Edg
             Err(EdgeError::UnsupportedMediaType(format!("Content-Type {other:?} is not supported; send {expected}")))
         }
     }
+}
+
+/// The decompressions that may run at once: one per core, at least two.
+fn decompressions() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        tokio::sync::Semaphore::new(cores.max(2))
+    })
 }
 
 enum Encoding {

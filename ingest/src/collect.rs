@@ -72,7 +72,7 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, EdgeError> {
-    let caller = edge.admit(source_id, secret(headers), Endpoint::Collect)?;
+    let caller = edge.admit(source_id, secret(headers), Endpoint::Collect).await?;
     let checked = async {
         let hint = source_hint(headers, None)?;
         let bytes = body::read_raw(headers, body, edge.max_body_bytes).await?;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use common::control::keys::{AuthError, Endpoint, KeySet};
+use common::control::keys::{self, AuthError, Endpoint, KeySet};
 use common::control::limits::OrgLimits;
 
 use crate::gcra::Gcra;
@@ -35,6 +35,22 @@ pub struct Control {
     counted: Mutex<HashMap<Arc<str>, u64>>,
     gcra: Gcra,
     usage: Usage,
+    /// Keys created since the last load, found by looking them up; dropped on each refresh.
+    found: Mutex<HashMap<String, Arc<KeySet>>>,
+    /// Well-formed keys a lookup did not find, until the next refresh (at most
+    /// [`MAX_UNKNOWN_KEYS`]: beyond, the oldest are forgotten all at once).
+    unknown: Mutex<std::collections::HashSet<String>>,
+    /// Lookups that may run at once; a key that finds none free is refused at once.
+    lookups: tokio::sync::Semaphore,
+}
+
+/// Unknown keys remembered between refreshes.
+const MAX_UNKNOWN_KEYS: usize = 100_000;
+/// Key lookups in ClickHouse that may run at once: a flood of unknown keys waits for none.
+const CONCURRENT_LOOKUPS: usize = 4;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn read<T>(lock: &RwLock<Arc<T>>) -> Arc<T> {
@@ -53,19 +69,58 @@ impl Control {
             counted: Mutex::default(),
             gcra: Gcra::default(),
             usage: Usage::default(),
+            found: Mutex::default(),
+            unknown: Mutex::default(),
+            lookups: tokio::sync::Semaphore::new(CONCURRENT_LOOKUPS),
         })
     }
 
-    pub fn authenticate(
+    /// Authenticates `key` from the keys in memory; a key missing there (created since the last
+    /// refresh) is looked up in ClickHouse before it is refused, so a key works as soon as
+    /// `keys create` returns. Keys a lookup did not find are remembered until the next refresh,
+    /// and at most [`CONCURRENT_LOOKUPS`] run at once, so a flood of unknown keys costs little.
+    /// Revocation still takes effect at the next refresh: what lookups found is dropped then.
+    pub async fn authenticate(
         &self,
         key: &str,
         secret: Option<&[u8]>,
         endpoint: Endpoint,
         now_ms: u64,
     ) -> Result<Caller, AuthError> {
-        let keys = read(&self.keys);
-        let entry = keys.authenticate(key, secret, endpoint, now_ms)?;
-        Ok(Caller { org: Arc::clone(&entry.org_id), key_id: Arc::clone(&entry.key_id) })
+        let caller = |keys: &KeySet| {
+            let entry = keys.authenticate(key, secret, endpoint, now_ms)?;
+            Ok(Caller { org: Arc::clone(&entry.org_id), key_id: Arc::clone(&entry.key_id) })
+        };
+        match caller(&read(&self.keys)) {
+            Err(AuthError::Unknown) if keys::is_well_formed(key) => {}
+            answer => return answer,
+        }
+        let digest = keys::hash_hex(key);
+        let found = lock(&self.found).get(&digest).cloned();
+        if let Some(keys) = found {
+            return caller(&keys);
+        }
+        if lock(&self.unknown).contains(&digest) {
+            return Err(AuthError::Unknown);
+        }
+        let Ok(_permit) = self.lookups.try_acquire() else { return Err(AuthError::Unknown) };
+        let keys = match KeySet::load_one(&self.client, key).await {
+            Ok(keys) => Arc::new(keys),
+            Err(error) => {
+                tracing::warn!(%error, "looking up an API key missing from memory failed; refused");
+                return Err(AuthError::Unknown);
+            }
+        };
+        if keys.is_empty() {
+            let mut unknown = lock(&self.unknown);
+            if unknown.len() >= MAX_UNKNOWN_KEYS {
+                unknown.clear();
+            }
+            unknown.insert(digest);
+            return Err(AuthError::Unknown);
+        }
+        lock(&self.found).insert(digest, Arc::clone(&keys));
+        caller(&keys)
     }
 
     /// Admits one request under the org's rate limit, or answers the seconds to wait.
@@ -126,6 +181,8 @@ impl Control {
         let keys = KeySet::load(&self.client).await?;
         let limits = OrgLimits::load(&self.client).await?;
         *self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keys);
+        lock(&self.found).clear();
+        lock(&self.unknown).clear();
         let mut counted = self.counted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *self.limits.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(limits);
         // What was just flushed is now in `limits.month_used`; stop counting it twice.

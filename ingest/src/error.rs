@@ -28,6 +28,8 @@ pub enum EdgeError {
     Unauthorized(AuthError),
     #[error("request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("the request holds more than {limit} signals; send at most {limit} per request")]
+    TooManySignals { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("the organisation's request rate limit is reached; retry after {retry_after_s} s")]
@@ -45,7 +47,7 @@ impl EdgeError {
                 StatusCode::BAD_REQUEST
             }
             EdgeError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            EdgeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            EdgeError::TooLarge { .. } | EdgeError::TooManySignals { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             EdgeError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             EdgeError::RateLimited { .. } | EdgeError::PlanLimitReached { .. } => StatusCode::TOO_MANY_REQUESTS,
             EdgeError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -60,6 +62,7 @@ impl EdgeError {
             EdgeError::InvalidActivity(_) => "invalid_activity",
             EdgeError::Unauthorized(reason) => reason.code(),
             EdgeError::TooLarge { .. } => "payload_too_large",
+            EdgeError::TooManySignals { .. } => "too_many_signals",
             EdgeError::UnsupportedMediaType(_) => "unsupported_media_type",
             EdgeError::RateLimited { .. } => "rate_limited",
             EdgeError::PlanLimitReached { .. } => "plan_limit_reached",
@@ -102,6 +105,7 @@ mod tests {
             (EdgeError::InvalidJson("x".into()), 400, None),
             (EdgeError::Unauthorized(AuthError::Expired), 401, None),
             (EdgeError::TooLarge { limit: 10 }, 413, None),
+            (EdgeError::TooManySignals { limit: 10 }, 413, None),
             (EdgeError::UnsupportedMediaType("x".into()), 415, None),
             (EdgeError::RateLimited { retry_after_s: 0 }, 429, Some("1")),
             (EdgeError::PlanLimitReached { retry_after_s: 3600 }, 429, Some("3600")),

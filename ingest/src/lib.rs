@@ -34,6 +34,8 @@ pub struct Edge {
     pub ids: IdGenerator,
     pub max_body_bytes: usize,
     pub max_bulk_body_bytes: usize,
+    pub max_batch_signals: usize,
+    pub max_bulk_signals: usize,
 }
 
 impl Edge {
@@ -44,13 +46,15 @@ impl Edge {
             ids: IdGenerator::new(instance_id),
             max_body_bytes: http.max_body_bytes,
             max_bulk_body_bytes: http.max_bulk_body_bytes,
+            max_batch_signals: http.max_batch_signals,
+            max_bulk_signals: http.max_bulk_signals,
         }
     }
 
     /// Authenticates the key (and secret) for `endpoint`, then applies the org's request rate.
-    pub fn admit(&self, key: &str, secret: Option<&[u8]>, endpoint: Endpoint) -> Result<Caller, EdgeError> {
+    pub async fn admit(&self, key: &str, secret: Option<&[u8]>, endpoint: Endpoint) -> Result<Caller, EdgeError> {
         let now_ms = common::time::now_ms();
-        let caller = self.control.authenticate(key, secret, endpoint, now_ms).map_err(EdgeError::Unauthorized)?;
+        let caller = self.control.authenticate(key, secret, endpoint, now_ms).await.map_err(EdgeError::Unauthorized)?;
         if let Err(retry_after_s) = self.control.check_rate(&caller.org, now_ms) {
             let error = EdgeError::RateLimited { retry_after_s };
             self.control.count_rejected(&caller.org, error.code(), 1);

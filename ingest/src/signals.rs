@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use common::control::keys::Endpoint;
+use serde::de::DeserializeSeed;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -133,7 +134,7 @@ async fn single(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, EdgeError> {
-    let caller = edge.admit(key, secret(headers), Endpoint::SignalStaging)?;
+    let caller = edge.admit(key, secret(headers), Endpoint::SignalStaging).await?;
     let checked = async {
         let hint = source_hint(headers, path_source)?;
         let (bytes, _) = body::read(headers, body, edge.max_body_bytes, false).await?;
@@ -143,49 +144,122 @@ async fn single(
     answer_one(edge, &caller, Via::Webhook, checked).await
 }
 
-/// The `{"signals": [...]}` form of a batch.
-#[derive(Deserialize)]
-struct Wrapped<'a> {
-    #[serde(borrow)]
-    signals: Vec<&'a RawValue>,
-}
-
-/// Splits a batch or bulk body into its signals' bytes, without copying them.
-fn split(bytes: &Bytes, format: Format) -> Result<Vec<Bytes>, EdgeError> {
+/// Splits a batch or bulk body into its signals' bytes, without copying them; more than `max`
+/// signals is refused before anything is kept per signal beyond `max`.
+fn split(bytes: &Bytes, format: Format, max: usize) -> Result<Vec<Bytes>, EdgeError> {
+    let too_many = || EdgeError::TooManySignals { limit: max };
     match format {
-        Format::NdJson => Ok(bytes
-            .split(|&b| b == b'\n')
-            .map(|line| line.trim_ascii())
-            .filter(|line| !line.is_empty())
-            .map(|line| bytes.slice_ref(line))
-            .collect()),
+        Format::NdJson => {
+            let mut signals = Vec::new();
+            for line in bytes.split(|&b| b == b'\n').map(|line| line.trim_ascii()).filter(|line| !line.is_empty()) {
+                if signals.len() == max {
+                    return Err(too_many());
+                }
+                signals.push(bytes.slice_ref(line));
+            }
+            Ok(signals)
+        }
         Format::Json => {
+            let mut deserializer = serde_json::Deserializer::from_slice(bytes);
             let parsed = match bytes.trim_ascii_start().first() {
-                Some(b'[') => serde_json::from_slice::<Vec<&RawValue>>(bytes),
-                Some(b'{') => serde_json::from_slice::<Wrapped<'_>>(bytes).map(|wrapped| wrapped.signals),
-                _ => serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map(|_| Vec::new()),
-            };
+                Some(b'[') => Bounded { max }.deserialize(&mut deserializer),
+                Some(b'{') => Wrapped { max }.deserialize(&mut deserializer),
+                _ => serde::de::IgnoredAny::deserialize(&mut deserializer).map(|_| Vec::new()),
+            }
+            .and_then(|signals| deserializer.end().map(|()| signals));
             let raws = parsed.map_err(|error| match error.classify() {
+                _ if error.to_string().starts_with(TOO_MANY) => too_many(),
                 serde_json::error::Category::Data => EdgeError::InvalidPayload(format!(
                     "a batch must be a JSON array of signals or an object {{\"signals\": [...]}}: {error}"
                 )),
                 _ => EdgeError::InvalidJson(format!("body is not valid JSON: {error}")),
             })?;
+            if raws.len() > max {
+                return Err(too_many());
+            }
             Ok(raws.into_iter().map(|raw| bytes.slice_ref(raw.get().as_bytes())).collect())
         }
     }
 }
 
+/// The `{"signals": [...]}` form of a batch, its array [`Bounded`] (other members are skipped).
+struct Wrapped {
+    max: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Wrapped {
+    type Value = Vec<&'de RawValue>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Wrapped {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object with a \"signals\" array")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut signals = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "signals" {
+                signals = Some(map.next_value_seed(Bounded { max: self.max })?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        signals.ok_or_else(|| serde::de::Error::missing_field("signals"))
+    }
+}
+
+/// The start of the error a [`Bounded`] array stops with.
+const TOO_MANY: &str = "more signals than allowed";
+
+/// A JSON array of at most `max` signals: reading stops at the one past `max`.
+struct Bounded {
+    max: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Bounded {
+    type Value = Vec<&'de RawValue>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Bounded {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array of signals")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut signals = Vec::new();
+        while let Some(signal) = seq.next_element::<&'de RawValue>()? {
+            if signals.len() == self.max {
+                return Err(serde::de::Error::custom(TOO_MANY));
+            }
+            signals.push(signal);
+        }
+        Ok(signals)
+    }
+}
+
 async fn many(edge: &Edge, key: &str, via: Via, headers: &HeaderMap, body: Body) -> Result<Response, EdgeError> {
-    let caller = edge.admit(key, secret(headers), Endpoint::SignalStaging)?;
-    let (limit, ndjson) = match via {
-        Via::Bulk => (edge.max_bulk_body_bytes, true),
-        _ => (edge.max_body_bytes, false),
+    let caller = edge.admit(key, secret(headers), Endpoint::SignalStaging).await?;
+    let (limit, ndjson, max_signals) = match via {
+        Via::Bulk => (edge.max_bulk_body_bytes, true, edge.max_bulk_signals),
+        _ => (edge.max_body_bytes, false, edge.max_batch_signals),
     };
     let checked = async {
         let hint = source_hint(headers, None)?;
         let (bytes, format) = body::read(headers, body, limit, ndjson).await?;
-        let signals = split(&bytes, format)?;
+        let signals = split(&bytes, format, max_signals)?;
         if signals.is_empty() {
             return Err(EdgeError::InvalidPayload("the batch holds no signals".into()));
         }
@@ -262,4 +336,29 @@ fn batch_response(results: Vec<Result<Accepted, EdgeError>>) -> Response {
         response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.max(1).into());
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(body: &str, format: Format, max: usize) -> Result<usize, &'static str> {
+        split(&Bytes::from(body.to_owned()), format, max).map(|signals| signals.len()).map_err(|error| error.code())
+    }
+
+    #[test]
+    fn more_signals_than_allowed_are_refused_whatever_the_form() {
+        let lines = "{}\n".repeat(5);
+        assert_eq!(count(&lines, Format::NdJson, 5), Ok(5));
+        assert_eq!(count(&lines, Format::NdJson, 4), Err("too_many_signals"));
+        let array = format!("[{}{{}}]", "{},".repeat(4));
+        assert_eq!(count(&array, Format::Json, 5), Ok(5));
+        assert_eq!(count(&array, Format::Json, 4), Err("too_many_signals"));
+        let wrapped = format!(r#"{{"source":"x","signals":{array}}}"#);
+        assert_eq!(count(&wrapped, Format::Json, 5), Ok(5));
+        assert_eq!(count(&wrapped, Format::Json, 4), Err("too_many_signals"));
+        assert_eq!(count(r#"{"other":[]}"#, Format::Json, 5), Err("invalid_payload"));
+        assert_eq!(count("[{}] trailing", Format::Json, 5), Err("invalid_json"));
+        assert_eq!(count("[{},", Format::Json, 5), Err("invalid_json"));
+    }
 }

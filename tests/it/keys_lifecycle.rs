@@ -94,3 +94,36 @@ async fn bad_arguments_are_refused_with_a_reason() {
         assert!(stdout(&output).is_empty());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_works_as_soon_as_it_is_created_and_is_revoked_at_the_next_refresh() {
+    let edge = crate::edge_support::TestEdge::start().await;
+    // The edge loaded its keys before this one existed, and does not reload them here.
+    let key = create(&edge.db, &["--secret", "s3cr3t-value"]);
+    let uri = format!("/api/signal-staging/webhook/{key}");
+    let post = |secret: Option<&'static str>| {
+        let mut request = axum::http::Request::post(uri.as_str()).header("content-type", "application/json");
+        if let Some(secret) = secret {
+            request = request.header("x-api-secret", secret);
+        }
+        edge.call(request.body(axum::body::Body::from(r#"{"event":"first"}"#)).expect("request"))
+    };
+    let answer = post(Some("s3cr3t-value")).await;
+    assert_eq!(answer.status, 202, "the key works at once: {}", answer.text);
+    assert_eq!(post(None).await.json["error"], "missing_api_secret", "what was looked up is checked in full");
+    // A flood of well-formed keys that do not exist: each refused, and asked for at most once.
+    for round in 0..2 {
+        let started = std::time::Instant::now();
+        for n in 0..500 {
+            let unknown = format!("sgk_{:048x}", n);
+            let answer = edge.post_json(&format!("/api/signal-staging/webhook/{unknown}"), "{}").await;
+            assert_eq!((answer.status.as_u16(), answer.json["error"].as_str()), (401, Some("invalid_api_key")));
+        }
+        eprintln!("round {round}: 500 unknown keys refused in {:?}", started.elapsed());
+    }
+    // Revoked: refused once the edge refreshes (its bound, SIGSTAGE_CONTROL_REFRESH_MS).
+    let revoked = sigstage(&["keys", "revoke", &key], &edge.db.vars);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    edge.refresh().await;
+    assert_eq!(post(Some("s3cr3t-value")).await.json["error"], "inactive_api_key");
+}

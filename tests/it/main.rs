@@ -10,6 +10,7 @@ mod config_errors;
 mod edge_auth_limits;
 mod edge_broker_outage;
 mod edge_collect_activity;
+mod edge_memory;
 mod edge_signals;
 mod edge_support;
 mod exactly_once;

@@ -178,6 +178,14 @@ pub fn shown(key: &str) -> String {
     }
 }
 
+/// True when `key` has the shape of a key sigstage makes (prefix and length): anything else is
+/// refused without a lookup.
+pub fn is_well_formed(key: &str) -> bool {
+    key.len() == KEY_PREFIX.len() + 2 * KEY_RANDOM_BYTES
+        && key.starts_with(KEY_PREFIX)
+        && key[KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Why a key was refused. Each maps to a 401 with its own machine-readable code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -253,6 +261,16 @@ impl KeySet {
             })
             .collect();
         Self { by_hash }
+    }
+
+    /// The latest version of one key, when it exists: for a key created since the last load.
+    pub async fn load_one(client: &clickhouse::Client, key: &str) -> Result<Self, clickhouse::error::Error> {
+        let rows: Vec<ApiKeyRow> = client
+            .query("SELECT ?fields FROM api_keys FINAL WHERE key_hash = ?")
+            .bind(hash_hex(key))
+            .fetch_all()
+            .await?;
+        Ok(Self::from_rows(rows))
     }
 
     pub fn len(&self) -> usize {
@@ -350,6 +368,8 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with(KEY_PREFIX));
         assert_eq!(a.len(), KEY_PREFIX.len() + 2 * KEY_RANDOM_BYTES);
+        assert!(is_well_formed(&a));
+        assert!(!is_well_formed(&a[1..]) && !is_well_formed(&a.replace(KEY_PREFIX, "sgx_")));
         assert_eq!(shown(&a).chars().count(), SHOWN_PREFIX_CHARS + 1);
         assert!(!shown(&a).contains(&a[SHOWN_PREFIX_CHARS..]));
     }

@@ -45,6 +45,9 @@ impl Deliverer {
             .timeout(Duration::from_millis(config.timeout_ms))
             .connect_timeout(Duration::from_millis(config.timeout_ms.min(5_000)))
             .dns_resolver(target::resolver(config.allow_private))
+            // Never through a proxy from the environment (HTTPS_PROXY): the guarded resolver
+            // would only ever see the proxy's name, never the target's addresses.
+            .no_proxy()
             .user_agent(concat!("sigstage-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self { client, allow_internal: config.allow_private })
@@ -101,7 +104,7 @@ impl Deliverer {
                 }
             }
             Err(error) => {
-                let error = describe(&error);
+                let error = describe(error);
                 let refused = error.contains(target::NOT_REACHABLE);
                 Answer {
                     status: None,
@@ -128,10 +131,12 @@ async fn read_prefix(mut response: reqwest::Response) -> String {
     String::from_utf8_lossy(&kept).into_owned()
 }
 
-/// The error with its causes, for the delivery log.
-fn describe(error: &reqwest::Error) -> String {
+/// The error with its causes, for the delivery log, without the URL: its credentials and query
+/// string (often a token) must not reach logs or the delivery log.
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
     let mut text = if error.is_timeout() { "timed out".to_owned() } else { error.to_string() };
-    let mut source = std::error::Error::source(error);
+    let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

@@ -11,11 +11,13 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 /// Ends every refusal, so a delivery error can be recognised as one.
 pub const NOT_REACHABLE: &str = "which webhooks may not reach";
 
-/// True for addresses a webhook must not reach from inside the deployment.
+/// True for addresses a webhook must not reach from inside the deployment: every special-use
+/// range of the IANA registries (RFC 6890 and later), and IPv6 transition prefixes, which can
+/// carry an internal IPv4 address (NAT64, 6to4, Teredo, IPv4-compatible).
 pub fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             v4.is_private()
                 || v4.is_loopback()
                 || v4.is_link_local()
@@ -25,6 +27,8 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || v4.is_documentation()
                 || a == 0
                 || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
+                || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+                || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast
                 || (a == 198 && (b == 18 || b == 19)) // benchmarking
                 || a >= 240
         }
@@ -32,12 +36,21 @@ pub fn is_internal(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_internal(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let [first, second, ..] = v6.segments();
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00 // unique local
                 || (first & 0xffc0) == 0xfe80 // link-local
+                || (first & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || v6.segments()[..6] == [0; 6] // IPv4-compatible, ::/96
+                || (first == 0x0064 && second == 0xff9b) // NAT64, 64:ff9b::/96 and 64:ff9b:1::/48
+                || first == 0x2002 // 6to4
+                || (first == 0x2001 && second == 0) // Teredo
+                || (first == 0x2001 && second == 0x0db8) // documentation
+                || (first == 0x2001 && (0x10..0x30).contains(&second)) // ORCHID
+                || (first == 0x2001 && second == 2 && v6.segments()[2] == 0) // benchmarking
+                || (first == 0x0100 && v6.segments()[1..4] == [0; 3]) // discard-only
         }
     }
 }
@@ -92,10 +105,21 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:10.0.0.1",
+            "64:ff9b::a00:1",
+            "64:ff9b::808:808",
+            "2002:a00:1::1",
+            "2001::1",
+            "::10.0.0.1",
+            "fec0::1",
+            "2001:db8::1",
+            "100::1",
+            "192.0.0.8",
+            "192.88.99.1",
+            "198.18.0.1",
         ] {
             assert!(is_internal(internal.parse().expect("ip")), "{internal}");
         }
-        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
+        for public in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "2001:4860:4860::8888", "192.0.3.1"] {
             assert!(!is_internal(public.parse().expect("ip")), "{public}");
         }
     }
