@@ -1,5 +1,7 @@
-//! The admin HTTP API under `/api/admin/`, served by every role when SIGSTAGE_ADMIN_TOKEN is
-//! set: `Authorization: Bearer <token>`. Errors are `{"error": "<code>", "message": "…"}`.
+//! The admin HTTP API under `/api/admin/`, on the admin listener (`SIGSTAGE_ADMIN_ADDR`, apart
+//! from the public one) of every role when a token is configured: `Authorization: Bearer
+//! <token>`. Read-only tokens may only GET. Each request is logged with the token's id, never
+//! the token. Errors are `{"error": "<code>", "message": "…"}`.
 //!
 //! - `GET    /api/admin/orgs/{org}/rules`            the org's mapping rules, in order
 //! - `POST   /api/admin/orgs/{org}/rules`            add one (body: the rule); 201 with its id
@@ -22,7 +24,7 @@ use schemas::rules::RuleSpec;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::config::{KafkaConfig, Secret};
+use crate::config::{AdminToken, KafkaConfig};
 use crate::control::rules::RuleAdminError;
 use crate::control::webhooks::{self, Subscription, WebhookAdminError};
 use crate::control::{queue, rules};
@@ -31,11 +33,11 @@ use crate::control::{queue, rules};
 struct Admin {
     client: clickhouse::Client,
     kafka: KafkaConfig,
-    token: Option<Secret>,
+    tokens: std::sync::Arc<[AdminToken]>,
 }
 
-pub fn router(client: clickhouse::Client, kafka: KafkaConfig, token: Option<Secret>) -> Router {
-    let admin = Admin { client, kafka, token };
+pub fn router(client: clickhouse::Client, kafka: KafkaConfig, tokens: Vec<AdminToken>) -> Router {
+    let admin = Admin { client, kafka, tokens: tokens.into() };
     Router::new()
         .route("/api/admin/orgs/{org}/rules", get(list_rules).post(add_rule))
         .route("/api/admin/orgs/{org}/rules/{rule_id}", delete(remove_rule))
@@ -53,19 +55,31 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
 }
 
 async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> Response {
-    let Some(token) = &admin.token else {
+    if admin.tokens.is_empty() {
         return error(StatusCode::NOT_FOUND, "admin_api_disabled", "the admin API is off: set SIGSTAGE_ADMIN_TOKEN");
-    };
+    }
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
-    match given {
-        Some(given) if bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) => next.run(request).await,
-        Some(_) => unauthorized("the admin token is wrong"),
-        None => unauthorized("send the admin token as `Authorization: Bearer <SIGSTAGE_ADMIN_TOKEN>`"),
+    let Some(given) = given else {
+        return unauthorized("send an admin token as `Authorization: Bearer <SIGSTAGE_ADMIN_TOKEN>`");
+    };
+    // Every token is compared, in constant time, whichever matches.
+    let matched = admin.tokens.iter().fold(None, |found, token| {
+        let equal = bool::from(given.as_bytes().ct_eq(token.secret.expose().as_bytes()));
+        found.or(equal.then_some(token))
+    });
+    let Some(token) = matched else { return unauthorized("the admin token is wrong") };
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    if token.read_only && method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+        tracing::warn!(token = %token.id, %method, %path, "admin request refused: the token is read-only");
+        return error(StatusCode::FORBIDDEN, "admin_token_read_only", "this admin token may only read (GET)");
     }
+    let response = next.run(request).await;
+    tracing::info!(token = %token.id, %method, %path, status = response.status().as_u16(), "admin request");
+    response
 }
 
 fn unauthorized(message: &str) -> Response {

@@ -45,7 +45,9 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "none",
         "compression of inserts and results: none (fastest near ClickHouse) or lz4 (less network)",
     ),
-    (ADMIN_TOKEN, "", "bearer token for /api/admin (empty: admin API disabled)"),
+    (ADMIN_ADDR, "127.0.0.1:8081", "host:port of the admin listener (/api/admin), apart from the public one"),
+    (ADMIN_TOKEN, "", "bearer token for /api/admin, full access (empty, with no SIGSTAGE_ADMIN_TOKENS: admin API off)"),
+    (ADMIN_TOKENS, "", "more admin tokens, as id:scope:token pairs separated by commas; scope read (GET only) or full"),
     (CONTROL_REFRESH_MS, "5000", "how often keys and limits are reloaded from ClickHouse"),
     (INSTANCE_ID, "", "this instance's id in signal ids, 0-1023 (default: random)"),
     (
@@ -80,7 +82,9 @@ pub const CLICKHOUSE_DATABASE: &str = "SIGSTAGE_CLICKHOUSE_DATABASE";
 pub const CLICKHOUSE_USER: &str = "SIGSTAGE_CLICKHOUSE_USER";
 pub const CLICKHOUSE_PASSWORD: &str = "SIGSTAGE_CLICKHOUSE_PASSWORD";
 pub const CLICKHOUSE_COMPRESSION: &str = "SIGSTAGE_CLICKHOUSE_COMPRESSION";
+pub const ADMIN_ADDR: &str = "SIGSTAGE_ADMIN_ADDR";
 pub const ADMIN_TOKEN: &str = "SIGSTAGE_ADMIN_TOKEN";
+pub const ADMIN_TOKENS: &str = "SIGSTAGE_ADMIN_TOKENS";
 pub const CONTROL_REFRESH_MS: &str = "SIGSTAGE_CONTROL_REFRESH_MS";
 pub const LOG_FORMAT: &str = "SIGSTAGE_LOG_FORMAT";
 pub const INSTANCE_ID: &str = "SIGSTAGE_INSTANCE_ID";
@@ -95,18 +99,20 @@ pub const WEBHOOKS_DISABLE_AFTER: &str = "SIGSTAGE_WEBHOOKS_DISABLE_AFTER";
 const DEFAULT_RETENTION_HOURS: &str =
     "signals.raw=168,signals.raw.historical=168,signals.processed=168,webhooks.outbox=168,signals.dlq=720";
 
-/// The least `signals.processed` may keep: processors reload a day of content hashes from it.
+/// The least `signals.processed` may keep: a day, so a sink can be replayed over one.
 const MIN_PROCESSED_RETENTION_HOURS: i64 = 24;
 
-const SECRET_VARIABLES: &[&str] = &[CLICKHOUSE_PASSWORD, ADMIN_TOKEN];
+const SECRET_VARIABLES: &[&str] = &[CLICKHOUSE_PASSWORD, ADMIN_TOKEN, ADMIN_TOKENS];
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub http: HttpConfig,
     pub kafka: KafkaConfig,
     pub clickhouse: ClickHouseConfig,
-    /// Bearer token of the admin API; `None` disables it.
-    pub admin_token: Option<Secret>,
+    /// The admin listener's address.
+    pub admin_addr: SocketAddr,
+    /// Bearer tokens of the admin API; none disables it.
+    pub admin_tokens: Vec<AdminToken>,
     pub control_refresh_ms: u64,
     /// Part of every signal id; give each instance its own to rule out collisions.
     pub instance_id: Option<u16>,
@@ -269,7 +275,8 @@ impl Config {
                     other => return Err(invalid(CLICKHOUSE_COMPRESSION, other, "none or lz4")),
                 },
             },
-            admin_token: non_empty_secret(ADMIN_TOKEN),
+            admin_addr: parse(ADMIN_ADDR, get(ADMIN_ADDR), "a socket address such as 127.0.0.1:8081")?,
+            admin_tokens: admin_tokens(non_empty_secret(ADMIN_TOKEN), get(ADMIN_TOKENS))?,
             control_refresh_ms: parse_in(CONTROL_REFRESH_MS, get(CONTROL_REFRESH_MS), 100..=60_000)?,
             instance_id: match get(INSTANCE_ID) {
                 "" => None,
@@ -316,6 +323,39 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// An admin API token: its id (what logs name), what it may do, and the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminToken {
+    pub id: String,
+    /// Read-only tokens may only GET.
+    pub read_only: bool,
+    pub secret: Secret,
+}
+
+/// `SIGSTAGE_ADMIN_TOKEN` (id `admin`, full access) and the `id:scope:token` pairs of
+/// `SIGSTAGE_ADMIN_TOKENS`.
+fn admin_tokens(single: Option<Secret>, pairs: &str) -> Result<Vec<AdminToken>, ConfigError> {
+    let mut tokens: Vec<AdminToken> =
+        single.into_iter().map(|secret| AdminToken { id: "admin".into(), read_only: false, secret }).collect();
+    for pair in pairs.split(',').map(str::trim).filter(|pair| !pair.is_empty()) {
+        let mut parts = pair.splitn(3, ':');
+        let (Some(id), Some(scope), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(invalid(ADMIN_TOKENS, "[redacted]", "id:scope:token pairs, such as ops:read:<token>"));
+        };
+        let read_only = match scope {
+            "read" => true,
+            "full" => false,
+            _ => return Err(invalid(ADMIN_TOKENS, "[redacted]", format!("scope read or full for {id:?}"))),
+        };
+        if id.is_empty() || secret.len() < 16 || tokens.iter().any(|token| token.id == id) {
+            let expected = format!("a unique id and a token of at least 16 characters for {id:?}");
+            return Err(invalid(ADMIN_TOKENS, "[redacted]", expected));
+        }
+        tokens.push(AdminToken { id: id.to_owned(), read_only, secret: Secret::new(secret) });
+    }
+    Ok(tokens)
 }
 
 fn auto_or(name: &'static str, value: &str) -> Result<Option<i32>, ConfigError> {
@@ -412,7 +452,8 @@ mod tests {
         assert_eq!(config.kafka.topic("signals.raw"), "sigstage.signals.raw");
         assert_eq!(config.clickhouse.url, "http://127.0.0.1:8123");
         assert_eq!(config.clickhouse.database, "sigstage");
-        assert_eq!(config.admin_token, None);
+        assert!(config.admin_tokens.is_empty());
+        assert_eq!(config.admin_addr.to_string(), "127.0.0.1:8081");
         assert_eq!(config.log_format, LogFormat::Human);
     }
 
@@ -466,9 +507,32 @@ mod tests {
 
     #[test]
     fn secrets_are_not_echoed() {
-        let config = Config::from_vars(&vars(&[(ADMIN_TOKEN, "hunter2")])).expect("valid");
-        assert_eq!(config.admin_token.as_ref().map(Secret::expose), Some("hunter2"));
-        assert!(!format!("{config:?}").contains("hunter2"));
+        let config = Config::from_vars(&vars(&[
+            (ADMIN_TOKEN, "hunter2"),
+            (ADMIN_TOKENS, "ops:read:read-only-token-0123,ci:full:full-access-token-0123"),
+        ]))
+        .expect("valid");
+        let tokens: Vec<(&str, bool, &str)> =
+            config.admin_tokens.iter().map(|t| (t.id.as_str(), t.read_only, t.secret.expose())).collect();
+        assert_eq!(
+            tokens,
+            [
+                ("admin", false, "hunter2"),
+                ("ops", true, "read-only-token-0123"),
+                ("ci", false, "full-access-token-0123")
+            ]
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("read-only-token-0123"), "{shown}");
+        for bad in [
+            "ops:read",
+            "ops:write:read-only-token-0123",
+            "ops:read:short",
+            "a:read:0123456789abcdef,a:full:0123456789abcdef",
+        ] {
+            let err = Config::from_vars(&vars(&[(ADMIN_TOKENS, bad)])).expect_err(bad);
+            assert!(!err.to_string().contains("0123"), "the error does not echo a token: {err}");
+        }
     }
 
     #[test]

@@ -59,11 +59,7 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
     if roles.sink {
         sink::register_metrics();
     }
-    let mut app = health::router(health).merge(common::admin::router(
-        clickhouse.clone(),
-        config.kafka.clone(),
-        config.admin_token.clone(),
-    ));
+    let mut app = health::router(health);
 
     common::kafka::prepare_topics(&config.kafka)
         .await
@@ -120,8 +116,31 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
     })?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, roles = %roles.names(), "listening");
+    // The admin API only on a listener of its own (loopback by default), and only with a token.
+    let admin = if config.admin_tokens.is_empty() {
+        None
+    } else {
+        let listener = TcpListener::bind(config.admin_addr).await.with_context(|| {
+            format!("cannot listen on {} (SIGSTAGE_ADMIN_ADDR): is something else there?", config.admin_addr)
+        })?;
+        let admin_addr = listener.local_addr()?;
+        tracing::info!(addr = %admin_addr, tokens = config.admin_tokens.len(), "admin API listening");
+        let router = common::admin::router(clickhouse.clone(), config.kafka.clone(), config.admin_tokens.clone());
+        let mut stopped = stop.clone();
+        let serving = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        Some((admin_addr, serving))
+    };
     // The ready lines are for whoever started the process; if stdout is closed, serve anyway.
     let mut ready = format!("sigstage ready: {} on http://{addr} (health: /healthz /readyz /metrics)\n", roles.names());
+    if let Some((admin_addr, _)) = &admin {
+        ready.push_str(&format!("admin API on http://{admin_addr}/api/admin/ (Authorization: Bearer <token>)\n"));
+    }
     if let Some(key) = demo_key {
         ready.push_str(&format!(
             "demo org key: {key}\n\
@@ -139,6 +158,9 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
         .await?;
     for stage in supervised {
         stage.await.context("a stage panicked")?;
+    }
+    if let Some((_, admin)) = admin {
+        admin.await.context("the admin listener panicked")?.context("the admin listener failed")?;
     }
 
     if let Some(edge) = edge {

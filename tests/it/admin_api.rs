@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use common::config::Secret;
+use common::config::{AdminToken, Secret};
 use common::control::queue::{self, QueuedGroup};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -12,9 +12,16 @@ use tower::ServiceExt;
 use crate::support::TestDb;
 
 const TOKEN: &str = "admin-token-for-tests";
+const READ_TOKEN: &str = "read-only-token-for-tests";
+
+fn tokens(full: Option<&str>) -> Vec<AdminToken> {
+    let token =
+        |id: &str, read_only, secret: &str| AdminToken { id: id.into(), read_only, secret: Secret::new(secret) };
+    full.map(|full| vec![token("admin", false, full), token("ops", true, READ_TOKEN)]).unwrap_or_default()
+}
 
 async fn call(db: &TestDb, token: Option<&str>, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
-    let router = common::admin::router(db.client.clone(), db.config.kafka.clone(), token.map(Secret::new));
+    let router = common::admin::router(db.client.clone(), db.config.kafka.clone(), tokens(token));
     let mut request = Request::builder().method(method).uri(uri).header(header::CONTENT_TYPE, "application/json");
     if token.is_some() {
         request = request.header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
@@ -31,7 +38,7 @@ async fn the_token_is_required_and_checked() {
     let (status, body) = call(&db, None, "GET", "/api/admin/orgs/acme/rules", "").await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("admin_api_disabled")));
 
-    let router = common::admin::router(db.client.clone(), db.config.kafka.clone(), Some(Secret::new(TOKEN)));
+    let router = common::admin::router(db.client.clone(), db.config.kafka.clone(), tokens(Some(TOKEN)));
     for authorization in [None, Some("Bearer wrong"), Some(TOKEN)] {
         let mut request = Request::get("/api/admin/orgs/acme/rules");
         if let Some(value) = authorization {
@@ -40,6 +47,23 @@ async fn the_token_is_required_and_checked() {
         let response = router.clone().oneshot(request.body(Body::empty()).expect("request")).await.expect("answer");
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{authorization:?}");
         assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+}
+
+#[tokio::test]
+async fn a_read_only_token_reads_and_may_not_write() {
+    let db = TestDb::migrated().await;
+    let router = common::admin::router(db.client.clone(), db.config.kafka.clone(), tokens(Some(TOKEN)));
+    for (method, expected) in [("GET", StatusCode::OK), ("POST", StatusCode::FORBIDDEN)] {
+        let request = Request::builder()
+            .method(method)
+            .uri("/api/admin/orgs/acme/rules")
+            .header(header::AUTHORIZATION, format!("Bearer {READ_TOKEN}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"name":"x"}"#))
+            .expect("request");
+        let response = router.clone().oneshot(request).await.expect("answer");
+        assert_eq!(response.status(), expected, "{method}");
     }
 }
 

@@ -14,6 +14,8 @@ use crate::support::{unique, TestDb};
 struct Running {
     child: Child,
     addr: String,
+    /// The admin listener, from its ready line.
+    admin: String,
     key: String,
     /// Everything the process logs, available once it has exited.
     logs: tokio::task::JoinHandle<String>,
@@ -23,6 +25,7 @@ async fn start(db: &TestDb, key_file: &Path) -> Running {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sigstage"));
     command.arg("run").arg("--demo-key-file").arg(key_file);
     command.envs(&db.vars).env("SIGSTAGE_HTTP_ADDR", "127.0.0.1:0").env("RUST_LOG", "debug");
+    command.env("SIGSTAGE_ADMIN_ADDR", "127.0.0.1:0").env("SIGSTAGE_ADMIN_TOKEN", ADMIN_TOKEN);
     let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let mut stderr = child.stderr.take().expect("stderr");
     let logs = tokio::spawn(async move {
@@ -31,7 +34,7 @@ async fn start(db: &TestDb, key_file: &Path) -> Running {
         logs
     });
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut addr, mut key) = (None, None);
+    let (mut addr, mut admin, mut key) = (None, None, None);
     while key.is_none() {
         let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
             .await
@@ -41,11 +44,20 @@ async fn start(db: &TestDb, key_file: &Path) -> Running {
         if let Some(rest) = line.strip_prefix("sigstage ready: ") {
             addr = rest.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).map(str::to_owned);
         }
+        if let Some(rest) = line.strip_prefix("admin API on http://") {
+            admin = rest.split('/').next().map(str::to_owned);
+        }
         key = line.strip_prefix("demo org key: ").map(str::to_owned);
     }
     // Keep reading stdout so the process never writes into a closed pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Running { child, addr: addr.expect("ready line names the address"), key: key.expect("key"), logs }
+    Running {
+        child,
+        addr: addr.expect("ready line names the address"),
+        admin: admin.expect("a ready line names the admin listener"),
+        key: key.expect("key"),
+        logs,
+    }
 }
 
 async fn http(addr: &str, request_line: &str, body: &str) -> String {
@@ -55,6 +67,19 @@ async fn http(addr: &str, request_line: &str, body: &str) -> String {
          Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}
+
+const ADMIN_TOKEN: &str = "admin-token-of-the-run-test";
+
+/// A GET with a bearer token.
+async fn get_with_token(addr: &str, path: &str, token: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n");
     stream.write_all(head.as_bytes()).await.expect("write");
     let mut response = String::new();
     stream.read_to_string(&mut response).await.expect("read");
@@ -95,6 +120,16 @@ async fn run_prints_a_working_demo_key_and_reuses_it() {
         assert!(std::time::Instant::now() < deadline, "not ready after 60 s: {ready}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The admin API is on its own listener, never on the public one.
+    let rules = "/api/admin/orgs/demo/rules";
+    assert!(
+        get_with_token(&first.addr, rules, ADMIN_TOKEN).await.starts_with("HTTP/1.1 404"),
+        "not on the public port"
+    );
+    let listed = get_with_token(&first.admin, rules, ADMIN_TOKEN).await;
+    assert!(listed.starts_with("HTTP/1.1 200") && listed.contains(r#""rules":[]"#), "{listed}");
+    assert!(get_with_token(&first.admin, rules, "wrong-token").await.starts_with("HTTP/1.1 401"));
+
     // Every metric is there from the first scrape, at zero until something happens.
     let metrics = http(&first.addr, "GET /metrics", "").await;
     for line in [
