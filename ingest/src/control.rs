@@ -32,7 +32,7 @@ pub struct Control {
     keys: RwLock<Arc<KeySet>>,
     limits: RwLock<Arc<OrgLimits>>,
     /// Signals admitted per org since the usage in `limits` was read.
-    counted: Mutex<HashMap<Arc<str>, u64>>,
+    counted: Mutex<Counted>,
     gcra: Gcra,
     usage: Usage,
     /// Keys created since the last load, found by looking them up; dropped on each refresh.
@@ -42,6 +42,21 @@ pub struct Control {
     unknown: Mutex<std::collections::HashSet<String>>,
     /// Lookups that may run at once; a key that finds none free is refused at once.
     lookups: tokio::sync::Semaphore,
+}
+
+/// What this instance admitted that `limits.month_used` does not hold yet, per org: still in
+/// its usage counters, or already written to ClickHouse but not read back (a load that failed
+/// after the write must not make them count twice, nor not at all).
+#[derive(Default)]
+struct Counted {
+    unflushed: HashMap<Arc<str>, u64>,
+    flushed: HashMap<Arc<str>, u64>,
+}
+
+impl Counted {
+    fn of(&self, org: &Arc<str>) -> u64 {
+        self.unflushed.get(org).copied().unwrap_or(0) + self.flushed.get(org).copied().unwrap_or(0)
+    }
 }
 
 /// Unknown keys remembered between refreshes.
@@ -138,8 +153,8 @@ impl Control {
         let Some(plan) = limits.plan.get(&**org).filter(|plan| plan.monthly_raw_signals > 0) else {
             return Admission { admitted: wanted, overage: 0 };
         };
-        let mut counted = self.counted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let used = limits.month_used.get(&**org).copied().unwrap_or(0) + counted.get(org).copied().unwrap_or(0);
+        let mut counted = lock(&self.counted);
+        let used = limits.month_used.get(&**org).copied().unwrap_or(0) + counted.of(org);
         let remaining = plan.monthly_raw_signals.saturating_sub(used) as usize;
         let within = wanted.min(remaining);
         let admission = if plan.allow_overages {
@@ -147,7 +162,7 @@ impl Control {
         } else {
             Admission { admitted: within, overage: 0 }
         };
-        *counted.entry(Arc::clone(org)).or_default() += admission.admitted as u64;
+        *counted.unflushed.entry(Arc::clone(org)).or_default() += admission.admitted as u64;
         admission
     }
 
@@ -156,8 +171,8 @@ impl Control {
     pub fn settle(&self, org: &Arc<str>, admission: Admission, produced: usize) {
         let failed = admission.admitted.saturating_sub(produced);
         if failed > 0 {
-            let mut counted = self.counted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some(count) = counted.get_mut(org) {
+            let mut counted = lock(&self.counted);
+            if let Some(count) = counted.unflushed.get_mut(org) {
                 *count = count.saturating_sub(failed as u64);
             }
         }
@@ -171,28 +186,35 @@ impl Control {
         self.usage.add(org, code, signals as u64);
     }
 
-    /// Flushes usage, then reloads keys and limits. On error the previous state stays.
+    /// Flushes usage, then reloads keys and limits. On error the previous state stays. Each
+    /// admitted signal counts against its plan once, whichever step fails: once written, it
+    /// moves from `unflushed` to `flushed`, and leaves `flushed` when a load reads it back.
     pub async fn refresh(&self) -> Result<(), clickhouse::error::Error> {
         let taken = self.usage.take();
         if let Err(error) = usage::write(&self.client, &taken, common::time::now_ms()).await {
             self.usage.restore(taken);
             return Err(error);
         }
+        {
+            let mut counted = lock(&self.counted);
+            for ((org, outcome), signals) in &taken {
+                if *outcome == usage::ACCEPTED || *outcome == usage::OVERAGE {
+                    if let Some(count) = counted.unflushed.get_mut(org) {
+                        *count = count.saturating_sub(*signals);
+                    }
+                    *counted.flushed.entry(Arc::clone(org)).or_default() += *signals;
+                }
+            }
+        }
         let keys = KeySet::load(&self.client).await?;
         let limits = OrgLimits::load(&self.client).await?;
         *self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keys);
         lock(&self.found).clear();
         lock(&self.unknown).clear();
-        let mut counted = self.counted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut counted = lock(&self.counted);
         *self.limits.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(limits);
-        // What was just flushed is now in `limits.month_used`; stop counting it twice.
-        for ((org, outcome), signals) in &taken {
-            if *outcome == usage::ACCEPTED || *outcome == usage::OVERAGE {
-                if let Some(count) = counted.get_mut(org) {
-                    *count = count.saturating_sub(*signals);
-                }
-            }
-        }
+        // What was flushed is now in `limits.month_used`.
+        counted.flushed.clear();
         Ok(())
     }
 

@@ -140,3 +140,28 @@ async fn the_plan_limit_refuses_or_counts_overage() {
     }
     assert_eq!(usage(&edge, "generous").await, [("accepted".into(), 3), ("overage".into(), 2)]);
 }
+
+#[tokio::test]
+async fn a_reload_that_fails_after_usage_was_written_counts_each_signal_once() {
+    let edge = TestEdge::start().await;
+    let key = edge.key("acct", &[]).await;
+    edge.cli(&["limits", "set", "--org", "acct", "--monthly-signals", "5"]).await;
+    let single = format!("/api/signal-staging/webhook/{key}");
+    for _ in 0..3 {
+        assert_eq!(edge.post_json(&single, SIGNAL).await.status, StatusCode::ACCEPTED);
+    }
+    // The failure, injected: usage is written, then reading the limits back fails.
+    let client = &edge.db.client;
+    client.query("RENAME TABLE plan_limits TO plan_limits_away").execute().await.expect("rename");
+    assert!(edge.edge.control.refresh().await.is_err(), "the reload failed");
+    client.query("RENAME TABLE plan_limits_away TO plan_limits").execute().await.expect("rename back");
+    edge.refresh().await;
+    // 3 of 5 used: two more fit, the third is refused.
+    let answers: Vec<StatusCode> = futures::future::join_all((0..3).map(|_| edge.post_json(&single, SIGNAL)))
+        .await
+        .into_iter()
+        .map(|answer| answer.status)
+        .collect();
+    assert_eq!(answers.iter().filter(|status| **status == StatusCode::ACCEPTED).count(), 2, "{answers:?}");
+    assert_eq!(usage(&edge, "acct").await[0], ("accepted".into(), 5), "each accepted signal in usage once");
+}
