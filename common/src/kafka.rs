@@ -439,12 +439,22 @@ async fn partition_counts(
 pub struct Assignments {
     stage: &'static str,
     pending: Mutex<Vec<i32>>,
+    rebalances: std::sync::atomic::AtomicU64,
 }
 
 impl Assignments {
     /// For the stage named `stage` (the label of its lag metric).
     pub fn new(stage: &'static str) -> Self {
-        Self { stage, pending: Mutex::default() }
+        Self { stage, pending: Mutex::default(), rebalances: Default::default() }
+    }
+
+    /// How many rebalances (revocations and assignments) this consumer has seen. A batch read
+    /// across one is dropped unwritten: some of its records may belong to partitions now owned
+    /// by another member, whose offsets this one could still commit under the new generation
+    /// (the coordinator checks the member and generation, not who owns the partition). The
+    /// records of partitions still owned are read again from the committed offsets.
+    pub fn rebalances(&self) -> u64 {
+        self.rebalances.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Partitions assigned since the last call.
@@ -471,6 +481,10 @@ impl ClientContext for Assignments {
 }
 
 impl ConsumerContext for Assignments {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+        self.rebalances.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
             let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

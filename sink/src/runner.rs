@@ -89,7 +89,14 @@ pub async fn run(
                 continue;
             }
         };
+        let rebalances = consumer.context().rebalances();
         kafka::fill_batch(&consumer, &mut batch, settings.batch_max, settings.batch_wait).await;
+        if consumer.context().rebalances() != rebalances {
+            // Some records may be another sink's now, and this one could still commit their
+            // offsets; those still its own are read again from the committed offsets.
+            tracing::info!(records = batch.len(), "the group rebalanced while a batch was read; it is read again");
+            continue;
+        }
         let started = Instant::now();
         let assigned = consumer.context().take();
         if !assigned.is_empty() {

@@ -140,6 +140,7 @@ pub async fn run(
                     continue;
                 }
             };
+            let rebalances = consumer.context().rebalances();
             let deadline = tokio::time::Instant::now() + settings.batch_wait;
             while batch.len() < settings.batch_max {
                 let until = deadline.min(tokio::time::Instant::now() + settings.batch_idle);
@@ -152,6 +153,10 @@ pub async fn run(
                     Some(Ok(message)) => batch.push(message),
                     _ => break,
                 }
+            }
+            if consumer.context().rebalances() != rebalances {
+                tracing::info!(records = batch.len(), "the group rebalanced while a batch was read; it is read again");
+                batch.clear();
             }
             // An assignment forwards the historical partitions to the live queue until they are
             // split again, and history fetched meanwhile arrives there. It is put back (each
@@ -181,20 +186,23 @@ pub async fn run(
             if rules.has_changed().unwrap_or(false) {
                 processor.set_rules(Arc::new(RuleSet::compile(rules.borrow_and_update().to_vec())));
             }
-            let started = Instant::now();
-            processor.deduper().expire(common::time::now_ms());
-            let mut outputs = Vec::with_capacity(batch.len() + 16);
-            for message in &batch {
-                outputs::route(&mut processor, message, &outputs_to, settings.max_record_bytes, &mut outputs);
+            if !batch.is_empty() {
+                let started = Instant::now();
+                processor.deduper().expire(common::time::now_ms());
+                let mut outputs = Vec::with_capacity(batch.len() + 16);
+                for message in &batch {
+                    outputs::route(&mut processor, message, &outputs_to, settings.max_record_bytes, &mut outputs);
+                }
+                producer.begin_transaction()?;
+                if let Err(error) = outputs::write(&producer, &outputs_to.dlq, outputs).await {
+                    kafka::abort_transaction(&producer).await;
+                    return Err(error.into());
+                }
+                // The generation the batch was read in: no rebalance came since its first record.
+                let group = consumer.group_metadata().ok_or("the consumer has no group metadata")?;
+                kafka::commit_transaction(&producer, kafka::next_offsets(&batch), group, "stream").await?;
+                stage::record_batch("stream", &batch, started);
             }
-            producer.begin_transaction()?;
-            if let Err(error) = outputs::write(&producer, &outputs_to.dlq, outputs).await {
-                kafka::abort_transaction(&producer).await;
-                return Err(error.into());
-            }
-            let group = consumer.group_metadata().ok_or("the consumer has no group metadata")?;
-            kafka::commit_transaction(&producer, kafka::next_offsets(&batch), group, "stream").await?;
-            stage::record_batch("stream", &batch, started);
             (assigned, resplit)
         };
         if !assigned.is_empty() {
