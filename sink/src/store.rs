@@ -179,12 +179,6 @@ pub async fn existing<T: Keyed>(client: &clickhouse::Client, table: &str, rows: 
     Ok(found.into_iter().collect())
 }
 
-/// True when a failed write may still have been applied (the answer was lost): a retry must
-/// first leave out what is there.
-pub fn is_ambiguous(error: &Error) -> bool {
-    matches!(error, Error::Network(_) | Error::TimedOut)
-}
-
 /// Runs `attempt` until it succeeds, backing off on retryable errors (up to 30 s apart), and
 /// gives up at once on bad data or when `stop` turns true.
 pub async fn with_retries<T, F, Fut>(
