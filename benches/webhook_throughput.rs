@@ -1,9 +1,11 @@
-//! Webhook deliveries/s through the real workers (signing, HTTP POST, attempt log written to
-//! ClickHouse) to a local receiver that answers 200, for SUBSCRIPTIONS subscriptions with
-//! EVENTS events each, all queued at once.
+//! Webhook deliveries/s through the real scheduler and workers (queue read from ClickHouse,
+//! signing, HTTP POST, queue and attempt log written back) to a local receiver that answers 200.
+//! Two runs side by side: EVENTS events to one healthy endpoint alone, then EVENTS events to a
+//! healthy endpoint beside one that never answers. The ratio says whether a hanging endpoint
+//! slows the others.
 //!
-//! `cargo run --release --example webhook_throughput -- SUBSCRIPTIONS EVENTS` with the
-//! `SIGSTAGE_*` environment of a migrated database (see `scripts/bench-sink.sh`).
+//! `cargo run --release --example webhook_throughput -- EVENTS` with the `SIGSTAGE_*`
+//! environment of a migrated database (see `scripts/bench-sink.sh`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,65 +14,111 @@ use std::time::{Duration, Instant};
 use axum::routing::post;
 use axum::Router;
 use common::config::Config;
-use common::control::webhooks::Subscription;
+use common::control::webhook_queue::{self, Delivery};
+use common::control::webhooks::{self, StoredEvent, Subscription};
 use sink::webhooks::delivery::Deliverer;
-use sink::webhooks::worker::{Event, Job, Worker};
-use tokio::sync::mpsc;
+use sink::webhooks::scheduler::Scheduler;
+use tokio::sync::{watch, Notify};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, subscriptions, events] = args.as_slice() else {
-        anyhow::bail!("usage: webhook_throughput SUBSCRIPTIONS EVENTS");
+    let [_, events] = args.as_slice() else {
+        anyhow::bail!("usage: webhook_throughput EVENTS");
     };
-    let (subscriptions, events): (usize, usize) = (subscriptions.parse()?, events.parse()?);
+    let events: usize = events.parse()?;
     let mut config = Config::from_env()?;
     config.webhooks.allow_private = true;
+    config.webhooks.timeout_ms = 300_000;
     let clickhouse = common::clickhouse::client(&config.clickhouse);
+    let delivered = Arc::new(AtomicUsize::new(0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, Router::new().route("/", post(|| async { "OK" }))).await });
+    let counter = Arc::clone(&delivered);
+    let app = Router::new()
+        .route(
+            "/healthy",
+            post(move || {
+                counter.fetch_add(1, Ordering::Relaxed);
+                async { "OK" }
+            }),
+        )
+        .route("/hanging", post(std::future::pending::<&'static str>));
+    tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let deliverer = Arc::new(Deliverer::new(&config.webhooks)?);
-    let (log, log_rx) = mpsc::channel(10_000);
-    let log_writer = tokio::spawn(sink::webhooks::worker::write_log(clickhouse.clone(), log_rx));
-    let pending = Arc::new(AtomicUsize::new(subscriptions * events));
-    let body =
-        br#"{"id":"1.lead.created","type":"lead.created","org":"bench","created_ms":1,"data":{"email":"a@b.io"}}"#;
-    let started = Instant::now();
-    for s in 0..subscriptions {
-        let subscription = Subscription {
-            org_id: "bench".into(),
-            subscription_id: format!("sub_bench_{s}"),
-            url: format!("http://{addr}/"),
-            event_types: vec!["lead.created".into()],
-            active: 1,
-            secret: "whsec_c2VjcmV0c2VjcmV0c2VjcmV0".into(),
-            disabled_reason: String::new(),
-            created_ms: 0,
-            version: 0,
-        };
-        let (jobs, queue) = mpsc::channel(events);
-        let worker = Worker {
-            subscription,
-            deliverer: Arc::clone(&deliverer),
-            config: config.webhooks.clone(),
-            clickhouse: clickhouse.clone(),
-            log: log.clone(),
-        };
-        tokio::spawn(worker.run(queue));
-        for e in 0..events {
-            let event =
-                Arc::new(Event { id: format!("{e}.lead.created"), kind: "lead.created".into(), body: body.to_vec() });
-            jobs.send(Job { event, pending: Arc::clone(&pending) }).await?;
-        }
-    }
-    while pending.load(Ordering::Acquire) > 0 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let rate = (subscriptions * events) as f64 / started.elapsed().as_secs_f64();
-    drop(log);
-    log_writer.await?;
-    println!("{} deliveries to {subscriptions} subscriptions: {rate:.0} deliveries/s", subscriptions * events);
+    // Names of their own each time: the bench database keeps earlier runs' queues.
+    let run_id = common::time::now_ms();
+    let base = format!("http://{addr}");
+    let alone = run(&config, &clickhouse, &delivered, events, &base, &format!("alone_{run_id}"), false).await?;
+    let beside = run(&config, &clickhouse, &delivered, events, &base, &format!("beside_{run_id}"), true).await?;
+    println!("healthy endpoint alone:            {alone:.0} deliveries/s");
+    println!("healthy endpoint beside a hanging: {beside:.0} deliveries/s");
+    println!("ratio beside/alone: {:.2}", beside / alone);
     Ok(())
+}
+
+/// Queues `events` events for a healthy subscription (and a hanging one), runs the scheduler
+/// until the healthy one has them all; answers its deliveries per second.
+async fn run(
+    config: &Config,
+    clickhouse: &clickhouse::Client,
+    delivered: &AtomicUsize,
+    events: usize,
+    base: &str,
+    name: &str,
+    with_hanging: bool,
+) -> anyhow::Result<f64> {
+    let subscription = |path: &str| Subscription {
+        org_id: format!("bench_{name}"),
+        subscription_id: format!("sub_{name}_{path}"),
+        url: format!("{base}/{path}"),
+        event_types: vec!["lead.created".into()],
+        active: 1,
+        secret: "whsec_c2VjcmV0c2VjcmV0c2VjcmV0".into(),
+        disabled_reason: String::new(),
+        created_ms: 0,
+        version: 0,
+    };
+    let mut subscriptions = vec![subscription("healthy")];
+    if with_hanging {
+        subscriptions.push(subscription("hanging"));
+    }
+    let org = format!("bench_{name}");
+    let stored: Vec<StoredEvent> = (0..events)
+        .map(|e| StoredEvent {
+            org_id: org.clone(),
+            event_id: format!("{e}.lead.created"),
+            event_type: "lead.created".into(),
+            body: format!(
+                r#"{{"id":"{e}.lead.created","type":"lead.created","org":"{org}","data":{{"email":"a@b.io"}}}}"#
+            ),
+            created_ms: 1,
+        })
+        .collect();
+    webhooks::store_events(clickhouse, &stored).await?;
+    let owed: Vec<Delivery> = subscriptions
+        .iter()
+        .flat_map(|s| stored.iter().map(|e| Delivery::due(&org, &s.subscription_id, &e.event_id, &e.event_type, 0)))
+        .collect();
+    webhook_queue::write(clickhouse, &owed).await?;
+
+    delivered.store(0, Ordering::Relaxed);
+    let (_keep, subscriptions) = watch::channel(Arc::new(subscriptions));
+    let scheduler = Scheduler {
+        clickhouse: clickhouse.clone(),
+        deliverer: Arc::new(Deliverer::new(&config.webhooks)?),
+        config: Arc::new(config.webhooks.clone()),
+        subscriptions,
+        wake: Arc::new(Notify::new()),
+    };
+    let (stop, stopped) = watch::channel(false);
+    let started = Instant::now();
+    let running = tokio::spawn(scheduler.run(stopped));
+    while delivered.load(Ordering::Relaxed) < events {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rate = events as f64 / started.elapsed().as_secs_f64();
+    stop.send(true)?;
+    running.await?;
+    Ok(rate)
 }

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The sink figures: ClickHouse insert rows/s through the sink's write path beside
 # clickhouse-client inserting the same rows from a file (alternating rounds, medians); webhook
-# deliveries/s to a local receiver; and the end-to-end latency from a 202 to the row being
+# deliveries/s to a healthy local receiver, alone and beside one that never answers; and the end-to-end latency from a 202 to the row being
 # visible in ClickHouse under steady load, through `sigstage run`. Uses its own Kafka broker
 # (port 19094) and the stack's ClickHouse (database sigstage_bench).
 #
-#   scripts/bench-sink.sh     (ROWS=100000 ROUNDS=3 SUBSCRIPTIONS=16 EVENTS=500 RATE=200 DURATION=15)
+#   scripts/bench-sink.sh     (ROWS=100000 ROUNDS=3 EVENTS=20000 RATE=200 DURATION=15)
 source "$(dirname "$0")/bench/lib.sh"
 
 scripts/stack.sh status >/dev/null 2>&1 || scripts/stack.sh up
@@ -23,8 +23,8 @@ target/release/sigstage migrate 2>/dev/null
 say "ClickHouse inserts: ${ROUNDS:-3} rounds of ${ROWS:-100000} rows, alternating clickhouse-client and the sink"
 target/release/examples/sink_insert "${ROWS:-100000}" "${ROUNDS:-3}"
 
-say "webhook deliveries: ${SUBSCRIPTIONS:-16} subscriptions x ${EVENTS:-500} events to a local receiver"
-target/release/examples/webhook_throughput "${SUBSCRIPTIONS:-16}" "${EVENTS:-500}"
+say "webhook deliveries: ${EVENTS:-20000} events to a healthy receiver, alone then beside a hanging one"
+target/release/examples/webhook_throughput "${EVENTS:-20000}"
 
 say "latency: ${RATE:-200} signals/s for ${DURATION:-15} s through sigstage run"
 key=$(target/release/sigstage keys create --org latency 2>/dev/null)

@@ -12,32 +12,35 @@
 //! - `POST   /api/admin/orgs/{org}/webhooks/{sub}/enable` and `/disable`
 //! - `GET    /api/admin/orgs/{org}/webhooks/{sub}/deliveries`  the delivery log, newest first
 //! - `POST   /api/admin/orgs/{org}/webhooks/{sub}/resend/{event_id}`  deliver an event again
+//! - `POST   /api/admin/orgs/{org}/webhooks/{sub}/recover`  queue again what it was not delivered
+//!   since a time (`{"since_ms": …}`)
+//! - `PUT    /api/admin/orgs/{org}/webhooks/{sub}/rate-limit`  cap deliveries per second
+//!   (`{"per_second": n}`, 0 for none)
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use schemas::rules::RuleSpec;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::config::{AdminToken, KafkaConfig};
+use crate::config::AdminToken;
 use crate::control::rules::RuleAdminError;
 use crate::control::webhooks::{self, Subscription, WebhookAdminError};
-use crate::control::{queue, rules};
+use crate::control::{queue, rules, webhook_queue};
 
 #[derive(Clone)]
 struct Admin {
     client: clickhouse::Client,
-    kafka: KafkaConfig,
     tokens: std::sync::Arc<[AdminToken]>,
 }
 
-pub fn router(client: clickhouse::Client, kafka: KafkaConfig, tokens: Vec<AdminToken>) -> Router {
-    let admin = Admin { client, kafka, tokens: tokens.into() };
+pub fn router(client: clickhouse::Client, tokens: Vec<AdminToken>) -> Router {
+    let admin = Admin { client, tokens: tokens.into() };
     Router::new()
         .route("/api/admin/orgs/{org}/rules", get(list_rules).post(add_rule))
         .route("/api/admin/orgs/{org}/rules/{rule_id}", delete(remove_rule))
@@ -45,7 +48,9 @@ pub fn router(client: clickhouse::Client, kafka: KafkaConfig, tokens: Vec<AdminT
         .route("/api/admin/orgs/{org}/webhooks", get(list_webhooks).post(create_webhook))
         .route("/api/admin/orgs/{org}/webhooks/{sub}/{action}", post(change_webhook).get(webhook_deliveries))
         .route("/api/admin/orgs/{org}/webhooks/{sub}/resend/{event_id}", post(resend_event))
-        .route("/api/admin/{*rest}", get(not_found).post(not_found).delete(not_found))
+        .route("/api/admin/orgs/{org}/webhooks/{sub}/recover", post(recover))
+        .route("/api/admin/orgs/{org}/webhooks/{sub}/rate-limit", put(set_rate_limit))
+        .route("/api/admin/{*rest}", get(not_found).post(not_found).put(not_found).delete(not_found))
         .layer(middleware::from_fn_with_state(admin.clone(), authorize))
         .with_state(admin)
 }
@@ -152,7 +157,7 @@ impl IntoResponse for WebhookAdminError {
             }
             WebhookAdminError::NotFound(_) => (StatusCode::NOT_FOUND, "subscription_not_found"),
             WebhookAdminError::EventNotFound { .. } => (StatusCode::NOT_FOUND, "event_not_found"),
-            WebhookAdminError::Random(_) | WebhookAdminError::Broker(_) | WebhookAdminError::ClickHouse(_) => {
+            WebhookAdminError::Random(_) | WebhookAdminError::ClickHouse(_) => {
                 tracing::error!(error = %self, "admin API request failed");
                 (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
             }
@@ -243,11 +248,62 @@ async fn resend_event(
     Path((org, id, event_id)): Path<(String, String, String)>,
 ) -> Response {
     let sent = match subscription_of(&admin, &org, &id).await {
-        Ok(_) => webhooks::resend(&admin.kafka, &admin.client, &id, &event_id).await,
+        Ok(_) => webhook_queue::resend(&admin.client, &id, &event_id).await,
         Err(error) => Err(error),
     };
     match sent {
         Ok(()) => (StatusCode::ACCEPTED, Json(json!({"resent": event_id, "subscription": id}))).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Recover {
+    since_ms: u64,
+}
+
+async fn recover(
+    State(admin): State<Admin>,
+    Path((org, id)): Path<(String, String)>,
+    body: Result<Json<Recover>, JsonRejection>,
+) -> Response {
+    let since_ms = match body {
+        Ok(Json(recover)) => recover.since_ms,
+        Err(rejection) => return error(rejection.status(), "invalid_recover", rejection.body_text()),
+    };
+    let queued = match subscription_of(&admin, &org, &id).await {
+        Ok(_) => webhook_queue::recover(&admin.client, &id, since_ms).await,
+        Err(error) => Err(error),
+    };
+    match queued {
+        Ok(queued) => (StatusCode::ACCEPTED, Json(json!({"subscription": id, "since_ms": since_ms, "queued": queued})))
+            .into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimit {
+    per_second: u32,
+}
+
+async fn set_rate_limit(
+    State(admin): State<Admin>,
+    Path((org, id)): Path<(String, String)>,
+    body: Result<Json<RateLimit>, JsonRejection>,
+) -> Response {
+    let per_second = match body {
+        Ok(Json(limit)) => limit.per_second,
+        Err(rejection) => return error(rejection.status(), "invalid_rate_limit", rejection.body_text()),
+    };
+    let set = match subscription_of(&admin, &org, &id).await {
+        Ok(_) => webhook_queue::set_rate_limit(&admin.client, &id, per_second).await,
+        Err(error) => Err(error),
+    };
+    match set {
+        Ok(()) => Json(json!({"subscription": id, "per_second": per_second})).into_response(),
         Err(error) => error.into_response(),
     }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// Every variable sigstage reads: name, default, and what a valid value looks like.
 pub const VARIABLES: &[(&str, &str, &str)] = &[
@@ -55,10 +56,22 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "false",
         "deliver webhooks to private, loopback and link-local addresses (local development)",
     ),
-    (WEBHOOKS_MAX_ATTEMPTS, "8", "delivery attempts of one event before giving up"),
-    (WEBHOOKS_RETRY_BASE_MS, "1000", "first retry delay; doubled each attempt, with jitter"),
+    (
+        WEBHOOKS_RETRY_SCHEDULE,
+        "5s,5m,30m,2h,5h,10h,10h",
+        "waits before each retry of a failed delivery (Svix's schedule); the delivery fails after the last",
+    ),
     (WEBHOOKS_TIMEOUT_MS, "10000", "how long a receiver may take to answer"),
-    (WEBHOOKS_DISABLE_AFTER, "20", "consecutive failed attempts after which a subscription is disabled"),
+    (
+        WEBHOOKS_DISABLE_AFTER,
+        "5d",
+        "how long every attempt to an endpoint may fail before its subscription is disabled",
+    ),
+    (
+        WEBHOOKS_PROXY,
+        "",
+        "an HTTP proxy for deliveries, as a URL (default: none; HTTP(S)_PROXY from the environment is ignored)",
+    ),
     (LOG_FORMAT, "human", "log format: human or json"),
     (FAULT, "", "tests only: abort at a fault point, as point or point:n (debug builds; release builds refuse it)"),
 ];
@@ -90,8 +103,8 @@ pub const LOG_FORMAT: &str = "SIGSTAGE_LOG_FORMAT";
 pub const INSTANCE_ID: &str = "SIGSTAGE_INSTANCE_ID";
 pub const FAULT: &str = "SIGSTAGE_FAULT";
 pub const WEBHOOKS_ALLOW_PRIVATE: &str = "SIGSTAGE_WEBHOOKS_ALLOW_PRIVATE";
-pub const WEBHOOKS_MAX_ATTEMPTS: &str = "SIGSTAGE_WEBHOOKS_MAX_ATTEMPTS";
-pub const WEBHOOKS_RETRY_BASE_MS: &str = "SIGSTAGE_WEBHOOKS_RETRY_BASE_MS";
+pub const WEBHOOKS_RETRY_SCHEDULE: &str = "SIGSTAGE_WEBHOOKS_RETRY_SCHEDULE";
+pub const WEBHOOKS_PROXY: &str = "SIGSTAGE_WEBHOOKS_PROXY";
 pub const WEBHOOKS_TIMEOUT_MS: &str = "SIGSTAGE_WEBHOOKS_TIMEOUT_MS";
 pub const WEBHOOKS_DISABLE_AFTER: &str = "SIGSTAGE_WEBHOOKS_DISABLE_AFTER";
 
@@ -102,7 +115,8 @@ const DEFAULT_RETENTION_HOURS: &str =
 /// The least `signals.processed` may keep: a day, so a sink can be replayed over one.
 const MIN_PROCESSED_RETENTION_HOURS: i64 = 24;
 
-const SECRET_VARIABLES: &[&str] = &[CLICKHOUSE_PASSWORD, ADMIN_TOKEN, ADMIN_TOKENS];
+/// Never shown: a proxy URL may carry credentials.
+const SECRET_VARIABLES: &[&str] = &[CLICKHOUSE_PASSWORD, ADMIN_TOKEN, ADMIN_TOKENS, WEBHOOKS_PROXY];
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -126,10 +140,13 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
     pub allow_private: bool,
-    pub max_attempts: u32,
-    pub retry_base_ms: u64,
+    /// The wait before each retry; a delivery has `retry_schedule.len() + 1` attempts.
+    pub retry_schedule: Vec<Duration>,
     pub timeout_ms: u64,
-    pub disable_after: u32,
+    /// How long an endpoint may fail every attempt before its subscription is disabled.
+    pub disable_after: Duration,
+    /// The only proxy deliveries may go through, when set.
+    pub proxy: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -293,10 +310,24 @@ impl Config {
                     "false" | "0" => false,
                     other => return Err(invalid(WEBHOOKS_ALLOW_PRIVATE, other, "true or false")),
                 },
-                max_attempts: parse_in(WEBHOOKS_MAX_ATTEMPTS, get(WEBHOOKS_MAX_ATTEMPTS), 1..=100)?,
-                retry_base_ms: parse_in(WEBHOOKS_RETRY_BASE_MS, get(WEBHOOKS_RETRY_BASE_MS), 1..=3_600_000)?,
+                retry_schedule: retry_schedule(get(WEBHOOKS_RETRY_SCHEDULE))?,
                 timeout_ms: parse_in(WEBHOOKS_TIMEOUT_MS, get(WEBHOOKS_TIMEOUT_MS), 10..=300_000)?,
-                disable_after: parse_in(WEBHOOKS_DISABLE_AFTER, get(WEBHOOKS_DISABLE_AFTER), 1..=10_000)?,
+                disable_after: crate::time::parse_duration(get(WEBHOOKS_DISABLE_AFTER))
+                    .filter(|after| !after.is_zero())
+                    .ok_or_else(|| {
+                        invalid(
+                            WEBHOOKS_DISABLE_AFTER,
+                            get(WEBHOOKS_DISABLE_AFTER),
+                            "a duration such as 5d, 12h or 30s",
+                        )
+                    })?,
+                proxy: match get(WEBHOOKS_PROXY) {
+                    "" => None,
+                    url if url.starts_with("http://") || url.starts_with("https://") => Some(url.to_owned()),
+                    other => {
+                        return Err(invalid(WEBHOOKS_PROXY, other, "a proxy URL such as http://proxy.internal:3128"))
+                    }
+                },
             },
             fault: match get(FAULT) {
                 "" => None,
@@ -407,6 +438,22 @@ fn default_of(name: &str) -> &'static str {
 fn invalid(name: &'static str, value: &str, expected: impl Into<String>) -> ConfigError {
     let value = if SECRET_VARIABLES.contains(&name) { "[redacted]".to_owned() } else { value.to_owned() };
     ConfigError::Invalid { name, value, expected: expected.into() }
+}
+
+/// Retry waits, comma-separated durations: at most 20, each at most a day.
+fn retry_schedule(value: &str) -> Result<Vec<Duration>, ConfigError> {
+    let waits: Option<Vec<Duration>> = value
+        .split(',')
+        .map(|wait| crate::time::parse_duration(wait).filter(|wait| *wait <= Duration::from_secs(86_400)))
+        .collect();
+    match waits {
+        Some(waits) if waits.len() <= 20 => Ok(waits),
+        _ => Err(invalid(
+            WEBHOOKS_RETRY_SCHEDULE,
+            value,
+            "up to 20 comma-separated waits of at most a day each, such as 5s,5m,30m,2h,5h,10h,10h",
+        )),
+    }
 }
 
 fn parse<T: FromStr>(name: &'static str, value: &str, expected: &'static str) -> Result<T, ConfigError> {

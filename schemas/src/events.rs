@@ -13,8 +13,6 @@ pub const ALL: [&str; 3] = [SIGNAL_CREATED, LEAD_CREATED, LEAD_IDENTIFIED];
 
 /// On `webhooks.outbox` records: the event type, so consumers filter without parsing.
 pub const TYPE_HEADER: &str = "sigstage-event-type";
-/// On `webhooks.outbox` records: deliver to this subscription only (a re-send).
-pub const RESEND_TO_HEADER: &str = "sigstage-resend-to";
 
 /// The event's JSON, `data` being a JSON value already encoded.
 pub fn encode(kind: &str, signal_id: u64, org: &str, created_ms: u64, data: &[u8]) -> Vec<u8> {

@@ -58,6 +58,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "signal_queue", sql: include_str!("../migrations/0004_signal_queue.sql") },
     Migration { version: 5, name: "signals", sql: include_str!("../migrations/0005_signals.sql") },
     Migration { version: 6, name: "webhooks", sql: include_str!("../migrations/0006_webhooks.sql") },
+    Migration { version: 7, name: "webhook_queue", sql: include_str!("../migrations/0007_webhook_queue.sql") },
 ];
 
 #[cfg(test)]

@@ -13,6 +13,11 @@ pub fn register_metrics() {
     metrics::describe_counter!(runner::ROWS_TOTAL, "rows written to ClickHouse, by table");
     metrics::describe_counter!(runner::ROWS_SKIPPED_TOTAL, "rows of a replay left out because their table held them");
     metrics::describe_counter!(webhooks::worker::ATTEMPTS_TOTAL, "webhook delivery attempts, by outcome");
+    metrics::describe_counter!(
+        webhooks::scheduler::DISABLED_TOTAL,
+        "webhook subscriptions disabled by the sink (failing for too long, or 410 Gone)"
+    );
+    metrics::counter!(webhooks::scheduler::DISABLED_TOTAL).absolute(0);
     for table in ["signals_hot", "signals_cold", "identities", "leads"] {
         metrics::counter!(runner::ROWS_TOTAL, "table" => table).absolute(0);
         metrics::counter!(runner::ROWS_SKIPPED_TOTAL, "table" => table).absolute(0);

@@ -36,7 +36,8 @@ pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
     let client = common::clickhouse::client(&config.clickhouse);
     match command {
         KeysCommand::Create { org, secret, expires_at, endpoints } => {
-            let expires_at_ms = expires_at.as_deref().map(parse_rfc3339_ms).transpose()?;
+            let expires_at_ms =
+                expires_at.as_deref().map(|value| parse_rfc3339_ms("--expires-at", value)).transpose()?;
             let endpoints = endpoints
                 .iter()
                 .map(|name| {
@@ -86,12 +87,13 @@ pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_rfc3339_ms(value: &str) -> anyhow::Result<u64> {
+/// An RFC 3339 time given as `flag`, in epoch milliseconds.
+pub fn parse_rfc3339_ms(flag: &str, value: &str) -> anyhow::Result<u64> {
     let parsed = OffsetDateTime::parse(value, &Rfc3339)
-        .with_context(|| format!("--expires-at {value:?} is not an RFC 3339 time such as 2027-01-31T00:00:00Z"))?;
+        .with_context(|| format!("{flag} {value:?} is not an RFC 3339 time such as 2027-01-31T00:00:00Z"))?;
     let ms = parsed.unix_timestamp_nanos() / 1_000_000;
     if ms <= 0 {
-        bail!("--expires-at {value:?} is before 1970");
+        bail!("{flag} {value:?} is before 1970");
     }
     Ok(ms as u64)
 }

@@ -125,7 +125,7 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
         })?;
         let admin_addr = listener.local_addr()?;
         tracing::info!(addr = %admin_addr, tokens = config.admin_tokens.len(), "admin API listening");
-        let router = common::admin::router(clickhouse.clone(), config.kafka.clone(), config.admin_tokens.clone());
+        let router = common::admin::router(clickhouse.clone(), config.admin_tokens.clone());
         let mut stopped = stop.clone();
         let serving = tokio::spawn(async move {
             axum::serve(listener, router)

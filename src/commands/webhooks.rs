@@ -1,9 +1,9 @@
-//! `sigstage webhooks create | list | disable | enable | deliveries | resend`: an org's webhook
-//! subscriptions and their delivery history.
+//! `sigstage webhooks create | list | disable | enable | deliveries | resend | recover |
+//! rate-limit`: an org's webhook subscriptions and their delivery history.
 
 use clap::Subcommand;
 use common::config::Config;
-use common::control::webhooks;
+use common::control::{webhook_queue, webhooks};
 
 #[derive(Subcommand)]
 pub enum WebhooksCommand {
@@ -34,6 +34,16 @@ pub enum WebhooksCommand {
     },
     /// Deliver an event to a subscription again (a new attempt schedule, the same webhook-id).
     Resend { subscription_id: String, event_id: String },
+    /// Deliver again every event a subscription was not delivered since a time: what its
+    /// endpoint missed while it was down or disabled (enable it too).
+    Recover {
+        subscription_id: String,
+        /// An RFC 3339 time (2026-11-24T08:00:00Z) or how long ago (6h, 3d).
+        #[arg(long)]
+        since: String,
+    },
+    /// Cap the deliveries per second to a subscription's endpoint (0: no cap).
+    RateLimit { subscription_id: String, per_second: u32 },
 }
 
 pub async fn run(config: &Config, command: WebhooksCommand) -> anyhow::Result<()> {
@@ -68,9 +78,29 @@ pub async fn run(config: &Config, command: WebhooksCommand) -> anyhow::Result<()
             }
         }
         WebhooksCommand::Resend { subscription_id, event_id } => {
-            webhooks::resend(&config.kafka, &client, &subscription_id, &event_id).await?;
+            webhook_queue::resend(&client, &subscription_id, &event_id).await?;
             eprintln!("event {event_id} queued for {subscription_id}");
+        }
+        WebhooksCommand::Recover { subscription_id, since } => {
+            let since_ms = since_ms(&since)?;
+            let queued = webhook_queue::recover(&client, &subscription_id, since_ms).await?;
+            eprintln!("{queued} events queued for {subscription_id}, every one it was not delivered since {since}");
+        }
+        WebhooksCommand::RateLimit { subscription_id, per_second } => {
+            webhook_queue::set_rate_limit(&client, &subscription_id, per_second).await?;
+            match per_second {
+                0 => eprintln!("no rate limit for {subscription_id}"),
+                n => eprintln!("{subscription_id}: at most {n} deliveries per second"),
+            }
         }
     }
     Ok(())
+}
+
+/// `--since`: an RFC 3339 time, or a duration ago.
+fn since_ms(since: &str) -> anyhow::Result<u64> {
+    match common::time::parse_duration(since) {
+        Some(ago) => Ok(common::time::now_ms().saturating_sub(ago.as_millis() as u64)),
+        None => super::keys::parse_rfc3339_ms("--since", since),
+    }
 }

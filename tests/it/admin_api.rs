@@ -21,7 +21,7 @@ fn tokens(full: Option<&str>) -> Vec<AdminToken> {
 }
 
 async fn call(db: &TestDb, token: Option<&str>, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
-    let router = common::admin::router(db.client.clone(), db.config.kafka.clone(), tokens(token));
+    let router = common::admin::router(db.client.clone(), tokens(token));
     let mut request = Request::builder().method(method).uri(uri).header(header::CONTENT_TYPE, "application/json");
     if token.is_some() {
         request = request.header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
@@ -38,7 +38,7 @@ async fn the_token_is_required_and_checked() {
     let (status, body) = call(&db, None, "GET", "/api/admin/orgs/acme/rules", "").await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("admin_api_disabled")));
 
-    let router = common::admin::router(db.client.clone(), db.config.kafka.clone(), tokens(Some(TOKEN)));
+    let router = common::admin::router(db.client.clone(), tokens(Some(TOKEN)));
     for authorization in [None, Some("Bearer wrong"), Some(TOKEN)] {
         let mut request = Request::get("/api/admin/orgs/acme/rules");
         if let Some(value) = authorization {
@@ -53,7 +53,7 @@ async fn the_token_is_required_and_checked() {
 #[tokio::test]
 async fn a_read_only_token_reads_and_may_not_write() {
     let db = TestDb::migrated().await;
-    let router = common::admin::router(db.client.clone(), db.config.kafka.clone(), tokens(Some(TOKEN)));
+    let router = common::admin::router(db.client.clone(), tokens(Some(TOKEN)));
     for (method, expected) in [("GET", StatusCode::OK), ("POST", StatusCode::FORBIDDEN)] {
         let request = Request::builder()
             .method(method)

@@ -30,3 +30,4 @@ mod stream_recovery;
 mod stream_rules;
 mod support;
 mod webhooks_delivery;
+mod webhooks_isolation;

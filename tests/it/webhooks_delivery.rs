@@ -1,6 +1,7 @@
 //! Webhook fan-out against real HTTP receivers on loopback: signatures verified exactly as seed
-//! 004 does, retries, timeouts, 410, redirects, disabling, re-sending, and internal targets
-//! refused unless allowed.
+//! 004 does, retries on the schedule, timeouts, 410, redirects, disabling after failing for too
+//! long, re-sending, recovering, rate limits, and internal targets refused unless allowed, also
+//! through a proxy.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,8 +30,8 @@ struct Seen(Arc<Mutex<Vec<(String, String, Value)>>>);
 struct Receiver {
     seen: Seen,
     secrets: Arc<Mutex<Vec<(String, String)>>>,
-    flaky_calls: Arc<Mutex<u32>>,
-    busy_calls: Arc<Mutex<u32>>,
+    /// Calls per (path, webhook-id).
+    calls: Arc<Mutex<std::collections::HashMap<(String, String), u32>>>,
 }
 
 /// The seed's Python receiver, in Rust: HMAC-SHA256 of the raw body with the secret, hex,
@@ -56,6 +57,12 @@ async fn receive(
     }
     let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let event: Value = serde_json::from_slice(&body).expect("JSON event");
+    let call = {
+        let mut calls = receiver.calls.lock().expect("lock");
+        let count = calls.entry((path.clone(), id.clone())).or_default();
+        *count += 1;
+        *count
+    };
     match path.as_str() {
         "slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
@@ -63,20 +70,10 @@ async fn receive(
         }
         "gone" => return (StatusCode::GONE, "unsubscribed").into_response(),
         "redirect" => return (StatusCode::FOUND, [("location", "/hook/ok")], "moved").into_response(),
-        "busy" => {
-            let mut calls = receiver.busy_calls.lock().expect("lock");
-            *calls += 1;
-            if *calls == 1 {
-                return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")], "busy").into_response();
-            }
+        "busy" if call == 1 => {
+            return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")], "busy").into_response();
         }
-        "flaky" => {
-            let mut calls = receiver.flaky_calls.lock().expect("lock");
-            *calls += 1;
-            if *calls <= 2 {
-                return (StatusCode::INTERNAL_SERVER_ERROR, "x".repeat(5000)).into_response();
-            }
-        }
+        "flaky" if call <= 2 => return (StatusCode::INTERNAL_SERVER_ERROR, "x".repeat(5000)).into_response(),
         _ => {}
     }
     receiver.seen.0.lock().expect("lock").push((path, id, event));
@@ -84,12 +81,7 @@ async fn receive(
 }
 
 async fn start_receiver() -> (Receiver, String) {
-    let receiver = Receiver {
-        seen: Seen::default(),
-        secrets: Arc::default(),
-        flaky_calls: Arc::default(),
-        busy_calls: Arc::default(),
-    };
+    let receiver = Receiver { seen: Seen::default(), secrets: Arc::default(), calls: Arc::default() };
     let app = Router::new().route("/hook/{path}", post(receive)).with_state(receiver.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -109,8 +101,8 @@ fn subscribe(edge: &TestEdge, receiver: &Receiver, base: &str, path: &str) -> St
     created["subscription_id"].as_str().expect("id").to_owned()
 }
 
-async fn deliveries(edge: &TestEdge, subscription: &str) -> Vec<Attempt> {
-    let mut log = webhooks::deliveries(&edge.db.client, subscription, 100).await.expect("log");
+async fn deliveries(client: &clickhouse::Client, subscription: &str) -> Vec<Attempt> {
+    let mut log = webhooks::deliveries(client, subscription, 100).await.expect("log");
     log.sort_by_key(|a| (a.attempted_ms, a.attempt));
     log
 }
@@ -119,11 +111,14 @@ async fn deliveries(edge: &TestEdge, subscription: &str) -> Vec<Attempt> {
 async fn await_log(edge: &TestEdge, subscription: &str, done: impl Fn(&[Attempt]) -> bool) -> Vec<Attempt> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let log = deliveries(edge, subscription).await;
+        let log = deliveries(&edge.db.client, subscription).await;
         if done(&log) {
             return log;
         }
-        assert!(Instant::now() < deadline, "{subscription}: {log:#?}");
+        if Instant::now() > deadline {
+            let queue = common::control::webhook_queue::of_subscription(&edge.db.client, subscription).await;
+            panic!("{subscription}: {log:#?}\nqueue: {queue:#?}");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -138,15 +133,32 @@ fn attempts_of_first_event(log: &[Attempt]) -> Vec<Attempt> {
     log.iter().filter(|a| a.event_id == log[0].event_id).cloned().collect()
 }
 
+/// Starts the webhook sink on the edge's database and topics.
+fn start_sink(
+    edge: &TestEdge,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<Result<(), common::stage::StageError>>) {
+    let (stop, stopped) = watch::channel(false);
+    let (kafka, settings, clickhouse) =
+        (edge.db.config.kafka.clone(), edge.db.config.webhooks.clone(), edge.db.client.clone());
+    let sink = tokio::spawn(async move {
+        let stage = common::stage::Stages::default().stage("webhooks");
+        sink::webhooks::run(&kafka, settings, clickhouse, Duration::from_millis(200), stage, stopped).await
+    });
+    (stop, sink)
+}
+
+fn delivered(log: &[Attempt]) -> usize {
+    log.iter().filter(|a| a.outcome == "delivered").count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_are_signed_retried_logged_and_disabled() {
     let edge = TestEdge::start_with(|vars| {
         for (name, value) in [
             ("SIGSTAGE_WEBHOOKS_ALLOW_PRIVATE", "true"),
-            ("SIGSTAGE_WEBHOOKS_MAX_ATTEMPTS", "3"),
-            ("SIGSTAGE_WEBHOOKS_RETRY_BASE_MS", "50"),
+            ("SIGSTAGE_WEBHOOKS_RETRY_SCHEDULE", "50ms,50ms"),
             ("SIGSTAGE_WEBHOOKS_TIMEOUT_MS", "300"),
-            ("SIGSTAGE_WEBHOOKS_DISABLE_AFTER", "5"),
+            ("SIGSTAGE_WEBHOOKS_DISABLE_AFTER", "500ms"),
         ] {
             vars.insert(name.into(), value.into());
         }
@@ -158,13 +170,7 @@ async fn deliveries_are_signed_retried_logged_and_disabled() {
         ["ok", "flaky", "slow", "gone", "redirect", "busy"].map(|path| subscribe(&edge, &receiver, &base, path));
 
     let processor = start_processor(&edge.db.config);
-    let (stop, stopped) = watch::channel(false);
-    let (kafka, settings, clickhouse) =
-        (edge.db.config.kafka.clone(), edge.db.config.webhooks.clone(), edge.db.client.clone());
-    let sink = tokio::spawn(async move {
-        let stage = common::stage::Stages::default().stage("webhooks");
-        sink::webhooks::run(&kafka, settings, clickhouse, Duration::from_millis(200), stage, stopped).await
-    });
+    let (stop, sink) = start_sink(&edge);
     let uri = format!("/api/signal-staging/webhook/{key}");
     for n in 0..2 {
         assert_eq!(edge.post_json(&uri, &format!(r#"{{"email":"lead{n}@x.io","event":"signup"}}"#)).await.status, 202);
@@ -172,9 +178,9 @@ async fn deliveries_are_signed_retried_logged_and_disabled() {
 
     // Every event reaches the healthy receiver once, signed, with a stable id, however the
     // others behave.
-    let ok_log = await_log(&edge, &ok, |log| log.iter().filter(|a| a.outcome == "delivered").count() == 2).await;
+    let ok_log = await_log(&edge, &ok, |log| delivered(log) == 2).await;
     assert!(ok_log.iter().all(|a| a.status_code == 200 && a.attempt == 1 && a.response_body == "OK"));
-    let slow_so_far = deliveries(&edge, &slow).await;
+    let slow_so_far = deliveries(&edge.db.client, &slow).await;
     assert!(slow_so_far.len() < 6, "the slow endpoint had not finished its schedule: {}", slow_so_far.len());
     let seen = receiver.seen.0.lock().expect("lock").clone();
     let ok_seen: Vec<&(String, String, Value)> = seen.iter().filter(|(p, ..)| p == "ok").collect();
@@ -184,56 +190,85 @@ async fn deliveries_are_signed_retried_logged_and_disabled() {
         assert_eq!(id, event["id"].as_str().expect("id"), "webhook-id is the event id");
     }
 
-    // 500, 500, then 200: retried, each attempt logged with a truncated body.
-    let flaky_log = await_log(&edge, &flaky, |log| log.iter().filter(|a| a.outcome == "delivered").count() == 2).await;
+    // 500, 500, then 200: retried on the schedule, each attempt logged with a truncated body.
+    let flaky_log = await_log(&edge, &flaky, |log| delivered(log) == 2).await;
     assert_eq!(
         outcomes(&attempts_of_first_event(&flaky_log)),
         [(1, 500, "retrying"), (2, 500, "retrying"), (3, 200, "delivered")]
     );
     assert_eq!(flaky_log[0].response_body.len(), sink::webhooks::delivery::RESPONSE_BODY_MAX_BYTES);
+    let first = attempts_of_first_event(&flaky_log);
+    assert!(first[1].attempted_ms - first[0].attempted_ms >= 50, "the schedule's first wait: {first:#?}");
 
     // 503 with Retry-After: 1 waits a second before the next attempt (the schedule says 50 ms).
-    let busy_log = await_log(&edge, &busy, |log| log.iter().filter(|a| a.outcome == "delivered").count() == 2).await;
+    let busy_log = await_log(&edge, &busy, |log| delivered(log) == 2).await;
     let first_event: Vec<&Attempt> = busy_log.iter().filter(|a| a.event_id == busy_log[0].event_id).collect();
     assert_eq!(first_event.iter().map(|a| (a.attempt, a.status_code)).collect::<Vec<_>>(), [(1, 503), (2, 200)]);
     let waited = first_event[1].attempted_ms - first_event[0].attempted_ms;
     assert!(waited >= 1000, "Retry-After honoured: {waited} ms between attempts");
 
-    // A redirect is a failure, never followed.
-    let redirect_log = await_log(&edge, &redirect, |log| log.iter().any(|a| a.outcome == "gave_up")).await;
+    // A redirect is a failure, never followed; the schedule's end fails the delivery.
+    let redirect_log =
+        await_log(&edge, &redirect, |log| log.iter().filter(|a| a.outcome == "gave_up").count() == 2).await;
     assert_eq!(
         outcomes(&attempts_of_first_event(&redirect_log)),
         [(1, 302, "retrying"), (2, 302, "retrying"), (3, 302, "gave_up")]
     );
+    let redirect_queue =
+        common::control::webhook_queue::of_subscription(&edge.db.client, &redirect).await.expect("queue");
+    assert!(redirect_queue.iter().all(|d| d.state == "failed" && d.attempts == 3), "{redirect_queue:#?}");
     assert_eq!(receiver.seen.0.lock().expect("lock").iter().filter(|(p, ..)| p == "ok").count(), 2);
 
     // 410 disables at once; the disabling is logged and the subscription says why.
     let gone_log = await_log(&edge, &gone, |log| !log.is_empty()).await;
-    assert_eq!(outcomes(&gone_log), [(1, 410, "disabled")]);
+    assert!(outcomes(&gone_log).iter().all(|o| *o == (1, 410, "disabled")), "{gone_log:#?}");
     let gone_now = webhooks::get(&edge.db.client, &gone).await.expect("subscription");
     assert_eq!((gone_now.active, gone_now.disabled_reason.as_str()), (0, "the endpoint answered 410 Gone"));
 
-    // Timeouts: 3 attempts for the first event, then the 5th consecutive failure disables it.
-    let slow_log = await_log(&edge, &slow, |log| log.iter().any(|a| a.outcome == "disabled")).await;
-    assert_eq!(
-        outcomes(&slow_log),
-        [(1, 0, "retrying"), (2, 0, "retrying"), (3, 0, "gave_up"), (1, 0, "retrying"), (2, 0, "disabled")]
-    );
-    assert!(slow_log.iter().all(|a| a.error.contains("timed out")), "{slow_log:#?}");
-    assert_eq!(slow_log.last().map(|a| a.failure_count), Some(5));
+    // Timeouts only: disabled once every attempt has failed for 500 ms (SIGSTAGE_WEBHOOKS_DISABLE_AFTER).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let slow_now = loop {
+        let now = webhooks::get(&edge.db.client, &slow).await.expect("subscription");
+        if now.active == 0 || Instant::now() > deadline {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((slow_now.active, slow_now.disabled_reason.as_str()), (0, "every delivery failed for 500ms"));
+    let slow_log = deliveries(&edge.db.client, &slow).await;
+    assert!(slow_log.iter().all(|a| a.error.contains("timed out") && a.status_code == 0), "{slow_log:#?}");
+    let span = slow_log.last().expect("attempts").attempted_ms - slow_log[0].attempted_ms;
+    assert!(span < 500 + 3000, "disabled soon after failing for 500 ms: {span} ms");
 
     // Re-sending delivers the same event again, with the same webhook-id.
     let first_id = ok_seen[0].1.clone();
     let resend = sigstage(&["webhooks", "resend", &ok, &first_id], &edge.db.vars);
     assert!(resend.status.success(), "{}", stderr(&resend));
-    await_log(&edge, &ok, |log| log.iter().filter(|a| a.outcome == "delivered").count() == 3).await;
+    await_log(&edge, &ok, |log| delivered(log) == 3).await;
     let again = receiver.seen.0.lock().expect("lock").iter().filter(|(p, id, _)| p == "ok" && *id == first_id).count();
     assert_eq!(again, 2);
     let history = stdout(&sigstage(&["webhooks", "deliveries", &ok], &edge.db.vars));
     assert_eq!(history.lines().count(), 3, "{history}");
 
+    // Recovering queues for a subscription every event of its types it was not delivered since
+    // a time: all of them for one created later, then none once they are delivered.
+    let late = subscribe(&edge, &receiver, &base, "late");
+    let recover = || sigstage(&["webhooks", "recover", &late, "--since", "1h"], &edge.db.vars);
+    let first_recovery = recover();
+    assert!(first_recovery.status.success(), "{}", stderr(&first_recovery));
+    assert!(stderr(&first_recovery).starts_with("2 events queued"), "{}", stderr(&first_recovery));
+    let late_log = await_log(&edge, &late, |log| delivered(log) == 2).await;
+    let mut late_ids: Vec<&str> = late_log.iter().map(|a| a.event_id.as_str()).collect();
+    let mut ok_ids: Vec<&str> = ok_seen.iter().map(|(_, id, _)| id.as_str()).collect();
+    late_ids.sort_unstable();
+    ok_ids.sort_unstable();
+    assert_eq!(late_ids, ok_ids);
+    assert!(stderr(&recover()).starts_with("0 events queued"));
+
+    let stopping = Instant::now();
     stop.send(true).expect("sink running");
     sink.await.expect("no panic").expect("webhook sink ends cleanly");
+    assert!(stopping.elapsed() < Duration::from_secs(10), "stopped in {:?}", stopping.elapsed());
     processor.stop().await;
 }
 
@@ -254,10 +289,10 @@ async fn internal_targets_are_refused_unless_allowed() {
     };
     let config = |allow_private| common::config::WebhookConfig {
         allow_private,
-        max_attempts: 1,
-        retry_base_ms: 1,
+        retry_schedule: Vec::new(),
         timeout_ms: 2000,
-        disable_after: 1,
+        disable_after: Duration::from_secs(1),
+        proxy: None,
     };
     let refusing = sink::webhooks::delivery::Deliverer::new(&config(false)).expect("client");
     let answer = refusing.post(&subscription, "1.lead.created", "lead.created", b"{}").await;
@@ -273,4 +308,112 @@ async fn internal_targets_are_refused_unless_allowed() {
     let allowing = sink::webhooks::delivery::Deliverer::new(&config(true)).expect("client");
     let answer = allowing.post(&subscription, "1.lead.created", "lead.created", br#"{"id":"1.lead.created"}"#).await;
     assert_eq!(answer.status, Some(200), "{answer:?}");
+}
+
+/// A stand-in HTTP proxy: records each request line and answers 200.
+async fn start_proxy() -> (Arc<Mutex<Vec<String>>>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = Arc::clone(&lines);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request);
+                seen.lock().expect("lock").push(text.lines().next().unwrap_or_default().to_owned());
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nOK").await;
+            });
+        }
+    });
+    (lines, url)
+}
+
+#[tokio::test]
+async fn through_a_proxy_only_when_configured_and_targets_still_checked() {
+    let (proxied, proxy) = start_proxy().await;
+    let config = |allow_private| common::config::WebhookConfig {
+        allow_private,
+        retry_schedule: Vec::new(),
+        timeout_ms: 2000,
+        disable_after: Duration::from_secs(1),
+        proxy: Some(proxy.clone()),
+    };
+    let subscription = |url: &str| webhooks::Subscription {
+        org_id: "acme".into(),
+        subscription_id: "sub_1".into(),
+        url: url.into(),
+        event_types: vec!["lead.created".into()],
+        active: 1,
+        secret: "whsec_c2VjcmV0".into(),
+        disabled_reason: String::new(),
+        created_ms: 0,
+        version: 0,
+    };
+    let guarded = sink::webhooks::delivery::Deliverer::new(&config(false)).expect("client");
+    // The proxy would resolve these itself; they are resolved and refused before it is asked.
+    for (url, why) in [
+        ("http://localhost:9/hook", "resolves to internal addresses"),
+        ("http://[::ffff:127.0.0.1]/hook", "is a private or internal address"),
+        ("http://[64:ff9b::a9fe:a9fe]/latest/meta-data", "is a private or internal address"),
+        ("http://[2002:7f00:1::1]/hook", "is a private or internal address"),
+        ("http://[fec0::1]/hook", "is a private or internal address"),
+        ("http://[::127.0.0.1]/hook", "is a private or internal address"),
+        ("http://name.invalid/hook", "does not resolve"),
+    ] {
+        let answer = guarded.post(&subscription(url), "1.lead.created", "lead.created", b"{}").await;
+        assert!(answer.refused && answer.status.is_none(), "{url}: {answer:?}");
+        assert!(answer.error.contains(why), "{url}: {}", answer.error);
+    }
+    assert!(proxied.lock().expect("lock").is_empty(), "nothing reached the proxy");
+
+    // A target that passes goes through the configured proxy, never around it.
+    let open = sink::webhooks::delivery::Deliverer::new(&config(true)).expect("client");
+    let answer =
+        open.post(&subscription("http://hooks.example.invalid/in?token=s3cret"), "1", "lead.created", b"{}").await;
+    assert_eq!(answer.status, Some(200), "{answer:?}");
+    assert_eq!(*proxied.lock().expect("lock"), ["POST http://hooks.example.invalid/in?token=s3cret HTTP/1.1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_endpoint_is_paced() {
+    let db = crate::support::TestDb::migrated().await;
+    let (receiver, base) = start_receiver().await;
+    let created = webhooks::create(&db.client, "acme", &format!("{base}/ok"), vec!["lead.created".into()])
+        .await
+        .expect("subscription");
+    receiver.secrets.lock().expect("lock").push(("ok".into(), created.secret.clone()));
+    let id = created.subscription_id.clone();
+    let set = sigstage(&["webhooks", "rate-limit", &id, "5"], &db.vars);
+    assert!(set.status.success(), "{}", stderr(&set));
+    let limits = common::control::webhook_queue::rate_limits(&db.client).await.expect("limits");
+    assert_eq!(limits, [(id.clone(), 5)]);
+
+    let due = (0..10)
+        .map(|n| {
+            let event = format!("{n}.lead.created");
+            let body = format!(r#"{{"id":"{event}","type":"lead.created"}}"#);
+            let delivery = common::control::webhook_queue::Delivery::due("acme", &id, &event, "lead.created", 0);
+            (delivery, Some(Arc::from(body.into_bytes())))
+        })
+        .collect();
+    let batch = sink::webhooks::worker::Batch { subscription: created, rate_limit: 5, failures: 0, deliveries: due };
+    let config = Arc::new(db.config.webhooks.clone());
+    let config = Arc::new(common::config::WebhookConfig { allow_private: true, ..(*config).clone() });
+    let deliverer = Arc::new(sink::webhooks::delivery::Deliverer::new(&config).expect("client"));
+    let outcome = sink::webhooks::worker::run(batch, deliverer, config, db.client.clone()).await;
+    assert_eq!((outcome.delivered, outcome.unrecorded), (10, false));
+    let log = deliveries(&db.client, &id).await;
+    assert_eq!(log.len(), 10);
+    let span = log.last().expect("attempts").attempted_ms - log[0].attempted_ms;
+    assert!(span >= 1700, "10 deliveries at 5 per second take 1.8 s at least: {span} ms");
 }

@@ -7,6 +7,7 @@ pub mod orgs;
 pub mod queue;
 pub mod rules;
 pub mod watch;
+pub mod webhook_queue;
 pub mod webhooks;
 
 /// Org ids appear in Kafka keys (`org:identity`), so `:` and spaces are not allowed.

@@ -65,8 +65,6 @@ pub enum WebhookAdminError {
     NotFound(String),
     #[error("no event {event:?} was received for org {org:?}")]
     EventNotFound { org: String, event: String },
-    #[error("{0}")]
-    Broker(String),
     #[error("cannot generate a secret: {0}")]
     Random(String),
     #[error("ClickHouse: {0} (is it running, and has `sigstage migrate` run?)")]
@@ -209,31 +207,6 @@ pub async fn event(
         .fetch_optional()
         .await?
         .ok_or_else(|| WebhookAdminError::EventNotFound { org: org_id.to_owned(), event: event_id.to_owned() })
-}
-
-/// Puts a stored event back on the outbox, addressed to one subscription: the webhook sink
-/// delivers it again with a fresh attempt schedule and the same `webhook-id`.
-pub async fn resend(
-    kafka: &crate::config::KafkaConfig,
-    client: &clickhouse::Client,
-    subscription_id: &str,
-    event_id: &str,
-) -> Result<(), WebhookAdminError> {
-    use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::FutureRecord;
-    let subscription = get(client, subscription_id).await?;
-    let event = event(client, &subscription.org_id, event_id).await?;
-    let outbox = kafka.topic(crate::kafka::topics::WEBHOOKS_OUTBOX);
-    let unavailable = |error: rdkafka::error::KafkaError| {
-        WebhookAdminError::Broker(format!("writing to {outbox}: {error} (is the broker up?)"))
-    };
-    let producer = crate::kafka::producer(kafka).map_err(unavailable)?;
-    let headers = OwnedHeaders::new()
-        .insert(Header { key: schemas::events::RESEND_TO_HEADER, value: Some(subscription_id) })
-        .insert(Header { key: schemas::events::TYPE_HEADER, value: Some(event.event_type.as_str()) });
-    let record = FutureRecord::to(&outbox).key(&event.org_id).payload(&event.body).headers(headers);
-    producer.send(record, std::time::Duration::from_secs(10)).await.map_err(|(error, _)| unavailable(error))?;
-    Ok(())
 }
 
 #[cfg(test)]

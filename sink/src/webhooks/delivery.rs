@@ -28,6 +28,11 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The target may not be reached: no attempt was made.
+    pub fn refused(error: String, duration: Duration) -> Self {
+        Self { status: None, body: String::new(), error, duration, retry_after: None, refused: true }
+    }
+
     pub fn delivered(&self) -> bool {
         self.status.is_some_and(|status| (200..300).contains(&status))
     }
@@ -36,39 +41,42 @@ impl Answer {
 pub struct Deliverer {
     client: reqwest::Client,
     allow_internal: bool,
+    /// Deliveries go through the configured proxy.
+    proxied: bool,
 }
 
 impl Deliverer {
     pub fn new(config: &WebhookConfig) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .redirect(Policy::none())
             .timeout(Duration::from_millis(config.timeout_ms))
             .connect_timeout(Duration::from_millis(config.timeout_ms.min(5_000)))
             .dns_resolver(target::resolver(config.allow_private))
-            // Never through a proxy from the environment (HTTPS_PROXY): the guarded resolver
-            // would only ever see the proxy's name, never the target's addresses.
-            .no_proxy()
-            .user_agent(concat!("sigstage-webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self { client, allow_internal: config.allow_private })
+            .user_agent(concat!("sigstage-webhooks/", env!("CARGO_PKG_VERSION")));
+        // Never through a proxy from the environment (HTTPS_PROXY): the guarded resolver would
+        // only ever see the proxy's name. Only through the one named in the settings, and then
+        // each target is checked by resolving it before the attempt.
+        let builder = match &config.proxy {
+            Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy.as_str())?),
+            None => builder.no_proxy(),
+        };
+        Ok(Self { client: builder.build()?, allow_internal: config.allow_private, proxied: config.proxy.is_some() })
     }
 
     /// POSTs `body` (event `event_id` of type `event_type`) to the subscription, signed.
     pub async fn post(&self, subscription: &Subscription, event_id: &str, event_type: &str, body: &[u8]) -> Answer {
         let started = Instant::now();
-        let refused = |error: String| Answer {
-            status: None,
-            body: String::new(),
-            error,
-            duration: started.elapsed(),
-            retry_after: None,
-            refused: true,
-        };
+        let refused = |error: String| Answer::refused(error, started.elapsed());
         let url = match reqwest::Url::parse(&subscription.url) {
             Ok(url) => url,
             Err(error) => return refused(format!("the subscription's URL does not parse: {error}")),
         };
-        if let Some(reason) = target::refused_literal(&url, self.allow_internal) {
+        let refusal = if self.proxied {
+            target::refused_through_proxy(&url, self.allow_internal).await
+        } else {
+            target::refused_literal(&url, self.allow_internal)
+        };
+        if let Some(reason) = refusal {
             return refused(reason);
         }
         let timestamp = common::time::now_ms() / 1000;

@@ -83,6 +83,27 @@ pub fn refused_literal(url: &reqwest::Url, allow_internal: bool) -> Option<Strin
     (!allow_internal && is_internal(ip)).then(|| format!("{ip} is a private or internal address, {NOT_REACHABLE}"))
 }
 
+/// Through a proxy, which resolves the target itself: the error when the target's name resolves
+/// to any internal address (the proxy might connect to that one), or does not resolve.
+pub async fn refused_through_proxy(url: &reqwest::Url, allow_internal: bool) -> Option<String> {
+    if allow_internal {
+        return None;
+    }
+    if let Some(refused) = refused_literal(url, allow_internal) {
+        return Some(refused);
+    }
+    let host = url.host_str()?;
+    let port = url.port_or_known_default().unwrap_or(443);
+    match tokio::net::lookup_host((host, port)).await {
+        Ok(addrs) => {
+            let internal: Vec<IpAddr> = addrs.map(|addr| addr.ip()).filter(|ip| is_internal(*ip)).collect();
+            (!internal.is_empty())
+                .then(|| format!("{host} resolves to internal addresses ({internal:?}), {NOT_REACHABLE}"))
+        }
+        Err(error) => Some(format!("{host} does not resolve ({error}), so it cannot be checked, {NOT_REACHABLE}")),
+    }
+}
+
 pub fn resolver(allow_internal: bool) -> Arc<GuardedResolver> {
     Arc::new(GuardedResolver { allow_internal })
 }

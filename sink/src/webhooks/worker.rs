@@ -1,153 +1,170 @@
-//! One worker per subscription, so a slow or dead endpoint only ever delays its own events. A
-//! worker takes its events in order and tries each until it is delivered or the schedule ends:
-//! `SIGSTAGE_WEBHOOKS_MAX_ATTEMPTS` attempts, the delay doubling from
-//! `SIGSTAGE_WEBHOOKS_RETRY_BASE_MS` with jitter (at most an hour), or the receiver's
-//! `Retry-After` when longer. Every attempt is logged. A subscription is disabled after
-//! `SIGSTAGE_WEBHOOKS_DISABLE_AFTER` consecutive failures, or at once when its endpoint answers
-//! 410 Gone; its remaining events are then dropped, and the drop is logged.
+//! One subscription's due deliveries, attempted with at most [`IN_FLIGHT`] at a time (and at
+//! most its rate limit per second), each moved on in the queue after its attempt: delivered,
+//! due again after the next wait of the retry schedule (or the receiver's `Retry-After`, when
+//! longer), or failed once the schedule is over or the target is refused. An endpoint that
+//! answers 410 Gone is done with: the rest of the batch is left pending and the scheduler
+//! disables the subscription. Every attempt is logged.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::config::WebhookConfig;
-use common::control::webhooks::{self, Attempt, Subscription};
-use tokio::sync::mpsc;
+use common::control::webhook_queue::{Delivery, DELIVERED, FAILED, PENDING};
+use common::control::webhooks::{Attempt, Subscription};
+use futures::StreamExt;
+use tokio::sync::Mutex;
 
 use super::delivery::{Answer, Deliverer};
 
 pub const ATTEMPTS_TOTAL: &str = "sigstage_webhook_attempts_total";
-const MAX_DELAY: Duration = Duration::from_secs(3600);
+/// Attempts in flight to one endpoint at most.
+pub const IN_FLIGHT: usize = 16;
+/// The longest a receiver's `Retry-After` may push an attempt back.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
-/// An event to deliver.
-pub struct Event {
-    pub id: String,
-    pub kind: String,
-    pub body: Vec<u8>,
-}
+/// Due deliveries, each with its event's body (`None`: not stored).
+pub type Due = Vec<(Delivery, Option<Arc<[u8]>>)>;
 
-/// One event for one subscription; `pending` counts down when the worker is done with it.
-pub struct Job {
-    pub event: Arc<Event>,
-    pub pending: Arc<AtomicUsize>,
-}
-
-impl Drop for Job {
-    fn drop(&mut self) {
-        self.pending.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-pub struct Worker {
+/// Deliveries due for one subscription.
+pub struct Batch {
     pub subscription: Subscription,
-    pub deliverer: Arc<Deliverer>,
-    pub config: WebhookConfig,
-    pub clickhouse: clickhouse::Client,
-    /// Where attempts go to be written to the delivery log.
-    pub log: mpsc::Sender<Attempt>,
+    /// Deliveries per second at most (0: no limit).
+    pub rate_limit: u32,
+    /// The subscription's consecutive failed attempts before this batch.
+    pub failures: u32,
+    pub deliveries: Due,
 }
 
-impl Worker {
-    pub async fn run(self, mut jobs: mpsc::Receiver<Job>) {
-        let mut failures = 0u32;
-        while let Some(job) = jobs.recv().await {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let answer =
-                    self.deliverer.post(&self.subscription, &job.event.id, &job.event.kind, &job.event.body).await;
-                let delivered = answer.delivered();
-                failures = if delivered { 0 } else { failures + 1 };
-                let gone = answer.status == Some(410);
-                let disable = !delivered && (gone || failures >= self.config.disable_after);
-                let outcome = match () {
-                    _ if delivered => "delivered",
-                    _ if disable => "disabled",
-                    _ if answer.refused => "refused",
-                    _ if attempt >= self.config.max_attempts => "gave_up",
-                    _ => "retrying",
-                };
-                metrics::counter!(ATTEMPTS_TOTAL, "outcome" => outcome).increment(1);
-                self.record(&job.event, attempt, &answer, failures, outcome).await;
-                if disable {
-                    let reason = if gone {
-                        "the endpoint answered 410 Gone".to_owned()
-                    } else {
-                        format!("{failures} consecutive failed deliveries")
-                    };
-                    self.disable(&reason).await;
-                    drop(job);
-                    let mut dropped = 0;
-                    while let Ok(job) = jobs.try_recv() {
-                        drop(job);
-                        dropped += 1;
-                    }
-                    tracing::warn!(subscription = %self.subscription.subscription_id, dropped, %reason, "webhook subscription disabled");
-                    // Events still on their way are dropped as they come.
-                    while let Some(job) = jobs.recv().await {
-                        drop(job);
-                    }
-                    return;
-                }
-                if outcome != "retrying" {
-                    break;
-                }
-                tokio::time::sleep(retry_delay(&self.config, attempt, answer.retry_after)).await;
-            }
-        }
-    }
+/// What a batch came to, for the scheduler to judge the endpoint's health.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub subscription_id: String,
+    pub delivered: usize,
+    /// When the first failed attempt of the batch was made.
+    pub first_failure_ms: Option<u64>,
+    pub failures: u32,
+    /// The endpoint answered 410 Gone.
+    pub gone: bool,
+    /// Queue or log rows could not be written (the batch will be attempted again).
+    pub unrecorded: bool,
+}
 
-    async fn record(&self, event: &Event, attempt: u32, answer: &Answer, failures: u32, outcome: &str) {
-        let entry = Attempt {
-            org_id: self.subscription.org_id.clone(),
-            subscription_id: self.subscription.subscription_id.clone(),
-            event_id: event.id.clone(),
-            event_type: event.kind.clone(),
+struct Attempted {
+    delivery: Delivery,
+    answer: Answer,
+    attempted_ms: u64,
+}
+
+/// Attempts a batch, then records the queue's new state and the attempts.
+pub async fn run(
+    batch: Batch,
+    deliverer: Arc<Deliverer>,
+    config: Arc<WebhookConfig>,
+    clickhouse: clickhouse::Client,
+) -> Outcome {
+    let Batch { subscription, rate_limit, failures, deliveries } = batch;
+    let gone = AtomicBool::new(false);
+    let pace = (rate_limit > 0).then(|| {
+        let mut interval = tokio::time::interval(Duration::from_secs(1) / rate_limit);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Mutex::new(interval)
+    });
+    let attempted: Vec<Attempted> = futures::stream::iter(deliveries)
+        .map(|(delivery, body)| {
+            let (subscription, deliverer, gone, pace) = (&subscription, &deliverer, &gone, &pace);
+            async move {
+                if gone.load(Ordering::Relaxed) {
+                    return None; // left pending: the subscription is being disabled
+                }
+                if let Some(pace) = pace {
+                    pace.lock().await.tick().await;
+                }
+                let attempted_ms = common::time::now_ms();
+                let answer = match body {
+                    Some(body) => deliverer.post(subscription, &delivery.event_id, &delivery.event_type, &body).await,
+                    None => Answer::refused("the event is not stored in webhook_events".into(), Duration::ZERO),
+                };
+                if answer.status == Some(410) {
+                    gone.store(true, Ordering::Relaxed);
+                }
+                Some(Attempted { delivery, answer, attempted_ms })
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .filter_map(|attempted| async move { attempted })
+        .collect()
+        .await;
+
+    let mut outcome = Outcome { subscription_id: subscription.subscription_id.clone(), ..Outcome::default() };
+    let mut consecutive = failures;
+    let mut queue = Vec::with_capacity(attempted.len());
+    let mut log = Vec::with_capacity(attempted.len());
+    for Attempted { delivery, answer, attempted_ms } in attempted {
+        let attempt = delivery.attempts + 1;
+        let (state, next, label) = next_step(&config, &answer, attempt, attempted_ms);
+        if answer.delivered() {
+            outcome.delivered += 1;
+            consecutive = 0;
+        } else {
+            outcome.first_failure_ms = Some(outcome.first_failure_ms.map_or(attempted_ms, |t| t.min(attempted_ms)));
+            consecutive += 1;
+        }
+        outcome.gone |= answer.status == Some(410);
+        metrics::counter!(ATTEMPTS_TOTAL, "outcome" => label).increment(1);
+        log.push(Attempt {
+            org_id: delivery.org_id.clone(),
+            subscription_id: delivery.subscription_id.clone(),
+            event_id: delivery.event_id.clone(),
+            event_type: delivery.event_type.clone(),
             attempt,
             status_code: answer.status.unwrap_or(0),
-            response_body: answer.body.clone(),
-            error: answer.error.clone(),
+            response_body: answer.body,
+            error: answer.error,
             duration_ms: u32::try_from(answer.duration.as_millis()).unwrap_or(u32::MAX),
-            attempted_ms: common::time::now_ms(),
-            failure_count: failures,
-            outcome: outcome.to_owned(),
-        };
-        if self.log.send(entry).await.is_err() {
-            tracing::warn!("the delivery log is closed; attempt not logged");
-        }
+            attempted_ms,
+            failure_count: consecutive,
+            outcome: label.to_owned(),
+        });
+        queue.push(delivery.after_attempt(state, next));
     }
-
-    async fn disable(&self, reason: &str) {
-        let id = &self.subscription.subscription_id;
-        for _ in 0..5 {
-            match webhooks::set_active(&self.clickhouse, id, false, reason).await {
-                Ok(_) => return,
-                Err(error) => tracing::warn!(%error, subscription = %id, "cannot mark the subscription disabled yet"),
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+    outcome.failures = consecutive;
+    // The queue first: an attempt whose new state is lost is made again (receivers dedupe on
+    // webhook-id); a log row without its queue row would claim an attempt that is repeated.
+    let recorded = match common::control::webhook_queue::write(&clickhouse, &queue).await {
+        Ok(()) => common::control::webhooks::log_attempts(&clickhouse, &log).await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = recorded {
+        tracing::warn!(%error, subscription = %outcome.subscription_id, attempts = log.len(), "webhook attempts not recorded; they will be made again");
+        outcome.unrecorded = true;
     }
+    outcome
 }
 
-/// The wait before attempt `attempt + 1`: base × 2^(attempt-1), ±25% jitter, or the receiver's
-/// Retry-After when that is longer; never more than an hour.
-fn retry_delay(config: &WebhookConfig, attempt: u32, retry_after: Option<Duration>) -> Duration {
-    let base = Duration::from_millis(config.retry_base_ms).saturating_mul(1 << (attempt - 1).min(20));
-    let mut jitter = [0u8; 2];
-    let _ = getrandom::fill(&mut jitter);
-    let factor = 0.75 + f64::from(u16::from_le_bytes(jitter)) / f64::from(u16::MAX) * 0.5;
-    let backoff = base.mul_f64(factor);
-    retry_after.map_or(backoff, |asked| asked.max(backoff)).min(MAX_DELAY)
-}
-
-/// Writes logged attempts to `webhook_deliveries` in batches, until every sender is gone.
-pub async fn write_log(clickhouse: clickhouse::Client, mut attempts: mpsc::Receiver<Attempt>) {
-    let mut batch = Vec::new();
-    while attempts.recv_many(&mut batch, 1000).await > 0 {
-        if let Err(error) = webhooks::log_attempts(&clickhouse, &batch).await {
-            tracing::warn!(%error, attempts = batch.len(), "delivery attempts not logged");
+/// After attempt number `attempt`: the delivery's new state, when it is due again, and the
+/// attempt's outcome as logged.
+fn next_step(
+    config: &WebhookConfig,
+    answer: &Answer,
+    attempt: u32,
+    now_ms: u64,
+) -> (&'static str, Option<u64>, &'static str) {
+    if answer.delivered() {
+        return (DELIVERED, None, "delivered");
+    }
+    if answer.status == Some(410) {
+        return (FAILED, None, "disabled");
+    }
+    if answer.refused {
+        return (FAILED, None, "refused");
+    }
+    match config.retry_schedule.get(attempt as usize - 1) {
+        Some(wait) => {
+            let wait = answer.retry_after.map_or(*wait, |asked| asked.min(MAX_RETRY_AFTER).max(*wait));
+            (PENDING, Some(now_ms + wait.as_millis() as u64), "retrying")
         }
-        batch.clear();
+        None => (FAILED, None, "gave_up"),
     }
 }
 
@@ -155,26 +172,31 @@ pub async fn write_log(clickhouse: clickhouse::Client, mut attempts: mpsc::Recei
 mod tests {
     use super::*;
 
+    fn answer(status: Option<u16>, retry_after: Option<Duration>, refused: bool) -> Answer {
+        Answer { status, body: String::new(), error: String::new(), duration: Duration::ZERO, retry_after, refused }
+    }
+
     #[test]
-    fn delays_double_with_jitter_honour_retry_after_and_stay_bounded() {
+    fn the_schedule_then_failure_with_retry_after_honoured_when_longer() {
         let config = WebhookConfig {
             allow_private: false,
-            max_attempts: 8,
-            retry_base_ms: 1000,
+            retry_schedule: vec![Duration::from_secs(5), Duration::from_secs(300)],
             timeout_ms: 1000,
-            disable_after: 20,
+            disable_after: Duration::from_secs(60),
+            proxy: None,
         };
-        for attempt in 1..=4 {
-            let expected = 1000.0 * f64::from(1u32 << (attempt - 1));
-            let delay = retry_delay(&config, attempt, None).as_millis() as f64;
-            assert!((expected * 0.75..=expected * 1.25).contains(&delay), "attempt {attempt}: {delay} ms");
-        }
-        assert_eq!(retry_delay(&config, 1, Some(Duration::from_secs(30))), Duration::from_secs(30), "Retry-After wins");
-        assert!(
-            retry_delay(&config, 1, Some(Duration::from_millis(1))) >= Duration::from_millis(750),
-            "but never shortens"
-        );
-        assert_eq!(retry_delay(&config, 30, None), MAX_DELAY);
-        assert_eq!(retry_delay(&config, 1, Some(Duration::from_secs(86_400))), MAX_DELAY);
+        let failed = answer(Some(500), None, false);
+        assert_eq!(next_step(&config, &failed, 1, 1_000), (PENDING, Some(6_000), "retrying"));
+        assert_eq!(next_step(&config, &failed, 2, 1_000), (PENDING, Some(301_000), "retrying"));
+        assert_eq!(next_step(&config, &failed, 3, 1_000), (FAILED, None, "gave_up"));
+        let busy = answer(Some(503), Some(Duration::from_secs(60)), false);
+        assert_eq!(next_step(&config, &busy, 1, 0), (PENDING, Some(60_000), "retrying"), "Retry-After wins");
+        let hurried = answer(Some(503), Some(Duration::from_millis(1)), false);
+        assert_eq!(next_step(&config, &hurried, 1, 0), (PENDING, Some(5_000), "retrying"), "but never shortens");
+        let forever = answer(Some(503), Some(Duration::from_secs(10 * 86_400)), false);
+        assert_eq!(next_step(&config, &forever, 1, 0).1, Some(86_400_000), "and is capped at a day");
+        assert_eq!(next_step(&config, &answer(Some(204), None, false), 3, 0), (DELIVERED, None, "delivered"));
+        assert_eq!(next_step(&config, &answer(Some(410), None, false), 1, 0), (FAILED, None, "disabled"));
+        assert_eq!(next_step(&config, &answer(None, None, true), 1, 0), (FAILED, None, "refused"));
     }
 }

@@ -1,0 +1,231 @@
+//! Takes due deliveries from the queue and hands each subscription's to a task of its own
+//! ([`worker::run`]), never more than one per subscription: a slow or dead endpoint holds only
+//! its own backlog, and the others are served as soon as their deliveries are due.
+//!
+//! It also judges each endpoint's health. A subscription whose every attempt has failed for
+//! `SIGSTAGE_WEBHOOKS_DISABLE_AFTER` (counted from its first failure after its last delivery, or
+//! from when it was last enabled), or whose endpoint answered 410 Gone, is disabled, with the
+//! reason on the subscription and in the log. On stop, attempts in flight get
+//! [`SHUTDOWN_GRACE`] to finish; the others are made again after the restart.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::config::WebhookConfig;
+use common::control::webhook_queue;
+use common::control::webhooks::{self, Subscription};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+use super::delivery::Deliverer;
+use super::worker::{self, Batch, Due, Outcome};
+
+pub const DISABLED_TOTAL: &str = "sigstage_webhook_subscriptions_disabled_total";
+/// Deliveries handed to one subscription's task at a time.
+const PER_ROUND: u64 = 500;
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+const RATE_LIMITS_REFRESH: Duration = Duration::from_secs(5);
+
+/// An endpoint's recent failures.
+#[derive(Debug, Default, Clone, Copy)]
+struct Health {
+    /// Since when every attempt failed.
+    failing_since_ms: Option<u64>,
+    /// Consecutive failed attempts.
+    failures: u32,
+}
+
+pub struct Scheduler {
+    pub clickhouse: clickhouse::Client,
+    pub deliverer: Arc<Deliverer>,
+    pub config: Arc<WebhookConfig>,
+    pub subscriptions: watch::Receiver<Arc<Vec<Subscription>>>,
+    /// Told when new deliveries were queued.
+    pub wake: Arc<Notify>,
+}
+
+impl Scheduler {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut health = self.load_health(&mut stop).await;
+        let mut rate_limits: HashMap<String, u32> = HashMap::new();
+        let mut rate_limits_at = tokio::time::Instant::now() - RATE_LIMITS_REFRESH;
+        // Subscriptions disabled here, until the reloaded list says so too.
+        let mut disabled: HashSet<String> = HashSet::new();
+        // The subscriptions with a task, by task.
+        let mut busy: HashMap<tokio::task::Id, String> = HashMap::new();
+        let mut tasks: JoinSet<Outcome> = JoinSet::new();
+        // The shortest retry wait bounds how late a retry may be noticed.
+        let poll = self.config.retry_schedule.iter().min().map_or(Duration::from_secs(1), |wait| {
+            (*wait / 2).clamp(Duration::from_millis(50), Duration::from_secs(1))
+        });
+        while !*stop.borrow() {
+            let subscriptions = self.subscriptions.borrow_and_update().clone();
+            disabled.retain(|id| subscriptions.iter().any(|s| &s.subscription_id == id && s.active == 1));
+            if rate_limits_at.elapsed() >= RATE_LIMITS_REFRESH {
+                match webhook_queue::rate_limits(&self.clickhouse).await {
+                    Ok(limits) => rate_limits = limits.into_iter().collect(),
+                    Err(error) => tracing::warn!(%error, "webhook rate limits not reloaded"),
+                }
+                rate_limits_at = tokio::time::Instant::now();
+            }
+            let idle: Vec<&Subscription> = subscriptions
+                .iter()
+                .filter(|s| {
+                    s.active == 1
+                        && !busy.values().any(|id| *id == s.subscription_id)
+                        && !disabled.contains(&s.subscription_id)
+                })
+                .collect();
+            match self.due(&idle).await {
+                Ok(batches) => {
+                    for (subscription, deliveries) in batches {
+                        let id = subscription.subscription_id.clone();
+                        let batch = Batch {
+                            rate_limit: rate_limits.get(&id).copied().unwrap_or(0),
+                            failures: health.get(&id).map_or(0, |h| h.failures),
+                            subscription,
+                            deliveries,
+                        };
+                        let (deliverer, config) = (Arc::clone(&self.deliverer), Arc::clone(&self.config));
+                        let task = tasks.spawn(worker::run(batch, deliverer, config, self.clickhouse.clone()));
+                        busy.insert(task.id(), id);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "due webhook deliveries not read; trying again"),
+            }
+            tokio::select! {
+                changed = stop.changed() => {
+                    if changed.is_err() {
+                        break; // the stop signal's sender is gone: nobody can stop this otherwise
+                    }
+                }
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    let outcome = match done {
+                        Ok((task, outcome)) => {
+                            busy.remove(&task);
+                            outcome
+                        }
+                        Err(error) => {
+                            let subscription = busy.remove(&error.id());
+                            tracing::error!(%error, ?subscription, "a webhook delivery task failed; its deliveries stay due");
+                            continue;
+                        }
+                    };
+                    let Some(subscription) = subscriptions.iter().find(|s| s.subscription_id == outcome.subscription_id) else {
+                        continue;
+                    };
+                    let entry = health.entry(outcome.subscription_id.clone()).or_default();
+                    if let Some(reason) = self.judge(entry, subscription, &outcome) {
+                        self.disable(subscription, &reason).await;
+                        disabled.insert(outcome.subscription_id.clone());
+                    }
+                }
+            }
+        }
+        if tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
+            tracing::warn!(
+                in_flight = tasks.len(),
+                "webhook attempts still in flight at shutdown; they will be made again after the restart"
+            );
+            tasks.abort_all();
+        }
+    }
+
+    /// The due deliveries of these subscriptions, with their bodies, by subscription.
+    async fn due(&self, idle: &[&Subscription]) -> Result<Vec<(Subscription, Due)>, clickhouse::error::Error> {
+        let ids: Vec<String> = idle.iter().map(|s| s.subscription_id.clone()).collect();
+        let due = webhook_queue::due(&self.clickhouse, &ids, common::time::now_ms(), PER_ROUND).await?;
+        let mut by_org: HashMap<&str, Vec<String>> = HashMap::new();
+        for delivery in &due {
+            by_org.entry(&delivery.org_id).or_default().push(delivery.event_id.clone());
+        }
+        let mut bodies: HashMap<(String, String), Arc<[u8]>> = HashMap::new();
+        for (org, mut events) in by_org {
+            events.sort_unstable();
+            events.dedup();
+            for (event, body) in webhook_queue::bodies(&self.clickhouse, org, &events).await? {
+                bodies.insert((org.to_owned(), event), Arc::from(body.into_bytes()));
+            }
+        }
+        let mut batches: HashMap<String, (Subscription, Due)> = HashMap::new();
+        for delivery in due {
+            let Some(subscription) = idle.iter().find(|s| s.subscription_id == delivery.subscription_id) else {
+                continue;
+            };
+            let body = bodies.get(&(delivery.org_id.clone(), delivery.event_id.clone())).cloned();
+            batches
+                .entry(delivery.subscription_id.clone())
+                .or_insert_with(|| ((*subscription).clone(), Vec::new()))
+                .1
+                .push((delivery, body));
+        }
+        Ok(batches.into_values().collect())
+    }
+
+    /// Updates an endpoint's health with a batch's outcome; answers why to disable it, if so.
+    fn judge(&self, health: &mut Health, subscription: &Subscription, outcome: &Outcome) -> Option<String> {
+        health.failures = outcome.failures;
+        if outcome.delivered > 0 {
+            health.failing_since_ms = None;
+        } else if let Some(first) = outcome.first_failure_ms {
+            health.failing_since_ms.get_or_insert(first);
+        }
+        if outcome.gone {
+            return Some("the endpoint answered 410 Gone".to_owned());
+        }
+        // Enabling a subscription gives it a new chance: count from then at the earliest.
+        let since = health.failing_since_ms?.max(subscription.version);
+        let failing_for = Duration::from_millis(common::time::now_ms().saturating_sub(since));
+        (failing_for >= self.config.disable_after)
+            .then(|| format!("every delivery failed for {}", in_units(self.config.disable_after)))
+    }
+
+    async fn disable(&self, subscription: &Subscription, reason: &str) {
+        let id = &subscription.subscription_id;
+        metrics::counter!(DISABLED_TOTAL).increment(1);
+        tracing::warn!(subscription = %id, org = %subscription.org_id, %reason, "webhook subscription disabled");
+        for _ in 0..5 {
+            match webhooks::set_active(&self.clickhouse, id, false, reason).await {
+                Ok(_) => return,
+                Err(error) => tracing::warn!(%error, subscription = %id, "cannot mark the subscription disabled yet"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Each endpoint's failures so far, from the delivery log, so a restart does not reset them.
+    async fn load_health(&self, stop: &mut watch::Receiver<bool>) -> HashMap<String, Health> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match webhook_queue::failing_since(&self.clickhouse).await {
+                Ok(failing) => {
+                    return failing
+                        .into_iter()
+                        .map(|(id, since)| (id, Health { failing_since_ms: Some(since), failures: 0 }))
+                        .collect()
+                }
+                Err(error) => tracing::warn!(%error, "webhook endpoint health not read; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => return HashMap::new(),
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+}
+
+/// A duration in the largest unit that divides it, as settings are written (`5d`, `90s`).
+fn in_units(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        0 => format!("{}ms", duration.as_millis()),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
