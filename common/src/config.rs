@@ -50,7 +50,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (ADMIN_TOKEN, "", "bearer token for /api/admin, full access (empty, with no SIGSTAGE_ADMIN_TOKENS: admin API off)"),
     (ADMIN_TOKENS, "", "more admin tokens, as id:scope:token pairs separated by commas; scope read (GET only) or full"),
     (CONTROL_REFRESH_MS, "5000", "how often keys and limits are reloaded from ClickHouse"),
-    (INSTANCE_ID, "", "this instance's id in signal ids, 0-1023 (default: random)"),
+    (INSTANCE_ID, "", "this edge's id in signal ids, 0-1023, refused while another running edge holds it (default: the lowest free one)"),
     (
         WEBHOOKS_ALLOW_PRIVATE,
         "false",

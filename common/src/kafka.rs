@@ -24,10 +24,20 @@ pub mod topics {
     pub const SIGNALS_DLQ: &str = "signals.dlq";
     /// The stream's dedupe changelog: each content hash first seen, with its signal id.
     pub const DEDUPE: &str = "stream.dedupe";
+    /// Claims, renewals and releases of edge instance ids (one partition: its order decides).
+    pub const INSTANCES: &str = "instances";
 
     /// Every topic sigstage writes.
-    pub const ALL: [&str; 7] =
-        [SIGNALS_RAW, SIGNALS_HISTORICAL, SIGNALS_PROCESSED, IDENTITIES, WEBHOOKS_OUTBOX, SIGNALS_DLQ, DEDUPE];
+    pub const ALL: [&str; 8] = [
+        SIGNALS_RAW,
+        SIGNALS_HISTORICAL,
+        SIGNALS_PROCESSED,
+        IDENTITIES,
+        WEBHOOKS_OUTBOX,
+        SIGNALS_DLQ,
+        DEDUPE,
+        INSTANCES,
+    ];
 
     /// Topics whose partition p must hold the same keys: a processor that owns raw partition p
     /// (live and historical) writes its outputs and state to partition p and restores from there.
@@ -335,7 +345,9 @@ pub async fn ensure_topics(config: &KafkaConfig, names: &[&str]) -> Result<(), T
         .iter()
         .zip(&settings)
         .map(|(name, settings)| {
-            let topic = NewTopic::new(name, config.partitions, TopicReplication::Fixed(replicas));
+            let short = name.strip_prefix(config.topic_prefix.as_str()).unwrap_or(name);
+            let partitions = if short == topics::INSTANCES { 1 } else { config.partitions };
+            let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replicas));
             settings.iter().fold(topic, |topic, (key, value)| topic.set(key, value))
         })
         .collect();
@@ -400,6 +412,12 @@ fn topic_settings(config: &KafkaConfig, name: &str, min_insync: i32) -> Vec<(&'s
         settings.push(("cleanup.policy", "compact,delete".into()));
         settings.push(("retention.ms", (DEDUPE_WINDOW.as_millis() + 3_600_000).to_string()));
         settings.push(("segment.ms", "3600000".into()));
+    } else if short == topics::INSTANCES {
+        // Ordered by the broker's clock; an hour is many lease lengths.
+        settings.push(("cleanup.policy", "delete".into()));
+        settings.push(("retention.ms", "3600000".into()));
+        settings.push(("segment.ms", "600000".into()));
+        settings.push(("message.timestamp.type", "LogAppendTime".into()));
     } else if topics::COMPACTED.contains(&short) {
         // The latest record of each key, kept for good; a segment a day so compaction can run.
         settings.push(("cleanup.policy", "compact".into()));

@@ -1,8 +1,9 @@
 //! Signal ids: positive 63-bit integers, unique across instances, roughly time-ordered.
 //!
 //! Layout (most significant first): 41 bits of milliseconds since 2025-01-01 (good until 2094),
-//! 10 bits of instance id, 12 bits of sequence within the millisecond. An instance takes its id
-//! from `SIGSTAGE_INSTANCE_ID` when set (give each instance its own, 0-1023) or at random. When
+//! 10 bits of instance id, 12 bits of sequence within the millisecond. An instance leases its id
+//! (see [`crate::lease`]): `SIGSTAGE_INSTANCE_ID` when set, refused while another running
+//! instance holds it, or else the lowest free one. When
 //! 4096 ids are taken in one millisecond, the generator moves on to the next millisecond rather
 //! than repeat. Ids are larger than 2^53: JavaScript clients should read them as strings or BigInt.
 
@@ -35,15 +36,6 @@ impl IdGenerator {
         let sequence = stamp & ((1 << SEQUENCE_BITS) - 1);
         (ms << (INSTANCE_BITS + SEQUENCE_BITS)) | (self.instance << SEQUENCE_BITS) | sequence
     }
-}
-
-/// An instance id for processes not given one: random, so collisions are unlikely (about one
-/// in a thousand for each pair of instances), not impossible; set `SIGSTAGE_INSTANCE_ID`.
-pub fn random_instance() -> u16 {
-    let mut bytes = [0u8; 2];
-    // Without randomness every instance is 0: still unique within one process.
-    let _ = getrandom::fill(&mut bytes);
-    u16::from_le_bytes(bytes) & MAX_INSTANCE
 }
 
 #[cfg(test)]

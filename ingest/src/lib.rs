@@ -12,6 +12,7 @@ pub mod error;
 pub mod gcra;
 pub mod ids;
 pub mod inspect;
+pub mod lease;
 pub mod routes;
 pub mod sender;
 pub mod signals;

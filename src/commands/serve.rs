@@ -12,6 +12,7 @@ use common::health::{self, Health};
 use common::kafka::MetadataClient;
 use common::stage::{self, Stages};
 use ingest::control::Control;
+use ingest::lease::Lease;
 use ingest::sender::Sender;
 use ingest::Edge;
 use tokio::net::TcpListener;
@@ -69,14 +70,27 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
         Some(path) => Some(demo_key(&clickhouse, path).await?),
         None => None,
     };
-    let edge = if roles.ingest { Some(start_edge(&config, &clickhouse).await?) } else { None };
+    let (edge, lease) = if roles.ingest {
+        let (edge, lease) = start_edge(&config, &clickhouse).await?;
+        (Some(edge), Some(lease))
+    } else {
+        (None, None)
+    };
     if let Some(edge) = &edge {
         app = app.merge(ingest::routes::router(Arc::clone(edge)));
     }
     let signal = shutdown_signal()?;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    // A lost instance id stops the process too: it must not mint ids another instance holds.
+    let mut lost = lease.as_ref().map(|lease| lease.lost.clone());
     tokio::spawn(async move {
-        signal.await;
+        match &mut lost {
+            Some(lost) => tokio::select! {
+                () = signal => {}
+                _ = lost.wait_for(Option::is_some) => {}
+            },
+            None => signal.await,
+        }
         let _ = stop_tx.send(true);
     });
     // Every stage runs supervised: a failure restarts it (it rejoins its group and restores
@@ -172,11 +186,17 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
             tracing::warn!(%error, "usage counts since the last flush were not written");
         }
     }
+    if let Some(lease) = lease {
+        if let Some(why) = lease.lost.borrow().clone() {
+            anyhow::bail!("{why}; start it again to lease a free id (or give it an unused SIGSTAGE_INSTANCE_ID)");
+        }
+        lease.release().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn start_edge(config: &Config, clickhouse: &clickhouse::Client) -> anyhow::Result<Arc<Edge>> {
+async fn start_edge(config: &Config, clickhouse: &clickhouse::Client) -> anyhow::Result<(Arc<Edge>, Lease)> {
     let control = Control::load(clickhouse.clone()).await.with_context(|| {
         format!(
             "loading keys and limits from ClickHouse at {} database {:?} (is it up, and has `sigstage migrate` run?)",
@@ -186,8 +206,8 @@ async fn start_edge(config: &Config, clickhouse: &clickhouse::Client) -> anyhow:
     let control = Arc::new(control);
     Arc::clone(&control).spawn_refresh(Duration::from_millis(config.control_refresh_ms));
     let sender = Sender::new(&config.kafka).context("creating the Kafka producers")?;
-    let instance = config.instance_id.unwrap_or_else(ingest::ids::random_instance);
-    Ok(Arc::new(Edge::new(control, sender, instance, &config.http)))
+    let lease = ingest::lease::acquire(&config.kafka, config.instance_id).await?;
+    Ok((Arc::new(Edge::new(control, sender, lease.id, &config.http)), lease))
 }
 
 /// The demo org's key from `path`, or a new one written there when it is missing or no longer

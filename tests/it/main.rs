@@ -17,6 +17,7 @@ mod exactly_once;
 mod group_changes;
 mod health;
 mod import_command;
+mod instance_ids;
 mod kafka_cluster;
 mod kafka_roundtrip;
 mod kafka_topics;
