@@ -160,4 +160,22 @@ async fn webhook_subscriptions_through_http() {
         (StatusCode::NOT_FOUND, Some("subscription_not_found")),
         "another org's"
     );
+
+    // Recover and rate limits, with their bodies checked.
+    let recover = format!("{hooks}/{id}/recover");
+    let (status, body) = call(&db, token, "POST", &recover, r#"{"since":"yesterday"}"#).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_recover")));
+    let (status, body) = call(&db, token, "POST", &recover, r#"{"since_ms":0}"#).await;
+    assert_eq!((status, body["queued"].as_u64()), (StatusCode::ACCEPTED, Some(0)), "{body}");
+    let limit = format!("{hooks}/{id}/rate-limit");
+    let (status, body) = call(&db, token, "PUT", &limit, r#"{"per_second":-1}"#).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_rate_limit")));
+    let (status, _) = call(&db, token, "PUT", &limit, r#"{"per_second":20}"#).await;
+    assert_eq!(status, StatusCode::OK);
+    let limits = common::control::webhook_queue::rate_limits(&db.client).await.expect("limits");
+    assert_eq!(limits, [(id.to_owned(), 20)]);
+    let (status, _) =
+        call(&db, token, "PUT", &format!("/api/admin/orgs/other/webhooks/{id}/rate-limit"), r#"{"per_second":1}"#)
+            .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another org's");
 }
