@@ -17,6 +17,7 @@ test:
 	@scripts/stack.sh test-stack
 	cargo fmt --all -- --check
 	scripts/chdb/check.sh
+	scripts/sdk-clients.sh
 	SIGSTAGE_KAFKA_BROKERS=127.0.0.1:9093 cargo test --workspace --all-targets --no-fail-fast
 
 stack-up:

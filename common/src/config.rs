@@ -16,6 +16,9 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (HTTP_MAX_BULK_BODY_BYTES, "33554432", "largest request body for bulk imports"),
     (HTTP_MAX_BATCH_SIGNALS, "2500", "most signals one batch request may hold (Segment's limit)"),
     (HTTP_MAX_BULK_SIGNALS, "10000", "most signals one bulk request may hold"),
+    (TRACKING_MAX_EVENT_BYTES, "32768", "Segment Tracking API: largest event, alone or in a batch (Segment: 32 KB)"),
+    (TRACKING_MAX_BATCH_BYTES, "512000", "Segment Tracking API: largest /v1/batch request, decompressed (Segment: 500 KB)"),
+    (TRACKING_MAX_BATCH_EVENTS, "2500", "Segment Tracking API: most events in one /v1/batch (Segment: 2500)"),
     (KAFKA_BROKERS, "127.0.0.1:9092", "comma-separated bootstrap brokers"),
     (TOPIC_PREFIX, "sigstage.", "prefix of every topic name"),
     (KAFKA_PARTITIONS, "4", "partitions of topics sigstage creates"),
@@ -81,6 +84,9 @@ pub const HTTP_MAX_BODY_BYTES: &str = "SIGSTAGE_HTTP_MAX_BODY_BYTES";
 pub const HTTP_MAX_BULK_BODY_BYTES: &str = "SIGSTAGE_HTTP_MAX_BULK_BODY_BYTES";
 pub const HTTP_MAX_BATCH_SIGNALS: &str = "SIGSTAGE_HTTP_MAX_BATCH_SIGNALS";
 pub const HTTP_MAX_BULK_SIGNALS: &str = "SIGSTAGE_HTTP_MAX_BULK_SIGNALS";
+pub const TRACKING_MAX_EVENT_BYTES: &str = "SIGSTAGE_TRACKING_MAX_EVENT_BYTES";
+pub const TRACKING_MAX_BATCH_BYTES: &str = "SIGSTAGE_TRACKING_MAX_BATCH_BYTES";
+pub const TRACKING_MAX_BATCH_EVENTS: &str = "SIGSTAGE_TRACKING_MAX_BATCH_EVENTS";
 pub const KAFKA_BROKERS: &str = "SIGSTAGE_KAFKA_BROKERS";
 pub const TOPIC_PREFIX: &str = "SIGSTAGE_TOPIC_PREFIX";
 pub const KAFKA_PARTITIONS: &str = "SIGSTAGE_KAFKA_PARTITIONS";
@@ -158,6 +164,16 @@ pub struct HttpConfig {
     pub max_batch_signals: usize,
     /// Signals one bulk request may hold.
     pub max_bulk_signals: usize,
+    /// The Segment Tracking API's limits.
+    pub tracking: TrackingLimits,
+}
+
+/// The Segment Tracking API's limits (Segment's own by default).
+#[derive(Debug, Clone, Copy)]
+pub struct TrackingLimits {
+    pub max_event_bytes: usize,
+    pub max_batch_bytes: usize,
+    pub max_batch_events: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -252,6 +268,11 @@ impl Config {
                 max_bulk_body_bytes: parse_in(HTTP_MAX_BULK_BODY_BYTES, get(HTTP_MAX_BULK_BODY_BYTES), 1024..=1 << 32)?,
                 max_batch_signals: parse_in(HTTP_MAX_BATCH_SIGNALS, get(HTTP_MAX_BATCH_SIGNALS), 1..=100_000)?,
                 max_bulk_signals: parse_in(HTTP_MAX_BULK_SIGNALS, get(HTTP_MAX_BULK_SIGNALS), 1..=100_000)?,
+                tracking: TrackingLimits {
+                    max_event_bytes: parse_in(TRACKING_MAX_EVENT_BYTES, get(TRACKING_MAX_EVENT_BYTES), 64..=4 << 20)?,
+                    max_batch_bytes: parse_in(TRACKING_MAX_BATCH_BYTES, get(TRACKING_MAX_BATCH_BYTES), 64..=64 << 20)?,
+                    max_batch_events: parse_in(TRACKING_MAX_BATCH_EVENTS, get(TRACKING_MAX_BATCH_EVENTS), 1..=100_000)?,
+                },
             },
             kafka: KafkaConfig {
                 brokers: check(KAFKA_BROKERS, get(KAFKA_BROKERS), "comma-separated host:port pairs", |v| {

@@ -50,6 +50,12 @@ pub mod topics {
     pub const WINDOWED: [&str; 1] = [DEDUPE];
 }
 
+/// The partition a record keyed `key` goes to among `partitions`, as every sigstage producer
+/// places it: librdkafka's default partitioner (`consistent_random`), the CRC-32 of the key.
+pub fn partition_of(key: &[u8], partitions: i32) -> i32 {
+    (crc32fast::hash(key) % partitions.max(1) as u32) as i32
+}
+
 /// How long the dedupe window remembers a signal.
 pub const DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 3600);
 

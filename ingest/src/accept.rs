@@ -36,6 +36,9 @@ pub enum Via {
     Bulk,
     Collect,
     Ingress,
+    /// The Segment Tracking API (`/v1/...`); its `/v1/import` goes to the historical lane.
+    Tracking,
+    TrackingImport,
 }
 
 impl Via {
@@ -46,12 +49,14 @@ impl Via {
             Via::Bulk => "bulk",
             Via::Collect => "collect",
             Via::Ingress => "ingress",
+            Via::Tracking => "tracking",
+            Via::TrackingImport => "tracking_import",
         }
     }
 
     fn lane(self) -> Lane {
         match self {
-            Via::Bulk => Lane::Historical,
+            Via::Bulk | Via::TrackingImport => Lane::Historical,
             _ => Lane::Live,
         }
     }

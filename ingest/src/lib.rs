@@ -16,6 +16,7 @@ pub mod lease;
 pub mod routes;
 pub mod sender;
 pub mod signals;
+pub mod tracking;
 pub mod usage;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub struct Edge {
     pub max_bulk_body_bytes: usize,
     pub max_batch_signals: usize,
     pub max_bulk_signals: usize,
+    pub tracking: common::config::TrackingLimits,
 }
 
 impl Edge {
@@ -49,6 +51,7 @@ impl Edge {
             max_bulk_body_bytes: http.max_bulk_body_bytes,
             max_batch_signals: http.max_batch_signals,
             max_bulk_signals: http.max_bulk_signals,
+            tracking: http.tracking,
         }
     }
 

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::{activity, collect, signals, Edge};
+use crate::{activity, collect, signals, tracking, Edge};
 
 pub const REQUESTS_TOTAL: &str = "sigstage_ingest_requests_total";
 pub const REQUEST_SECONDS: &str = "sigstage_ingest_request_seconds";
@@ -27,6 +27,7 @@ pub fn router(edge: Arc<Edge>) -> Router {
             get(collect::collect_session).post(collect::collect_session),
         )
         .route("/webhooks/ingress/{token}", post(activity::ingress))
+        .route("/v1/{call}", post(tracking::tracking))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(log_request))
         .with_state(edge)
@@ -62,6 +63,7 @@ fn route_label(template: &str) -> &'static str {
         "/api/signal-staging/bulk/{key}" => "bulk",
         "/collect/{event_type}/{source_id}" | "/collect/{event_type}/{source_id}/{session_id}" => "collect",
         "/webhooks/ingress/{token}" => "ingress",
+        "/v1/{call}" => "tracking",
         _ => "other",
     }
 }

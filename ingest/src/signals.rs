@@ -216,11 +216,11 @@ impl<'de> serde::de::Visitor<'de> for Wrapped {
 }
 
 /// The start of the error a [`Bounded`] array stops with.
-const TOO_MANY: &str = "more signals than allowed";
+pub(crate) const TOO_MANY: &str = "more signals than allowed";
 
 /// A JSON array of at most `max` signals: reading stops at the one past `max`.
-struct Bounded {
-    max: usize,
+pub(crate) struct Bounded {
+    pub max: usize,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for Bounded {

@@ -18,6 +18,8 @@ pub const PROCESSED_TOTAL: &str = "sigstage_stream_records_total";
 
 /// Where each output goes (full topic names).
 pub struct Topics {
+    /// Partitions of the co-partitioned topics.
+    pub partitions: i32,
     pub processed: String,
     pub identities: String,
     pub outbox: String,
@@ -77,7 +79,7 @@ pub fn route(
         ..pending(&topics.identities, value, header(headers::IDENTITY_KIND, kind))
     };
     let outcome = match output {
-        Output::Processed { value, hash, lead, link, events } => {
+        Output::Processed { value, hash, lead, links, events } => {
             if let Some((signal_id, received_ms)) = first {
                 out.push(Pending {
                     topic: topics.dedupe.clone(),
@@ -94,9 +96,15 @@ pub fn route(
                 let value = serde_json::to_vec(&lead).expect("a lead serializes");
                 out.push(identity(format!("lead:{}:{}", lead.org, lead.email), value, "lead"));
             }
-            if let Some(link) = link {
+            for link in links {
                 let value = serde_json::to_vec(&link).expect("a link serializes");
-                out.push(identity(format!("link:{}:{}", link.org, link.anonymous_id), value, "link"));
+                let mut record = identity(format!("link:{}:{}", link.org, link.anonymous_id), value, "link");
+                // A link of another id of the person goes where that id's records go.
+                let visitor_key = schemas::record::record_key(&link.org, Some(&link.anonymous_id), 0);
+                if message.key() != Some(visitor_key.as_bytes()) {
+                    record.partition = Some(common::kafka::partition_of(visitor_key.as_bytes(), topics.partitions));
+                }
+                out.push(record);
             }
             for event in events {
                 out.push(pending(&topics.outbox, event.value, header(events::TYPE_HEADER, event.kind)));

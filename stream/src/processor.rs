@@ -22,14 +22,9 @@ use crate::rules::{Mapping, RuleSet};
 #[derive(Debug, PartialEq, Eq)]
 pub enum Output {
     /// A new signal: the `signals.processed` record (JSON), its content hash, the lead it
-    /// named first and the identity link it made (if any), and its webhook events.
-    Processed {
-        value: Vec<u8>,
-        hash: u128,
-        lead: Option<Box<NewLead>>,
-        link: Option<Box<IdentityLink>>,
-        events: Vec<Event>,
-    },
+    /// named first, the identity links it made (its visitor's, its userId's, an alias's), and
+    /// its webhook events.
+    Processed { value: Vec<u8>, hash: u128, lead: Option<Box<NewLead>>, links: Vec<IdentityLink>, events: Vec<Event> },
     /// Seen before within the dedupe window: nothing to write.
     Duplicate,
     /// Cannot be processed: to the dead-letter topic with a reason and the stage that failed.
@@ -49,7 +44,8 @@ pub struct Record<'a> {
     pub signal_id: u64,
     pub org: &'a str,
     pub source: &'a str,
-    /// `track`, `page`, `identify`, `collect`, `activity` or `signal`.
+    /// `track`, `page` (Segment's `screen` too), `identify`, `group`, `alias`, `collect`,
+    /// `activity` or `signal`.
     pub kind: &'a str,
     pub event: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -184,6 +180,16 @@ impl Processor {
             event_ms: event_ms(&value, inbound.received_ms),
         };
         let link = resolve(identities, &mut record, &mapping, &value);
+        // Other ids of the same person: the userId beside an anonymous visitor, and an alias's
+        // previousId. Linked too, so their signals are attributed wherever they arrive.
+        let user_link = identity::visitor(None, None, record.user_id)
+            .filter(|user_id| record.attributed_by == Some("signal") && record.anonymous_id != Some(*user_id))
+            .and_then(|user_id| link_other(identities, &record, user_id));
+        let alias_link = (record.kind == "alias")
+            .then(|| identity::visitor(text(&value, &["previousId"]), None, None))
+            .flatten()
+            .filter(|previous_id| record.anonymous_id != Some(*previous_id))
+            .and_then(|previous_id| link_other(identities, &record, previous_id));
         let lead = record
             .email
             .as_deref()
@@ -209,13 +215,14 @@ impl Processor {
         if let Some(lead) = &lead {
             outbox.push(event_of(events::LEAD_CREATED, &serde_json::to_vec(lead).expect("a lead serializes")));
         }
-        if let Some(link) = &link {
+        for link in link.iter().chain(&alias_link) {
             outbox.push(event_of(events::LEAD_IDENTIFIED, &serde_json::to_vec(link).expect("a link serializes")));
         }
         if record.mapped {
             outbox.push(event_of(events::SIGNAL_CREATED, &encoded));
         }
-        Output::Processed { value: encoded, hash, lead: lead.map(Box::new), link: link.map(Box::new), events: outbox }
+        let links = link.into_iter().chain(user_link).chain(alias_link).collect();
+        Output::Processed { value: encoded, hash, lead: lead.map(Box::new), links, events: outbox }
     }
 }
 
@@ -251,6 +258,28 @@ fn resolve(
         name: trait_of(mapping, value, "name"),
         company: trait_of(mapping, value, "company"),
         title: trait_of(mapping, value, "title"),
+        signal_id: record.signal_id,
+        linked_ms: version,
+    })
+}
+
+/// Links another id of the signal's person (`other`) to the lead the signal was attributed to,
+/// when that is news. The link is written where `other`'s records go, so the processor owning
+/// them restores it, and the sink attributes and rehydrates `other`'s signals at once. A Segment
+/// `alias` of a visitor not identified yet links nothing: identify first, then alias.
+fn link_other(identities: &mut Identities, record: &Record<'_>, other: &str) -> Option<IdentityLink> {
+    let email = record.email.as_deref()?;
+    let Linked::News { previous, version } = identities.link(record.org, other, email, record.received_ms) else {
+        return None;
+    };
+    Some(IdentityLink {
+        org: record.org.to_owned(),
+        anonymous_id: other.to_owned(),
+        email: email.to_owned(),
+        previous_email: previous,
+        name: None,
+        company: None,
+        title: None,
         signal_id: record.signal_id,
         linked_ms: version,
     })
@@ -293,7 +322,10 @@ fn detect<'v>(source: &str, value: &'v BorrowedValue<'_>) -> (&'static str, &'v 
     match (source, segment_type) {
         (_, Some("track")) => ("track", text(value, &["event"]).unwrap_or("track")),
         (_, Some("page")) => ("page", "page_view"),
+        (_, Some("screen")) => ("page", "screen_view"),
         (_, Some("identify")) => ("identify", "identify"),
+        (_, Some("group")) => ("group", "group"),
+        (_, Some("alias")) => ("alias", "alias"),
         ("tracardi", _) => ("collect", text(value, &["event_type"]).unwrap_or("collect")),
         ("activity", _) => ("activity", text(value, &["event"]).or(text(value, &["title"])).unwrap_or("activity")),
         _ => ("signal", text(value, &["event"]).unwrap_or("signal")),

@@ -73,6 +73,7 @@ pub async fn run(
 ) -> Result<(), StageError> {
     let (live, historical) = (config.topic(topics::SIGNALS_RAW), config.topic(topics::SIGNALS_HISTORICAL));
     let outputs_to = Topics {
+        partitions: config.partitions,
         processed: config.topic(topics::SIGNALS_PROCESSED),
         identities: config.topic(topics::IDENTITIES),
         outbox: config.topic(topics::WEBHOOKS_OUTBOX),

@@ -30,5 +30,6 @@ mod stream_processing;
 mod stream_recovery;
 mod stream_rules;
 mod support;
+mod tracking_sdks;
 mod webhooks_delivery;
 mod webhooks_isolation;

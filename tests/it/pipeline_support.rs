@@ -113,3 +113,73 @@ pub fn spawn_role(vars: &std::collections::BTreeMap<String, String>, role: &str,
         .spawn()
         .unwrap_or_else(|error| panic!("sigstage {role} starts: {error}"))
 }
+
+/// A `sigstage ROLE` process that printed its ready line.
+pub struct Ready {
+    pub child: Child,
+    /// The address of its HTTP listener, from the ready line.
+    pub addr: String,
+    /// Everything it logs, once it has exited.
+    pub logs: tokio::task::JoinHandle<String>,
+}
+
+/// Starts `sigstage ROLE` with `vars` and `extra`, on a port of its own: the process once its
+/// ready line is out, or its exit status and logs when it ends before that.
+pub async fn start_ready(
+    vars: &std::collections::BTreeMap<String, String>,
+    role: &str,
+    extra: &[(&str, &str)],
+) -> Result<Ready, (std::process::ExitStatus, String)> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigstage"))
+        .arg(role)
+        .envs(vars)
+        .env("SIGSTAGE_HTTP_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .envs(extra.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|error| panic!("sigstage {role} starts: {error}"));
+    let mut stderr = child.stderr.take().expect("stderr");
+    let logs = tokio::spawn(async move {
+        let mut logs = String::new();
+        let _ = stderr.read_to_string(&mut logs).await;
+        logs
+    });
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let addr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("a ready line or an exit within 60 s")
+            .expect("stdout readable");
+        match line {
+            Some(line) if line.starts_with("sigstage ready: ") => {
+                let addr = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next());
+                break addr.expect("the ready line names the address").to_owned();
+            }
+            Some(_) => continue,
+            None => {
+                let status = child.wait().await.expect("exit status");
+                return Err((status, logs.await.expect("logs")));
+            }
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Ready { child, addr, logs })
+}
+
+impl Ready {
+    /// Stops it with SIGTERM; answers what it logged.
+    pub async fn stop(mut self) -> String {
+        let pid = self.child.id().expect("pid").to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+        let exit = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("stops within 15 s")
+            .expect("exit status");
+        assert!(exit.success(), "{exit}");
+        self.logs.await.expect("logs")
+    }
+}

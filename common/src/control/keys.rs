@@ -27,16 +27,19 @@ pub enum Endpoint {
     Collect,
     /// `/webhooks/ingress/...` (activities).
     Ingress,
+    /// `/v1/...`: the Segment Tracking API (the key is the writeKey).
+    Tracking,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 3] = [Endpoint::SignalStaging, Endpoint::Collect, Endpoint::Ingress];
+    pub const ALL: [Endpoint; 4] = [Endpoint::SignalStaging, Endpoint::Collect, Endpoint::Ingress, Endpoint::Tracking];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Endpoint::SignalStaging => "signal_staging",
             Endpoint::Collect => "collect",
             Endpoint::Ingress => "ingress",
+            Endpoint::Tracking => "tracking",
         }
     }
 
@@ -201,6 +204,11 @@ pub enum AuthError {
     SecretRequired,
     #[error("X-Api-Secret does not match the API key's secret")]
     SecretWrong,
+    #[error(
+        "no API key: for the Tracking API, send the writeKey as Basic auth's username (base64 of `writeKey:`), \
+         the X-Write-Key header, or the body's writeKey"
+    )]
+    Missing,
 }
 
 impl AuthError {
@@ -212,6 +220,7 @@ impl AuthError {
             AuthError::EndpointNotAllowed => "endpoint_not_allowed",
             AuthError::SecretRequired => "missing_api_secret",
             AuthError::SecretWrong => "invalid_api_secret",
+            AuthError::Missing => "missing_api_key",
         }
     }
 }

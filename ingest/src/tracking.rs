@@ -1,0 +1,440 @@
+//! The Segment Tracking API, so Segment's and RudderStack's SDKs send here unchanged:
+//! `POST /v1/{track,identify,page,screen,group,alias}` (one event), `/v1/batch`, the browser's
+//! `/v1/{t,i,p,s,g,a,b}`, and `/v1/import` (a batch on the historical lane).
+//!
+//! The writeKey is an API key of the org, taken from Basic auth (the username; a password is the
+//! key's secret), `X-Write-Key`, or the body's `writeKey`. Bodies are JSON, gzip or not, whatever
+//! their Content-Type: the browser's beacons say `text/plain`, and RudderStack's Node SDK sends
+//! its gzip bodies without one of its own (axios calls them form data). Answers are
+//! Segment's: 200 once every event is on the broker, 400 for invalid JSON or anything too large
+//! (the SDKs do not retry a 400), 401 for a missing or wrong writeKey, 429 and 503 with
+//! `Retry-After` (the SDKs retry those, and the stream's `messageId` dedupe absorbs the events
+//! of a retried batch that had got through).
+//!
+//! Each event becomes a signal of source `segment` on the same path as every other: `type` set
+//! from the path when the event has none, the writeKey removed, `receivedAt` added, and
+//! `timestamp` corrected for the client's clock (`timestamp + (receivedAt - sentAt)`, as
+//! Segment does), the client's own kept as `originalTimestamp`.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use bytes::Bytes;
+use common::control::keys::{AuthError, Endpoint};
+use serde::de::DeserializeSeed;
+use serde_json::json;
+use serde_json::value::RawValue;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::accept::{Prepared, Via};
+use crate::error::EdgeError;
+use crate::signals::{self, Bounded, TOO_MANY};
+use crate::{body, Edge};
+
+pub const EVENT_TYPES: [&str; 6] = ["track", "identify", "page", "screen", "group", "alias"];
+const WRITE_KEY_HEADER: &str = "x-write-key";
+
+/// What a `/v1/...` path asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// One event of this type.
+    One(&'static str),
+    Batch,
+    Import,
+}
+
+fn call(path: &str) -> Option<Call> {
+    Some(match path {
+        "track" | "t" => Call::One("track"),
+        "identify" | "i" => Call::One("identify"),
+        "page" | "p" => Call::One("page"),
+        "screen" | "s" => Call::One("screen"),
+        "group" | "g" => Call::One("group"),
+        "alias" | "a" => Call::One("alias"),
+        "batch" | "b" => Call::Batch,
+        "import" => Call::Import,
+        _ => return None,
+    })
+}
+
+/// `POST /v1/{call}`
+pub async fn tracking(
+    State(edge): State<Arc<Edge>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(call) = call(&path) else {
+        let message = "no such Tracking API call; use /v1/track, identify, page, screen, group, alias, batch or import";
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "not_found", "message": message}))).into_response();
+    };
+    match handle(&edge, call, &headers, body).await {
+        Ok(()) => (StatusCode::OK, Json(json!({"success": true}))).into_response(),
+        Err(error) => refusal(error),
+    }
+}
+
+/// As Segment answers: `{"code", "message"}` (what its SDKs read from a refusal, beside the
+/// edge's own `error`), and anything too large is a 400, which the SDKs do not retry.
+fn refusal(error: EdgeError) -> Response {
+    let status = match error.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => StatusCode::BAD_REQUEST,
+        status => status,
+    };
+    let body = json!({"success": false, "code": error.code(), "error": error.code(), "message": error.to_string()});
+    let mut response = (status, Json(body)).into_response();
+    if let Some(seconds) = error.retry_after_s() {
+        response.headers_mut().insert(header::RETRY_AFTER, seconds.max(1).into());
+    }
+    response
+}
+
+async fn handle(edge: &Edge, call: Call, headers: &HeaderMap, body: Body) -> Result<(), EdgeError> {
+    let limits = edge.tracking;
+    let (limit, max_events, via) = match call {
+        Call::One(_) => (limits.max_event_bytes, 1, Via::Tracking),
+        Call::Batch => (limits.max_batch_bytes, limits.max_batch_events, Via::Tracking),
+        Call::Import => (edge.max_bulk_body_bytes, edge.max_bulk_signals, Via::TrackingImport),
+    };
+    let bytes = body::read_raw(headers, body, limit).await?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| EdgeError::InvalidJson("the body is not UTF-8 JSON".into()))?;
+    let request = match call {
+        Call::One(kind) => Request::one(text, kind)?,
+        Call::Batch | Call::Import => Request::batch(text, max_events)?,
+    };
+    let (key, secret) = write_key(headers, request.write_key.as_deref())?;
+    let caller = edge.admit(&key, secret.as_deref(), Endpoint::Tracking).await?;
+    let received = OffsetDateTime::now_utc();
+    let mut prepared = Vec::with_capacity(request.events.len());
+    let checked: Result<(), EdgeError> = request.events.iter().enumerate().try_for_each(|(index, event)| {
+        let raw = event.get();
+        if raw.len() > limits.max_event_bytes {
+            return Err(EdgeError::InvalidPayload(format!(
+                "event {index} is {} bytes; at most {} per event (SIGSTAGE_TRACKING_MAX_EVENT_BYTES)",
+                raw.len(),
+                limits.max_event_bytes
+            )));
+        }
+        let normalized = normalize(raw, request.kind, request.sent_at.as_deref(), received)
+            .map_err(|problem| EdgeError::InvalidPayload(format!("event {index}: {problem}")))?;
+        prepared.push(segment_signal(normalized)?);
+        Ok(())
+    });
+    if let Err(error) = checked {
+        edge.count_rejected(&caller, via, &error, request.events.len());
+        return Err(error);
+    }
+    // Every event, or the first refusal: the SDKs retry a whole batch, and the stream dedupes
+    // the events of it that got through on their messageId.
+    match edge.produce(&caller, via, prepared).await.into_iter().find_map(Result::err) {
+        None => Ok(()),
+        Some(error) => Err(error),
+    }
+}
+
+fn segment_signal(event: String) -> Result<Prepared, EdgeError> {
+    signals::prepare(Bytes::from(event), Some("segment"), None)
+}
+
+/// The writeKey (and the key's secret): Basic auth's username (and password), else
+/// `X-Write-Key` (and `X-Api-Secret`), else the body's `writeKey`.
+fn write_key(headers: &HeaderMap, in_body: Option<&str>) -> Result<(String, Option<Vec<u8>>), EdgeError> {
+    let secret_header = signals::secret(headers).map(<[u8]>::to_vec);
+    if let Some(basic) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")))
+    {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(basic.trim())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or(EdgeError::Unauthorized(AuthError::Missing))?;
+        let (key, password) = decoded.split_once(':').unwrap_or((&decoded, ""));
+        if !key.is_empty() {
+            let secret = if password.is_empty() { secret_header } else { Some(password.as_bytes().to_vec()) };
+            return Ok((key.to_owned(), secret));
+        }
+    }
+    let header_key = headers.get(WRITE_KEY_HEADER).and_then(|value| value.to_str().ok()).filter(|k| !k.is_empty());
+    match header_key.or(in_body).filter(|key| !key.is_empty()) {
+        Some(key) => Ok((key.to_owned(), secret_header)),
+        None => Err(EdgeError::Unauthorized(AuthError::Missing)),
+    }
+}
+
+/// A request's events, still raw, with what applies to all of them.
+struct Request<'a> {
+    events: Vec<&'a RawValue>,
+    /// The type the path gives its one event.
+    kind: Option<&'static str>,
+    sent_at: Option<Cow<'a, str>>,
+    write_key: Option<Cow<'a, str>>,
+}
+
+impl<'a> Request<'a> {
+    fn one(text: &'a str, kind: &'static str) -> Result<Self, EdgeError> {
+        let event: &RawValue = serde_json::from_str(text).map_err(invalid_json)?;
+        let members = members(event.get()).map_err(|_| not_an_object("the body"))?;
+        let write_key = members.string("writeKey");
+        let sent_at = members.string("sentAt");
+        Ok(Self { events: vec![event], kind: Some(kind), sent_at, write_key })
+    }
+
+    fn batch(text: &'a str, max: usize) -> Result<Self, EdgeError> {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let envelope = BatchSeed { max }.deserialize(&mut deserializer).and_then(|e| deserializer.end().map(|()| e));
+        let envelope = envelope.map_err(|error| match error.classify() {
+            _ if error.to_string().starts_with(TOO_MANY) => EdgeError::TooManySignals { limit: max },
+            serde_json::error::Category::Data => {
+                EdgeError::InvalidPayload(format!("a batch must be an object {{\"batch\": [events...]}}: {error}"))
+            }
+            _ => invalid_json(error),
+        })?;
+        if envelope.batch.is_empty() {
+            return Err(EdgeError::InvalidPayload("the batch holds no events".into()));
+        }
+        Ok(Self { events: envelope.batch, kind: None, sent_at: envelope.sent_at, write_key: envelope.write_key })
+    }
+}
+
+fn invalid_json(error: serde_json::Error) -> EdgeError {
+    EdgeError::InvalidJson(format!("the body is not valid JSON: {error}"))
+}
+
+fn not_an_object(what: &str) -> EdgeError {
+    EdgeError::InvalidPayload(format!("{what} must be a JSON object (an event)"))
+}
+
+/// `{"batch": [...], "sentAt": …, "writeKey": …}`, the array bounded; other members skipped.
+struct BatchSeed {
+    max: usize,
+}
+
+struct Envelope<'a> {
+    batch: Vec<&'a RawValue>,
+    sent_at: Option<Cow<'a, str>>,
+    write_key: Option<Cow<'a, str>>,
+}
+
+impl<'de> DeserializeSeed<'de> for BatchSeed {
+    type Value = Envelope<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BatchSeed {
+    type Value = Envelope<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object with a \"batch\" array")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut envelope = Envelope { batch: Vec::new(), sent_at: None, write_key: None };
+        let mut seen_batch = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "batch" => {
+                    envelope.batch = map.next_value_seed(Bounded { max: self.max })?;
+                    seen_batch = true;
+                }
+                "sentAt" => envelope.sent_at = map.next_value::<Option<Cow<'de, str>>>().unwrap_or(None),
+                "writeKey" => envelope.write_key = map.next_value::<Option<Cow<'de, str>>>()?,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        if !seen_batch {
+            return Err(serde::de::Error::missing_field("batch"));
+        }
+        Ok(envelope)
+    }
+}
+
+/// An object's members in order, their values still raw.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Members<'a> {
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0.iter().find(|(key, _)| key == name).map(|(_, value)| *value)
+    }
+
+    /// A member that is a JSON string, unescaped.
+    fn string(&self, name: &str) -> Option<Cow<'a, str>> {
+        self.get(name).and_then(|raw| serde_json::from_str::<Cow<'a, str>>(raw.get()).ok())
+    }
+}
+
+fn members(text: &str) -> Result<Members<'_>, serde_json::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Members<'de>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut members = Vec::new();
+            while let Some((key, value)) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                members.push((key, value));
+            }
+            Ok(Members(members))
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    serde::Deserializer::deserialize_map(&mut deserializer, Visitor)
+}
+
+/// The event made ready to store (see the module's documentation). `kind` is the path's type;
+/// in a batch, each event must name its own.
+pub fn normalize(
+    raw: &str,
+    kind: Option<&str>,
+    batch_sent_at: Option<&str>,
+    received: OffsetDateTime,
+) -> Result<String, String> {
+    let members = members(raw).map_err(|_| "an event must be a JSON object".to_owned())?;
+    let kind = match kind {
+        Some(kind) => Cow::Borrowed(kind),
+        None => match members.string("type") {
+            Some(kind) if EVENT_TYPES.contains(&kind.as_ref()) => kind,
+            Some(kind) => return Err(format!("type {kind:?} is not one of {}", EVENT_TYPES.join(", "))),
+            None => return Err(format!("no type; give one of {}", EVENT_TYPES.join(", "))),
+        },
+    };
+    let sent_at = members.string("sentAt").or(batch_sent_at.map(Cow::Borrowed));
+    let timestamp = members.string("timestamp");
+    let parse = |text: &str| OffsetDateTime::parse(text, &Rfc3339).ok();
+    let received_text = format_time(received);
+    // The client's clock, corrected by how far it was off when the request was sent.
+    let corrected = match (timestamp.as_deref().and_then(parse), sent_at.as_deref().and_then(parse)) {
+        (Some(at), Some(sent)) => Some(format_time(at + (received - sent))),
+        _ => None,
+    };
+    let mut out = String::with_capacity(raw.len() + 160);
+    out.push('{');
+    let replaced = ["type", "writeKey", "receivedAt", "timestamp", "originalTimestamp", "sentAt"];
+    for (key, value) in members.0.iter().filter(|(key, _)| !replaced.contains(&key.as_ref())) {
+        push_member(&mut out, key, value.get());
+    }
+    push_member(&mut out, "type", &json_string(&kind));
+    push_member(&mut out, "receivedAt", &json_string(&received_text));
+    if let Some(sent_at) =
+        members.get("sentAt").map(RawValue::get).map(str::to_owned).or_else(|| sent_at.as_deref().map(json_string))
+    {
+        push_member(&mut out, "sentAt", &sent_at);
+    }
+    match (&timestamp, corrected) {
+        (Some(original), Some(corrected)) => {
+            push_member(&mut out, "timestamp", &json_string(&corrected));
+            let original_raw =
+                members.get("originalTimestamp").map_or_else(|| json_string(original), |raw| raw.get().to_owned());
+            push_member(&mut out, "originalTimestamp", &original_raw);
+        }
+        (Some(_), None) => {
+            push_member(&mut out, "timestamp", members.get("timestamp").map(RawValue::get).unwrap_or("null"));
+            if let Some(raw) = members.get("originalTimestamp") {
+                push_member(&mut out, "originalTimestamp", raw.get());
+            }
+        }
+        (None, _) => push_member(&mut out, "timestamp", &json_string(&received_text)),
+    }
+    out.push('}');
+    Ok(out)
+}
+
+fn push_member(out: &mut String, key: &str, raw_value: &str) {
+    if out.len() > 1 {
+        out.push(',');
+    }
+    out.push_str(&json_string(key));
+    out.push(':');
+    out.push_str(raw_value);
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).expect("a string serializes")
+}
+
+/// RFC 3339 in UTC with milliseconds, as Segment writes times.
+fn format_time(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn received() -> OffsetDateTime {
+        OffsetDateTime::parse("2026-11-24T12:00:10Z", &Rfc3339).expect("time")
+    }
+
+    fn normalized(raw: &str, kind: Option<&str>, sent_at: Option<&str>) -> Value {
+        serde_json::from_str(&normalize(raw, kind, sent_at, received()).expect("normalizes")).expect("JSON")
+    }
+
+    #[test]
+    fn the_clients_clock_is_corrected_by_its_skew_at_sending() {
+        // The client's clock is 10 s behind: it sent at 12:00:00 by its clock, received at 12:00:10.
+        let event = normalized(
+            r#"{"type":"track","event":"Signed Up","timestamp":"2026-11-24T11:59:58Z","sentAt":"2026-11-24T12:00:00Z","writeKey":"k"}"#,
+            None,
+            None,
+        );
+        assert_eq!(event["timestamp"], "2026-11-24T12:00:08.000Z");
+        assert_eq!(event["originalTimestamp"], "2026-11-24T11:59:58Z");
+        assert_eq!(event["receivedAt"], "2026-11-24T12:00:10.000Z");
+        assert_eq!(event["event"], "Signed Up");
+        assert!(event.get("writeKey").is_none(), "the writeKey is an API key: never stored");
+        // The batch's sentAt applies to events without their own.
+        let batched =
+            normalized(r#"{"type":"page","timestamp":"2026-11-24T11:59:59Z"}"#, None, Some("2026-11-24T12:00:00Z"));
+        assert_eq!(batched["timestamp"], "2026-11-24T12:00:09.000Z");
+        assert_eq!(batched["sentAt"], "2026-11-24T12:00:00Z");
+    }
+
+    #[test]
+    fn types_come_from_the_path_or_the_event() {
+        assert_eq!(normalized(r#"{"userId":"u"}"#, Some("identify"), None)["type"], "identify");
+        assert_eq!(normalized(r#"{"type":"track","userId":"u"}"#, Some("screen"), None)["type"], "screen");
+        let error = normalize(r#"{"userId":"u"}"#, None, None, received()).expect_err("no type in a batch");
+        assert!(error.contains("no type"), "{error}");
+        let error = normalize(r#"{"type":"bogus"}"#, None, None, received()).expect_err("unknown type");
+        assert!(error.contains("not one of"), "{error}");
+        assert!(normalize("[1]", Some("track"), None, received()).is_err());
+        // No timestamp: the receive time; no sentAt: the client's timestamp as it is.
+        assert_eq!(normalized(r#"{"userId":"u"}"#, Some("track"), None)["timestamp"], "2026-11-24T12:00:10.000Z");
+        let unsent = normalized(r#"{"timestamp":"2026-01-01T00:00:00Z"}"#, Some("track"), None);
+        assert_eq!(unsent["timestamp"], "2026-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn paths_map_to_calls() {
+        assert_eq!(call("t"), Some(Call::One("track")));
+        assert_eq!(call("screen"), Some(Call::One("screen")));
+        assert_eq!(call("b"), Some(Call::Batch));
+        assert_eq!(call("import"), Some(Call::Import));
+        assert_eq!(call("x"), None);
+    }
+}
