@@ -198,6 +198,31 @@ async fn retries_double_nothing_and_refusals_are_segments() {
     assert_eq!(beacon("/v1/b", batch).await.expect("sent").status(), 200);
     await_count(&db, HOT, &format!("browser-{run}@example.com"), 3).await;
 
+    // A team moving from Segment's Webhooks destination (seed 001) to the Tracking API: the same
+    // event through both paths is one signal (one processed record, on its messageId).
+    let processed = db.config.kafka.topic(common::kafka::topics::SIGNALS_PROCESSED);
+    crate::pipeline_support::caught_up(&db.config).await;
+    let processed_before = crate::edge_support::count_records(&db.config, &processed);
+    let event =
+        format!(r#"{{"type":"track","event":"Moved","anonymousId":"moving-{run}","messageId":"moving-{run}"}}"#);
+    let destination = http
+        .post(format!("{host}/api/signal-staging/webhook/{key}"))
+        .header("content-type", "application/json")
+        .body(event.clone())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(destination.status(), 202);
+    let tracked =
+        http.post(format!("{host}/v1/track")).basic_auth(&key, Some("")).body(event).send().await.expect("sent");
+    assert_eq!(tracked.status(), 200);
+    crate::pipeline_support::caught_up(&db.config).await;
+    assert_eq!(
+        crate::edge_support::count_records(&db.config, &processed) - processed_before,
+        1,
+        "deduped across paths"
+    );
+
     // Refusals, as Segment answers them: 401 for a wrong or missing writeKey, 400 for too large
     // or invalid JSON (the SDKs do not retry a 400).
     let track = |key: &str| format!(r#"{{"writeKey":"{key}","userId":"u","event":"E"}}"#);
