@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 STATE ?= .state
 
-.PHONY: run test stack-up stack-down stack-status build release lint bench bench-load bench-stream bench-sink bench-import
+.PHONY: run test stack-up stack-down stack-status build release lint bench bench-load bench-stream bench-sink bench-import bench-tracking
 
 ## run: install what is missing, start Apache Kafka and ClickHouse, migrate, run every role on 127.0.0.1:8080
 run: stack-up release

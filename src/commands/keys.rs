@@ -19,7 +19,7 @@ pub enum KeysCommand {
         /// When the key stops working, RFC 3339 (e.g. 2027-01-31T00:00:00Z).
         #[arg(long)]
         expires_at: Option<String>,
-        /// Limit the key to these endpoint types (signal_staging, collect, ingress); default all.
+        /// Limit the key to these endpoint types (signal_staging, collect, ingress, tracking); default all.
         #[arg(long, value_delimiter = ',')]
         endpoints: Vec<String>,
     },
@@ -42,7 +42,7 @@ pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
                 .iter()
                 .map(|name| {
                     Endpoint::parse(name).with_context(|| {
-                        format!("--endpoints: {name:?} is not an endpoint type (signal_staging, collect, ingress)")
+                        format!("--endpoints: {name:?} is not an endpoint type (signal_staging, collect, ingress, tracking)")
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
