@@ -54,6 +54,10 @@ bench-stream: stack-up
 bench-sink: stack-up
 	scripts/bench-sink.sh
 
+## bench-tracking: /v1/batch beside bulk with the same Segment events (the Tracking API figure of the README)
+bench-tracking: stack-up
+	scripts/bench-tracking.sh
+
 ## bench-import: the bulk import figure of the README (100 000 signals into make run's stack)
 bench-import: stack-up
 	scripts/bench-import.sh
