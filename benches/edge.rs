@@ -37,5 +37,39 @@ fn edge_path(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, edge_path);
+/// The Tracking API's extra per-event work (shallow parse, writeKey out, receivedAt in, clock
+/// skew corrected) before the same check, beside the check alone on the same Segment events.
+fn tracking(c: &mut Criterion) {
+    let events: Vec<String> = (0..300)
+        .map(|n| {
+            format!(
+                r#"{{"type":"track","event":"Form Submitted","messageId":"m-{n}","anonymousId":"a-{n}","userId":"u-{n}","timestamp":"2026-11-24T12:00:00.000Z","properties":{{"form_name":"demo","seats":25,"plan":"growth"}},"context":{{"library":{{"name":"analytics-python","version":"2.4.0"}},"ip":"203.0.113.9","page":{{"path":"/pricing","url":"https://acme.io/pricing?utm_source=ads"}},"userAgent":"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36"}}}}"#
+            )
+        })
+        .collect();
+    let received = ingest::tracking::Received::now();
+    let mut group = c.benchmark_group("tracking");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("bulk_check", |b| {
+        b.iter(|| {
+            for event in &events {
+                black_box(
+                    prepare(bytes::Bytes::copy_from_slice(event.as_bytes()), Some("segment"), None).expect("valid"),
+                );
+            }
+        })
+    });
+    group.bench_function("tracking_normalize_then_check", |b| {
+        b.iter(|| {
+            for event in &events {
+                let normalized = ingest::tracking::normalize(event, None, Some("2026-11-24T12:00:01.000Z"), &received)
+                    .expect("valid");
+                black_box(prepare(bytes::Bytes::from(normalized), Some("segment"), None).expect("valid"));
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, edge_path, tracking);
 criterion_main!(benches);

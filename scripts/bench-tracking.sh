@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The Segment Tracking API beside the bulk endpoint, in one run: events/s of POST /v1/batch
-# (batches of 100 Segment events of about 700 B, as analytics-python sends them: writeKey in
+# (after a warm-up round of each; batches of 100 Segment events of about 700 B, as analytics-python sends them: writeKey in
 # the body and Basic auth) against POST /bulk/{key} carrying the same 100 events as NDJSON,
 # alternating ROUNDS times; medians and their ratio (goal: /v1/batch at least 0.8 of bulk).
 # Uses its own Kafka broker (port 19096), and the stack's ClickHouse for keys.
 #
-#   scripts/bench-tracking.sh        (ROUNDS=3 SECONDS_PER_RUN=10 CONNECTIONS=8 by default)
+#   scripts/bench-tracking.sh        (ROUNDS=5 SECONDS_PER_RUN=10 CONNECTIONS=8 by default)
 source "$(dirname "$0")/bench/lib.sh"
-rounds=${ROUNDS:-3}
+rounds=${ROUNDS:-5}
 seconds=${SECONDS_PER_RUN:-10}
 connections=${CONNECTIONS:-8}
 
@@ -33,7 +33,8 @@ curl -fs http://127.0.0.1:18096/readyz >/dev/null || { say "the edge did not bec
 python3 - "$work" "$key" <<'PY'
 import json, sys, uuid
 work, key = sys.argv[1], sys.argv[2]
-context = {"library": {"name": "analytics-python", "version": "2.4.0"}, "ip": "203.0.113.9",
+context = {"library": {"name": "analytics-python", "version": "2.4.0"}, "ip": "203.0.113.9", "locale": "en-US",
+           "campaign": {"name": "spring", "source": "google", "medium": "cpc", "term": "pipeline tool"},
            "page": {"path": "/pricing", "url": "https://acme.io/pricing?utm_source=ads", "title": "Pricing"},
            "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 Chrome/120.0"}
 events = []
@@ -66,6 +67,9 @@ wrk_rps() { # url body content-type authorization -> requests/s
 }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
+say "warming up (a round of each, not counted: the broker's first seconds are slow)"
+wrk_rps "http://127.0.0.1:18096/api/signal-staging/bulk/$key" "$work/bulk.ndjson" application/x-ndjson "" >/dev/null
+wrk_rps "http://127.0.0.1:18096/v1/batch" "$work/batch.json" application/json "$basic" >/dev/null
 say "$rounds rounds of ${seconds}s, $connections requests of 100 events in flight, alternating bulk and /v1/batch"
 : >"$work/rounds"
 for round in $(seq "$rounds"); do

@@ -6,6 +6,7 @@
 pub mod accept;
 pub mod activity;
 pub mod body;
+pub mod clock;
 pub mod collect;
 pub mod control;
 pub mod error;

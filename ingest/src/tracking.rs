@@ -30,13 +30,11 @@ use common::control::keys::{AuthError, Endpoint};
 use serde::de::DeserializeSeed;
 use serde_json::json;
 use serde_json::value::RawValue;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use crate::accept::{Prepared, Via};
 use crate::error::EdgeError;
-use crate::signals::{self, Bounded, TOO_MANY};
-use crate::{body, Edge};
+use crate::signals::{self, TOO_MANY};
+use crate::{body, clock, Edge};
 
 pub const EVENT_TYPES: [&str; 6] = ["track", "identify", "page", "screen", "group", "alias"];
 const WRITE_KEY_HEADER: &str = "x-write-key";
@@ -111,18 +109,17 @@ async fn handle(edge: &Edge, call: Call, headers: &HeaderMap, body: Body) -> Res
     };
     let (key, secret) = write_key(headers, request.write_key.as_deref())?;
     let caller = edge.admit(&key, secret.as_deref(), Endpoint::Tracking).await?;
-    let received = OffsetDateTime::now_utc();
+    let received = Received::now();
     let mut prepared = Vec::with_capacity(request.events.len());
     let checked: Result<(), EdgeError> = request.events.iter().enumerate().try_for_each(|(index, event)| {
-        let raw = event.get();
-        if raw.len() > limits.max_event_bytes {
+        let size = event.size();
+        if size > limits.max_event_bytes {
             return Err(EdgeError::InvalidPayload(format!(
-                "event {index} is {} bytes; at most {} per event (SIGSTAGE_TRACKING_MAX_EVENT_BYTES)",
-                raw.len(),
+                "event {index} is {size} bytes; at most {} per event (SIGSTAGE_TRACKING_MAX_EVENT_BYTES)",
                 limits.max_event_bytes
             )));
         }
-        let normalized = normalize(raw, request.kind, request.sent_at.as_deref(), received)
+        let normalized = normalize_members(event, request.kind, request.sent_at.as_deref(), &received)
             .map_err(|problem| EdgeError::InvalidPayload(format!("event {index}: {problem}")))?;
         prepared.push(segment_signal(normalized)?);
         Ok(())
@@ -172,7 +169,8 @@ fn write_key(headers: &HeaderMap, in_body: Option<&str>) -> Result<(String, Opti
 
 /// A request's events, still raw, with what applies to all of them.
 struct Request<'a> {
-    events: Vec<&'a RawValue>,
+    /// Each event's members, read in the one pass over the body.
+    events: Vec<Members<'a>>,
     /// The type the path gives its one event.
     kind: Option<&'static str>,
     sent_at: Option<Cow<'a, str>>,
@@ -181,10 +179,15 @@ struct Request<'a> {
 
 impl<'a> Request<'a> {
     fn one(text: &'a str, kind: &'static str) -> Result<Self, EdgeError> {
-        let event: &RawValue = serde_json::from_str(text).map_err(invalid_json)?;
-        let members = members(event.get()).map_err(|_| not_an_object("the body"))?;
-        let write_key = members.string("writeKey");
-        let sent_at = members.string("sentAt");
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let event = serde::Deserializer::deserialize_map(&mut deserializer, MembersVisitor)
+            .and_then(|event| deserializer.end().map(|()| event))
+            .map_err(|error| match error.classify() {
+                serde_json::error::Category::Data => not_an_object("the body"),
+                _ => invalid_json(error),
+            })?;
+        let write_key = event.string("writeKey");
+        let sent_at = event.string("sentAt");
         Ok(Self { events: vec![event], kind: Some(kind), sent_at, write_key })
     }
 
@@ -193,9 +196,9 @@ impl<'a> Request<'a> {
         let envelope = BatchSeed { max }.deserialize(&mut deserializer).and_then(|e| deserializer.end().map(|()| e));
         let envelope = envelope.map_err(|error| match error.classify() {
             _ if error.to_string().starts_with(TOO_MANY) => EdgeError::TooManySignals { limit: max },
-            serde_json::error::Category::Data => {
-                EdgeError::InvalidPayload(format!("a batch must be an object {{\"batch\": [events...]}}: {error}"))
-            }
+            serde_json::error::Category::Data => EdgeError::InvalidPayload(format!(
+                "a batch must be an object {{\"batch\": [events...]}} of JSON objects: {error}"
+            )),
             _ => invalid_json(error),
         })?;
         if envelope.batch.is_empty() {
@@ -219,7 +222,7 @@ struct BatchSeed {
 }
 
 struct Envelope<'a> {
-    batch: Vec<&'a RawValue>,
+    batch: Vec<Members<'a>>,
     sent_at: Option<Cow<'a, str>>,
     write_key: Option<Cow<'a, str>>,
 }
@@ -245,7 +248,7 @@ impl<'de> serde::de::Visitor<'de> for BatchSeed {
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match key.as_ref() {
                 "batch" => {
-                    envelope.batch = map.next_value_seed(Bounded { max: self.max })?;
+                    envelope.batch = map.next_value_seed(Events { max: self.max })?;
                     seen_batch = true;
                 }
                 "sentAt" => envelope.sent_at = map.next_value::<Option<Cow<'de, str>>>().unwrap_or(None),
@@ -262,8 +265,41 @@ impl<'de> serde::de::Visitor<'de> for BatchSeed {
     }
 }
 
+/// An array of at most `max` events, each read as its [`Members`]: reading stops at the one
+/// past `max`.
+struct Events {
+    max: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Events {
+    type Value = Vec<Members<'de>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Events {
+    type Value = Vec<Members<'de>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array of events")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut events = Vec::new();
+        while let Some(event) = seq.next_element_seed(MembersSeed)? {
+            if events.len() == self.max {
+                return Err(serde::de::Error::custom(TOO_MANY));
+            }
+            events.push(event);
+        }
+        Ok(events)
+    }
+}
+
 /// An object's members in order, their values still raw.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+pub struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'a> Members<'a> {
     fn get(&self, name: &str) -> Option<&'a RawValue> {
@@ -274,36 +310,82 @@ impl<'a> Members<'a> {
     fn string(&self, name: &str) -> Option<Cow<'a, str>> {
         self.get(name).and_then(|raw| serde_json::from_str::<Cow<'a, str>>(raw.get()).ok())
     }
-}
 
-fn members(text: &str) -> Result<Members<'_>, serde_json::Error> {
-    struct Visitor;
-    impl<'de> serde::de::Visitor<'de> for Visitor {
-        type Value = Members<'de>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut members = Vec::new();
-            while let Some((key, value)) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
-                members.push((key, value));
-            }
-            Ok(Members(members))
-        }
+    /// The size of the object as JSON, without whitespace.
+    fn size(&self) -> usize {
+        2 + self.0.iter().map(|(key, value)| key.len() + value.get().len() + 4).sum::<usize>()
     }
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    serde::Deserializer::deserialize_map(&mut deserializer, Visitor)
 }
 
-/// The event made ready to store (see the module's documentation). `kind` is the path's type;
-/// in a batch, each event must name its own.
+struct MembersSeed;
+
+impl<'de> DeserializeSeed<'de> for MembersSeed {
+    type Value = Members<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> serde::de::Visitor<'de> for MembersVisitor {
+    type Value = Members<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object (an event)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::new();
+        while let Some((key, value)) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+            members.push((key, value));
+        }
+        Ok(Members(members))
+    }
+}
+
+/// An event's members, read from its JSON.
+pub fn members(text: &str) -> Result<Members<'_>, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    serde::Deserializer::deserialize_map(&mut deserializer, MembersVisitor)
+}
+
+/// When a request was received, in epoch milliseconds and as Segment writes it.
+pub struct Received {
+    pub ms: i64,
+    pub text: String,
+}
+
+impl Received {
+    pub fn now() -> Self {
+        Self::at(common::time::now_ms() as i64)
+    }
+
+    pub fn at(ms: i64) -> Self {
+        Self { ms, text: clock::format(ms) }
+    }
+}
+
+/// An event's JSON made ready to store: [`normalize_members`] of its members.
 pub fn normalize(
     raw: &str,
     kind: Option<&str>,
     batch_sent_at: Option<&str>,
-    received: OffsetDateTime,
+    received: &Received,
 ) -> Result<String, String> {
     let members = members(raw).map_err(|_| "an event must be a JSON object".to_owned())?;
+    normalize_members(&members, kind, batch_sent_at, received)
+}
+
+/// The event made ready to store (see the module's documentation). `kind` is the path's type;
+/// in a batch, each event must name its own.
+pub fn normalize_members(
+    members: &Members<'_>,
+    kind: Option<&str>,
+    batch_sent_at: Option<&str>,
+    received: &Received,
+) -> Result<String, String> {
     let kind = match kind {
         Some(kind) => Cow::Borrowed(kind),
         None => match members.string("type") {
@@ -312,73 +394,79 @@ pub fn normalize(
             None => return Err(format!("no type; give one of {}", EVENT_TYPES.join(", "))),
         },
     };
+    let own_sent_at = members.get("sentAt");
     let sent_at = members.string("sentAt").or(batch_sent_at.map(Cow::Borrowed));
     let timestamp = members.string("timestamp");
-    let parse = |text: &str| OffsetDateTime::parse(text, &Rfc3339).ok();
-    let received_text = format_time(received);
     // The client's clock, corrected by how far it was off when the request was sent.
+    let parse = |text: &str| clock::parse_ms(text);
     let corrected = match (timestamp.as_deref().and_then(parse), sent_at.as_deref().and_then(parse)) {
-        (Some(at), Some(sent)) => Some(format_time(at + (received - sent))),
+        (Some(at), Some(sent)) => Some(at + (received.ms - sent)),
         _ => None,
     };
-    let mut out = String::with_capacity(raw.len() + 160);
+    let mut out = String::with_capacity(members.size() + 160);
     out.push('{');
     let replaced = ["type", "writeKey", "receivedAt", "timestamp", "originalTimestamp", "sentAt"];
     for (key, value) in members.0.iter().filter(|(key, _)| !replaced.contains(&key.as_ref())) {
         push_member(&mut out, key, value.get());
     }
-    push_member(&mut out, "type", &json_string(&kind));
-    push_member(&mut out, "receivedAt", &json_string(&received_text));
-    if let Some(sent_at) =
-        members.get("sentAt").map(RawValue::get).map(str::to_owned).or_else(|| sent_at.as_deref().map(json_string))
-    {
-        push_member(&mut out, "sentAt", &sent_at);
+    push_text_member(&mut out, "type", &kind);
+    push_text_member(&mut out, "receivedAt", &received.text);
+    match (own_sent_at, batch_sent_at) {
+        (Some(raw), _) => push_member(&mut out, "sentAt", raw.get()),
+        (None, Some(batch)) => push_text_member(&mut out, "sentAt", batch),
+        (None, None) => {}
     }
     match (&timestamp, corrected) {
         (Some(original), Some(corrected)) => {
-            push_member(&mut out, "timestamp", &json_string(&corrected));
-            let original_raw =
-                members.get("originalTimestamp").map_or_else(|| json_string(original), |raw| raw.get().to_owned());
-            push_member(&mut out, "originalTimestamp", &original_raw);
+            push_text_member(&mut out, "timestamp", &clock::format(corrected));
+            match members.get("originalTimestamp") {
+                Some(raw) => push_member(&mut out, "originalTimestamp", raw.get()),
+                None => push_text_member(&mut out, "originalTimestamp", original),
+            }
         }
         (Some(_), None) => {
-            push_member(&mut out, "timestamp", members.get("timestamp").map(RawValue::get).unwrap_or("null"));
+            push_member(&mut out, "timestamp", members.get("timestamp").map_or("null", RawValue::get));
             if let Some(raw) = members.get("originalTimestamp") {
                 push_member(&mut out, "originalTimestamp", raw.get());
             }
         }
-        (None, _) => push_member(&mut out, "timestamp", &json_string(&received_text)),
+        (None, _) => push_text_member(&mut out, "timestamp", &received.text),
     }
     out.push('}');
     Ok(out)
+}
+
+fn push_text_member(out: &mut String, key: &str, text: &str) {
+    if out.len() > 1 {
+        out.push(',');
+    }
+    push_string(out, key);
+    out.push(':');
+    push_string(out, text);
 }
 
 fn push_member(out: &mut String, key: &str, raw_value: &str) {
     if out.len() > 1 {
         out.push(',');
     }
-    out.push_str(&json_string(key));
+    push_string(out, key);
     out.push(':');
     out.push_str(raw_value);
 }
 
-fn json_string(text: &str) -> String {
-    serde_json::to_string(text).expect("a string serializes")
+/// `text` as a JSON string, without an allocation when it needs no escaping (the usual case).
+fn push_string(out: &mut String, text: &str) {
+    if text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(&json_string(text));
+    } else {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    }
 }
 
-/// RFC 3339 in UTC with milliseconds, as Segment writes times.
-fn format_time(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.millisecond()
-    )
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).expect("a string serializes")
 }
 
 #[cfg(test)]
@@ -386,12 +474,12 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    fn received() -> OffsetDateTime {
-        OffsetDateTime::parse("2026-11-24T12:00:10Z", &Rfc3339).expect("time")
+    fn received() -> Received {
+        Received::at(clock::parse_ms("2026-11-24T12:00:10Z").expect("time"))
     }
 
     fn normalized(raw: &str, kind: Option<&str>, sent_at: Option<&str>) -> Value {
-        serde_json::from_str(&normalize(raw, kind, sent_at, received()).expect("normalizes")).expect("JSON")
+        serde_json::from_str(&normalize(raw, kind, sent_at, &received()).expect("normalizes")).expect("JSON")
     }
 
     #[test]
@@ -418,11 +506,11 @@ mod tests {
     fn types_come_from_the_path_or_the_event() {
         assert_eq!(normalized(r#"{"userId":"u"}"#, Some("identify"), None)["type"], "identify");
         assert_eq!(normalized(r#"{"type":"track","userId":"u"}"#, Some("screen"), None)["type"], "screen");
-        let error = normalize(r#"{"userId":"u"}"#, None, None, received()).expect_err("no type in a batch");
+        let error = normalize(r#"{"userId":"u"}"#, None, None, &received()).expect_err("no type in a batch");
         assert!(error.contains("no type"), "{error}");
-        let error = normalize(r#"{"type":"bogus"}"#, None, None, received()).expect_err("unknown type");
+        let error = normalize(r#"{"type":"bogus"}"#, None, None, &received()).expect_err("unknown type");
         assert!(error.contains("not one of"), "{error}");
-        assert!(normalize("[1]", Some("track"), None, received()).is_err());
+        assert!(normalize("[1]", Some("track"), None, &received()).is_err());
         // No timestamp: the receive time; no sentAt: the client's timestamp as it is.
         assert_eq!(normalized(r#"{"userId":"u"}"#, Some("track"), None)["timestamp"], "2026-11-24T12:00:10.000Z");
         let unsent = normalized(r#"{"timestamp":"2026-01-01T00:00:00Z"}"#, Some("track"), None);
