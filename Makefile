@@ -61,3 +61,34 @@ bench-tracking: stack-up
 ## bench-import: the bulk import figure of the README (100 000 signals into make run's stack)
 bench-import: stack-up
 	scripts/bench-import.sh
+
+## fuzz: every fuzz target of fuzz/ for FUZZ_SECONDS (60) each, on the stable toolchain (see fuzz/README.md);
+## installs the pinned cargo-fuzz if missing; fails when any target crashes, leaks memory or hangs
+CARGO_FUZZ_VERSION ?= 0.13.2
+FUZZ_TARGETS ?= inspect body activity rules segment
+FUZZ_SECONDS ?= 60
+FUZZ_RSS_MB ?= 2048
+FUZZ_MAX_LEN ?= 65536
+FUZZ_TIMEOUT ?= 10
+FUZZ_SANITIZER ?= address
+.PHONY: fuzz
+fuzz:
+	@if [ "$$(cargo fuzz --version 2>/dev/null | head -n1)" != "cargo-fuzz $(CARGO_FUZZ_VERSION)" ]; then \
+		cargo install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION); fi
+	RUSTC_BOOTSTRAP=1 cargo fuzz build --fuzz-dir fuzz -s $(FUZZ_SANITIZER)
+	@set -o pipefail; failed=""; \
+	for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus-work/$$t fuzz/artifacts/$$t; \
+		regressions=$$([ -d fuzz/regressions/$$t ] && echo fuzz/regressions/$$t); \
+		echo "== fuzz $$t: $(FUZZ_SECONDS) s"; \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz -s $(FUZZ_SANITIZER) $$t \
+			fuzz/corpus-work/$$t fuzz/corpus/$$t $$regressions -- \
+			-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=$(FUZZ_RSS_MB) -malloc_limit_mb=$(FUZZ_RSS_MB) \
+			-max_len=$(FUZZ_MAX_LEN) -timeout=$(FUZZ_TIMEOUT) -print_final_stats=1 2>&1 \
+			| tee fuzz/artifacts/$$t/fuzz.log || failed="$$failed $$t"; \
+	done; \
+	echo "== fuzz summary"; \
+	for t in $(FUZZ_TARGETS); do \
+		printf '%-10s %s\n' $$t "$$(grep -E '^Done [0-9]+ runs' fuzz/artifacts/$$t/fuzz.log || echo 'did not finish: see fuzz/artifacts/'$$t)"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed (inputs and logs in fuzz/artifacts/)"; exit 1; fi

@@ -400,7 +400,7 @@ pub fn normalize_members(
     // The client's clock, corrected by how far it was off when the request was sent.
     let parse = |text: &str| clock::parse_ms(text);
     let corrected = match (timestamp.as_deref().and_then(parse), sent_at.as_deref().and_then(parse)) {
-        (Some(at), Some(sent)) => Some(at + (received.ms - sent)),
+        (Some(at), Some(sent)) => at.checked_add(received.ms - sent).filter(|ms| clock::WRITABLE_MS.contains(ms)),
         _ => None,
     };
     let mut out = String::with_capacity(members.size() + 160);
@@ -515,6 +515,10 @@ mod tests {
         assert_eq!(normalized(r#"{"userId":"u"}"#, Some("track"), None)["timestamp"], "2026-11-24T12:00:10.000Z");
         let unsent = normalized(r#"{"timestamp":"2026-01-01T00:00:00Z"}"#, Some("track"), None);
         assert_eq!(unsent["timestamp"], "2026-01-01T00:00:00Z");
+        // A correction that would leave the years RFC 3339 can write is not made.
+        let far =
+            normalized(r#"{"timestamp":"9999-12-31T23:59:59Z","sentAt":"2000-01-01T00:00:00Z"}"#, Some("track"), None);
+        assert_eq!(far["timestamp"], "9999-12-31T23:59:59Z");
     }
 
     #[test]

@@ -345,3 +345,74 @@ fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     i64::try_from(parsed.unix_timestamp_nanos() / 1_000_000).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(processor: &mut Processor, signal_id: u64, payload: &str) -> Output {
+        let key = format!("acme:#{signal_id}");
+        let inbound = Inbound {
+            org: "acme",
+            signal_id,
+            source: "segment",
+            received_ms: 1_795_521_600_000,
+            key: key.as_bytes(),
+            payload: payload.as_bytes(),
+        };
+        processor.process(&inbound)
+    }
+
+    #[test]
+    fn what_the_edge_accepts_is_processed_even_integers_beyond_64_bits() {
+        // The edge (serde_json) accepts these as floats; the stream must not dead-letter them.
+        let mut processor = Processor::new(1024, Duration::from_secs(3600));
+        for (id, payload) in [
+            r#"{"type":"track","event":"Big","userId":"u","properties":{"n":18446744073709551616}}"#,
+            r#"{"type":"track","event":"Small","userId":"u","properties":{"n":-9223372036854775809}}"#,
+        ]
+        .iter()
+        .enumerate()
+        {
+            let output = process(&mut processor, id as u64 + 1, payload);
+            assert!(matches!(output, Output::Processed { .. }), "{payload}: {output:?}");
+        }
+    }
+
+    #[test]
+    fn screen_is_a_page_and_group_and_alias_have_kinds_of_their_own() {
+        let mut processor = Processor::new(1024, Duration::from_secs(3600));
+        for (id, (payload, kind, event)) in [
+            (r#"{"type":"screen","name":"Home","userId":"u"}"#, "page", "screen_view"),
+            (r#"{"type":"group","groupId":"g","userId":"u"}"#, "group", "group"),
+            (r#"{"type":"alias","previousId":"p","userId":"u"}"#, "alias", "alias"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let Output::Processed { value, .. } = process(&mut processor, id as u64 + 1, payload) else {
+                panic!("{payload} not processed");
+            };
+            let record: serde_json::Value = serde_json::from_slice(&value).expect("JSON");
+            assert_eq!((record["kind"].as_str(), record["event"].as_str()), (Some(*kind), Some(*event)), "{payload}");
+        }
+    }
+
+    #[test]
+    fn an_identify_links_its_user_id_and_an_alias_links_its_previous_id() {
+        let mut processor = Processor::new(1024, Duration::from_secs(3600));
+        let identify = r#"{"type":"identify","anonymousId":"a","userId":"u","traits":{"email":"Ada@Example.com"}}"#;
+        let Output::Processed { links, .. } = process(&mut processor, 1, identify) else { panic!("identify") };
+        let linked: Vec<(&str, &str)> = links.iter().map(|l| (l.anonymous_id.as_str(), l.email.as_str())).collect();
+        assert_eq!(linked, [("a", "ada@example.com"), ("u", "ada@example.com")]);
+        let alias = r#"{"type":"alias","previousId":"old","userId":"u"}"#;
+        let Output::Processed { links, events, .. } = process(&mut processor, 2, alias) else { panic!("alias") };
+        let linked: Vec<(&str, &str)> = links.iter().map(|l| (l.anonymous_id.as_str(), l.email.as_str())).collect();
+        assert_eq!(linked, [("old", "ada@example.com")]);
+        assert_eq!(events.iter().map(|e| e.kind).collect::<Vec<_>>(), [events::LEAD_IDENTIFIED]);
+        // An alias of a user nobody has identified links nothing.
+        let unknown = r#"{"type":"alias","previousId":"older","userId":"stranger"}"#;
+        let Output::Processed { links, .. } = process(&mut processor, 3, unknown) else { panic!("alias") };
+        assert!(links.is_empty());
+    }
+}
