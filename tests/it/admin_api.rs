@@ -179,3 +179,80 @@ async fn webhook_subscriptions_through_http() {
             .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "another org's");
 }
+
+#[tokio::test]
+async fn keys_limits_and_usage_through_http() {
+    let db = TestDb::migrated().await;
+    let token = Some(TOKEN);
+    let keys = "/api/admin/orgs/acme/keys";
+    let (status, body) = call(&db, token, "POST", keys, r#"{"endpoints":["bogus"]}"#).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_key")));
+    assert!(body["message"].as_str().expect("message").contains("tracking"), "{body}");
+    let (status, _) = call(&db, token, "POST", keys, r#"{"expires_at_ms":1}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "an expiry in the past");
+
+    let (status, created) = call(&db, token, "POST", keys, r#"{"secret":"s3cret","endpoints":["tracking"]}"#).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (key, key_id) = (created["key"].as_str().expect("key, once"), created["key_id"].as_str().expect("id"));
+    let (status, listed) = call(&db, token, "GET", keys, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["keys"][0]["key_id"], key_id);
+    assert_eq!(
+        (listed["keys"][0]["has_secret"].as_bool(), listed["keys"][0]["active"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert_eq!(listed["keys"][0]["endpoints"], serde_json::json!(["tracking"]));
+    let text = listed.to_string();
+    assert!(!text.contains(key) && !text.contains("hash") && !text.contains("s3cret"), "never the key: {text}");
+
+    let (status, _) = call(&db, token, "DELETE", &format!("/api/admin/orgs/other/keys/{key_id}"), "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another org's key");
+    let (status, revoked) = call(&db, token, "DELETE", &format!("{keys}/{key_id}"), "").await;
+    assert_eq!((status, revoked["active"].as_bool()), (StatusCode::OK, Some(false)));
+
+    let limits = "/api/admin/orgs/acme/limits";
+    let (status, none) = call(&db, token, "GET", limits, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (none["rate"].clone(), none["plan"].clone(), none["used_this_month"].as_u64()),
+        (Value::Null, Value::Null, Some(0))
+    );
+    let (status, body) = call(&db, token, "PUT", limits, r#"{"burst":5}"#).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_limits")), "burst alone");
+    let (status, body) = call(&db, token, "PUT", limits, r#"{"rate":1}"#).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_limits")));
+    let (_, set) = call(&db, token, "PUT", limits, r#"{"requests_per_second":10}"#).await;
+    assert_eq!(set["rate"], serde_json::json!({"requests_per_second": 10, "burst": 10}));
+    let (_, set) =
+        call(&db, token, "PUT", limits, r#"{"burst":25,"monthly_raw_signals":1000,"allow_overages":true}"#).await;
+    assert_eq!(set["rate"], serde_json::json!({"requests_per_second": 10, "burst": 25}));
+    assert_eq!(set["plan"], serde_json::json!({"monthly_raw_signals": 1000, "allow_overages": true}));
+
+    db.client
+        .query("INSERT INTO usage_daily (day, org_id, outcome, signals) VALUES (today(), 'acme', 'accepted', 7), (today(), 'acme', 'rate_limited', 2), (today(), 'other', 'accepted', 5)")
+        .execute()
+        .await
+        .expect("usage rows");
+    let (status, usage) = call(&db, token, "GET", "/api/admin/orgs/acme/usage?days=7", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let outcomes: Vec<(String, u64)> = usage["usage"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| (row["outcome"].as_str().expect("outcome").to_owned(), row["signals"].as_u64().expect("signals")))
+        .collect();
+    assert_eq!(outcomes, [("accepted".to_owned(), 7), ("rate_limited".to_owned(), 2)]);
+    let (status, _) = call(&db, token, "GET", "/api/admin/orgs/acme/usage?days=0", "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, used) = call(&db, token, "GET", limits, "").await;
+    assert_eq!(used["used_this_month"].as_u64(), Some(7));
+
+    // A read-only token may read all of it, and change none of it.
+    let router = common::admin::router(db.client.clone(), tokens(Some(TOKEN)));
+    let request = Request::put(limits)
+        .header(header::AUTHORIZATION, format!("Bearer {READ_TOKEN}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"requests_per_second":1}"#))
+        .expect("request");
+    assert_eq!(router.oneshot(request).await.expect("answer").status(), StatusCode::FORBIDDEN);
+}

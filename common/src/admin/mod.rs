@@ -16,6 +16,17 @@
 //!   since a time (`{"since_ms": …}`)
 //! - `PUT    /api/admin/orgs/{org}/webhooks/{sub}/rate-limit`  cap deliveries per second
 //!   (`{"per_second": n}`, 0 for none)
+//! - `GET    /api/admin/orgs/{org}/keys`             the org's keys (ids and prefixes, never keys)
+//! - `POST   /api/admin/orgs/{org}/keys`             create one (`{"secret", "expires_at_ms",
+//!   "endpoints"}`, all optional); 201 with the key, shown once
+//! - `DELETE /api/admin/orgs/{org}/keys/{key_id}`    revoke one
+//! - `GET    /api/admin/orgs/{org}/limits`           rate, plan and this month's usage
+//! - `PUT    /api/admin/orgs/{org}/limits`           change them (`{"requests_per_second", "burst",
+//!   "monthly_raw_signals", "allow_overages"}`, each optional)
+//! - `GET    /api/admin/orgs/{org}/usage?days=30`    signals per day and outcome
+
+mod keys;
+mod limits;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Request, State};
@@ -34,8 +45,8 @@ use crate::control::webhooks::{self, Subscription, WebhookAdminError};
 use crate::control::{queue, rules, webhook_queue};
 
 #[derive(Clone)]
-struct Admin {
-    client: clickhouse::Client,
+pub(crate) struct Admin {
+    pub(crate) client: clickhouse::Client,
     tokens: std::sync::Arc<[AdminToken]>,
 }
 
@@ -50,12 +61,16 @@ pub fn router(client: clickhouse::Client, tokens: Vec<AdminToken>) -> Router {
         .route("/api/admin/orgs/{org}/webhooks/{sub}/resend/{event_id}", post(resend_event))
         .route("/api/admin/orgs/{org}/webhooks/{sub}/recover", post(recover))
         .route("/api/admin/orgs/{org}/webhooks/{sub}/rate-limit", put(set_rate_limit))
+        .route("/api/admin/orgs/{org}/keys", get(keys::list).post(keys::create))
+        .route("/api/admin/orgs/{org}/keys/{key_id}", delete(keys::revoke))
+        .route("/api/admin/orgs/{org}/limits", get(limits::get).put(limits::set))
+        .route("/api/admin/orgs/{org}/usage", get(limits::usage))
         .route("/api/admin/{*rest}", get(not_found).post(not_found).put(not_found).delete(not_found))
         .layer(middleware::from_fn_with_state(admin.clone(), authorize))
         .with_state(admin)
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": code, "message": message.into()}))).into_response()
 }
 

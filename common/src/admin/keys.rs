@@ -1,0 +1,128 @@
+//! `/api/admin/orgs/{org}/keys`: an org's API keys. A key is shown once, at creation; listings
+//! show its id and first characters, never the key or its hashes.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{error, Admin};
+use crate::control::keys::{self, ApiKeyRow, Endpoint, KeyAdminError, NewKey};
+
+impl IntoResponse for KeyAdminError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            KeyAdminError::BadOrg(_) => (StatusCode::BAD_REQUEST, "invalid_key"),
+            KeyAdminError::NotFound(_) => (StatusCode::NOT_FOUND, "key_not_found"),
+            KeyAdminError::Random(_) | KeyAdminError::ClickHouse(_) => {
+                tracing::error!(error = %self, "admin API request failed");
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+            }
+        };
+        error(status, code, self.to_string())
+    }
+}
+
+/// A key as listed.
+#[derive(Serialize)]
+struct ShownKey {
+    key_id: String,
+    /// The key's first characters, to tell keys apart.
+    prefix: String,
+    has_secret: bool,
+    endpoints: Vec<String>,
+    active: bool,
+    expires_at_ms: u64,
+    created_at_ms: u64,
+}
+
+impl From<ApiKeyRow> for ShownKey {
+    fn from(row: ApiKeyRow) -> Self {
+        Self {
+            key_id: row.key_id,
+            prefix: row.key_prefix,
+            has_secret: !row.secret_hash.is_empty(),
+            endpoints: row.endpoints,
+            active: row.active == 1,
+            expires_at_ms: row.expires_at_ms,
+            created_at_ms: row.created_at_ms,
+        }
+    }
+}
+
+pub async fn list(State(admin): State<Admin>, Path(org): Path<String>) -> Response {
+    match keys::list(&admin.client, &org).await {
+        Ok(rows) => Json(json!({"keys": rows.into_iter().map(ShownKey::from).collect::<Vec<_>>()})).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKeyBody {
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    expires_at_ms: Option<u64>,
+    /// Endpoint types the key may use (`signal_staging`, `collect`, `ingress`, `tracking`); all
+    /// when absent or empty.
+    #[serde(default)]
+    endpoints: Vec<String>,
+}
+
+pub async fn create(
+    State(admin): State<Admin>,
+    Path(org): Path<String>,
+    body: Result<Json<NewKeyBody>, JsonRejection>,
+) -> Response {
+    let new = match body {
+        Ok(Json(new)) => new,
+        Err(rejection) => return error(rejection.status(), "invalid_key", rejection.body_text()),
+    };
+    let mut endpoints = Vec::with_capacity(new.endpoints.len());
+    for name in &new.endpoints {
+        match Endpoint::parse(name) {
+            Some(endpoint) => endpoints.push(endpoint),
+            None => {
+                let known: Vec<&str> = Endpoint::ALL.iter().map(|e| e.as_str()).collect();
+                let message = format!("{name:?} is not an endpoint type; use {}", known.join(", "));
+                return error(StatusCode::BAD_REQUEST, "invalid_key", message);
+            }
+        }
+    }
+    if new.expires_at_ms.is_some_and(|at| at <= crate::time::now_ms()) {
+        return error(StatusCode::BAD_REQUEST, "invalid_key", "expires_at_ms is in the past");
+    }
+    let secret = new.secret.as_deref().filter(|secret| !secret.is_empty());
+    let created = keys::create(
+        &admin.client,
+        NewKey { org_id: &org, secret, expires_at_ms: new.expires_at_ms, endpoints: &endpoints },
+    )
+    .await;
+    match created {
+        Ok(created) => (
+            StatusCode::CREATED,
+            Json(json!({"key": created.key, "key_id": created.key_id, "message": "keep the key now: it is not shown again"})),
+        )
+            .into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+pub async fn revoke(State(admin): State<Admin>, Path((org, key_id)): Path<(String, String)>) -> Response {
+    // Only a key of this org, and only by its id: a key itself never travels in a URL.
+    let owned = match keys::list(&admin.client, &org).await {
+        Ok(rows) => rows.into_iter().any(|row| row.key_id == key_id),
+        Err(error) => return error.into_response(),
+    };
+    if !owned {
+        return KeyAdminError::NotFound(key_id).into_response();
+    }
+    match keys::revoke(&admin.client, &key_id).await {
+        Ok(row) => Json(ShownKey::from(row)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
