@@ -211,7 +211,7 @@ pub async fn failing_since(client: &clickhouse::Client) -> Result<Vec<(String, u
         .query(
             "SELECT subscription_id, min(attempted_ms) AS since_ms FROM webhook_deliveries \
              ANY LEFT JOIN (SELECT subscription_id, maxIf(attempted_ms, outcome = 'delivered') AS last_delivered \
-             FROM webhook_deliveries GROUP BY subscription_id) USING subscription_id \
+             FROM webhook_deliveries GROUP BY subscription_id) AS delivered USING subscription_id \
              WHERE attempted_ms > last_delivered GROUP BY subscription_id",
         )
         .fetch_all()
