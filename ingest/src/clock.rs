@@ -106,13 +106,34 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 /// Appends `ms` as RFC 3339 in UTC with milliseconds, as Segment writes times
 /// (`2026-11-24T12:00:00.123Z`).
 pub fn push(out: &mut String, ms: i64) {
-    use std::fmt::Write;
     let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
     let (year, month, day) = civil_from_days(days);
     let (hour, minute) = (in_day / 3_600_000, in_day / 60_000 % 60);
     let (second, millis) = (in_day / 1000 % 60, in_day % 1000);
-    // Writing to a String cannot fail.
-    let _ = write!(out, "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z");
+    if !(0..=9999).contains(&year) {
+        // Outside what RFC 3339 can write; callers keep to WRITABLE_MS.
+        out.push_str(&format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z"));
+        return;
+    }
+    let digits = |out: &mut String, value: i64, width: u32| {
+        for place in (0..width).rev() {
+            out.push(char::from(b'0' + (value / 10_i64.pow(place) % 10) as u8));
+        }
+    };
+    digits(out, year, 4);
+    out.push('-');
+    digits(out, month, 2);
+    out.push('-');
+    digits(out, day, 2);
+    out.push('T');
+    digits(out, hour, 2);
+    out.push(':');
+    digits(out, minute, 2);
+    out.push(':');
+    digits(out, second, 2);
+    out.push('.');
+    digits(out, millis, 3);
+    out.push('Z');
 }
 
 pub fn format(ms: i64) -> String {

@@ -306,9 +306,13 @@ impl<'a> Members<'a> {
         self.0.iter().find(|(key, _)| key == name).map(|(_, value)| *value)
     }
 
-    /// A member that is a JSON string, unescaped.
+    /// A member that is a JSON string, unescaped (borrowed when it has no escapes).
     fn string(&self, name: &str) -> Option<Cow<'a, str>> {
-        self.get(name).and_then(|raw| serde_json::from_str::<Cow<'a, str>>(raw.get()).ok())
+        let raw = self.get(name)?.get();
+        match raw.strip_prefix('"').and_then(|rest| rest.strip_suffix('"')) {
+            Some(inner) if !inner.contains('\\') => Some(Cow::Borrowed(inner)),
+            _ => serde_json::from_str::<Cow<'a, str>>(raw).ok(),
+        }
     }
 
     /// The size of the object as JSON, without whitespace.
@@ -337,7 +341,7 @@ impl<'de> serde::de::Visitor<'de> for MembersVisitor {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Vec::new();
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
         while let Some((key, value)) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
             members.push((key, value));
         }
@@ -418,7 +422,12 @@ pub fn normalize_members(
     }
     match (&timestamp, corrected) {
         (Some(original), Some(corrected)) => {
-            push_text_member(&mut out, "timestamp", &clock::format(corrected));
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push_str("\"timestamp\":\"");
+            clock::push(&mut out, corrected);
+            out.push('"');
             match members.get("originalTimestamp") {
                 Some(raw) => push_member(&mut out, "originalTimestamp", raw.get()),
                 None => push_text_member(&mut out, "originalTimestamp", original),
