@@ -68,7 +68,9 @@ pub async fn run(
         subscriptions: subscriptions.clone(),
         wake: Arc::clone(&wake),
     };
-    let scheduler = tokio::spawn(scheduler.run(stop.clone()));
+    // The scheduler stops when the dispatcher does, for whatever reason it does.
+    let (stop_scheduler, scheduler_stop) = watch::channel(false);
+    let scheduler = tokio::spawn(scheduler.run(scheduler_stop));
     let consumer: StreamConsumer = kafka::consumer(config, &config.topic("webhooks"))?;
     consumer.subscribe(&[&outbox])?;
     stage.set(common::stage::Status::Running);
@@ -123,6 +125,7 @@ pub async fn run(
             wake.notify_one();
         }
     }
+    let _ = stop_scheduler.send(true);
     let _ = scheduler.await;
     kafka::commit_stored(&consumer)?;
     tracing::info!("webhook sink stopped");
