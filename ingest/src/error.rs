@@ -88,10 +88,22 @@ impl IntoResponse for EdgeError {
             body["fields"] = json!(fields);
         }
         let mut response = (self.status(), Json(body)).into_response();
+        self.set_headers(&mut response);
+        response
+    }
+}
+
+impl EdgeError {
+    /// `Retry-After` for refusals that pass, and `Connection: close` for a body refused before
+    /// it was read: the rest of it is never read, so the connection cannot carry another
+    /// request, and a client must not put it back in its pool.
+    pub fn set_headers(&self, response: &mut Response) {
         if let Some(seconds) = self.retry_after_s() {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
-        response
+        if let EdgeError::TooLarge { .. } = self {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
     }
 }
 
@@ -117,5 +129,15 @@ mod tests {
             let header = response.headers().get(header::RETRY_AFTER).map(|v| v.to_str().expect("ascii").to_owned());
             assert_eq!(header.as_deref(), retry_after);
         }
+    }
+
+    #[test]
+    fn a_body_refused_unread_closes_its_connection() {
+        let closes = |error: EdgeError| {
+            error.into_response().headers().get(header::CONNECTION).is_some_and(|value| value == "close")
+        };
+        assert!(closes(EdgeError::TooLarge { limit: 10 }));
+        assert!(!closes(EdgeError::TooManySignals { limit: 10 }), "that body was read whole");
+        assert!(!closes(EdgeError::InvalidJson("x".into())));
     }
 }

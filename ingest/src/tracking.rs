@@ -88,9 +88,7 @@ fn refusal(error: EdgeError) -> Response {
     };
     let body = json!({"success": false, "code": error.code(), "error": error.code(), "message": error.to_string()});
     let mut response = (status, Json(body)).into_response();
-    if let Some(seconds) = error.retry_after_s() {
-        response.headers_mut().insert(header::RETRY_AFTER, seconds.max(1).into());
-    }
+    error.set_headers(&mut response);
     response
 }
 
