@@ -383,29 +383,47 @@ pub struct AdminToken {
     pub id: String,
     /// Read-only tokens may only GET.
     pub read_only: bool,
+    /// The only org this token may see; `None`: every org.
+    pub org: Option<String>,
     pub secret: Secret,
 }
 
-/// `SIGSTAGE_ADMIN_TOKEN` (id `admin`, full access) and the `id:scope:token` pairs of
-/// `SIGSTAGE_ADMIN_TOKENS`.
+/// `SIGSTAGE_ADMIN_TOKEN` (id `admin`, full access) and the `id:scope:token` triples of
+/// `SIGSTAGE_ADMIN_TOKENS`, where scope is `read` or `full`, optionally `@org` for one org only.
 fn admin_tokens(single: Option<Secret>, pairs: &str) -> Result<Vec<AdminToken>, ConfigError> {
-    let mut tokens: Vec<AdminToken> =
-        single.into_iter().map(|secret| AdminToken { id: "admin".into(), read_only: false, secret }).collect();
+    let mut tokens: Vec<AdminToken> = single
+        .into_iter()
+        .map(|secret| AdminToken { id: "admin".into(), read_only: false, org: None, secret })
+        .collect();
     for pair in pairs.split(',').map(str::trim).filter(|pair| !pair.is_empty()) {
         let mut parts = pair.splitn(3, ':');
         let (Some(id), Some(scope), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(invalid(ADMIN_TOKENS, "[redacted]", "id:scope:token pairs, such as ops:read:<token>"));
         };
+        let (scope, org) = match scope.split_once('@') {
+            Some((scope, org)) if crate::control::valid_org_id(org) => (scope, Some(org.to_owned())),
+            Some(_) => return Err(invalid(ADMIN_TOKENS, "[redacted]", format!("a valid org after @ for {id:?}"))),
+            None => (scope, None),
+        };
         let read_only = match scope {
             "read" => true,
             "full" => false,
-            _ => return Err(invalid(ADMIN_TOKENS, "[redacted]", format!("scope read or full for {id:?}"))),
+            _ => {
+                return Err(invalid(
+                    ADMIN_TOKENS,
+                    "[redacted]",
+                    format!("scope read or full (or read@org, full@org) for {id:?}"),
+                ))
+            }
         };
-        if id.is_empty() || secret.len() < 16 || tokens.iter().any(|token| token.id == id) {
-            let expected = format!("a unique id and a token of at least 16 characters for {id:?}");
+        let id_ok = crate::control::valid_org_id(id);
+        if !id_ok || secret.len() < 16 || tokens.iter().any(|token| token.id == id) {
+            let expected = format!(
+                "a unique id of letters, digits, '_', '-' or '.' and a token of at least 16 characters for {id:?}"
+            );
             return Err(invalid(ADMIN_TOKENS, "[redacted]", expected));
         }
-        tokens.push(AdminToken { id: id.to_owned(), read_only, secret: Secret::new(secret) });
+        tokens.push(AdminToken { id: id.to_owned(), read_only, org, secret: Secret::new(secret) });
     }
     Ok(tokens)
 }

@@ -1,5 +1,5 @@
 //! Mapping rules, from the spec a user writes to a processed signal: `schemas::rules::RuleSpec`
-//! (parse, `problems`, the store's JSON round trip), `stream::rules::RuleSet::compile`,
+//! (parse, `problems`, the store's JSON round trip), `schemas::mapping::RuleSet::compile`,
 //! `Compiled::matches`, `Mapping::first` / `write_fields`, and the whole stream `Processor`
 //! with those rules.
 //!
@@ -25,7 +25,7 @@ use serde_json::Value;
 use simd_json::prelude::*;
 use stream::inbound::Inbound;
 use stream::processor::{Output, Processor};
-use stream::rules::{Mapping, RuleSet};
+use schemas::mapping::{Mapping, RuleSet};
 
 const DEFAULT_SIGNAL: &[u8] = br#"{"type":"track","event":"Form Submitted","anonymousId":"a1","messageId":"m1","properties":{"form_name":"demo","email":"Jane@Acme.io","plan":"pro"},"context":{"page":{"url":"https://acme.io/pricing"}},"traits":{"name":"Jane","company":"Acme"}}"#;
 const ORG: &str = "acme";

@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod identity;
+pub mod mapping;
 pub mod migrations;
 pub mod record;
 pub mod rules;

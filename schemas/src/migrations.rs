@@ -59,6 +59,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "signals", sql: include_str!("../migrations/0005_signals.sql") },
     Migration { version: 6, name: "webhooks", sql: include_str!("../migrations/0006_webhooks.sql") },
     Migration { version: 7, name: "webhook_queue", sql: include_str!("../migrations/0007_webhook_queue.sql") },
+    Migration { version: 8, name: "api_key_names", sql: include_str!("../migrations/0008_api_key_names.sql") },
 ];
 
 #[cfg(test)]

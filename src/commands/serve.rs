@@ -139,7 +139,15 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
         })?;
         let admin_addr = listener.local_addr()?;
         tracing::info!(addr = %admin_addr, tokens = config.admin_tokens.len(), "admin API listening");
-        let router = common::admin::router(clickhouse.clone(), config.admin_tokens.clone());
+        // Senders on this machine reach a listener bound to every address through loopback.
+        let public =
+            if addr.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
+        let settings = common::admin::Settings {
+            kafka: Some(config.kafka.clone()),
+            tokens: config.admin_tokens.clone(),
+            public_url: format!("http://{public}"),
+        };
+        let router = common::admin::router(clickhouse.clone(), settings);
         let mut stopped = stop.clone();
         let serving = tokio::spawn(async move {
             axum::serve(listener, router)
@@ -153,7 +161,9 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
     // The ready lines are for whoever started the process; if stdout is closed, serve anyway.
     let mut ready = format!("sigstage ready: {} on http://{addr} (health: /healthz /readyz /metrics)\n", roles.names());
     if let Some((admin_addr, _)) = &admin {
-        ready.push_str(&format!("admin API on http://{admin_addr}/api/admin/ (Authorization: Bearer <token>)\n"));
+        ready.push_str(&format!(
+            "admin API on http://{admin_addr}/api/admin/ (Authorization: Bearer <token>); console on http://{admin_addr}/console\n"
+        ));
     }
     if let Some(key) = demo_key {
         ready.push_str(&format!(

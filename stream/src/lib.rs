@@ -13,7 +13,6 @@ pub mod outputs;
 pub mod processor;
 pub mod queue;
 pub mod restore;
-pub mod rules;
 pub mod runner;
 
 /// Registers the stream's metrics at zero, with their descriptions.

@@ -16,7 +16,7 @@ use crate::dedupe::{Deduper, Verdict};
 use crate::identity::{Identities, IdentityLink, Linked, NewLead};
 use crate::inbound::Inbound;
 use crate::queue::SignalQueue;
-use crate::rules::{Mapping, RuleSet};
+use schemas::mapping::{Mapping, RuleSet};
 
 /// What became of one raw record.
 #[derive(Debug, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use crate::outputs::{self, Topics};
 use crate::processor::Processor;
 use crate::restore;
-use crate::rules::RuleSet;
+use schemas::mapping::RuleSet;
 
 /// Tuning of the stream role.
 #[derive(Debug, Clone)]

@@ -14,14 +14,33 @@ use crate::support::TestDb;
 const TOKEN: &str = "admin-token-for-tests";
 const READ_TOKEN: &str = "read-only-token-for-tests";
 
+const ACME_TOKEN: &str = "acme-only-token-for-tests";
+
 fn tokens(full: Option<&str>) -> Vec<AdminToken> {
-    let token =
-        |id: &str, read_only, secret: &str| AdminToken { id: id.into(), read_only, secret: Secret::new(secret) };
-    full.map(|full| vec![token("admin", false, full), token("ops", true, READ_TOKEN)]).unwrap_or_default()
+    let token = |id: &str, read_only, org: Option<&str>, secret: &str| AdminToken {
+        id: id.into(),
+        read_only,
+        org: org.map(str::to_owned),
+        secret: Secret::new(secret),
+    };
+    full.map(|full| {
+        vec![
+            token("admin", false, None, full),
+            token("ops", true, None, READ_TOKEN),
+            token("acme", false, Some("acme"), ACME_TOKEN),
+        ]
+    })
+    .unwrap_or_default()
+}
+
+fn admin_router(db: &TestDb, full: Option<&str>) -> axum::Router {
+    let settings =
+        common::admin::Settings { kafka: None, tokens: tokens(full), public_url: "http://127.0.0.1:1".into() };
+    common::admin::router(db.client.clone(), settings)
 }
 
 async fn call(db: &TestDb, token: Option<&str>, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
-    let router = common::admin::router(db.client.clone(), tokens(token));
+    let router = admin_router(db, token);
     let mut request = Request::builder().method(method).uri(uri).header(header::CONTENT_TYPE, "application/json");
     if token.is_some() {
         request = request.header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
@@ -38,7 +57,7 @@ async fn the_token_is_required_and_checked() {
     let (status, body) = call(&db, None, "GET", "/api/admin/orgs/acme/rules", "").await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("admin_api_disabled")));
 
-    let router = common::admin::router(db.client.clone(), tokens(Some(TOKEN)));
+    let router = admin_router(&db, Some(TOKEN));
     for authorization in [None, Some("Bearer wrong"), Some(TOKEN)] {
         let mut request = Request::get("/api/admin/orgs/acme/rules");
         if let Some(value) = authorization {
@@ -53,7 +72,7 @@ async fn the_token_is_required_and_checked() {
 #[tokio::test]
 async fn a_read_only_token_reads_and_may_not_write() {
     let db = TestDb::migrated().await;
-    let router = common::admin::router(db.client.clone(), tokens(Some(TOKEN)));
+    let router = admin_router(&db, Some(TOKEN));
     for (method, expected) in [("GET", StatusCode::OK), ("POST", StatusCode::FORBIDDEN)] {
         let request = Request::builder()
             .method(method)
@@ -248,11 +267,231 @@ async fn keys_limits_and_usage_through_http() {
     assert_eq!(used["used_this_month"].as_u64(), Some(7));
 
     // A read-only token may read all of it, and change none of it.
-    let router = common::admin::router(db.client.clone(), tokens(Some(TOKEN)));
+    let router = admin_router(&db, Some(TOKEN));
     let request = Request::put(limits)
         .header(header::AUTHORIZATION, format!("Bearer {READ_TOKEN}"))
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(r#"{"requests_per_second":1}"#))
         .expect("request");
     assert_eq!(router.oneshot(request).await.expect("answer").status(), StatusCode::FORBIDDEN);
+}
+
+/// Sends one request with these headers; answers the status, the headers and the JSON body.
+async fn send(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut request = Request::builder().method(method).uri(uri).header(header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response =
+        router.clone().oneshot(request.body(Body::from(body.to_owned())).expect("request")).await.expect("answer");
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn rules_are_edited_reordered_and_dry_run_on_the_queue() {
+    let db = TestDb::migrated().await;
+    let token = Some(TOKEN);
+    let rules = "/api/admin/orgs/acme/rules";
+    let mut ids = Vec::new();
+    for name in ["first", "second", "third"] {
+        let (status, created) = call(&db, token, "POST", rules, &format!(r#"{{"name":"{name}"}}"#)).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        ids.push(created["id"].as_str().expect("id").to_owned());
+    }
+    let order = serde_json::json!({"rule_ids": [&ids[2], &ids[0], &ids[1]]}).to_string();
+    let (status, body) = call(&db, token, "PUT", &format!("{rules}/order"), &order).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let names = |listed: &Value| -> Vec<String> {
+        listed["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .map(|r| r["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    let (_, listed) = call(&db, token, "GET", rules, "").await;
+    assert_eq!(names(&listed), ["third", "first", "second"]);
+    let partial = serde_json::json!({"rule_ids": [&ids[0], &ids[0], &ids[1]]}).to_string();
+    let (status, body) = call(&db, token, "PUT", &format!("{rules}/order"), &partial).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_rule")), "{body}");
+
+    let (status, edited) =
+        call(&db, token, "PUT", &format!("{rules}/{}", ids[0]), r#"{"name":"renamed","event":"Signed Up"}"#).await;
+    assert_eq!((status, edited["event"].as_str()), (StatusCode::OK, Some("Signed Up")), "{edited}");
+    let (_, listed) = call(&db, token, "GET", rules, "").await;
+    assert_eq!(names(&listed), ["third", "renamed", "second"], "an edit keeps the rule's place");
+    let (status, _) = call(&db, token, "PUT", &format!("{rules}/rule_nothing"), r#"{"name":"x"}"#).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let group = |event: &str, sample: &str| QueuedGroup {
+        org_id: "acme".into(),
+        source: "segment".into(),
+        event: event.into(),
+        signals: 4,
+        first_seen_ms: 1,
+        last_seen_ms: 2,
+        sample: sample.into(),
+    };
+    queue::append(
+        &db.client,
+        &[
+            group(
+                "Demo Requested",
+                r#"{"properties":{"work_email":"ada@acme.io","plan":"pro"},"traits":{"title":"CTO"}}"#,
+            ),
+            group("Clicked", r#"{"properties":{"button":"x"}}"#),
+            group("Cut", r#"{"properties":{"text":"abc"#),
+        ],
+    )
+    .await
+    .expect("queue rows");
+    let rule = r#"{"name":"demo","source":"segment","conditions":[{"path":"properties.plan","op":"in","values":["pro"]}],
+        "map":{"email":"properties.work_email","custom.plan":"properties.plan"}}"#;
+    let (status, run) = call(&db, token, "POST", &format!("{rules}/dry-run"), rule).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!((run["matched_groups"].as_u64(), run["matched_signals"].as_u64()), (Some(1), Some(4)), "{run}");
+    let result = |event: &str| {
+        run["samples"].as_array().expect("samples").iter().find(|s| s["event"] == event).expect("sample")["result"]
+            .clone()
+    };
+    assert_eq!(
+        result("Demo Requested"),
+        serde_json::json!({"checked": true, "matches": true, "email": "ada@acme.io", "fields": {"custom.plan": "pro", "title": "CTO"}})
+    );
+    assert_eq!(result("Clicked"), serde_json::json!({"checked": true, "matches": false}));
+    assert_eq!(result("Cut")["checked"], false);
+    let (_, listed) = call(&db, token, "GET", rules, "").await;
+    assert_eq!(listed["rules"].as_array().map(Vec::len), Some(3), "a dry run saves nothing");
+    let (status, body) = call(&db, token, "POST", &format!("{rules}/dry-run"), r#"{"name":""}"#).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_rule")));
+}
+
+#[tokio::test]
+async fn a_token_scoped_to_an_org_sees_only_that_org() {
+    let db = TestDb::migrated().await;
+    let router = admin_router(&db, Some(TOKEN));
+    let acme = format!("Bearer {ACME_TOKEN}");
+    let auth = [("authorization", acme.as_str())];
+    let (status, _, _) = send(&router, "GET", "/api/admin/orgs/acme/rules", &auth, "").await;
+    assert_eq!(status, StatusCode::OK);
+    for (method, uri) in [
+        ("GET", "/api/admin/orgs/globex/rules"),
+        ("POST", "/api/admin/orgs/globex/keys"),
+        ("GET", "/api/admin/orgs/globex/tail"),
+    ] {
+        let (status, _, body) = send(&router, method, uri, &auth, "{}").await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::FORBIDDEN, Some("admin_token_other_org")),
+            "{method} {uri}"
+        );
+    }
+    for org in ["acme", "globex"] {
+        common::control::orgs::ensure(&db.client, org).await.expect("org");
+    }
+    let (_, _, seen) = send(&router, "GET", "/api/admin/orgs", &auth, "").await;
+    assert_eq!(
+        seen["orgs"].as_array().map(|orgs| orgs.iter().map(|o| o["org_id"].clone()).collect::<Vec<_>>()),
+        Some(vec!["acme".into()])
+    );
+    let all = format!("Bearer {TOKEN}");
+    let (_, _, seen) = send(&router, "GET", "/api/admin/orgs", &[("authorization", all.as_str())], "").await;
+    assert_eq!(seen["orgs"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn console_sessions_need_the_right_token_and_csrf() {
+    let db = TestDb::migrated().await;
+    let router = admin_router(&db, Some(TOKEN));
+    let (status, _, body) =
+        send(&router, "POST", "/console/session", &[], r#"{"token":"wrong-token-of-some-length"}"#).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_admin_token")));
+
+    let (status, headers, session) =
+        send(&router, "POST", "/console/session", &[], &format!(r#"{{"token":"{TOKEN}"}}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    let set_cookie = headers[header::SET_COOKIE].to_str().expect("ascii");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    assert!(!set_cookie.contains(TOKEN), "the cookie does not carry the token");
+    let cookie = set_cookie.split(';').next().expect("name=value").to_owned();
+    let csrf = session["csrf"].as_str().expect("csrf").to_owned();
+    assert_eq!(session["public_url"], "http://127.0.0.1:1");
+
+    let (status, _, again) = send(&router, "GET", "/console/session", &[("cookie", &cookie)], "").await;
+    assert_eq!((status, again["csrf"].as_str()), (StatusCode::OK, Some(csrf.as_str())));
+    let (status, _, _) = send(&router, "GET", "/api/admin/orgs/acme/rules", &[("cookie", &cookie)], "").await;
+    assert_eq!(status, StatusCode::OK, "reads need only the cookie");
+    let rule = r#"{"name":"from the console"}"#;
+    let (status, _, body) = send(&router, "POST", "/api/admin/orgs/acme/rules", &[("cookie", &cookie)], rule).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("csrf_token_missing")));
+    let wrong = [("cookie", cookie.as_str()), ("x-csrf-token", "0123456789abcdef0123456789abcdef")];
+    let (status, _, body) = send(&router, "POST", "/api/admin/orgs/acme/rules", &wrong, rule).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("csrf_token_invalid")));
+    let right = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let (status, _, _) = send(&router, "POST", "/api/admin/orgs/acme/rules", &right, rule).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let forged = cookie.replace("admin.", "ops.");
+    let (status, _, _) = send(&router, "GET", "/api/admin/orgs/acme/rules", &[("cookie", &forged)], "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, headers, _) = send(&router, "GET", "/console", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers[header::CONTENT_SECURITY_POLICY].to_str().expect("ascii").contains("script-src 'self'"));
+    let (status, headers, _) = send(&router, "DELETE", "/console/session", &right, "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(headers[header::SET_COOKIE].to_str().expect("ascii").contains("Max-Age=0"));
+}
+
+/// The OpenAPI document and the router come from one list; this checks the document names
+/// every path the console calls, and that each documented operation is routed (answered by
+/// its handler, not by the catch-all).
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let db = TestDb::migrated().await;
+    let router = admin_router(&db, Some(TOKEN));
+    let (status, _, document) = send(&router, "GET", "/api/admin/openapi.json", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().expect("paths");
+    let script = include_str!("../../common/src/admin/console/app.js");
+    for used in [
+        "/overview",
+        "/keys",
+        "/queue",
+        "/rules",
+        "/rules/dry-run",
+        "/rules/order",
+        "/tail",
+        "/webhooks",
+        "/limits",
+        "/usage",
+    ] {
+        assert!(script.contains(&format!("orgPath(org, '{used}")), "the console calls {used}");
+        assert!(paths.contains_key(&format!("/api/admin/orgs/{{org}}{used}")), "{used} is documented");
+    }
+    let bearer = format!("Bearer {TOKEN}");
+    let mut operations = 0;
+    for (path, item) in paths {
+        for method in item.as_object().expect("operations").keys() {
+            operations += 1;
+            let uri = path.replace("{org}", "acme").replace(['{', '}'], "");
+            let (status, _, body) =
+                send(&router, &method.to_uppercase(), &uri, &[("authorization", &bearer)], "{}").await;
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert_ne!(body["error"].as_str(), Some("not_found"), "{method} {path} is documented but not routed");
+        }
+    }
+    assert!(operations >= 26, "{operations}");
+    let (_, _, body) = send(&router, "GET", "/api/admin/orgs/acme/nothing", &[("authorization", &bearer)], "").await;
+    assert_eq!(body["error"], "not_found");
 }

@@ -30,6 +30,7 @@ impl IntoResponse for KeyAdminError {
 #[derive(Serialize)]
 struct ShownKey {
     key_id: String,
+    name: String,
     /// The key's first characters, to tell keys apart.
     prefix: String,
     has_secret: bool,
@@ -43,6 +44,7 @@ impl From<ApiKeyRow> for ShownKey {
     fn from(row: ApiKeyRow) -> Self {
         Self {
             key_id: row.key_id,
+            name: String::new(),
             prefix: row.key_prefix,
             has_secret: !row.secret_hash.is_empty(),
             endpoints: row.endpoints,
@@ -54,15 +56,26 @@ impl From<ApiKeyRow> for ShownKey {
 }
 
 pub async fn list(State(admin): State<Admin>, Path(org): Path<String>) -> Response {
-    match keys::list(&admin.client, &org).await {
-        Ok(rows) => Json(json!({"keys": rows.into_iter().map(ShownKey::from).collect::<Vec<_>>()})).into_response(),
-        Err(error) => error.into_response(),
-    }
+    let (rows, mut names) = match tokio::try_join!(keys::list(&admin.client, &org), keys::names(&admin.client, &org)) {
+        Ok(found) => found,
+        Err(error) => return error.into_response(),
+    };
+    let shown: Vec<ShownKey> = rows
+        .into_iter()
+        .map(|row| {
+            let name = names.remove(&row.key_id).unwrap_or_default();
+            ShownKey { name, ..ShownKey::from(row) }
+        })
+        .collect();
+    Json(json!({"keys": shown})).into_response()
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewKeyBody {
+    /// What people call it.
+    #[serde(default)]
+    name: Option<String>,
     #[serde(default)]
     secret: Option<String>,
     #[serde(default)]
@@ -102,10 +115,14 @@ pub async fn create(
         NewKey { org_id: &org, secret, expires_at_ms: new.expires_at_ms, endpoints: &endpoints },
     )
     .await;
-    match created {
+    let named = match (created, new.name.as_deref().map(str::trim).filter(|name| !name.is_empty())) {
+        (Ok(created), Some(name)) => keys::set_name(&admin.client, &org, &created.key_id, name).await.map(|()| created),
+        (created, _) => created,
+    };
+    match named {
         Ok(created) => (
             StatusCode::CREATED,
-            Json(json!({"key": created.key, "key_id": created.key_id, "message": "keep the key now: it is not shown again"})),
+            Json(json!({"key": created.key, "key_id": created.key_id, "name": new.name, "message": "keep the key now: it is not shown again"})),
         )
             .into_response(),
         Err(error) => error.into_response(),

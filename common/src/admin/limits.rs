@@ -95,6 +95,8 @@ pub async fn set(
 pub struct UsageQuery {
     /// Days back from today, UTC (default 30, at most 400).
     days: Option<u32>,
+    /// `day` (the default) or `month`.
+    by: Option<String>,
 }
 
 /// Read by position: `date`, `outcome`, `total`.
@@ -110,18 +112,30 @@ pub async fn usage(State(admin): State<Admin>, Path(org): Path<String>, Query(qu
     if days == 0 || days > 400 {
         return error(StatusCode::BAD_REQUEST, "invalid_usage_query", "days must be from 1 to 400");
     }
+    let period = match query.by.as_deref() {
+        None | Some("day") => "day",
+        Some("month") => "toStartOfMonth(day)",
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_usage_query",
+                format!("by must be day or month, not {other:?}"),
+            )
+        }
+    };
     let rows: Result<Vec<UsageRow>, _> = admin
         .client
-        .query(
-            "SELECT toString(day) AS date, outcome, sum(signals) AS total FROM usage_daily \
-             WHERE org_id = ? AND day > today() - ? GROUP BY day, outcome ORDER BY day, outcome",
-        )
+        .query(&format!(
+            "SELECT toString({period}) AS date, outcome, sum(signals) AS total FROM usage_daily \
+             WHERE org_id = ? AND day > today() - ? GROUP BY date, outcome ORDER BY date, outcome"
+        ))
         .bind(&org)
         .bind(days)
         .fetch_all()
         .await;
     match rows {
-        Ok(rows) => Json(json!({"org": org, "days": days, "usage": rows})).into_response(),
+        Ok(rows) => Json(json!({"org": org, "days": days, "by": query.by.as_deref().unwrap_or("day"), "usage": rows}))
+            .into_response(),
         Err(error) => unavailable(error),
     }
 }

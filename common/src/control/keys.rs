@@ -160,6 +160,48 @@ pub async fn revoke(client: &clickhouse::Client, key_or_id: &str) -> Result<ApiK
     Ok(row)
 }
 
+#[derive(Debug, Row, Serialize, Deserialize)]
+struct KeyName {
+    org_id: String,
+    key_id: String,
+    name: String,
+    version: u64,
+}
+
+/// Names a key (at most 100 characters).
+pub async fn set_name(
+    client: &clickhouse::Client,
+    org_id: &str,
+    key_id: &str,
+    name: &str,
+) -> Result<(), KeyAdminError> {
+    let row = KeyName {
+        org_id: org_id.to_owned(),
+        key_id: key_id.to_owned(),
+        name: name.chars().take(100).collect(),
+        version: crate::time::now_ms(),
+    };
+    Ok(crate::clickhouse::insert::<KeyName, _>(client, "api_key_names", &[row]).await?)
+}
+
+/// The names of `org_id`'s keys, by key id.
+pub async fn names(
+    client: &clickhouse::Client,
+    org_id: &str,
+) -> Result<std::collections::HashMap<String, String>, KeyAdminError> {
+    #[derive(Row, Deserialize)]
+    struct Named {
+        key_id: String,
+        name: String,
+    }
+    let rows: Vec<Named> = client
+        .query("SELECT key_id, argMax(name, version) AS shown FROM api_key_names WHERE org_id = ? GROUP BY key_id")
+        .bind(org_id)
+        .fetch_all()
+        .await?;
+    Ok(rows.into_iter().map(|row| (row.key_id, row.name)).collect())
+}
+
 /// Every key of `org_id`, newest first.
 pub async fn list(client: &clickhouse::Client, org_id: &str) -> Result<Vec<ApiKeyRow>, KeyAdminError> {
     Ok(client

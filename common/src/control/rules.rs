@@ -71,14 +71,74 @@ pub async fn list(client: &clickhouse::Client, org_id: Option<&str>) -> Result<V
 
 /// Removes a rule; answers the rule removed.
 pub async fn remove(client: &clickhouse::Client, org_id: &str, rule_id: &str) -> Result<Rule, RuleAdminError> {
-    let rule = list(client, Some(org_id))
+    let rule = find(client, org_id, rule_id).await?;
+    write(client, &rule, true, next_version(&rule)).await?;
+    Ok(rule)
+}
+
+/// Replaces a rule's spec, keeping its id and place in the order; answers the rule as changed.
+pub async fn update(
+    client: &clickhouse::Client,
+    org_id: &str,
+    rule_id: &str,
+    spec: RuleSpec,
+) -> Result<Rule, RuleAdminError> {
+    let problems = spec.problems();
+    if !problems.is_empty() {
+        return Err(RuleAdminError::Invalid(problems));
+    }
+    let mut rule = find(client, org_id, rule_id).await?;
+    rule.spec = spec;
+    write(client, &rule, false, next_version(&rule)).await?;
+    Ok(rule)
+}
+
+/// Puts the org's rules in the order of `rule_ids`, which must name each of them once;
+/// answers them in their new order.
+pub async fn reorder(
+    client: &clickhouse::Client,
+    org_id: &str,
+    rule_ids: &[String],
+) -> Result<Vec<Rule>, RuleAdminError> {
+    let current = list(client, Some(org_id)).await?;
+    let mut given = rule_ids.to_vec();
+    given.sort();
+    given.dedup();
+    let mut known: Vec<String> = current.iter().map(|rule| rule.id.clone()).collect();
+    known.sort();
+    if given.len() != rule_ids.len() || given != known {
+        return Err(RuleAdminError::Invalid(vec![format!(
+            "rule_ids: name each of the org's {} rules once, in the new order (GET …/rules lists them)",
+            current.len()
+        )]));
+    }
+    // Rules apply in creation order: the new order is written as creation times, from the
+    // earliest one the org has, one millisecond apart.
+    let start = current.iter().map(|rule| rule.created_ms).min().unwrap_or_default();
+    let mut ordered = Vec::with_capacity(current.len());
+    for (position, id) in rule_ids.iter().enumerate() {
+        let mut rule = current.iter().find(|rule| &rule.id == id).cloned().expect("checked above");
+        let created_ms = start + position as u64;
+        if rule.created_ms != created_ms {
+            rule.created_ms = created_ms;
+            write(client, &rule, false, next_version(&rule)).await?;
+        }
+        ordered.push(rule);
+    }
+    Ok(ordered)
+}
+
+async fn find(client: &clickhouse::Client, org_id: &str, rule_id: &str) -> Result<Rule, RuleAdminError> {
+    list(client, Some(org_id))
         .await?
         .into_iter()
         .find(|rule| rule.id == rule_id)
-        .ok_or_else(|| RuleAdminError::NotFound { org: org_id.to_owned(), rule: rule_id.to_owned() })?;
-    // Never the version it was written with, or FINAL could keep either row.
-    write(client, &rule, true, crate::time::now_ms().max(rule.created_ms + 1)).await?;
-    Ok(rule)
+        .ok_or_else(|| RuleAdminError::NotFound { org: org_id.to_owned(), rule: rule_id.to_owned() })
+}
+
+/// A version above any the rule was written with, or FINAL could keep either row.
+fn next_version(rule: &Rule) -> u64 {
+    crate::time::now_ms().max(rule.created_ms + 1)
 }
 
 async fn write(client: &clickhouse::Client, rule: &Rule, deleted: bool, version: u64) -> Result<(), RuleAdminError> {

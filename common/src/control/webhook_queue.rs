@@ -134,6 +134,30 @@ pub async fn resend(
     Ok(write(client, &[delivery]).await?)
 }
 
+/// The type of the events sent by [`send_test`]; no signal causes one.
+pub const TEST_EVENT: &str = "webhook.test";
+
+/// Stores a test event and queues it for one subscription only, whatever types it receives;
+/// answers the event's id.
+pub async fn send_test(client: &clickhouse::Client, subscription_id: &str) -> Result<String, WebhookAdminError> {
+    let subscription = webhooks::get(client, subscription_id).await?;
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id).map_err(|error| WebhookAdminError::Random(error.to_string()))?;
+    let (id, now) = (u64::from_le_bytes(id) >> 1, crate::time::now_ms());
+    let data = br#"{"message":"a test event: this endpoint receives sigstage's webhooks"}"#;
+    let body = schemas::events::encode(TEST_EVENT, id, &subscription.org_id, now, data);
+    let event = webhooks::StoredEvent {
+        org_id: subscription.org_id.clone(),
+        event_id: format!("{id}.{TEST_EVENT}"),
+        event_type: TEST_EVENT.to_owned(),
+        body: String::from_utf8(body).expect("JSON is UTF-8"),
+        created_ms: now,
+    };
+    webhooks::store_events(client, std::slice::from_ref(&event)).await?;
+    write(client, &[Delivery::due(&event.org_id, subscription_id, &event.event_id, TEST_EVENT, now)]).await?;
+    Ok(event.event_id)
+}
+
 /// Queues again, for one subscription, every event of its types received since `since_ms` that
 /// it has not been delivered: what an endpoint missed while it was down or disabled. Answers
 /// how many were queued.

@@ -169,6 +169,22 @@ pub async fn set_active(
     Ok(subscription)
 }
 
+/// Changes where a subscription delivers and which event types it receives.
+pub async fn edit(
+    client: &clickhouse::Client,
+    subscription_id: &str,
+    url: &str,
+    event_types: Vec<String>,
+) -> Result<Subscription, WebhookAdminError> {
+    check(url, &event_types)?;
+    let mut subscription = get(client, subscription_id).await?;
+    subscription.url = url.to_owned();
+    subscription.event_types = event_types;
+    subscription.version = crate::time::now_ms().max(subscription.version + 1);
+    write(client, &subscription).await?;
+    Ok(subscription)
+}
+
 async fn write(client: &clickhouse::Client, subscription: &Subscription) -> Result<(), clickhouse::error::Error> {
     crate::clickhouse::insert::<Subscription, _>(client, "webhook_subscriptions", &[subscription]).await
 }

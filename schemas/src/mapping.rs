@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use crate::rules::{Rule, Test};
 use regex::Regex;
-use schemas::rules::{Rule, Test};
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
@@ -74,7 +74,8 @@ enum Scalar {
 }
 
 impl Compiled {
-    fn new(rule: &Rule) -> Result<Self, String> {
+    /// One rule, compiled; the error says why it cannot be.
+    pub fn new(rule: &Rule) -> Result<Self, String> {
         let problems = rule.spec.problems();
         if !problems.is_empty() {
             return Err(problems.join("; "));

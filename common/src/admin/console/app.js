@@ -1,0 +1,531 @@
+// sigstage console: a client of the admin API (/api/admin/openapi.json), nothing more. Pages
+// are drawn from API answers with DOM calls only (no HTML from data), routed by the hash:
+// #/orgs/{org}/{page}[/{id}].
+'use strict';
+
+const state = { session: null, orgs: [], tail: null };
+const main = () => document.getElementById('main');
+
+// ---- DOM ---------------------------------------------------------------------------------
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith('on')) el.addEventListener(name.slice(2), value);
+    else if (name === 'class') el.className = value;
+    else if (name === 'value') el.value = value;
+    else el.setAttribute(name, value === true ? '' : value);
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+function show(...nodes) { main().replaceChildren(...nodes); }
+function toast(text) {
+  const el = document.getElementById('toast');
+  el.textContent = text;
+  el.classList.add('show');
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => el.classList.remove('show'), 3000);
+}
+const when = ms => (ms ? new Date(Number(ms)).toLocaleString() : '—');
+const num = n => (n === null || n === undefined ? '—' : Number(n).toLocaleString());
+function table(headers, rows, empty) {
+  if (!rows.length) return h('p', { class: 'muted' }, empty);
+  return h('div', { class: 'table-wrap' }, h('table', {},
+    h('thead', {}, h('tr', {}, headers.map(([title, cls]) => h('th', { class: cls }, title)))),
+    h('tbody', {}, rows)));
+}
+
+// ---- API ---------------------------------------------------------------------------------
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.message) || `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+async function api(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET' && state.session) headers['X-CSRF-Token'] = state.session.csrf;
+  const response = await fetch(path, {
+    method, headers, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = { message: text }; }
+  if (response.status === 401 && path.startsWith('/api/')) { state.session = null; signIn(); }
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+const orgPath = (org, rest) => `/api/admin/orgs/${encodeURIComponent(org)}${rest}`;
+function failure(error) {
+  const problems = error.body && error.body.problems ? error.body.problems : [];
+  return h('div', { class: 'error', 'data-test': 'error' }, error.message, problems.length ? h('ul', {}, problems.map(p => h('li', {}, p))) : null);
+}
+// Runs an action from a button, showing what went wrong next to it.
+async function act(button, action) {
+  const place = button.parentElement;
+  place.querySelectorAll(':scope > .error').forEach(el => el.remove());
+  button.disabled = true;
+  try { await action(); } catch (error) { place.append(failure(error)); } finally { button.disabled = false; }
+}
+
+// ---- sign-in and routing -----------------------------------------------------------------
+function signIn(message) {
+  stopTail();
+  document.getElementById('nav').hidden = true;
+  document.getElementById('org-picker').hidden = true;
+  document.getElementById('sign-out').hidden = true;
+  document.getElementById('who').textContent = '';
+  const token = h('input', { type: 'password', name: 'token', id: 'token', autocomplete: 'current-password', required: true });
+  const problem = h('p', { class: 'error', 'data-test': 'sign-in-error' }, message || '');
+  const form = h('form', { class: 'card stack sign-in', id: 'sign-in', onsubmit: async event => {
+    event.preventDefault();
+    problem.textContent = '';
+    try {
+      state.session = await api('POST', '/console/session', { token: token.value });
+      await start();
+    } catch (error) { problem.textContent = error.message; }
+  } },
+  h('h1', {}, 'Sign in'),
+  h('p', { class: 'muted' }, 'With an admin token (SIGSTAGE_ADMIN_TOKEN, or one of SIGSTAGE_ADMIN_TOKENS).'),
+  h('label', {}, 'Admin token', token), problem, h('button', { type: 'submit' }, 'Sign in'));
+  show(form);
+  token.focus();
+}
+
+async function start() {
+  const { orgs } = await api('GET', '/api/admin/orgs');
+  state.orgs = orgs.map(o => o.org_id);
+  if (state.session.org && !state.orgs.includes(state.session.org)) state.orgs.push(state.session.org);
+  const picker = document.getElementById('org-picker');
+  picker.replaceChildren(...state.orgs.map(org => h('option', { value: org }, org)));
+  picker.hidden = state.orgs.length === 0;
+  document.getElementById('nav').hidden = false;
+  document.getElementById('sign-out').hidden = false;
+  document.getElementById('who').textContent = `${state.session.token_id}${state.session.read_only ? ' (read-only)' : ''}`;
+  route();
+}
+
+function current() {
+  const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  if (parts[0] === 'orgs' && parts[1]) return { org: parts[1], page: parts[2] || 'overview', id: parts[3] };
+  return { org: state.orgs[0] || state.session.org || null, page: parts[0] === 'new-org' ? 'new-org' : 'overview' };
+}
+const go = (org, page, id) => { location.hash = `#/orgs/${encodeURIComponent(org)}/${page}${id ? '/' + encodeURIComponent(id) : ''}`; };
+
+async function route() {
+  if (!state.session) return signIn();
+  stopTail();
+  const { org, page, id } = current();
+  document.getElementById('org-picker').value = org || '';
+  for (const link of document.querySelectorAll('nav a')) {
+    link.classList.toggle('active', link.dataset.page === page);
+    link.href = org ? `#/orgs/${encodeURIComponent(org)}/${link.dataset.page}` : '#/new-org';
+  }
+  if (!org || page === 'new-org') return newOrg();
+  const pages = { overview, keys, queue, rules, tail, webhooks, webhook, limits };
+  show(h('p', { class: 'muted' }, 'Loading…'));
+  try { await (pages[page] || overview)(org, id); } catch (error) { show(failure(error)); }
+}
+
+function newOrg() {
+  const org = h('input', { name: 'org', required: true, pattern: '[A-Za-z0-9_.\\-]{1,64}' });
+  show(h('h1', {}, 'No organisation yet'), h('form', { class: 'card stack', onsubmit: event => {
+    event.preventDefault();
+    if (!state.orgs.includes(org.value)) state.orgs.push(org.value);
+    go(org.value, 'keys');
+  } }, h('p', {}, 'An org exists once it has an API key. Name one, then create its first key.'),
+  h('label', {}, 'Org id', org), h('button', { type: 'submit' }, 'Continue')));
+}
+
+// ---- Overview ----------------------------------------------------------------------------
+async function overview(org) {
+  const o = await api('GET', orgPath(org, '/overview'));
+  const total = o.sources.reduce((sum, s) => sum + s.signals, 0);
+  const plan = o.usage.monthly_raw_signals;
+  const used = o.usage.used_this_month;
+  const dead = o.dead_letters;
+  show(h('h1', {}, `Overview · ${org}`), h('div', { class: 'grid' },
+    h('section', { class: 'card' }, h('h2', {}, 'Signals, last 24 h'), h('div', { class: 'stat', 'data-test': 'signals-24h' }, num(total)),
+      table([['Source'], ['Signals', 'num'], ['Attributed', 'num']],
+        o.sources.map(s => h('tr', {}, h('td', {}, s.source), h('td', { class: 'num' }, num(s.signals)), h('td', { class: 'num' }, num(s.attributed)))),
+        'No signals in the last 24 hours.')),
+    h('section', { class: 'card' }, h('h2', {}, 'Usage this month'),
+      h('div', { class: 'stat' }, num(used), plan ? h('span', { class: 'muted' }, ` of ${num(plan)}`) : h('span', { class: 'muted' }, ' (no plan limit)')),
+      plan ? h('div', { class: 'bar' }, h('span', { style: `width:${Math.min(100, (100 * used) / plan).toFixed(1)}%` })) : null,
+      h('h2', {}, 'Refusals, since yesterday'),
+      table([['Reason'], ['Signals', 'num']], o.refusals.map(r => h('tr', {}, h('td', {}, r.name), h('td', { class: 'num' }, num(r.signals)))), 'None.')),
+    h('section', { class: 'card' }, h('h2', {}, 'Dead letters, last 24 h'),
+      dead.total === null ? h('p', { class: 'warn' }, `Not counted: ${dead.unavailable}`)
+        : [h('div', { class: 'stat' }, num(dead.total)), table([['Reason'], ['Signals', 'num']],
+          Object.entries(dead.by_reason).map(([reason, n]) => h('tr', {}, h('td', {}, reason), h('td', { class: 'num' }, num(n)))), 'None.')]),
+    h('section', { class: 'card' }, h('h2', {}, 'Webhook health, last 24 h'),
+      table([['Endpoint'], ['State'], ['Delivered', 'num'], ['Failed attempts', 'num'], ['Last']],
+        o.webhooks.map(w => h('tr', {},
+          h('td', {}, h('a', { href: `#/orgs/${encodeURIComponent(org)}/webhook/${encodeURIComponent(w.subscription_id)}` }, w.url)),
+          h('td', {}, h('span', { class: `pill ${w.active ? 'ok' : 'bad'}` }, w.active ? 'active' : 'disabled'), w.disabled_reason ? h('div', { class: 'muted' }, w.disabled_reason) : null),
+          h('td', { class: 'num' }, num(w.delivered_24h)), h('td', { class: 'num' }, num(w.failed_attempts_24h)),
+          h('td', {}, w.last_status ? `${w.last_status} · ${when(w.last_attempt_ms)}` : '—'))),
+        'No webhooks.'))));
+}
+
+// ---- API keys ----------------------------------------------------------------------------
+const ENDPOINTS = ['signal_staging', 'collect', 'ingress', 'tracking'];
+async function keys(org) {
+  const { keys: list } = await api('GET', orgPath(org, '/keys'));
+  const name = h('input', { name: 'name', placeholder: 'Production website' });
+  const secret = h('input', { name: 'secret', placeholder: 'optional: sent as X-API-Secret' });
+  const expires = h('input', { name: 'expires', type: 'date' });
+  const boxes = ENDPOINTS.map(e => h('label', { class: 'row' }, h('input', { type: 'checkbox', value: e, name: 'endpoint' }), e));
+  const created = h('div', { id: 'created-key' });
+  const form = h('form', { class: 'card stack', id: 'new-key', onsubmit: event => {
+    event.preventDefault();
+    act(form.querySelector('button'), async () => {
+      const body = { name: name.value || null, secret: secret.value || null, endpoints: boxes.map(b => b.firstChild).filter(b => b.checked).map(b => b.value) };
+      if (expires.value) body.expires_at_ms = new Date(`${expires.value}T23:59:59Z`).getTime();
+      const key = await api('POST', orgPath(org, '/keys'), body);
+      const curl = [`curl -X POST "${state.session.public_url}/api/signal-staging/webhook/${key.key}" \\`,
+        '  -H "Content-Type: application/json" \\',
+        ...(body.secret ? [`  -H "X-API-Secret: ${body.secret}" \\`] : []),
+        `  -d '{"email": "test@example.com", "event": "test"}'`].join('\n');
+      created.replaceChildren(h('div', { class: 'card once' },
+        h('h2', {}, 'Your new key: copy it now, it is not shown again'),
+        h('pre', { 'data-test': 'new-key' }, key.key),
+        body.secret ? h('p', {}, 'Secret: ', h('code', { 'data-test': 'new-secret' }, body.secret)) : null,
+        h('p', {}, 'Try it:'), h('pre', { 'data-test': 'curl' }, curl),
+        h('button', { class: 'secondary', type: 'button', onclick: () => navigator.clipboard && navigator.clipboard.writeText(curl).then(() => toast('Copied')) }, 'Copy curl')));
+      if (!state.orgs.includes(org)) state.orgs.push(org);
+      await refresh();
+    });
+  } },
+  h('h2', {}, 'Create a key'), h('div', { class: 'row' }, h('label', {}, 'Name', name), h('label', {}, 'Secret', secret), h('label', {}, 'Expires (UTC)', expires)),
+  h('div', {}, h('span', { class: 'muted' }, 'Endpoint types (none ticked: all) '), h('div', { class: 'row' }, boxes)),
+  h('div', {}, h('button', { type: 'submit' }, 'Create key')));
+  const listing = h('section', { class: 'card', id: 'key-list' });
+  const draw = rows => listing.replaceChildren(h('h2', {}, 'Keys'), table([['Name'], ['Key'], ['Endpoints'], ['State'], ['Created'], ['Expires'], ['']],
+    rows.map(k => h('tr', { 'data-key-id': k.key_id },
+      h('td', {}, k.name || h('span', { class: 'muted' }, '—')), h('td', { class: 'mono' }, `${k.prefix}…`, k.has_secret ? h('div', { class: 'muted' }, 'with secret') : null),
+      h('td', {}, k.endpoints.length ? k.endpoints.join(', ') : 'all'),
+      h('td', {}, h('span', { class: `pill ${k.active ? 'ok' : 'bad'}` }, k.active ? 'active' : 'revoked')),
+      h('td', {}, when(k.created_at_ms)), h('td', {}, k.expires_at_ms ? when(k.expires_at_ms) : 'never'),
+      h('td', {}, k.active ? h('button', { class: 'danger', 'data-test': 'revoke', onclick: event => act(event.target, async () => {
+        if (!confirm(`Revoke ${k.name || k.prefix}? Senders using it are refused at once.`)) return;
+        await api('DELETE', orgPath(org, `/keys/${encodeURIComponent(k.key_id)}`));
+        toast('Key revoked');
+        await refresh();
+      }) }, 'Revoke') : null))), 'No keys yet.'));
+  const refresh = async () => draw((await api('GET', orgPath(org, '/keys'))).keys);
+  draw(list);
+  show(h('h1', {}, `API keys · ${org}`), form, created, listing);
+}
+
+// ---- Signal Queue ------------------------------------------------------------------------
+// A rule's conditions and mappings, guessed from a sample's structure (seed 001): the event's
+// own properties must exist, emails and traits map to the lead.
+function suggestRule(group) {
+  let sample = null;
+  try { sample = JSON.parse(group.sample); } catch (_) { /* cut at 4 KiB */ }
+  const paths = [];
+  const walk = (value, prefix, depth) => {
+    if (value === null || typeof value !== 'object' || Array.isArray(value) || depth > 3) { if (prefix) paths.push(prefix); return; }
+    for (const [key, inner] of Object.entries(value)) if (/^[A-Za-z0-9_$-]+$/.test(key)) walk(inner, prefix ? `${prefix}.${key}` : key, depth + 1);
+  };
+  walk(sample || {}, '', 0);
+  const conditions = paths.filter(p => p.startsWith('properties.') && !/email/i.test(p)).slice(0, 3).map(path => ({ path, op: 'exists' }));
+  const map = {};
+  const email = ['traits.email', 'properties.email', 'context.traits.email', 'email'].find(p => paths.includes(p)) || paths.find(p => /(^|\.)email$/i.test(p));
+  if (email) map.email = email;
+  for (const field of ['name', 'company', 'title']) {
+    const path = [`traits.${field}`, `properties.${field}`, `context.traits.${field}`].find(p => paths.includes(p));
+    if (path) map[field] = path;
+  }
+  return { name: `${group.event || 'Any event'} from ${group.source}`, source: group.source, event: group.event || null, conditions, map };
+}
+
+async function queue(org) {
+  const { groups } = await api('GET', orgPath(org, '/queue'));
+  show(h('h1', {}, `Signal Queue · ${org}`),
+    h('p', { class: 'muted' }, 'Signals no rule of yours mapped, by source and event. Create a rule from a group to map it.'),
+    h('section', { class: 'card' }, table([['Source'], ['Event'], ['Signals', 'num'], ['First seen'], ['Last seen'], ['Sample'], ['']],
+      groups.map(g => h('tr', { 'data-event': g.event, 'data-source': g.source },
+        h('td', {}, g.source), h('td', {}, g.event || h('span', { class: 'muted' }, '(none)')), h('td', { class: 'num' }, num(g.signals)),
+        h('td', {}, when(g.first_seen_ms)), h('td', {}, when(g.last_seen_ms)),
+        h('td', {}, h('details', {}, h('summary', {}, 'payload'), h('pre', {}, pretty(g.sample)))),
+        h('td', {}, h('button', { 'data-test': 'create-rule', onclick: () => { sessionStorage.setItem('draft', JSON.stringify(suggestRule(g))); go(org, 'rules', 'new'); } }, 'Create rule')))),
+      'The queue is empty: every signal matched a rule.')));
+}
+function pretty(text) { try { return JSON.stringify(JSON.parse(text), null, 2); } catch (_) { return text; } }
+
+// ---- Rules -------------------------------------------------------------------------------
+const OPS = ['exists', 'equals', 'contains', 'prefix', 'regex', 'in'];
+const FIELDS = ['email', 'name', 'company', 'title'];
+async function rules(org, id) {
+  const { rules: list } = await api('GET', orgPath(org, '/rules'));
+  const editing = id === 'new' ? JSON.parse(sessionStorage.getItem('draft') || 'null') || { name: '', conditions: [], map: {} }
+    : list.find(r => r.id === id);
+  sessionStorage.removeItem('draft');
+  const editor = editing ? ruleEditor(org, editing, id === 'new' ? null : id) : null;
+  const order = list.map(r => r.id);
+  const move = (index, by) => async event => act(event.target, async () => {
+    const next = order.slice();
+    [next[index], next[index + by]] = [next[index + by], next[index]];
+    await api('PUT', orgPath(org, '/rules/order'), { rule_ids: next });
+    toast('Order saved');
+    route();
+  });
+  show(h('h1', {}, `Rules · ${org}`), editor,
+    h('section', { class: 'card', id: 'rule-list' }, h('div', { class: 'row' }, h('h2', {}, 'Rules, in the order they apply'),
+      h('button', { class: 'secondary', onclick: () => go(org, 'rules', 'new') }, 'New rule')),
+    table([['#'], ['Name'], ['Source / event'], ['Conditions'], ['Maps'], ['']],
+      list.map((r, i) => h('tr', { 'data-rule-id': r.id },
+        h('td', {}, i + 1), h('td', {}, r.name), h('td', {}, `${r.source || 'any'} / ${r.event || 'any'}`),
+        h('td', { class: 'mono' }, (r.conditions || []).map(c => h('div', {}, `${c.path} ${c.op} ${c.value !== undefined ? JSON.stringify(c.value) : c.values ? JSON.stringify(c.values) : ''}`))),
+        h('td', { class: 'mono' }, Object.entries(r.map || {}).map(([f, p]) => h('div', {}, `${f} ← ${p}`))),
+        h('td', {}, h('div', { class: 'row' },
+          i > 0 ? h('button', { class: 'secondary', title: 'Earlier', onclick: move(i, -1) }, '↑') : null,
+          i < list.length - 1 ? h('button', { class: 'secondary', title: 'Later', onclick: move(i, 1) }, '↓') : null,
+          h('button', { class: 'secondary', onclick: () => go(org, 'rules', r.id) }, 'Edit'),
+          h('button', { class: 'danger', onclick: event => act(event.target, async () => {
+            if (!confirm(`Delete rule ${r.name}?`)) return;
+            await api('DELETE', orgPath(org, `/rules/${encodeURIComponent(r.id)}`));
+            toast('Rule deleted');
+            route();
+          }) }, 'Delete'))))),
+    'No rules yet: create one from the Signal Queue.')));
+}
+
+function ruleEditor(org, rule, id) {
+  const name = h('input', { name: 'rule-name', value: rule.name, required: true });
+  const source = h('input', { name: 'rule-source', value: rule.source || '', placeholder: 'any' });
+  const event = h('input', { name: 'rule-event', value: rule.event || '', placeholder: 'any' });
+  const conditions = h('div', { class: 'stack', id: 'conditions' });
+  const mappings = h('div', { class: 'stack', id: 'mappings' });
+  const addCondition = c => {
+    const op = h('select', { name: 'op' }, OPS.map(o => h('option', { value: o }, o)));
+    op.value = c.op || 'exists';
+    const shown = c.values !== undefined ? c.values.join(', ') : c.value !== undefined ? String(c.value) : '';
+    const line = h('div', { class: 'row condition' }, h('label', {}, 'Path', h('input', { name: 'path', value: c.path || '' })),
+      h('label', {}, 'Test', op), h('label', {}, 'Value', h('input', { name: 'value', value: shown, placeholder: 'in: a, b, c' })),
+      h('button', { type: 'button', class: 'danger', onclick: () => line.remove() }, '×'));
+    conditions.append(line);
+  };
+  const addMapping = (field, path) => {
+    const to = h('input', { name: 'field', value: field || '', list: 'lead-fields', placeholder: 'email, name, company, title, custom.x' });
+    const line = h('div', { class: 'row mapping' }, h('label', {}, 'Lead field', to), h('label', {}, 'From path', h('input', { name: 'from', value: path || '' })),
+      h('button', { type: 'button', class: 'danger', onclick: () => line.remove() }, '×'));
+    mappings.append(line);
+  };
+  (rule.conditions || []).forEach(addCondition);
+  Object.entries(rule.map || {}).forEach(([f, p]) => addMapping(f, p));
+  const scalar = text => (text === 'true' ? true : text === 'false' ? false : text !== '' && !Number.isNaN(Number(text)) ? Number(text) : text);
+  const spec = () => ({
+    name: name.value, source: source.value || null, event: event.value || null,
+    conditions: [...conditions.querySelectorAll('.condition')].map(line => {
+      const [path, op, value] = ['path', 'op', 'value'].map(n => line.querySelector(`[name=${n}]`).value);
+      if (op === 'exists') return { path, op };
+      if (op === 'in') return { path, op, values: value.split(',').map(v => scalar(v.trim())) };
+      return { path, op, value: op === 'equals' ? scalar(value) : value };
+    }),
+    map: Object.fromEntries([...mappings.querySelectorAll('.mapping')].map(line => [line.querySelector('[name=field]').value, line.querySelector('[name=from]').value])),
+  });
+  const result = h('div', { id: 'dry-run-result' });
+  const dryRun = h('button', { type: 'button', class: 'secondary', 'data-test': 'dry-run', onclick: e => act(e.target, async () => {
+    const run = await api('POST', orgPath(org, '/rules/dry-run'), spec());
+    result.replaceChildren(h('h2', {}, `Dry run: matches ${run.matched_groups} of ${run.samples.length} queue groups (${num(run.matched_signals)} signals)`),
+      table([['Source'], ['Event'], ['Signals', 'num'], ['Result']], run.samples.map(s => h('tr', { class: s.result.matches ? 'match' : '' },
+        h('td', {}, s.source), h('td', {}, s.event), h('td', { class: 'num' }, num(s.signals)),
+        h('td', {}, !s.result.checked ? h('span', { class: 'muted' }, s.result.why) : s.result.matches
+          ? h('div', { class: 'ok' }, 'maps ', h('code', {}, JSON.stringify(Object.assign(s.result.email ? { email: s.result.email } : {}, s.result.fields))))
+          : h('span', { class: 'muted' }, 'no match')))), 'The queue is empty.'));
+  }) }, 'Dry run on the queue');
+  const form = h('form', { class: 'card stack', id: 'rule-editor', onsubmit: e => {
+    e.preventDefault();
+    act(form.querySelector('[type=submit]'), async () => {
+      if (id) await api('PUT', orgPath(org, `/rules/${encodeURIComponent(id)}`), spec());
+      else await api('POST', orgPath(org, '/rules'), spec());
+      toast('Rule saved');
+      go(org, 'rules');
+    });
+  } },
+  h('h2', {}, id ? `Edit rule ${rule.name}` : 'New rule'),
+  h('div', { class: 'row' }, h('label', {}, 'Name', name), h('label', {}, 'Source', source), h('label', {}, 'Event', event)),
+  h('strong', {}, 'Conditions (all must hold)'), conditions,
+  h('div', {}, h('button', { type: 'button', class: 'secondary', onclick: () => addCondition({}) }, 'Add condition')),
+  h('strong', {}, 'Map to the lead'), mappings,
+  h('datalist', { id: 'lead-fields' }, FIELDS.map(f => h('option', { value: f }))),
+  h('div', {}, h('button', { type: 'button', class: 'secondary', onclick: () => addMapping() }, 'Add mapping')),
+  h('div', { class: 'row' }, dryRun, h('button', { type: 'submit', 'data-test': 'save-rule' }, 'Save rule'),
+    h('button', { type: 'button', class: 'secondary', onclick: () => go(org, 'rules') }, 'Cancel')),
+  result);
+  return form;
+}
+
+// ---- Live tail ---------------------------------------------------------------------------
+function stopTail() { if (state.tail) { state.tail.close(); state.tail = null; } }
+async function tail(org) {
+  const source = h('input', { name: 'tail-source', placeholder: 'any source' });
+  const event = h('input', { name: 'tail-event', placeholder: 'any event' });
+  const status = h('span', { class: 'pill', id: 'tail-status' }, 'connecting');
+  const list = h('div', { id: 'tail-list' });
+  let paused = false;
+  const pause = h('button', { type: 'button', class: 'secondary', id: 'tail-pause', onclick: () => {
+    paused = !paused;
+    pause.textContent = paused ? 'Resume' : 'Pause';
+    status.textContent = paused ? 'paused' : 'live';
+    if (paused) stopTail(); else connect();
+  } }, 'Pause');
+  const connect = () => {
+    stopTail();
+    const query = new URLSearchParams();
+    if (source.value) query.set('source', source.value);
+    if (event.value) query.set('event', event.value);
+    const stream = new EventSource(`${orgPath(org, '/tail')}?${query}`);
+    state.tail = stream;
+    status.textContent = 'connecting';
+    stream.addEventListener('ready', () => { status.textContent = 'live'; status.className = 'pill ok'; });
+    stream.addEventListener('signal', message => {
+      const { skipped, signal: s } = JSON.parse(message.data);
+      const mapped = s.mapped ? h('span', { class: 'pill ok' }, `mapped by ${(s.rules || []).join(', ')}`) : h('span', { class: 'pill' }, 'unmapped');
+      list.prepend(h('div', { class: 'signal', 'data-event': s.event, 'data-mapped': String(Boolean(s.mapped)) },
+        h('strong', {}, s.event || '(no event)'), ' ', h('span', { class: 'muted' }, `${s.source} · ${s.kind} · ${when(s.received_ms)}`), ' ', mapped,
+        s.email ? h('span', {}, ` · ${s.email}`) : null,
+        skipped ? h('span', { class: 'muted' }, ` (${skipped} more not shown)`) : null,
+        s.fields && Object.keys(s.fields).length ? h('div', { class: 'mono muted' }, JSON.stringify(s.fields)) : null));
+      while (list.childNodes.length > 200) list.lastChild.remove();
+    });
+    stream.onerror = () => { status.textContent = 'reconnecting'; status.className = 'pill bad'; };
+  };
+  const filters = h('form', { class: 'card row', onsubmit: e => { e.preventDefault(); list.replaceChildren(); connect(); } },
+    h('label', {}, 'Source', source), h('label', {}, 'Event', event), h('button', { type: 'submit' }, 'Filter'), pause);
+  show(h('h1', {}, `Live tail · ${org} `, status), h('p', { class: 'muted' }, 'Processed signals as they arrive, sampled to 20 a second while this page is open.'),
+    filters, h('section', { class: 'card' }, list));
+  connect();
+}
+
+// ---- Webhooks ----------------------------------------------------------------------------
+const EVENT_TYPES = ['signal.created', 'lead.created', 'lead.identified'];
+const eventBoxes = chosen => EVENT_TYPES.map(t => h('label', { class: 'row' }, h('input', { type: 'checkbox', value: t, name: 'event-type', checked: chosen.includes(t) }), t));
+const ticked = boxes => boxes.map(b => b.firstChild).filter(b => b.checked).map(b => b.value);
+
+async function webhooks(org) {
+  const { subscriptions } = await api('GET', orgPath(org, '/webhooks'));
+  const url = h('input', { name: 'url', type: 'url', required: true, placeholder: 'https://hooks.example.com/sigstage' });
+  const boxes = eventBoxes(EVENT_TYPES);
+  const created = h('div');
+  const form = h('form', { class: 'card stack', id: 'new-webhook', onsubmit: e => {
+    e.preventDefault();
+    act(form.querySelector('[type=submit]'), async () => {
+      const sub = await api('POST', orgPath(org, '/webhooks'), { url: url.value, events: ticked(boxes) });
+      created.replaceChildren(h('div', { class: 'card once' }, h('h2', {}, 'Signing secret: copy it now, it is not shown again'),
+        h('pre', { 'data-test': 'webhook-secret' }, sub.secret),
+        h('a', { href: `#/orgs/${encodeURIComponent(org)}/webhook/${encodeURIComponent(sub.subscription_id)}`, 'data-test': 'webhook-link' }, 'Open its page')));
+    });
+  } }, h('h2', {}, 'Add an endpoint'), h('label', {}, 'URL', url), h('div', { class: 'row' }, boxes), h('div', {}, h('button', { type: 'submit' }, 'Create webhook')));
+  show(h('h1', {}, `Webhooks · ${org}`), form, created, h('section', { class: 'card' }, table([['Endpoint'], ['Events'], ['State'], ['']],
+    subscriptions.map(s => h('tr', {}, h('td', {}, h('a', { href: `#/orgs/${encodeURIComponent(org)}/webhook/${encodeURIComponent(s.subscription_id)}` }, s.url)),
+      h('td', {}, s.event_types.join(', ')), h('td', {}, h('span', { class: `pill ${s.active ? 'ok' : 'bad'}` }, s.active ? 'active' : 'disabled')),
+      h('td', {}, toggle(org, s)))), 'No webhooks yet.')));
+}
+function toggle(org, s) {
+  return h('button', { class: 'secondary', 'data-test': 'toggle', onclick: e => act(e.target, async () => {
+    await api('POST', orgPath(org, `/webhooks/${encodeURIComponent(s.subscription_id)}/${s.active ? 'disable' : 'enable'}`));
+    toast(s.active ? 'Disabled' : 'Enabled');
+    route();
+  }) }, s.active ? 'Disable' : 'Enable');
+}
+
+async function webhook(org, id) {
+  const { subscriptions } = await api('GET', orgPath(org, '/webhooks'));
+  const s = subscriptions.find(x => x.subscription_id === id);
+  if (!s) return show(h('p', { class: 'error' }, `No webhook ${id} in ${org}.`));
+  const base = orgPath(org, `/webhooks/${encodeURIComponent(id)}`);
+  const url = h('input', { name: 'url', type: 'url', value: s.url, required: true });
+  const boxes = eventBoxes(s.event_types);
+  const since = h('input', { name: 'since', type: 'datetime-local' });
+  const history = h('section', { class: 'card', id: 'deliveries' });
+  const load = async () => {
+    const { deliveries } = await api('GET', `${base}/deliveries`);
+    history.replaceChildren(h('div', { class: 'row' }, h('h2', {}, 'Delivery history'), h('button', { class: 'secondary', id: 'refresh-deliveries', onclick: e => act(e.target, load) }, 'Refresh')),
+      table([['When'], ['Event'], ['Attempt', 'num'], ['Status'], ['Duration', 'num'], ['Failures', 'num'], ['Response'], ['']],
+        deliveries.map(d => h('tr', { 'data-outcome': d.outcome, 'data-event-type': d.event_type },
+          h('td', {}, when(d.attempted_ms)), h('td', { class: 'mono' }, d.event_type, h('div', { class: 'muted' }, d.event_id)),
+          h('td', { class: 'num' }, d.attempt), h('td', {}, h('span', { class: `pill ${d.outcome === 'delivered' ? 'ok' : 'bad'}` }, d.status_code || d.outcome), h('div', { class: 'muted' }, d.outcome)),
+          h('td', { class: 'num' }, `${d.duration_ms} ms`), h('td', { class: 'num' }, d.failure_count),
+          h('td', {}, h('code', {}, (d.response_body || d.error || '').slice(0, 200))),
+          h('td', {}, h('button', { class: 'secondary', onclick: e => act(e.target, async () => {
+            await api('POST', `${base}/resend/${encodeURIComponent(d.event_id)}`);
+            toast('Queued again');
+          }) }, 'Re-send')))), 'Nothing delivered yet.'));
+  };
+  const edit = h('form', { class: 'card stack', onsubmit: e => {
+    e.preventDefault();
+    act(edit.querySelector('[type=submit]'), async () => { await api('PUT', base, { url: url.value, events: ticked(boxes) }); toast('Saved'); });
+  } }, h('h2', {}, 'Endpoint'), h('label', {}, 'URL', url), h('div', { class: 'row' }, boxes),
+  h('div', { class: 'row' }, h('button', { type: 'submit' }, 'Save'), toggle(org, s),
+    h('button', { type: 'button', class: 'secondary', 'data-test': 'send-test', onclick: e => act(e.target, async () => {
+      await api('POST', `${base}/test`);
+      toast('Test event queued');
+    }) }, 'Send test event')));
+  const recover = h('form', { class: 'card row', onsubmit: e => {
+    e.preventDefault();
+    act(recover.querySelector('button'), async () => {
+      const { queued } = await api('POST', `${base}/recover`, { since_ms: new Date(since.value).getTime() });
+      toast(`${queued} events queued again`);
+    });
+  } }, h('label', {}, 'Recover everything not delivered since', since), h('button', { type: 'submit' }, 'Recover'));
+  show(h('h1', {}, 'Webhook ', h('span', { class: 'mono' }, id)),
+    s.active ? null : h('p', { class: 'bad' }, `Disabled${s.disabled_reason ? ': ' + s.disabled_reason : ''}`), edit, recover, history);
+  await load();
+}
+
+// ---- Limits and usage --------------------------------------------------------------------
+async function limits(org) {
+  const [current, daily, monthly] = await Promise.all([api('GET', orgPath(org, '/limits')),
+    api('GET', orgPath(org, '/usage?days=31')), api('GET', orgPath(org, '/usage?days=400&by=month'))]);
+  const rate = h('input', { name: 'rps', type: 'number', min: 0, value: current.rate ? current.rate.requests_per_second : '' });
+  const burst = h('input', { name: 'burst', type: 'number', min: 1, value: current.rate ? current.rate.burst : '' });
+  const plan = h('input', { name: 'plan', type: 'number', min: 0, value: current.plan ? current.plan.monthly_raw_signals : '' });
+  const overages = h('input', { name: 'overages', type: 'checkbox', checked: Boolean(current.plan && current.plan.allow_overages) });
+  const form = h('form', { class: 'card stack', onsubmit: e => {
+    e.preventDefault();
+    act(form.querySelector('button'), async () => {
+      const body = { allow_overages: overages.checked, monthly_raw_signals: Number(plan.value || 0) };
+      if (rate.value !== '') body.requests_per_second = Number(rate.value);
+      if (burst.value !== '' && rate.value !== '0') body.burst = Number(burst.value);
+      await api('PUT', orgPath(org, '/limits'), body);
+      toast('Limits saved');
+      route();
+    });
+  } }, h('h2', {}, 'Limits'), h('div', { class: 'row' }, h('label', {}, 'Requests per second (0: none)', rate), h('label', {}, 'Burst', burst),
+    h('label', {}, 'Raw signals a month (0: unlimited)', plan), h('label', { class: 'row' }, overages, 'Allow overages')),
+  h('p', { class: 'muted' }, `Used this month: ${num(current.used_this_month)}`), h('div', {}, h('button', { type: 'submit' }, 'Save limits')));
+  const usage = (rows, label) => {
+    const outcomes = [...new Set(rows.map(r => r.outcome))].sort();
+    const periods = [...new Set(rows.map(r => r.day))].sort().reverse();
+    return table([[label], ...outcomes.map(o => [o, 'num'])], periods.map(p => h('tr', {}, h('td', {}, p.slice(0, label === 'Month' ? 7 : 10)),
+      outcomes.map(o => h('td', { class: 'num' }, num((rows.find(r => r.day === p && r.outcome === o) || {}).signals || 0))))), 'No usage yet.');
+  };
+  show(h('h1', {}, `Limits & usage · ${org}`), form, h('div', { class: 'grid' },
+    h('section', { class: 'card' }, h('h2', {}, 'Per month'), usage(monthly.usage, 'Month')),
+    h('section', { class: 'card' }, h('h2', {}, 'Per day, last 31 days'), usage(daily.usage, 'Day'))));
+}
+
+// ---- start -------------------------------------------------------------------------------
+window.addEventListener('hashchange', route);
+document.addEventListener('DOMContentLoaded', async () => {
+  document.getElementById('org-picker').addEventListener('change', e => go(e.target.value, current().page === 'new-org' ? 'overview' : current().page));
+  document.getElementById('sign-out').addEventListener('click', async () => {
+    await api('DELETE', '/console/session').catch(() => null);
+    state.session = null;
+    signIn('Signed out.');
+  });
+  try {
+    state.session = await api('GET', '/console/session');
+    await start();
+  } catch (_) { signIn(); }
+});

@@ -1,0 +1,157 @@
+//! `/api/admin/orgs/{org}/rules` and `/queue`: an org's mapping rules (list, add, replace,
+//! reorder, remove, and a dry run on the signal queue's samples before saving) and the queue of
+//! signals no rule matched.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use schemas::mapping::{Compiled, Mapping};
+use schemas::rules::{Rule, RuleSpec};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{body, error, Admin};
+use crate::control::queue;
+use crate::control::rules::{self, RuleAdminError};
+
+impl IntoResponse for RuleAdminError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            RuleAdminError::InvalidOrg(_) | RuleAdminError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_rule"),
+            RuleAdminError::NotFound { .. } => (StatusCode::NOT_FOUND, "rule_not_found"),
+            RuleAdminError::Random(_) | RuleAdminError::ClickHouse(_) => {
+                tracing::error!(error = %self, "admin API request failed");
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+            }
+        };
+        match self {
+            RuleAdminError::Invalid(problems) => {
+                (status, Json(json!({"error": code, "message": "the rule is not valid", "problems": problems})))
+                    .into_response()
+            }
+            other => error(status, code, other.to_string()),
+        }
+    }
+}
+
+fn answer<T: serde::Serialize>(status: StatusCode, result: Result<T, RuleAdminError>) -> Response {
+    match result {
+        Ok(value) => (status, Json(value)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+pub async fn list(State(admin): State<Admin>, Path(org): Path<String>) -> Response {
+    answer(StatusCode::OK, rules::list(&admin.client, Some(&org)).await.map(|rules| json!({"rules": rules})))
+}
+
+pub async fn add(
+    State(admin): State<Admin>,
+    Path(org): Path<String>,
+    spec: Result<Json<RuleSpec>, JsonRejection>,
+) -> Response {
+    match body(spec, "invalid_rule") {
+        Ok(spec) => answer(StatusCode::CREATED, rules::add(&admin.client, &org, spec).await),
+        Err(refused) => refused,
+    }
+}
+
+pub async fn update(
+    State(admin): State<Admin>,
+    Path((org, rule_id)): Path<(String, String)>,
+    spec: Result<Json<RuleSpec>, JsonRejection>,
+) -> Response {
+    match body(spec, "invalid_rule") {
+        Ok(spec) => answer(StatusCode::OK, rules::update(&admin.client, &org, &rule_id, spec).await),
+        Err(refused) => refused,
+    }
+}
+
+pub async fn remove(State(admin): State<Admin>, Path((org, rule_id)): Path<(String, String)>) -> Response {
+    answer(StatusCode::OK, rules::remove(&admin.client, &org, &rule_id).await)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Order {
+    rule_ids: Vec<String>,
+}
+
+pub async fn reorder(
+    State(admin): State<Admin>,
+    Path(org): Path<String>,
+    order: Result<Json<Order>, JsonRejection>,
+) -> Response {
+    match body(order, "invalid_order") {
+        Ok(order) => answer(
+            StatusCode::OK,
+            rules::reorder(&admin.client, &org, &order.rule_ids).await.map(|rules| json!({"rules": rules})),
+        ),
+        Err(refused) => refused,
+    }
+}
+
+pub async fn queue(State(admin): State<Admin>, Path(org): Path<String>) -> Response {
+    match queue::list(&admin.client, &org).await {
+        Ok(groups) => Json(json!({"groups": groups})).into_response(),
+        Err(error) => RuleAdminError::ClickHouse(error).into_response(),
+    }
+}
+
+/// Runs a rule, unsaved, over the sample of every group in the org's signal queue: which
+/// groups it would match, and what it would map from each sample (its own mappings first, then
+/// the defaults, as the stream applies them).
+pub async fn dry_run(
+    State(admin): State<Admin>,
+    Path(org): Path<String>,
+    spec: Result<Json<RuleSpec>, JsonRejection>,
+) -> Response {
+    let spec = match body(spec, "invalid_rule") {
+        Ok(spec) => spec,
+        Err(refused) => return refused,
+    };
+    let problems = spec.problems();
+    if !problems.is_empty() {
+        return RuleAdminError::Invalid(problems).into_response();
+    }
+    let rule = Rule { id: "dry-run".to_owned(), org_id: org.clone(), created_ms: 0, spec };
+    let compiled = match Compiled::new(&rule) {
+        Ok(compiled) => [compiled],
+        Err(problem) => return RuleAdminError::Invalid(vec![problem]).into_response(),
+    };
+    let groups = match queue::list(&admin.client, &org).await {
+        Ok(groups) => groups,
+        Err(error) => return RuleAdminError::ClickHouse(error).into_response(),
+    };
+    let mut samples = Vec::with_capacity(groups.len());
+    let (mut matched_groups, mut matched_signals) = (0u64, 0u64);
+    for group in groups {
+        let mut bytes = group.sample.clone().into_bytes();
+        let outcome = match simd_json::to_borrowed_value(&mut bytes) {
+            Err(_) => json!({"checked": false, "why": "the sample was cut at 4 KiB: not whole JSON"}),
+            Ok(signal) if compiled[0].matches(&group.source, &group.event, &signal) => {
+                let mapping = Mapping { rules: &compiled, matched: &[0] };
+                let email = mapping
+                    .first("email", &signal)
+                    .and_then(|value| simd_json::prelude::ValueAsScalar::as_str(value).map(str::to_owned));
+                let mut fields = Vec::new();
+                mapping.write_fields(&signal, &mut fields);
+                matched_groups += 1;
+                matched_signals += group.signals;
+                let fields: serde_json::Value = serde_json::from_slice(&fields).unwrap_or_default();
+                json!({"checked": true, "matches": true, "email": email, "fields": fields})
+            }
+            Ok(_) => json!({"checked": true, "matches": false}),
+        };
+        samples
+            .push(json!({"source": group.source, "event": group.event, "signals": group.signals, "result": outcome}));
+    }
+    Json(json!({
+        "matched_groups": matched_groups,
+        "matched_signals": matched_signals,
+        "samples": samples,
+    }))
+    .into_response()
+}

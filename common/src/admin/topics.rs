@@ -1,0 +1,213 @@
+//! What the admin API reads from Kafka: the live tail of an org's processed signals (server-sent
+//! events) and the count of its dead letters. Both use a reader of their own, which joins no
+//! group and exists only while it is needed, so ingestion never waits for them.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{error, Admin};
+use crate::kafka::{self, topics, ReaderContext};
+
+/// Signals a tail sends per second at most; the others are counted as skipped.
+const TAIL_PER_SECOND: u32 = 20;
+/// Tails open at once per process; more are refused.
+const MAX_TAILS: usize = 8;
+static TAILS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_TAILS);
+
+/// A reader assigned to every partition of `topic`, each at the offset `start` gives it.
+async fn reader_on(
+    admin: &Admin,
+    topic: &str,
+    start: impl Fn(i32) -> Offset + Send + 'static,
+) -> Result<(Arc<StreamConsumer<ReaderContext>>, String), String> {
+    let Some(config) = admin.kafka.clone() else {
+        return Err("this process was started without Kafka settings".to_owned());
+    };
+    let topic = config.topic(topic);
+    let consumer = Arc::new(kafka::reader(&config).map_err(|e| e.to_string())?);
+    let (assigning, name) = (Arc::clone(&consumer), topic.clone());
+    tokio::task::spawn_blocking(move || {
+        let metadata = assigning.fetch_metadata(Some(&name), Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len() as i32);
+        if partitions == 0 {
+            return Err(format!("topic {name} has no partitions: has sigstage started on this cluster?"));
+        }
+        let mut list = TopicPartitionList::new();
+        for partition in 0..partitions {
+            list.add_partition_offset(&name, partition, start(partition)).map_err(|e| e.to_string())?;
+        }
+        assigning.assign(&list).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    Ok((consumer, topic))
+}
+
+#[derive(Deserialize)]
+pub struct TailQuery {
+    source: Option<String>,
+    event: Option<String>,
+}
+
+/// `GET …/tail`: the org's processed signals from now on, as `signal` events (source, event,
+/// kind, whether a rule mapped it, its rules, email and mapped fields), at most
+/// [`TAIL_PER_SECOND`] a second; `skipped` says how many were left out before each. A `ready`
+/// event comes first, once the reader is in place.
+pub async fn tail(State(admin): State<Admin>, Path(org): Path<String>, Query(filter): Query<TailQuery>) -> Response {
+    let Ok(permit) = TAILS.try_acquire() else {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_tails",
+            format!("at most {MAX_TAILS} live tails at once"),
+        );
+    };
+    let (consumer, _) = match reader_on(&admin, topics::SIGNALS_PROCESSED, |_| Offset::End).await {
+        Ok(reader) => reader,
+        Err(why) => return error(StatusCode::SERVICE_UNAVAILABLE, "tail_unavailable", why),
+    };
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Event>(64);
+    tokio::spawn(async move {
+        let _permit = permit;
+        let prefix = format!("{org}:");
+        let (mut window, mut sent, mut skipped) = (tokio::time::Instant::now(), 0u32, 0u64);
+        if sender.send(Event::default().event("ready").data("{}")).await.is_err() {
+            return;
+        }
+        loop {
+            let message = tokio::select! {
+                () = sender.closed() => return,
+                message = consumer.recv() => message,
+            };
+            let Ok(message) = message else { continue }; // a partition's end, or a passing error
+            if !message.key().is_some_and(|key| key.starts_with(prefix.as_bytes())) {
+                continue;
+            }
+            let Some(shown) = message.payload().and_then(|payload| shown(payload, &filter)) else { continue };
+            if window.elapsed() >= Duration::from_secs(1) {
+                (window, sent) = (tokio::time::Instant::now(), 0);
+            }
+            if sent >= TAIL_PER_SECOND {
+                skipped += 1;
+                continue;
+            }
+            sent += 1;
+            let data = json!({"skipped": skipped, "signal": shown});
+            skipped = 0;
+            if sender.send(Event::default().event("signal").data(data.to_string())).await.is_err() {
+                return;
+            }
+        }
+    });
+    let events = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|event| (Ok::<_, Infallible>(event), receiver))
+    });
+    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// What the tail shows of a processed record, if it passes the filter.
+fn shown(payload: &[u8], filter: &TailQuery) -> Option<serde_json::Value> {
+    let record: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let text = |name: &str| record.get(name).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+    let (source, event) = (text("source"), text("event"));
+    let wanted = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w.is_empty() || w == have);
+    if !wanted(&filter.source, &source) || !wanted(&filter.event, &event) {
+        return None;
+    }
+    Some(json!({
+        "signal_id": record.get("signal_id").map(ToString::to_string),
+        "source": source,
+        "event": event,
+        "kind": record.get("kind"),
+        "mapped": record.get("mapped"),
+        "rules": record.get("rules"),
+        "hot": record.get("hot"),
+        "email": record.get("email"),
+        "anonymous_id": record.get("anonymous_id"),
+        "fields": record.get("fields"),
+        "received_ms": record.get("received_ms"),
+    }))
+}
+
+/// The org's dead letters since `since_ms`, by reason: `{"total", "by_reason"}`, or why they
+/// could not be counted. Reads at most 100 000 records and 5 seconds.
+pub async fn dead_letters(admin: &Admin, org: &str, since_ms: u64) -> serde_json::Value {
+    match count_dead(admin, org, since_ms).await {
+        Ok((total, by_reason, complete)) => json!({"total": total, "by_reason": by_reason, "complete": complete}),
+        Err(why) => json!({"total": null, "unavailable": why}),
+    }
+}
+
+async fn count_dead(admin: &Admin, org: &str, since_ms: u64) -> Result<(u64, BTreeMap<String, u64>, bool), String> {
+    let (consumer, topic) = reader_on(admin, topics::SIGNALS_DLQ, |_| Offset::Beginning).await?;
+    // Start each partition at the first record since `since_ms`, and know where it ends.
+    let (seeking, name) = (Arc::clone(&consumer), topic.clone());
+    let ends = tokio::task::spawn_blocking(move || {
+        let assigned = seeking.assignment().map_err(|e| e.to_string())?;
+        let mut times = TopicPartitionList::new();
+        for element in assigned.elements() {
+            times
+                .add_partition_offset(&name, element.partition(), Offset::Offset(since_ms as i64))
+                .map_err(|e| e.to_string())?;
+        }
+        let starts = seeking.offsets_for_times(times, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        let mut ends = Vec::new();
+        for element in starts.elements() {
+            let (_, high) = seeking
+                .fetch_watermarks(&name, element.partition(), Duration::from_secs(5))
+                .map_err(|e| e.to_string())?;
+            let start = match element.offset() {
+                Offset::Offset(start) => start,
+                _ => high, // nothing since then
+            };
+            if start < high {
+                ends.push((element.partition(), high));
+            }
+        }
+        seeking.assign(&starts).map_err(|e| e.to_string())?;
+        Ok::<_, String>(ends)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let mut open: BTreeMap<i32, i64> = ends.into_iter().collect();
+    let (mut total, mut by_reason, mut read) = (0u64, BTreeMap::new(), 0u32);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let prefix = format!("{org}:");
+    while !open.is_empty() && read < 100_000 {
+        let Ok(message) = tokio::time::timeout_at(deadline, consumer.recv()).await else { break };
+        let message = match message {
+            Ok(message) => message,
+            Err(rdkafka::error::KafkaError::PartitionEOF(partition)) => {
+                // Transaction markers end a partition without a record to read.
+                open.remove(&partition);
+                continue;
+            }
+            Err(_) => continue,
+        };
+        read += 1;
+        if open.get(&message.partition()).is_some_and(|&end| message.offset() + 1 >= end) {
+            open.remove(&message.partition());
+        }
+        if message.key().is_some_and(|key| key.starts_with(prefix.as_bytes())) {
+            total += 1;
+            let reason = message
+                .headers()
+                .and_then(|headers| headers.iter().find(|h| h.key == schemas::record::headers::DLQ_REASON))
+                .and_then(|header| header.value)
+                .map_or("unknown".into(), |value| String::from_utf8_lossy(value).into_owned());
+            *by_reason.entry(reason).or_insert(0u64) += 1;
+        }
+    }
+    Ok((total, by_reason, open.is_empty()))
+}
