@@ -18,6 +18,7 @@ test:
 	cargo fmt --all -- --check
 	scripts/chdb/check.sh
 	scripts/sdk-clients.sh
+	scripts/browser.sh
 	SIGSTAGE_KAFKA_BROKERS=127.0.0.1:9093 cargo test --workspace --all-targets --no-fail-fast
 
 stack-up:

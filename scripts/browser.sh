@@ -12,6 +12,7 @@ say() { echo "browser: $*" >&2; }
 die() { echo "browser: error: $*" >&2; exit 1; }
 need() { command -v "$1" >/dev/null || die "$1 is missing: install $2"; }
 need npm "Node.js 20 or later with npm"
+need curl "curl (apt-get install curl): the console test sends the curl the console shows"
 stamp() { cat "$@" | sha256sum | cut -c1-16; }
 
 # --- Debian's Chromium --------------------------------------------------------------------

@@ -7,6 +7,7 @@ mod attribution;
 mod brokers;
 mod clickhouse_io;
 mod config_errors;
+mod console_browser;
 mod edge_auth_limits;
 mod edge_broker_outage;
 mod edge_collect_activity;

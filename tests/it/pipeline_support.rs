@@ -119,6 +119,8 @@ pub struct Ready {
     pub child: Child,
     /// The address of its HTTP listener, from the ready line.
     pub addr: String,
+    /// The address of its admin listener, when it was given an admin token.
+    pub admin: Option<String>,
     /// Everything it logs, once it has exited.
     pub logs: tokio::task::JoinHandle<String>,
 }
@@ -149,6 +151,8 @@ pub async fn start_ready(
         logs
     });
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let with_admin =
+        vars.contains_key("SIGSTAGE_ADMIN_TOKEN") || extra.iter().any(|(name, _)| *name == "SIGSTAGE_ADMIN_TOKEN");
     let addr = loop {
         let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
             .await
@@ -166,8 +170,15 @@ pub async fn start_ready(
             }
         }
     };
+    // The admin listener's line follows the ready line.
+    let admin = match with_admin {
+        true => lines.next_line().await.ok().flatten().and_then(|line| {
+            line.strip_prefix("admin API on http://").and_then(|rest| rest.split('/').next()).map(str::to_owned)
+        }),
+        false => None,
+    };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Ready { child, addr, logs })
+    Ok(Ready { child, addr, admin, logs })
 }
 
 impl Ready {

@@ -139,6 +139,38 @@ async fn poison_records_go_to_the_dlq_and_the_partition_moves_on() {
     assert_eq!(too_large.payload().map(<[u8]>::len), Some(common::kafka::DEAD_LETTER_MAX_BYTES), "cut to fit");
     let processed = read_records(&edge.db.config, &edge.topic(topics::SIGNALS_PROCESSED), 1).await;
     assert_eq!(payload_json(&processed[0])["event"], "after");
+
+    // The admin API's overview counts the org's dead letters from the topic, by reason.
+    let dead_letters = |org: &'static str| {
+        let settings = common::admin::Settings {
+            kafka: Some(edge.db.config.kafka.clone()),
+            tokens: vec![common::config::AdminToken {
+                id: "admin".into(),
+                read_only: false,
+                org: None,
+                secret: common::config::Secret::new("admin-token-of-the-dlq-test"),
+            }],
+            public_url: String::new(),
+        };
+        let router = common::admin::router(edge.db.client.clone(), settings);
+        async move {
+            use tower::ServiceExt;
+            let request = axum::http::Request::get(format!("/api/admin/orgs/{org}/overview"))
+                .header("authorization", "Bearer admin-token-of-the-dlq-test")
+                .body(axum::body::Body::empty())
+                .expect("request");
+            let response = router.oneshot(request).await.expect("answer");
+            assert_eq!(response.status(), 200);
+            let body = http_body_util::BodyExt::collect(response.into_body()).await.expect("body").to_bytes();
+            serde_json::from_slice::<Value>(&body).expect("JSON")["dead_letters"].clone()
+        }
+    };
+    assert_eq!(
+        dead_letters("acme").await,
+        serde_json::json!({"total": 4, "complete": true,
+            "by_reason": {"invalid_json": 1, "invalid_utf8": 1, "missing_org_header": 1, "too_large": 1}})
+    );
+    assert_eq!(dead_letters("globex").await["total"], 0);
     processor.stop().await;
 }
 

@@ -26,33 +26,40 @@ const TAIL_PER_SECOND: u32 = 20;
 const MAX_TAILS: usize = 8;
 static TAILS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_TAILS);
 
-/// A reader assigned to every partition of `topic`, each at the offset `start` gives it.
-async fn reader_on(
+/// A reader and the partitions of `topic` (its full name), each at the offset `start` gives:
+/// the partitions it should read, not yet assigned.
+async fn reader_for(
     admin: &Admin,
     topic: &str,
-    start: impl Fn(i32) -> Offset + Send + 'static,
-) -> Result<(Arc<StreamConsumer<ReaderContext>>, String), String> {
+    start: impl Fn(&StreamConsumer<ReaderContext>, TopicPartitionList) -> Result<TopicPartitionList, String>
+        + Send
+        + 'static,
+) -> Result<(Arc<StreamConsumer<ReaderContext>>, TopicPartitionList), String> {
     let Some(config) = admin.kafka.clone() else {
         return Err("this process was started without Kafka settings".to_owned());
     };
     let topic = config.topic(topic);
     let consumer = Arc::new(kafka::reader(&config).map_err(|e| e.to_string())?);
-    let (assigning, name) = (Arc::clone(&consumer), topic.clone());
-    tokio::task::spawn_blocking(move || {
-        let metadata = assigning.fetch_metadata(Some(&name), Duration::from_secs(5)).map_err(|e| e.to_string())?;
-        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len() as i32);
-        if partitions == 0 {
-            return Err(format!("topic {name} has no partitions: has sigstage started on this cluster?"));
+    let asking = Arc::clone(&consumer);
+    // Asked before anything is assigned: a fetch in flight would hold each question up to
+    // the broker's fetch wait.
+    let partitions = tokio::task::spawn_blocking(move || {
+        let metadata = asking.fetch_metadata(Some(&topic), Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        let count = metadata.topics().first().map_or(0, |t| t.partitions().len() as i32);
+        if count == 0 {
+            return Err(format!("topic {topic} has no partitions: has sigstage started on this cluster?"));
         }
         let mut list = TopicPartitionList::new();
-        for partition in 0..partitions {
-            list.add_partition_offset(&name, partition, start(partition)).map_err(|e| e.to_string())?;
+        for partition in 0..count {
+            list.add_partition_offset(&topic, partition, Offset::End).map_err(|e| e.to_string())?;
         }
-        assigning.assign(&list).map_err(|e| e.to_string())
+        let list = start(&asking, list)?;
+        asking.assign(&list).map_err(|e| e.to_string())?;
+        Ok(list)
     })
     .await
     .map_err(|e| e.to_string())??;
-    Ok((consumer, topic))
+    Ok((consumer, partitions))
 }
 
 #[derive(Deserialize)]
@@ -73,7 +80,7 @@ pub async fn tail(State(admin): State<Admin>, Path(org): Path<String>, Query(fil
             format!("at most {MAX_TAILS} live tails at once"),
         );
     };
-    let (consumer, _) = match reader_on(&admin, topics::SIGNALS_PROCESSED, |_| Offset::End).await {
+    let (consumer, _) = match reader_for(&admin, topics::SIGNALS_PROCESSED, |_, at_end| Ok(at_end)).await {
         Ok(reader) => reader,
         Err(why) => return error(StatusCode::SERVICE_UNAVAILABLE, "tail_unavailable", why),
     };
@@ -150,37 +157,24 @@ pub async fn dead_letters(admin: &Admin, org: &str, since_ms: u64) -> serde_json
 }
 
 async fn count_dead(admin: &Admin, org: &str, since_ms: u64) -> Result<(u64, BTreeMap<String, u64>, bool), String> {
-    let (consumer, topic) = reader_on(admin, topics::SIGNALS_DLQ, |_| Offset::Beginning).await?;
-    // Start each partition at the first record since `since_ms`, and know where it ends.
-    let (seeking, name) = (Arc::clone(&consumer), topic.clone());
-    let ends = tokio::task::spawn_blocking(move || {
-        let assigned = seeking.assignment().map_err(|e| e.to_string())?;
-        let mut times = TopicPartitionList::new();
-        for element in assigned.elements() {
-            times
-                .add_partition_offset(&name, element.partition(), Offset::Offset(since_ms as i64))
-                .map_err(|e| e.to_string())?;
-        }
-        let starts = seeking.offsets_for_times(times, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-        let mut ends = Vec::new();
+    // Each partition from its first record since `since_ms`; one with none since is left out.
+    let since = move |consumer: &StreamConsumer<ReaderContext>, mut list: TopicPartitionList| {
+        list.set_all_offsets(Offset::Offset(since_ms as i64)).map_err(|e| e.to_string())?;
+        let starts = consumer.offsets_for_times(list, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        let mut reading = TopicPartitionList::new();
         for element in starts.elements() {
-            let (_, high) = seeking
-                .fetch_watermarks(&name, element.partition(), Duration::from_secs(5))
-                .map_err(|e| e.to_string())?;
-            let start = match element.offset() {
-                Offset::Offset(start) => start,
-                _ => high, // nothing since then
-            };
-            if start < high {
-                ends.push((element.partition(), high));
+            if let Offset::Offset(start) = element.offset() {
+                reading
+                    .add_partition_offset(element.topic(), element.partition(), Offset::Offset(start))
+                    .map_err(|e| e.to_string())?;
             }
         }
-        seeking.assign(&starts).map_err(|e| e.to_string())?;
-        Ok::<_, String>(ends)
-    })
-    .await
-    .map_err(|e| e.to_string())??;
-    let mut open: BTreeMap<i32, i64> = ends.into_iter().collect();
+        Ok(reading)
+    };
+    let (consumer, reading) = reader_for(admin, topics::SIGNALS_DLQ, since).await?;
+    // Read until every partition reports its end (transaction markers may end one without a
+    // record), at most 100 000 records and 5 seconds.
+    let mut open: std::collections::BTreeSet<i32> = reading.elements().iter().map(|e| e.partition()).collect();
     let (mut total, mut by_reason, mut read) = (0u64, BTreeMap::new(), 0u32);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let prefix = format!("{org}:");
@@ -189,16 +183,12 @@ async fn count_dead(admin: &Admin, org: &str, since_ms: u64) -> Result<(u64, BTr
         let message = match message {
             Ok(message) => message,
             Err(rdkafka::error::KafkaError::PartitionEOF(partition)) => {
-                // Transaction markers end a partition without a record to read.
                 open.remove(&partition);
                 continue;
             }
             Err(_) => continue,
         };
         read += 1;
-        if open.get(&message.partition()).is_some_and(|&end| message.offset() + 1 >= end) {
-            open.remove(&message.partition());
-        }
         if message.key().is_some_and(|key| key.starts_with(prefix.as_bytes())) {
             total += 1;
             let reason = message

@@ -3,7 +3,7 @@
 // #/orgs/{org}/{page}[/{id}].
 'use strict';
 
-const state = { session: null, orgs: [], tail: null };
+const state = { session: null, orgs: [], tail: null, view: 0 };
 const main = () => document.getElementById('main');
 
 // ---- DOM ---------------------------------------------------------------------------------
@@ -22,7 +22,13 @@ function h(tag, attrs, ...children) {
   }
   return el;
 }
-function show(...nodes) { main().replaceChildren(...nodes); }
+function show(...nodes) { main().replaceChildren(...nodes); return true; }
+// A page's own `show`: it draws only while the page is still the one routed to, so a slow
+// answer for a page the user has left never replaces the page they are on.
+function view() {
+  const mine = state.view;
+  return (...nodes) => mine === state.view && show(...nodes);
+}
 function toast(text) {
   const el = document.getElementById('toast');
   el.textContent = text;
@@ -77,6 +83,7 @@ async function act(button, action) {
 // ---- sign-in and routing -----------------------------------------------------------------
 function signIn(message) {
   stopTail();
+  state.view += 1;
   document.getElementById('nav').hidden = true;
   document.getElementById('org-picker').hidden = true;
   document.getElementById('sign-out').hidden = true;
@@ -102,9 +109,6 @@ async function start() {
   const { orgs } = await api('GET', '/api/admin/orgs');
   state.orgs = orgs.map(o => o.org_id);
   if (state.session.org && !state.orgs.includes(state.session.org)) state.orgs.push(state.session.org);
-  const picker = document.getElementById('org-picker');
-  picker.replaceChildren(...state.orgs.map(org => h('option', { value: org }, org)));
-  picker.hidden = state.orgs.length === 0;
   document.getElementById('nav').hidden = false;
   document.getElementById('sign-out').hidden = false;
   document.getElementById('who').textContent = `${state.session.token_id}${state.session.read_only ? ' (read-only)' : ''}`;
@@ -121,23 +125,29 @@ const go = (org, page, id) => { location.hash = `#/orgs/${encodeURIComponent(org
 async function route() {
   if (!state.session) return signIn();
   stopTail();
+  state.view += 1;
   const { org, page, id } = current();
-  document.getElementById('org-picker').value = org || '';
+  if (org && !state.orgs.includes(org)) state.orgs.push(org);
+  const picker = document.getElementById('org-picker');
+  picker.replaceChildren(...state.orgs.map(o => h('option', { value: o }, o)));
+  picker.hidden = state.orgs.length === 0;
+  picker.value = org || '';
   for (const link of document.querySelectorAll('nav a')) {
     link.classList.toggle('active', link.dataset.page === page);
     link.href = org ? `#/orgs/${encodeURIComponent(org)}/${link.dataset.page}` : '#/new-org';
   }
   if (!org || page === 'new-org') return newOrg();
   const pages = { overview, keys, queue, rules, tail, webhooks, webhook, limits };
+  const show = view();
   show(h('p', { class: 'muted' }, 'Loading…'));
   try { await (pages[page] || overview)(org, id); } catch (error) { show(failure(error)); }
 }
 
 function newOrg() {
+  const show = view();
   const org = h('input', { name: 'org', required: true, pattern: '[A-Za-z0-9_.\\-]{1,64}' });
   show(h('h1', {}, 'No organisation yet'), h('form', { class: 'card stack', onsubmit: event => {
     event.preventDefault();
-    if (!state.orgs.includes(org.value)) state.orgs.push(org.value);
     go(org.value, 'keys');
   } }, h('p', {}, 'An org exists once it has an API key. Name one, then create its first key.'),
   h('label', {}, 'Org id', org), h('button', { type: 'submit' }, 'Continue')));
@@ -145,6 +155,7 @@ function newOrg() {
 
 // ---- Overview ----------------------------------------------------------------------------
 async function overview(org) {
+  const show = view();
   const o = await api('GET', orgPath(org, '/overview'));
   const total = o.sources.reduce((sum, s) => sum + s.signals, 0);
   const plan = o.usage.monthly_raw_signals;
@@ -177,6 +188,7 @@ async function overview(org) {
 // ---- API keys ----------------------------------------------------------------------------
 const ENDPOINTS = ['signal_staging', 'collect', 'ingress', 'tracking'];
 async function keys(org) {
+  const show = view();
   const { keys: list } = await api('GET', orgPath(org, '/keys'));
   const name = h('input', { name: 'name', placeholder: 'Production website' });
   const secret = h('input', { name: 'secret', placeholder: 'optional: sent as X-API-Secret' });
@@ -199,7 +211,6 @@ async function keys(org) {
         body.secret ? h('p', {}, 'Secret: ', h('code', { 'data-test': 'new-secret' }, body.secret)) : null,
         h('p', {}, 'Try it:'), h('pre', { 'data-test': 'curl' }, curl),
         h('button', { class: 'secondary', type: 'button', onclick: () => navigator.clipboard && navigator.clipboard.writeText(curl).then(() => toast('Copied')) }, 'Copy curl')));
-      if (!state.orgs.includes(org)) state.orgs.push(org);
       await refresh();
     });
   } },
@@ -248,6 +259,7 @@ function suggestRule(group) {
 }
 
 async function queue(org) {
+  const show = view();
   const { groups } = await api('GET', orgPath(org, '/queue'));
   show(h('h1', {}, `Signal Queue · ${org}`),
     h('p', { class: 'muted' }, 'Signals no rule of yours mapped, by source and event. Create a rule from a group to map it.'),
@@ -265,6 +277,7 @@ function pretty(text) { try { return JSON.stringify(JSON.parse(text), null, 2); 
 const OPS = ['exists', 'equals', 'contains', 'prefix', 'regex', 'in'];
 const FIELDS = ['email', 'name', 'company', 'title'];
 async function rules(org, id) {
+  const show = view();
   const { rules: list } = await api('GET', orgPath(org, '/rules'));
   const editing = id === 'new' ? JSON.parse(sessionStorage.getItem('draft') || 'null') || { name: '', conditions: [], map: {} }
     : list.find(r => r.id === id);
@@ -368,6 +381,7 @@ function ruleEditor(org, rule, id) {
 // ---- Live tail ---------------------------------------------------------------------------
 function stopTail() { if (state.tail) { state.tail.close(); state.tail = null; } }
 async function tail(org) {
+  const show = view();
   const source = h('input', { name: 'tail-source', placeholder: 'any source' });
   const event = h('input', { name: 'tail-event', placeholder: 'any event' });
   const status = h('span', { class: 'pill', id: 'tail-status' }, 'connecting');
@@ -403,8 +417,7 @@ async function tail(org) {
   const filters = h('form', { class: 'card row', onsubmit: e => { e.preventDefault(); list.replaceChildren(); connect(); } },
     h('label', {}, 'Source', source), h('label', {}, 'Event', event), h('button', { type: 'submit' }, 'Filter'), pause);
   show(h('h1', {}, `Live tail · ${org} `, status), h('p', { class: 'muted' }, 'Processed signals as they arrive, sampled to 20 a second while this page is open.'),
-    filters, h('section', { class: 'card' }, list));
-  connect();
+    filters, h('section', { class: 'card' }, list)) && connect();
 }
 
 // ---- Webhooks ----------------------------------------------------------------------------
@@ -413,6 +426,7 @@ const eventBoxes = chosen => EVENT_TYPES.map(t => h('label', { class: 'row' }, h
 const ticked = boxes => boxes.map(b => b.firstChild).filter(b => b.checked).map(b => b.value);
 
 async function webhooks(org) {
+  const show = view();
   const { subscriptions } = await api('GET', orgPath(org, '/webhooks'));
   const url = h('input', { name: 'url', type: 'url', required: true, placeholder: 'https://hooks.example.com/sigstage' });
   const boxes = eventBoxes(EVENT_TYPES);
@@ -440,6 +454,7 @@ function toggle(org, s) {
 }
 
 async function webhook(org, id) {
+  const show = view();
   const { subscriptions } = await api('GET', orgPath(org, '/webhooks'));
   const s = subscriptions.find(x => x.subscription_id === id);
   if (!s) return show(h('p', { class: 'error' }, `No webhook ${id} in ${org}.`));
@@ -485,6 +500,7 @@ async function webhook(org, id) {
 
 // ---- Limits and usage --------------------------------------------------------------------
 async function limits(org) {
+  const show = view();
   const [current, daily, monthly] = await Promise.all([api('GET', orgPath(org, '/limits')),
     api('GET', orgPath(org, '/usage?days=31')), api('GET', orgPath(org, '/usage?days=400&by=month'))]);
   const rate = h('input', { name: 'rps', type: 'number', min: 0, value: current.rate ? current.rate.requests_per_second : '' });

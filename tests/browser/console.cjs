@@ -1,0 +1,203 @@
+// A person's path through the console, in Debian's Chromium driven by playwright-core
+// (installed by scripts/browser.sh), against a `sigstage run` the Rust test started
+// (tests/it/console_browser.rs). Exits non-zero, saying which step failed, when anything on the
+// path is not as a user would expect. A screenshot of each page lands in $SHOTS.
+//
+// Environment: CONSOLE (http://admin-listener), TOKEN (full admin token), SCOPED_TOKEN (a token
+// for ORG only), ORG (new, empty), OTHER_ORG and OTHER_KEY_ID (a key of another org), SHOTS,
+// PLAYWRIGHT (the playwright-core module's path).
+'use strict';
+
+const http = require('http');
+const { execFileSync } = require('child_process');
+const { chromium } = require(process.env.PLAYWRIGHT);
+
+const { CONSOLE, TOKEN, SCOPED_TOKEN, ORG, OTHER_ORG, OTHER_KEY_ID, SHOTS } = process.env;
+const started = Date.now();
+const step = text => process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${text}\n`);
+function check(condition, message) { if (!condition) throw new Error(message); }
+
+// The local endpoint the webhook delivers to; it records every request.
+function receiver() {
+  const received = [];
+  const server = http.createServer((request, response) => {
+    let body = '';
+    request.on('data', chunk => { body += chunk; });
+    request.on('end', () => { received.push({ headers: request.headers, body }); response.end('thanks'); });
+  });
+  return new Promise(resolve => server.listen(0, '127.0.0.1', () => resolve({ server, received, url: `http://127.0.0.1:${server.address().port}/hooks` })));
+}
+
+// Runs the curl the page shows, through a shell as a user pasting it would; answers its output
+// and the HTTP status (curl's -w, appended).
+function runCurl(curl, payload) {
+  const command = payload ? curl.replace(/-d '.*'$/s, `-d '${payload}'`) : curl;
+  const output = execFileSync('sh', ['-c', `${command.replace(/^curl /, 'curl -s -w "\\n%{http_code}" ')}`], { encoding: 'utf8' });
+  const lines = output.trimEnd().split('\n');
+  return { status: Number(lines.pop()), body: lines.join('\n') };
+}
+
+async function until(what, probe, seconds = 60) {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${seconds} s waiting for ${what}`);
+    await new Promise(resolve => setTimeout(resolve, 250));
+  }
+}
+
+async function main() {
+  const hooks = await receiver();
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const page = await context.newPage();
+  page.on('dialog', dialog => dialog.accept());
+  const consoleErrors = [];
+  page.on('pageerror', error => consoleErrors.push(String(error)));
+  const shot = async name => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+  const visit = async (name, wait) => {
+    await page.goto(`${CONSOLE}/console#/orgs/${ORG}/${name}`);
+    await page.waitForSelector(wait);
+  };
+  const api = (method, path, { csrf = true, body } = {}) => page.evaluate(async ([method, path, csrf, body]) => {
+    const headers = { 'Content-Type': 'application/json' };
+    if (csrf) headers['X-CSRF-Token'] = (await (await fetch('/console/session')).json()).csrf;
+    const response = await fetch(path, { method, headers, body });
+    return { status: response.status, body: await response.json().catch(() => null) };
+  }, [method, path, csrf, body]);
+
+  step('sign in: a wrong token is refused, the right one opens the console');
+  await page.goto(`${CONSOLE}/console`);
+  await page.fill('#token', 'not-the-admin-token-at-all');
+  await page.click('#sign-in button[type=submit]');
+  await page.waitForSelector('[data-test=sign-in-error]:has-text("not an admin token")');
+  await shot('01-sign-in-refused');
+  await page.fill('#token', TOKEN);
+  await page.click('#sign-in button[type=submit]');
+  await page.waitForSelector('nav:not([hidden])');
+  const cookies = await context.cookies();
+  const session = cookies.find(c => c.name === 'sigstage_console');
+  check(session && session.httpOnly && session.sameSite === 'Strict', `session cookie HttpOnly, SameSite=Strict: ${JSON.stringify(session)}`);
+  check(await page.evaluate(() => document.cookie) === '', 'the page script cannot read the session cookie');
+
+  step('create a key with a name');
+  await visit('keys', '#new-key');
+  await page.fill('#new-key [name=name]', 'Website');
+  await page.click('#new-key button[type=submit]');
+  const curl = await (await page.waitForSelector('[data-test=curl]')).textContent();
+  const key = (await page.textContent('[data-test=new-key]')).trim();
+  check(curl.includes(key), 'the curl carries the new key');
+  await page.waitForSelector(`#key-list td:has-text("Website")`);
+  await shot('02-keys-created');
+  const listed = await page.textContent('#key-list');
+  check(!listed.includes(key), 'the listing never shows the key itself');
+
+  step('watch the live tail, send the curl the page shows, see the signal arrive');
+  await visit('tail', '#tail-status');
+  await page.waitForSelector('#tail-status:has-text("live")');
+  const first = runCurl(curl);
+  check(first.status === 202 && first.body.includes('Signal received'), `curl answered ${first.status} ${first.body}`);
+  await page.waitForSelector('#tail-list .signal[data-event="test"]', { timeout: 30000 });
+  await shot('03-live-tail');
+
+  step('see the event in the Signal Queue, create a rule from it, pre-filled');
+  await until('the event in the Signal Queue', async () => {
+    await visit('queue', 'h1');
+    return page.$('tr[data-event="test"] [data-test=create-rule]');
+  });
+  await shot('04-signal-queue');
+  await page.click('tr[data-event="test"] [data-test=create-rule]');
+  await page.waitForSelector('#rule-editor');
+  check(await page.inputValue('[name=rule-event]') === 'test', 'the event is pre-filled');
+  check(await page.inputValue('#mappings [name=from]') === 'email', 'the email mapping is pre-filled from the sample');
+  await page.click('[data-test=dry-run]');
+  await page.waitForSelector('#dry-run-result:has-text("matches 1 of")');
+  check((await page.textContent('#dry-run-result')).includes('test@example.com'), 'the dry run shows the email it would map');
+  await shot('05-rule-dry-run');
+  await page.click('[data-test=save-rule]');
+  await page.waitForSelector('#rule-list tr[data-rule-id]');
+  await shot('06-rules');
+
+  step('send another signal and see it mapped');
+  await visit('tail', '#tail-status');
+  await page.waitForSelector('#tail-status:has-text("live")');
+  // The stream reloads rules every SIGSTAGE_CONTROL_REFRESH_MS: send until one comes back mapped.
+  let n = 0;
+  await until('a mapped signal in the live tail', async () => {
+    n += 1;
+    const sent = runCurl(curl, `{"email": "test@example.com", "event": "test", "attempt": ${n}}`);
+    check(sent.status === 202, `curl answered ${sent.status} ${sent.body}`);
+    return page.waitForSelector('#tail-list .signal[data-mapped="true"]', { timeout: 2000 }).catch(() => null);
+  });
+  await shot('07-live-tail-mapped');
+
+  step('create a webhook to a local receiver, send a test event, see it in the history');
+  await visit('webhooks', '#new-webhook');
+  await page.fill('#new-webhook [name=url]', hooks.url);
+  await page.click('#new-webhook button[type=submit]');
+  await page.waitForSelector('[data-test=webhook-secret]');
+  await shot('08-webhook-created');
+  await page.click('[data-test=webhook-link]');
+  await page.waitForSelector('[data-test=send-test]');
+  await page.click('[data-test=send-test]');
+  await until('a delivered attempt in the history', async () => {
+    await page.click('#refresh-deliveries');
+    return page.waitForSelector('#deliveries tr[data-outcome="delivered"][data-event-type="webhook.test"]', { timeout: 1000 }).catch(() => null);
+  });
+  const delivered = hooks.received.find(r => r.body.includes('"webhook.test"'));
+  check(delivered && delivered.headers['webhook-signature'], `the receiver got a signed test event: ${JSON.stringify(hooks.received.map(r => r.headers))}`);
+  await shot('09-webhook-history');
+
+  step('overview, limits and usage');
+  await visit('overview', '[data-test=signals-24h]');
+  await shot('10-overview');
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.reload();
+  await page.waitForSelector('[data-test=signals-24h]');
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `the overview fits a phone's width (overflows by ${overflow}px)`);
+  await shot('11-overview-phone');
+  await page.setViewportSize({ width: 1280, height: 860 });
+  await visit('limits', 'form button[type=submit]');
+  await shot('12-limits-usage');
+
+  step('refusals: no CSRF token, another org\'s key id');
+  const noCsrf = await api('POST', `/api/admin/orgs/${ORG}/rules`, { csrf: false, body: '{"name":"x"}' });
+  check(noCsrf.status === 403 && noCsrf.body.error === 'csrf_token_missing', `no CSRF: ${JSON.stringify(noCsrf)}`);
+  const otherKey = await api('DELETE', `/api/admin/orgs/${ORG}/keys/${OTHER_KEY_ID}`);
+  check(otherKey.status === 404 && otherKey.body.error === 'key_not_found', `another org's key: ${JSON.stringify(otherKey)}`);
+
+  step('revoke the key and see the next send refused');
+  await visit('keys', '#key-list');
+  await page.click('#key-list [data-test=revoke]');
+  await page.waitForSelector('#key-list .pill:has-text("revoked")');
+  await shot('13-key-revoked');
+  const refused = await until('the revoked key refused', async () => {
+    const sent = runCurl(curl, '{"email": "test@example.com", "event": "after revoke"}');
+    return sent.status === 401 || sent.status === 403 ? sent : null;
+  }, 15);
+  check(/revoked|inactive|invalid/i.test(refused.body), `the refusal says why: ${refused.body}`);
+
+  step('a token for one org may not open another');
+  await page.click('#sign-out');
+  await page.waitForSelector('#sign-in');
+  await page.fill('#token', SCOPED_TOKEN);
+  await page.click('#sign-in button[type=submit]');
+  await page.waitForSelector('nav:not([hidden])');
+  const other = await api('GET', `/api/admin/orgs/${OTHER_ORG}/keys`, { csrf: false });
+  check(other.status === 403 && other.body.error === 'admin_token_other_org', `another org: ${JSON.stringify(other)}`);
+  const orgs = await page.$$eval('#org-picker option', options => options.map(o => o.value));
+  check(orgs.length === 1 && orgs[0] === ORG, `the scoped token sees only its org: ${orgs}`);
+
+  check(consoleErrors.length === 0, `no script errors: ${consoleErrors.join('; ')}`);
+  await browser.close();
+  hooks.server.close();
+  step('done');
+  process.stdout.write(`${JSON.stringify({ ok: true, mapped_after_sends: n, seconds: (Date.now() - started) / 1000 })}\n`);
+}
+
+main().catch(error => {
+  process.stderr.write(`FAILED: ${error.stack || error}\n`);
+  process.exit(1);
+});
