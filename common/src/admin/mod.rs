@@ -294,6 +294,14 @@ fn unauthorized(message: &str) -> Response {
     response
 }
 
+/// `value` as JSON with `status`, or the error's own answer.
+pub(crate) fn answer<T: serde::Serialize, E: IntoResponse>(status: StatusCode, result: Result<T, E>) -> Response {
+    match result {
+        Ok(value) => (status, Json(value)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
 /// A JSON body, or the answer that says what is wrong with it (`code` names the error).
 #[allow(clippy::result_large_err)] // the refusal is answered at once, never carried further
 pub(crate) fn body<T>(

@@ -12,7 +12,7 @@ use schemas::rules::{Rule, RuleSpec};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{body, error, Admin};
+use super::{answer, body, error, Admin};
 use crate::control::queue;
 use crate::control::rules::{self, RuleAdminError};
 
@@ -33,13 +33,6 @@ impl IntoResponse for RuleAdminError {
             }
             other => error(status, code, other.to_string()),
         }
-    }
-}
-
-fn answer<T: serde::Serialize>(status: StatusCode, result: Result<T, RuleAdminError>) -> Response {
-    match result {
-        Ok(value) => (status, Json(value)).into_response(),
-        Err(error) => error.into_response(),
     }
 }
 

@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{body, error, Admin};
+use super::{answer, body, error, Admin};
 use crate::control::webhook_queue;
 use crate::control::webhooks::{self, Subscription, WebhookAdminError};
 
@@ -27,13 +27,6 @@ impl IntoResponse for WebhookAdminError {
             }
         };
         error(status, code, self.to_string())
-    }
-}
-
-fn answer<T: serde::Serialize>(status: StatusCode, result: Result<T, WebhookAdminError>) -> Response {
-    match result {
-        Ok(value) => (status, Json(value)).into_response(),
-        Err(error) => error.into_response(),
     }
 }
 
