@@ -6,9 +6,12 @@ STATE ?= .state
 .PHONY: run test stack-up stack-down stack-status build release lint bench bench-load bench-stream bench-sink bench-import bench-tracking
 
 ## run: install what is missing, start Apache Kafka and ClickHouse, migrate, run every role on 127.0.0.1:8080
+## (the console is on http://127.0.0.1:8081/console; sign in with the token in .state/admin-token, made once)
 run: stack-up release
 	target/release/sigstage migrate
-	exec target/release/sigstage run --demo-key-file $(STATE)/demo-api-key
+	@test -s $(STATE)/admin-token || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > $(STATE)/admin-token)
+	@echo "console: sign in with the admin token in $(STATE)/admin-token (or set SIGSTAGE_ADMIN_TOKEN)"
+	SIGSTAGE_ADMIN_TOKEN="$${SIGSTAGE_ADMIN_TOKEN:-$$(cat $(STATE)/admin-token)}" exec target/release/sigstage run --demo-key-file $(STATE)/demo-api-key
 
 ## test: the same set-up, then every test (unit, integration against the real stack, benches once)
 ## (tests use a broker of their own on 9093, emptied every run; `make run`'s data stays on 9092)

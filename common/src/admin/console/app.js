@@ -22,7 +22,7 @@ function h(tag, attrs, ...children) {
   }
   return el;
 }
-function show(...nodes) { main().replaceChildren(...nodes); return true; }
+function show(...nodes) { main().replaceChildren(...nodes.filter(node => node)); return true; }
 // A page's own `show`: it draws only while the page is still the one routed to, so a slow
 // answer for a page the user has left never replaces the page they are on.
 function view() {
@@ -193,7 +193,7 @@ async function keys(org) {
   const name = h('input', { name: 'name', placeholder: 'Production website' });
   const secret = h('input', { name: 'secret', placeholder: 'optional: sent as X-API-Secret' });
   const expires = h('input', { name: 'expires', type: 'date' });
-  const boxes = ENDPOINTS.map(e => h('label', { class: 'row' }, h('input', { type: 'checkbox', value: e, name: 'endpoint' }), e));
+  const boxes = ENDPOINTS.map(e => h('label', { class: 'check' }, h('input', { type: 'checkbox', value: e, name: 'endpoint' }), e));
   const created = h('div', { id: 'created-key' });
   const form = h('form', { class: 'card stack', id: 'new-key', onsubmit: event => {
     event.preventDefault();
@@ -422,7 +422,7 @@ async function tail(org) {
 
 // ---- Webhooks ----------------------------------------------------------------------------
 const EVENT_TYPES = ['signal.created', 'lead.created', 'lead.identified'];
-const eventBoxes = chosen => EVENT_TYPES.map(t => h('label', { class: 'row' }, h('input', { type: 'checkbox', value: t, name: 'event-type', checked: chosen.includes(t) }), t));
+const eventBoxes = chosen => EVENT_TYPES.map(t => h('label', { class: 'check' }, h('input', { type: 'checkbox', value: t, name: 'event-type', checked: chosen.includes(t) }), t));
 const ticked = boxes => boxes.map(b => b.firstChild).filter(b => b.checked).map(b => b.value);
 
 async function webhooks(org) {
@@ -518,7 +518,7 @@ async function limits(org) {
       route();
     });
   } }, h('h2', {}, 'Limits'), h('div', { class: 'row' }, h('label', {}, 'Requests per second (0: none)', rate), h('label', {}, 'Burst', burst),
-    h('label', {}, 'Raw signals a month (0: unlimited)', plan), h('label', { class: 'row' }, overages, 'Allow overages')),
+    h('label', {}, 'Raw signals a month (0: unlimited)', plan), h('label', { class: 'check' }, overages, 'Allow overages')),
   h('p', { class: 'muted' }, `Used this month: ${num(current.used_this_month)}`), h('div', {}, h('button', { type: 'submit' }, 'Save limits')));
   const usage = (rows, label) => {
     const outcomes = [...new Set(rows.map(r => r.outcome))].sort();
