@@ -20,12 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
+use schemas::mapping::{Mapping, RuleSet};
 use schemas::rules::{Rule, RuleSpec, LEAD_FIELDS, MAX_CONDITIONS, MAX_MAPPINGS};
 use serde_json::Value;
 use simd_json::prelude::*;
 use stream::inbound::Inbound;
 use stream::processor::{Output, Processor};
-use schemas::mapping::{Mapping, RuleSet};
 
 const DEFAULT_SIGNAL: &[u8] = br#"{"type":"track","event":"Form Submitted","anonymousId":"a1","messageId":"m1","properties":{"form_name":"demo","email":"Jane@Acme.io","plan":"pro"},"context":{"page":{"url":"https://acme.io/pricing"}},"traits":{"name":"Jane","company":"Acme"}}"#;
 const ORG: &str = "acme";

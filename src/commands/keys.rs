@@ -13,6 +13,9 @@ pub enum KeysCommand {
     Create {
         #[arg(long)]
         org: String,
+        /// What people call it (shown by the console and the admin API).
+        #[arg(long)]
+        name: Option<String>,
         /// Shared secret senders must send as X-Api-Secret.
         #[arg(long)]
         secret: Option<String>,
@@ -35,7 +38,7 @@ pub enum KeysCommand {
 pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
     let client = common::clickhouse::client(&config.clickhouse);
     match command {
-        KeysCommand::Create { org, secret, expires_at, endpoints } => {
+        KeysCommand::Create { org, name, secret, expires_at, endpoints } => {
             let expires_at_ms =
                 expires_at.as_deref().map(|value| parse_rfc3339_ms("--expires-at", value)).transpose()?;
             let endpoints = endpoints
@@ -47,9 +50,8 @@ pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let secret = secret.as_deref().filter(|secret| !secret.is_empty());
-            let created = keys::create(&client, NewKey { org_id: &org, secret, expires_at_ms, endpoints: &endpoints })
-                .await
-                .context("creating the key (has `sigstage migrate` run?)")?;
+            let new = NewKey { org_id: &org, name: name.as_deref(), secret, expires_at_ms, endpoints: &endpoints };
+            let created = keys::create(&client, new).await.context("creating the key (has `sigstage migrate` run?)")?;
             eprintln!("created {} for org {org}; store the key now, it is not shown again", created.key_id);
             println!("{}", created.key);
         }

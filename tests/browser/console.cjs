@@ -100,6 +100,9 @@ async function main() {
   check(first.status === 202 && first.body.includes('Signal received'), `curl answered ${first.status} ${first.body}`);
   await page.waitForSelector('#tail-list .signal[data-event="test"]', { timeout: 30000 });
   await shot('03-live-tail');
+  const edge = curl.match(/"(http:\/\/[^/"]+)\//)[1];
+  const metrics = await (await fetch(`${edge}/metrics`)).text();
+  check(/^sigstage_admin_tails_open 1$/m.test(metrics), 'an operator sees the open tail in /metrics');
 
   step('see the event in the Signal Queue, create a rule from it, pre-filled');
   await until('the event in the Signal Queue', async () => {
@@ -149,8 +152,16 @@ async function main() {
   check(delivered && delivered.headers['webhook-signature'], `the receiver got a signed test event: ${JSON.stringify(hooks.received.map(r => r.headers))}`);
   await shot('09-webhook-history');
 
-  step('overview, limits and usage');
+  step('limits and usage, then the overview with usage against the plan');
+  await visit('limits', 'form button[type=submit]');
+  await page.fill('[name=plan]', '1000');
+  await page.click('form button[type=submit]');
+  await page.waitForSelector('p.muted:has-text("Used this month")');
+  await page.waitForSelector('[name=plan][value="1000"]');
+  await shot('12-limits-usage');
   await visit('overview', '[data-test=signals-24h]');
+  const filled = await page.$eval('[data-test=usage-bar]', el => el.getBoundingClientRect().width);
+  check(filled > 0, `the usage bar shows the plan's use (${filled}px)`);
   await shot('10-overview');
   await page.setViewportSize({ width: 390, height: 844 });
   await page.reload();
@@ -159,8 +170,6 @@ async function main() {
   check(overflow <= 0, `the overview fits a phone's width (overflows by ${overflow}px)`);
   await shot('11-overview-phone');
   await page.setViewportSize({ width: 1280, height: 860 });
-  await visit('limits', 'form button[type=submit]');
-  await shot('12-limits-usage');
 
   step('refusals: no CSRF token, another org\'s key id');
   const noCsrf = await api('POST', `/api/admin/orgs/${ORG}/rules`, { csrf: false, body: '{"name":"x"}' });

@@ -382,6 +382,17 @@ async fn a_token_scoped_to_an_org_sees_only_that_org() {
     let auth = [("authorization", acme.as_str())];
     let (status, _, _) = send(&router, "GET", "/api/admin/orgs/acme/rules", &auth, "").await;
     assert_eq!(status, StatusCode::OK);
+    // An empty or encoded org never stands for another, or for every org.
+    let spec = serde_json::from_str(r#"{"name":"secret plan"}"#).expect("spec");
+    common::control::rules::add(&db.client, "globex", spec).await.expect("globex rule");
+    for uri in ["/api/admin/orgs//rules", "/api/admin/orgs/%61cme/rules", "/api/admin/orgs//webhooks"] {
+        let (status, _, body) = send(&router, "GET", uri, &auth, "").await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_org")), "{uri}: {body}");
+    }
+    let all = format!("Bearer {TOKEN}");
+    let (status, _, body) =
+        send(&router, "GET", "/api/admin/orgs//rules", &[("authorization", all.as_str())], "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "not every org's rules, even for a full token: {body}");
     for (method, uri) in [
         ("GET", "/api/admin/orgs/globex/rules"),
         ("POST", "/api/admin/orgs/globex/keys"),
@@ -402,7 +413,6 @@ async fn a_token_scoped_to_an_org_sees_only_that_org() {
         seen["orgs"].as_array().map(|orgs| orgs.iter().map(|o| o["org_id"].clone()).collect::<Vec<_>>()),
         Some(vec!["acme".into()])
     );
-    let all = format!("Bearer {TOKEN}");
     let (_, _, seen) = send(&router, "GET", "/api/admin/orgs", &[("authorization", all.as_str())], "").await;
     assert_eq!(seen["orgs"].as_array().map(Vec::len), Some(2));
 }

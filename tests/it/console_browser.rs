@@ -107,6 +107,7 @@ async fn a_person_signs_in_maps_a_signal_subscribes_and_revokes_in_chromium() {
         "05-rule-dry-run",
         "06-rules",
         "07-live-tail-mapped",
+        "08-webhook-created",
         "09-webhook-history",
         "10-overview",
         "11-overview-phone",

@@ -172,9 +172,14 @@ pub async fn start_ready(
     };
     // The admin listener's line follows the ready line.
     let admin = match with_admin {
-        true => lines.next_line().await.ok().flatten().and_then(|line| {
-            line.strip_prefix("admin API on http://").and_then(|rest| rest.split('/').next()).map(str::to_owned)
-        }),
+        true => tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+            .and_then(|line| {
+                line.strip_prefix("admin API on http://").and_then(|rest| rest.split('/').next()).map(str::to_owned)
+            }),
         false => None,
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });

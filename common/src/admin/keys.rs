@@ -112,14 +112,16 @@ pub async fn create(
     let secret = new.secret.as_deref().filter(|secret| !secret.is_empty());
     let created = keys::create(
         &admin.client,
-        NewKey { org_id: &org, secret, expires_at_ms: new.expires_at_ms, endpoints: &endpoints },
+        NewKey {
+            org_id: &org,
+            name: new.name.as_deref(),
+            secret,
+            expires_at_ms: new.expires_at_ms,
+            endpoints: &endpoints,
+        },
     )
     .await;
-    let named = match (created, new.name.as_deref().map(str::trim).filter(|name| !name.is_empty())) {
-        (Ok(created), Some(name)) => keys::set_name(&admin.client, &org, &created.key_id, name).await.map(|()| created),
-        (created, _) => created,
-    };
-    match named {
+    match created {
         Ok(created) => (
             StatusCode::CREATED,
             Json(json!({"key": created.key, "key_id": created.key_id, "name": new.name, "message": "keep the key now: it is not shown again"})),

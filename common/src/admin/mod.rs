@@ -266,7 +266,13 @@ async fn authorize(State(admin): State<Admin>, mut request: Request, next: Next)
         tracing::warn!(token = %token.id, %method, %path, "admin request refused: the token is read-only");
         return error(StatusCode::FORBIDDEN, "admin_token_read_only", "this admin token may only read (GET)");
     }
-    if let (Some(allowed), Some(org)) = (&token.org, org_in_path(&path)) {
+    let org = org_in_path(&path);
+    if let Some(org) = org.filter(|org| !crate::control::valid_org_id(org)) {
+        // Also an empty one (`/orgs//rules`), which must never reach a handler as "every org".
+        let message = format!("org id {org:?} is not valid: use 1-64 letters, digits, '_', '-' or '.'");
+        return error(StatusCode::BAD_REQUEST, "invalid_org", message);
+    }
+    if let (Some(allowed), Some(org)) = (&token.org, org) {
         if org != allowed {
             tracing::warn!(token = %token.id, %method, %path, "admin request refused: another org");
             return error(
@@ -283,9 +289,9 @@ async fn authorize(State(admin): State<Admin>, mut request: Request, next: Next)
     response
 }
 
-/// The `{org}` of `/api/admin/orgs/{org}/…`.
+/// The `{org}` of `/api/admin/orgs/{org}/…`, as written (possibly empty or percent-encoded).
 fn org_in_path(path: &str) -> Option<&str> {
-    path.strip_prefix("/api/admin/orgs/")?.split('/').next().filter(|org| !org.is_empty())
+    path.strip_prefix("/api/admin/orgs/")?.split('/').next()
 }
 
 fn unauthorized(message: &str) -> Response {
@@ -324,7 +330,8 @@ mod tests {
         assert_eq!(org_in_path("/api/admin/orgs/acme/rules"), Some("acme"));
         assert_eq!(org_in_path("/api/admin/orgs/acme"), Some("acme"));
         assert_eq!(org_in_path("/api/admin/orgs"), None);
-        assert_eq!(org_in_path("/api/admin/orgs/"), None);
+        assert_eq!(org_in_path("/api/admin/orgs/"), Some(""), "refused as invalid, never taken for every org");
+        assert_eq!(org_in_path("/api/admin/orgs//rules"), Some(""));
     }
 
     #[test]

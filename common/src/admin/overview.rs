@@ -32,9 +32,9 @@ pub async fn orgs(State(admin): State<Admin>, Extension(caller): Extension<Calle
         .client
         .query(
             "SELECT org_id, argMax(name, version) AS shown, min(created_at_ms) AS created FROM orgs \
-             WHERE ? = '' OR org_id = ? GROUP BY org_id ORDER BY org_id",
+             WHERE ? = 1 OR org_id = ? GROUP BY org_id ORDER BY org_id",
         )
-        .bind(caller.org.as_deref().unwrap_or_default())
+        .bind(u8::from(caller.org.is_none()))
         .bind(caller.org.as_deref().unwrap_or_default())
         .fetch_all()
         .await;

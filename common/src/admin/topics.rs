@@ -24,6 +24,8 @@ use crate::kafka::{self, topics, ReaderContext};
 const TAIL_PER_SECOND: u32 = 20;
 /// Tails open at once per process; more are refused.
 const MAX_TAILS: usize = 8;
+/// The gauge of tails open now.
+pub const TAILS_OPEN: &str = "sigstage_admin_tails_open";
 static TAILS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_TAILS);
 
 /// A reader and the partitions of `topic` (its full name), each at the offset `start` gives:
@@ -80,47 +82,92 @@ pub async fn tail(State(admin): State<Admin>, Path(org): Path<String>, Query(fil
             format!("at most {MAX_TAILS} live tails at once"),
         );
     };
-    let (consumer, _) = match reader_for(&admin, topics::SIGNALS_PROCESSED, |_, at_end| Ok(at_end)).await {
+    // From each partition's current end, resolved before `ready` is sent, so nothing that
+    // arrives after `ready` is missed.
+    let at_end = |consumer: &StreamConsumer<ReaderContext>, list: TopicPartitionList| {
+        let mut ends = TopicPartitionList::new();
+        for element in list.elements() {
+            let (_, high) = consumer
+                .fetch_watermarks(element.topic(), element.partition(), Duration::from_secs(5))
+                .map_err(|e| e.to_string())?;
+            ends.add_partition_offset(element.topic(), element.partition(), Offset::Offset(high))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(ends)
+    };
+    let (consumer, _) = match reader_for(&admin, topics::SIGNALS_PROCESSED, at_end).await {
         Ok(reader) => reader,
         Err(why) => return error(StatusCode::SERVICE_UNAVAILABLE, "tail_unavailable", why),
     };
     let (sender, receiver) = tokio::sync::mpsc::channel::<Event>(64);
+    let open = Open::new();
     tokio::spawn(async move {
-        let _permit = permit;
-        let prefix = format!("{org}:");
-        let (mut window, mut sent, mut skipped) = (tokio::time::Instant::now(), 0u32, 0u64);
-        if sender.send(Event::default().event("ready").data("{}")).await.is_err() {
-            return;
+        let (_permit, _open) = (permit, open);
+        if sender.send(Event::default().event("ready").data("{}")).await.is_ok() {
+            tail_loop(&consumer, &sender, &format!("{org}:"), &filter).await;
         }
-        loop {
-            let message = tokio::select! {
-                () = sender.closed() => return,
-                message = consumer.recv() => message,
-            };
-            let Ok(message) = message else { continue }; // a partition's end, or a passing error
-            if !message.key().is_some_and(|key| key.starts_with(prefix.as_bytes())) {
-                continue;
-            }
-            let Some(shown) = message.payload().and_then(|payload| shown(payload, &filter)) else { continue };
-            if window.elapsed() >= Duration::from_secs(1) {
-                (window, sent) = (tokio::time::Instant::now(), 0);
-            }
-            if sent >= TAIL_PER_SECOND {
-                skipped += 1;
-                continue;
-            }
-            sent += 1;
-            let data = json!({"skipped": skipped, "signal": shown});
-            skipped = 0;
-            if sender.send(Event::default().event("signal").data(data.to_string())).await.is_err() {
-                return;
-            }
-        }
+        close(consumer);
     });
     let events = futures::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|event| (Ok::<_, Infallible>(event), receiver))
     });
     Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// Closing a reader waits for the broker: done on a blocking thread, off the runtime.
+fn close(consumer: Arc<StreamConsumer<ReaderContext>>) {
+    tokio::task::spawn_blocking(move || drop(consumer));
+}
+
+/// Sends the org's signals until the client goes away.
+async fn tail_loop(
+    consumer: &StreamConsumer<ReaderContext>,
+    sender: &tokio::sync::mpsc::Sender<Event>,
+    prefix: &str,
+    filter: &TailQuery,
+) {
+    let (mut window, mut sent, mut skipped) = (tokio::time::Instant::now(), 0u32, 0u64);
+    loop {
+        let message = tokio::select! {
+            () = sender.closed() => return,
+            message = consumer.recv() => message,
+        };
+        let Ok(message) = message else { continue }; // a partition's end, or a passing error
+        if !message.key().is_some_and(|key| key.starts_with(prefix.as_bytes())) {
+            continue;
+        }
+        let Some(shown) = message.payload().and_then(|payload| shown(payload, filter)) else { continue };
+        if window.elapsed() >= Duration::from_secs(1) {
+            (window, sent) = (tokio::time::Instant::now(), 0);
+        }
+        if sent >= TAIL_PER_SECOND {
+            skipped += 1;
+            continue;
+        }
+        sent += 1;
+        let data = json!({"skipped": skipped, "signal": shown});
+        skipped = 0;
+        if sender.send(Event::default().event("signal").data(data.to_string())).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One open tail, counted in [`TAILS_OPEN`] while it lives, however its task ends.
+struct Open;
+
+impl Open {
+    fn new() -> Self {
+        metrics::describe_gauge!(TAILS_OPEN, "live tails the admin API is serving now");
+        metrics::gauge!(TAILS_OPEN).increment(1.0);
+        Open
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        metrics::gauge!(TAILS_OPEN).decrement(1.0);
+    }
 }
 
 /// What the tail shows of a processed record, if it passes the filter.
@@ -147,13 +194,39 @@ fn shown(payload: &[u8], filter: &TailQuery) -> Option<serde_json::Value> {
     }))
 }
 
-/// The org's dead letters since `since_ms`, by reason: `{"total", "by_reason"}`, or why they
-/// could not be counted. Reads at most 100 000 records and 5 seconds.
+/// Dead-letter scans at once per process; more wait their turn.
+static SCANS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// How long an org's count is reused: the overview is a landing page, reloaded at will.
+const COUNT_REUSED: Duration = Duration::from_secs(15);
+type Counted = std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, serde_json::Value)>>;
+static COUNTED: std::sync::LazyLock<Counted> = std::sync::LazyLock::new(Default::default);
+
+/// The org's dead letters over the last 24 h, by reason: `{"total", "by_reason", "complete"}`,
+/// or why they could not be counted. A scan reads at most 100 000 records and 5 seconds; its
+/// answer is reused for [`COUNT_REUSED`].
 pub async fn dead_letters(admin: &Admin, org: &str, since_ms: u64) -> serde_json::Value {
-    match count_dead(admin, org, since_ms).await {
-        Ok((total, by_reason, complete)) => json!({"total": total, "by_reason": by_reason, "complete": complete}),
-        Err(why) => json!({"total": null, "unavailable": why}),
+    // Per deployment (topic prefix) and org.
+    let key =
+        format!("{}/{org}", admin.kafka.as_ref().map(|kafka| kafka.topic(topics::SIGNALS_DLQ)).unwrap_or_default());
+    let reused = |counted: &Counted| {
+        let counted = counted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        counted.get(&key).filter(|(at, _)| at.elapsed() < COUNT_REUSED).map(|(_, value)| value.clone())
+    };
+    if let Some(value) = reused(&COUNTED) {
+        return value;
     }
+    let _turn = SCANS.acquire().await.expect("never closed");
+    if let Some(value) = reused(&COUNTED) {
+        return value; // counted while this request waited
+    }
+    let value = match count_dead(admin, org, since_ms).await {
+        Ok((total, by_reason, complete)) => json!({"total": total, "by_reason": by_reason, "complete": complete}),
+        Err(why) => return json!({"total": null, "unavailable": why}),
+    };
+    let mut counted = COUNTED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    counted.retain(|_, (at, _)| at.elapsed() < COUNT_REUSED);
+    counted.insert(key, (std::time::Instant::now(), value.clone()));
+    value
 }
 
 async fn count_dead(admin: &Admin, org: &str, since_ms: u64) -> Result<(u64, BTreeMap<String, u64>, bool), String> {
@@ -199,5 +272,7 @@ async fn count_dead(admin: &Admin, org: &str, since_ms: u64) -> Result<(u64, BTr
             *by_reason.entry(reason).or_insert(0u64) += 1;
         }
     }
-    Ok((total, by_reason, open.is_empty()))
+    let complete = open.is_empty();
+    close(consumer);
+    Ok((total, by_reason, complete))
 }

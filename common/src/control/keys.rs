@@ -67,6 +67,8 @@ pub struct ApiKeyRow {
 #[derive(Debug, Default)]
 pub struct NewKey<'a> {
     pub org_id: &'a str,
+    /// What people call it (at most 100 characters kept).
+    pub name: Option<&'a str>,
     pub secret: Option<&'a str>,
     /// Epoch milliseconds; `None` never expires.
     pub expires_at_ms: Option<u64>,
@@ -123,6 +125,11 @@ pub async fn create(client: &clickhouse::Client, new: NewKey<'_>) -> Result<Crea
     super::orgs::ensure(client, new.org_id).await?;
     let key = generate_key()?;
     let key_id = generate_key_id()?;
+    // The name first: a name without a key is harmless, a key whose creation answered an error
+    // would be live and never shown.
+    if let Some(name) = new.name.map(str::trim).filter(|name| !name.is_empty()) {
+        set_name(client, new.org_id, &key_id, name).await?;
+    }
     let now = crate::time::now_ms();
     let row = ApiKeyRow {
         key_id: key_id.clone(),
@@ -169,12 +176,7 @@ struct KeyName {
 }
 
 /// Names a key (at most 100 characters).
-pub async fn set_name(
-    client: &clickhouse::Client,
-    org_id: &str,
-    key_id: &str,
-    name: &str,
-) -> Result<(), KeyAdminError> {
+async fn set_name(client: &clickhouse::Client, org_id: &str, key_id: &str, name: &str) -> Result<(), KeyAdminError> {
     let row = KeyName {
         org_id: org_id.to_owned(),
         key_id: key_id.to_owned(),

@@ -50,10 +50,10 @@ pub async fn add(client: &clickhouse::Client, org_id: &str, spec: RuleSpec) -> R
 pub async fn list(client: &clickhouse::Client, org_id: Option<&str>) -> Result<Vec<Rule>, RuleAdminError> {
     let rows: Vec<RuleRow> = client
         .query(
-            "SELECT ?fields FROM mapping_rules FINAL WHERE deleted = 0 AND (? = '' OR org_id = ?) \
+            "SELECT ?fields FROM mapping_rules FINAL WHERE deleted = 0 AND (? = 1 OR org_id = ?) \
              ORDER BY org_id, created_ms, rule_id",
         )
-        .bind(org_id.unwrap_or_default())
+        .bind(u8::from(org_id.is_none()))
         .bind(org_id.unwrap_or_default())
         .fetch_all()
         .await?;
@@ -116,15 +116,19 @@ pub async fn reorder(
     // earliest one the org has, one millisecond apart.
     let start = current.iter().map(|rule| rule.created_ms).min().unwrap_or_default();
     let mut ordered = Vec::with_capacity(current.len());
+    let mut moved = Vec::new();
     for (position, id) in rule_ids.iter().enumerate() {
         let mut rule = current.iter().find(|rule| &rule.id == id).cloned().expect("checked above");
         let created_ms = start + position as u64;
         if rule.created_ms != created_ms {
+            let version = next_version(&rule);
             rule.created_ms = created_ms;
-            write(client, &rule, false, next_version(&rule)).await?;
+            moved.push(row(&rule, false, version));
         }
         ordered.push(rule);
     }
+    // One insert: a processor reloading meanwhile sees the old order or the new, never a mix.
+    crate::clickhouse::insert::<RuleRow, _>(client, "mapping_rules", &moved).await?;
     Ok(ordered)
 }
 
@@ -141,14 +145,17 @@ fn next_version(rule: &Rule) -> u64 {
     crate::time::now_ms().max(rule.created_ms + 1)
 }
 
-async fn write(client: &clickhouse::Client, rule: &Rule, deleted: bool, version: u64) -> Result<(), RuleAdminError> {
-    let row = RuleRow {
+fn row(rule: &Rule, deleted: bool, version: u64) -> RuleRow {
+    RuleRow {
         org_id: rule.org_id.clone(),
         rule_id: rule.id.clone(),
         spec: serde_json::to_string(&rule.spec).expect("a rule spec serializes"),
         deleted: u8::from(deleted),
         created_ms: rule.created_ms,
         version,
-    };
-    Ok(crate::clickhouse::insert::<RuleRow, _>(client, "mapping_rules", &[row]).await?)
+    }
+}
+
+async fn write(client: &clickhouse::Client, rule: &Rule, deleted: bool, version: u64) -> Result<(), RuleAdminError> {
+    Ok(crate::clickhouse::insert::<RuleRow, _>(client, "mapping_rules", &[row(rule, deleted, version)]).await?)
 }

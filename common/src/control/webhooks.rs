@@ -137,10 +137,10 @@ fn base64_encode(bytes: &[u8]) -> String {
 pub async fn list(client: &clickhouse::Client, org_id: Option<&str>) -> Result<Vec<Subscription>, WebhookAdminError> {
     Ok(client
         .query(
-            "SELECT ?fields FROM webhook_subscriptions FINAL WHERE (? = '' OR org_id = ?) \
+            "SELECT ?fields FROM webhook_subscriptions FINAL WHERE (? = 1 OR org_id = ?) \
              ORDER BY org_id, created_ms, subscription_id",
         )
-        .bind(org_id.unwrap_or_default())
+        .bind(u8::from(org_id.is_none()))
         .bind(org_id.unwrap_or_default())
         .fetch_all()
         .await?)

@@ -36,6 +36,12 @@ function toast(text) {
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => el.classList.remove('show'), 3000);
 }
+// A bar filled to `percent`; set through the style object, which the page's CSP allows.
+function bar(percent) {
+  const fill = h('span', { 'data-test': 'usage-bar' });
+  fill.style.width = `${percent.toFixed(1)}%`;
+  return h('div', { class: 'bar' }, fill);
+}
 const when = ms => (ms ? new Date(Number(ms)).toLocaleString() : '—');
 const num = n => (n === null || n === undefined ? '—' : Number(n).toLocaleString());
 function table(headers, rows, empty) {
@@ -116,7 +122,8 @@ async function start() {
 }
 
 function current() {
-  const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  let parts = [];
+  try { parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent); } catch (_) { /* a mangled link: start over */ }
   if (parts[0] === 'orgs' && parts[1]) return { org: parts[1], page: parts[2] || 'overview', id: parts[3] };
   return { org: state.orgs[0] || state.session.org || null, page: parts[0] === 'new-org' ? 'new-org' : 'overview' };
 }
@@ -168,7 +175,7 @@ async function overview(org) {
         'No signals in the last 24 hours.')),
     h('section', { class: 'card' }, h('h2', {}, 'Usage this month'),
       h('div', { class: 'stat' }, num(used), plan ? h('span', { class: 'muted' }, ` of ${num(plan)}`) : h('span', { class: 'muted' }, ' (no plan limit)')),
-      plan ? h('div', { class: 'bar' }, h('span', { style: `width:${Math.min(100, (100 * used) / plan).toFixed(1)}%` })) : null,
+      plan ? bar(Math.min(100, (100 * used) / plan)) : null,
       h('h2', {}, 'Refusals, since yesterday'),
       table([['Reason'], ['Signals', 'num']], o.refusals.map(r => h('tr', {}, h('td', {}, r.name), h('td', { class: 'num' }, num(r.signals)))), 'None.')),
     h('section', { class: 'card' }, h('h2', {}, 'Dead letters, last 24 h'),
@@ -412,7 +419,12 @@ async function tail(org) {
         s.fields && Object.keys(s.fields).length ? h('div', { class: 'mono muted' }, JSON.stringify(s.fields)) : null));
       while (list.childNodes.length > 200) list.lastChild.remove();
     });
-    stream.onerror = () => { status.textContent = 'reconnecting'; status.className = 'pill bad'; };
+    stream.onerror = () => {
+      // The browser retries a dropped stream by itself, but not one the server refused.
+      const refused = stream.readyState === EventSource.CLOSED;
+      status.textContent = refused ? 'stopped: the tail is unavailable (too many open, or Kafka out of reach); reload to retry' : 'reconnecting';
+      status.className = 'pill bad';
+    };
   };
   const filters = h('form', { class: 'card row', onsubmit: e => { e.preventDefault(); list.replaceChildren(); connect(); } },
     h('label', {}, 'Source', source), h('label', {}, 'Event', event), h('button', { type: 'submit' }, 'Filter'), pause);
