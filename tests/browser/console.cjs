@@ -156,8 +156,8 @@ async function main() {
   await visit('limits', 'form button[type=submit]');
   await page.fill('[name=plan]', '1000');
   await page.click('form button[type=submit]');
-  await page.waitForSelector('p.muted:has-text("Used this month")');
-  await page.waitForSelector('[name=plan][value="1000"]');
+  await page.waitForSelector('#toast:has-text("Limits saved")');
+  await until('the saved plan shown', async () => (await page.inputValue('[name=plan]')) === '1000');
   await shot('12-limits-usage');
   await visit('overview', '[data-test=signals-24h]');
   const filled = await page.$eval('[data-test=usage-bar]', el => el.getBoundingClientRect().width);

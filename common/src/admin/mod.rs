@@ -61,6 +61,7 @@ pub(crate) struct Caller {
 /// The admin API and the console.
 pub fn router(client: clickhouse::Client, settings: Settings) -> Router {
     let Settings { kafka, tokens, public_url } = settings;
+    topics::Open::describe();
     let admin = Admin { client, kafka, tokens: tokens.into(), public_url: public_url.into() };
     let mut api = Router::new();
     for operation in operations() {

@@ -154,11 +154,16 @@ async fn tail_loop(
 }
 
 /// One open tail, counted in [`TAILS_OPEN`] while it lives, however its task ends.
-struct Open;
+pub(super) struct Open;
 
 impl Open {
-    fn new() -> Self {
+    /// Lists the gauge, at zero, from the first scrape.
+    pub(super) fn describe() {
         metrics::describe_gauge!(TAILS_OPEN, "live tails the admin API is serving now");
+        metrics::gauge!(TAILS_OPEN).increment(0.0);
+    }
+
+    fn new() -> Self {
         metrics::gauge!(TAILS_OPEN).increment(1.0);
         Open
     }

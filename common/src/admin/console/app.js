@@ -182,7 +182,7 @@ async function overview(org) {
       dead.total === null ? h('p', { class: 'warn' }, `Not counted: ${dead.unavailable}`)
         : [h('div', { class: 'stat' }, num(dead.total)), table([['Reason'], ['Signals', 'num']],
           Object.entries(dead.by_reason).map(([reason, n]) => h('tr', {}, h('td', {}, reason), h('td', { class: 'num' }, num(n)))), 'None.')]),
-    h('section', { class: 'card' }, h('h2', {}, 'Webhook health, last 24 h'),
+    h('section', { class: 'card wide' }, h('h2', {}, 'Webhook health, last 24 h'),
       table([['Endpoint'], ['State'], ['Delivered', 'num'], ['Failed attempts', 'num'], ['Last']],
         o.webhooks.map(w => h('tr', {},
           h('td', {}, h('a', { href: `#/orgs/${encodeURIComponent(org)}/webhook/${encodeURIComponent(w.subscription_id)}` }, w.url)),
