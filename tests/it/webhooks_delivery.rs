@@ -123,6 +123,18 @@ async fn await_log(edge: &TestEdge, subscription: &str, done: impl Fn(&[Attempt]
     }
 }
 
+/// The subscription once it is disabled (within 30 s), or as it is then.
+async fn await_disabled(edge: &TestEdge, subscription: &str) -> webhooks::Subscription {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = webhooks::get(&edge.db.client, subscription).await.expect("subscription");
+        if now.active == 0 || Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn outcomes(log: &[Attempt]) -> Vec<(u32, u16, &str)> {
     log.iter().map(|a| (a.attempt, a.status_code, a.outcome.as_str())).collect()
 }
@@ -222,18 +234,11 @@ async fn deliveries_are_signed_retried_logged_and_disabled() {
     // 410 disables at once; the disabling is logged and the subscription says why.
     let gone_log = await_log(&edge, &gone, |log| !log.is_empty()).await;
     assert!(outcomes(&gone_log).iter().all(|o| *o == (1, 410, "disabled")), "{gone_log:#?}");
-    let gone_now = webhooks::get(&edge.db.client, &gone).await.expect("subscription");
+    let gone_now = await_disabled(&edge, &gone).await;
     assert_eq!((gone_now.active, gone_now.disabled_reason.as_str()), (0, "the endpoint answered 410 Gone"));
 
     // Timeouts only: disabled once every attempt has failed for 500 ms (SIGSTAGE_WEBHOOKS_DISABLE_AFTER).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let slow_now = loop {
-        let now = webhooks::get(&edge.db.client, &slow).await.expect("subscription");
-        if now.active == 0 || Instant::now() > deadline {
-            break now;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let slow_now = await_disabled(&edge, &slow).await;
     assert_eq!((slow_now.active, slow_now.disabled_reason.as_str()), (0, "every delivery failed for 500ms"));
     let slow_log = deliveries(&edge.db.client, &slow).await;
     assert!(slow_log.iter().all(|a| a.error.contains("timed out") && a.status_code == 0), "{slow_log:#?}");
@@ -276,17 +281,7 @@ async fn deliveries_are_signed_retried_logged_and_disabled() {
 async fn internal_targets_are_refused_unless_allowed() {
     let (receiver, base) = start_receiver().await;
     receiver.secrets.lock().expect("lock").push(("ok".into(), "whsec_c2VjcmV0".into()));
-    let subscription = webhooks::Subscription {
-        org_id: "acme".into(),
-        subscription_id: "sub_1".into(),
-        url: format!("{base}/ok"),
-        event_types: vec!["lead.created".into()],
-        active: 1,
-        secret: "whsec_c2VjcmV0".into(),
-        disabled_reason: String::new(),
-        created_ms: 0,
-        version: 0,
-    };
+    let subscription = subscription(&format!("{base}/ok"));
     let config = |allow_private| common::config::WebhookConfig {
         allow_private,
         retry_schedule: Vec::new(),
@@ -308,6 +303,21 @@ async fn internal_targets_are_refused_unless_allowed() {
     let allowing = sink::webhooks::delivery::Deliverer::new(&config(true)).expect("client");
     let answer = allowing.post(&subscription, "1.lead.created", "lead.created", br#"{"id":"1.lead.created"}"#).await;
     assert_eq!(answer.status, Some(200), "{answer:?}");
+}
+
+/// An active subscription of acme to `lead.created` at `url`, for delivering by hand.
+fn subscription(url: &str) -> webhooks::Subscription {
+    webhooks::Subscription {
+        org_id: "acme".into(),
+        subscription_id: "sub_1".into(),
+        url: url.into(),
+        event_types: vec!["lead.created".into()],
+        active: 1,
+        secret: "whsec_c2VjcmV0".into(),
+        disabled_reason: String::new(),
+        created_ms: 0,
+        version: 0,
+    }
 }
 
 /// A stand-in HTTP proxy: records each request line and answers 200.
@@ -347,17 +357,6 @@ async fn through_a_proxy_only_when_configured_and_targets_still_checked() {
         timeout_ms: 2000,
         disable_after: Duration::from_secs(1),
         proxy: Some(proxy.clone()),
-    };
-    let subscription = |url: &str| webhooks::Subscription {
-        org_id: "acme".into(),
-        subscription_id: "sub_1".into(),
-        url: url.into(),
-        event_types: vec!["lead.created".into()],
-        active: 1,
-        secret: "whsec_c2VjcmV0".into(),
-        disabled_reason: String::new(),
-        created_ms: 0,
-        version: 0,
     };
     let guarded = sink::webhooks::delivery::Deliverer::new(&config(false)).expect("client");
     // The proxy would resolve these itself; they are resolved and refused before it is asked.

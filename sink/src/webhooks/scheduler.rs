@@ -119,7 +119,7 @@ impl Scheduler {
                     };
                     let entry = health.entry(outcome.subscription_id.clone()).or_default();
                     if let Some(reason) = self.judge(entry, subscription, &outcome) {
-                        self.disable(subscription, &reason).await;
+                        self.disable(subscription, &reason);
                         disabled.insert(outcome.subscription_id.clone());
                     }
                 }
@@ -180,20 +180,29 @@ impl Scheduler {
         let since = health.failing_since_ms?.max(subscription.version);
         let failing_for = Duration::from_millis(common::time::now_ms().saturating_sub(since));
         (failing_for >= self.config.disable_after)
-            .then(|| format!("every delivery failed for {}", in_units(self.config.disable_after)))
+            .then(|| format!("every delivery failed for {}", common::time::format_duration(self.config.disable_after)))
     }
 
-    async fn disable(&self, subscription: &Subscription, reason: &str) {
-        let id = &subscription.subscription_id;
+    /// Stops scheduling the subscription at once (the caller marks it disabled in memory) and
+    /// stores why in the background, retrying while ClickHouse is out of reach, so the other
+    /// endpoints' deliveries never wait for it.
+    fn disable(&self, subscription: &Subscription, reason: &str) {
+        let id = subscription.subscription_id.clone();
         metrics::counter!(DISABLED_TOTAL).increment(1);
         tracing::warn!(subscription = %id, org = %subscription.org_id, %reason, "webhook subscription disabled");
-        for _ in 0..5 {
-            match webhooks::set_active(&self.clickhouse, id, false, reason).await {
-                Ok(_) => return,
-                Err(error) => tracing::warn!(%error, subscription = %id, "cannot mark the subscription disabled yet"),
+        let (clickhouse, reason) = (self.clickhouse.clone(), reason.to_owned());
+        tokio::spawn(async move {
+            for _ in 0..5 {
+                match webhooks::set_active(&clickhouse, &id, false, &reason).await {
+                    Ok(_) => return,
+                    Err(error) => {
+                        tracing::warn!(%error, subscription = %id, "cannot mark the subscription disabled yet")
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+            tracing::error!(subscription = %id, "the subscription is not marked disabled; it will be judged again after a restart");
+        });
     }
 
     /// Each endpoint's failures so far, from the delivery log, so a restart does not reset them.
@@ -215,17 +224,5 @@ impl Scheduler {
             }
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }
-    }
-}
-
-/// A duration in the largest unit that divides it, as settings are written (`5d`, `90s`).
-fn in_units(duration: Duration) -> String {
-    let seconds = duration.as_secs();
-    match seconds {
-        0 => format!("{}ms", duration.as_millis()),
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
     }
 }
