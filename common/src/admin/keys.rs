@@ -133,14 +133,7 @@ pub async fn create(
 
 pub async fn revoke(State(admin): State<Admin>, Path((org, key_id)): Path<(String, String)>) -> Response {
     // Only a key of this org, and only by its id: a key itself never travels in a URL.
-    let owned = match keys::list(&admin.client, &org).await {
-        Ok(rows) => rows.into_iter().any(|row| row.key_id == key_id),
-        Err(error) => return error.into_response(),
-    };
-    if !owned {
-        return KeyAdminError::NotFound(key_id).into_response();
-    }
-    match keys::revoke(&admin.client, &key_id).await {
+    match keys::revoke_of(&admin.client, &org, &key_id).await {
         Ok(row) => Json(ShownKey::from(row)).into_response(),
         Err(error) => error.into_response(),
     }

@@ -155,12 +155,28 @@ pub async fn revoke(client: &clickhouse::Client, key_or_id: &str) -> Result<ApiK
         ("key_id", key_or_id.to_owned())
     };
     let query = format!("SELECT ?fields FROM api_keys FINAL WHERE {column} = ?");
-    let mut row: ApiKeyRow = client
+    let row: ApiKeyRow = client
         .query(&query)
         .bind(&value)
         .fetch_optional()
         .await?
         .ok_or_else(|| KeyAdminError::NotFound(shown(key_or_id)))?;
+    deactivate(client, row).await
+}
+
+/// Revokes the key `key_id` if it is one of `org_id`'s; answers the revoked key's row.
+pub async fn revoke_of(client: &clickhouse::Client, org_id: &str, key_id: &str) -> Result<ApiKeyRow, KeyAdminError> {
+    let row: ApiKeyRow = client
+        .query("SELECT ?fields FROM api_keys FINAL WHERE org_id = ? AND key_id = ?")
+        .bind(org_id)
+        .bind(key_id)
+        .fetch_optional()
+        .await?
+        .ok_or_else(|| KeyAdminError::NotFound(key_id.to_owned()))?;
+    deactivate(client, row).await
+}
+
+async fn deactivate(client: &clickhouse::Client, mut row: ApiKeyRow) -> Result<ApiKeyRow, KeyAdminError> {
     row.active = 0;
     row.version = crate::time::now_ms().max(row.version + 1);
     write(client, &row).await?;
