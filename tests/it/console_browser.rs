@@ -38,7 +38,7 @@ async fn a_person_signs_in_maps_a_signal_subscribes_and_revokes_in_chromium() {
         ("SIGSTAGE_CONTROL_REFRESH_MS", "300"),
         ("SIGSTAGE_WEBHOOKS_ALLOW_PRIVATE", "true"),
     ];
-    let run = start_ready(&db.vars, "run", &extra).await.unwrap_or_else(|(status, logs)| panic!("{status}: {logs}"));
+    let run = start_ready(&db.vars, &["run"], &extra).await.unwrap_or_else(|(status, logs)| panic!("{status}: {logs}"));
     let admin = run.admin.clone().expect("the admin listener's line");
 
     let walked = tokio::process::Command::new("node")

@@ -6,8 +6,8 @@ use crate::support::TestDb;
 
 async fn start(db: &TestDb, id: Option<&str>) -> Result<Ready, (std::process::ExitStatus, String)> {
     match id {
-        Some(id) => start_ready(&db.vars, "ingest", &[("SIGSTAGE_INSTANCE_ID", id)]).await,
-        None => start_ready(&db.vars, "ingest", &[]).await,
+        Some(id) => start_ready(&db.vars, &["ingest"], &[("SIGSTAGE_INSTANCE_ID", id)]).await,
+        None => start_ready(&db.vars, &["ingest"], &[]).await,
     }
 }
 

@@ -121,20 +121,23 @@ pub struct Ready {
     pub addr: String,
     /// The address of its admin listener, when it was given an admin token.
     pub admin: Option<String>,
+    /// The demo org's key, for `run --demo-key-file`.
+    pub demo_key: Option<String>,
     /// Everything it logs, once it has exited.
     pub logs: tokio::task::JoinHandle<String>,
 }
 
-/// Starts `sigstage ROLE` with `vars` and `extra`, on a port of its own: the process once its
-/// ready line is out, or its exit status and logs when it ends before that.
+/// Starts `sigstage ARGS` (a role and its options) with `vars` and `extra`, on a port of its
+/// own: the process once its ready lines are out, or its exit status and logs when it ends
+/// before that.
 pub async fn start_ready(
     vars: &std::collections::BTreeMap<String, String>,
-    role: &str,
+    args: &[&str],
     extra: &[(&str, &str)],
 ) -> Result<Ready, (std::process::ExitStatus, String)> {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigstage"))
-        .arg(role)
+        .args(args)
         .envs(vars)
         .env("SIGSTAGE_HTTP_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "info")
@@ -143,7 +146,7 @@ pub async fn start_ready(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|error| panic!("sigstage {role} starts: {error}"));
+        .unwrap_or_else(|error| panic!("sigstage {args:?} starts: {error}"));
     let mut stderr = child.stderr.take().expect("stderr");
     let logs = tokio::spawn(async move {
         let mut logs = String::new();
@@ -170,20 +173,24 @@ pub async fn start_ready(
             }
         }
     };
-    // The admin listener's line follows the ready line.
+    // The admin listener's line, then the demo key's, follow the ready line when asked for.
+    let mut next = async || {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await;
+        line.expect("the ready lines within 10 s").expect("stdout readable").unwrap_or_default()
+    };
     let admin = match with_admin {
-        true => tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten()
-            .and_then(|line| {
-                line.strip_prefix("admin API on http://").and_then(|rest| rest.split('/').next()).map(str::to_owned)
-            }),
+        true => {
+            let line = next().await;
+            line.strip_prefix("admin API on http://").and_then(|rest| rest.split('/').next()).map(str::to_owned)
+        }
+        false => None,
+    };
+    let demo_key = match args.contains(&"--demo-key-file") {
+        true => next().await.strip_prefix("demo org key: ").map(str::to_owned),
         false => None,
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Ready { child, addr, admin, logs })
+    Ok(Ready { child, addr, admin, demo_key, logs })
 }
 
 impl Ready {

@@ -2,62 +2,21 @@
 //! stops cleanly on SIGTERM, and reuses the demo key on the next start.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::control::keys::{Endpoint, KeySet};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::pipeline_support::{start_ready, Ready};
 use crate::support::{unique, TestDb};
 
-struct Running {
-    child: Child,
-    addr: String,
-    /// The admin listener, from its ready line.
-    admin: String,
-    key: String,
-    /// Everything the process logs, available once it has exited.
-    logs: tokio::task::JoinHandle<String>,
-}
-
-async fn start(db: &TestDb, key_file: &Path) -> Running {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sigstage"));
-    command.arg("run").arg("--demo-key-file").arg(key_file);
-    command.envs(&db.vars).env("SIGSTAGE_HTTP_ADDR", "127.0.0.1:0").env("RUST_LOG", "debug");
-    command.env("SIGSTAGE_ADMIN_ADDR", "127.0.0.1:0").env("SIGSTAGE_ADMIN_TOKEN", ADMIN_TOKEN);
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let logs = tokio::spawn(async move {
-        let mut logs = String::new();
-        let _ = stderr.read_to_string(&mut logs).await;
-        logs
-    });
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut addr, mut admin, mut key) = (None, None, None);
-    while key.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("ready line within 30 s")
-            .expect("stdout readable")
-            .expect("process still running");
-        if let Some(rest) = line.strip_prefix("sigstage ready: ") {
-            addr = rest.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).map(str::to_owned);
-        }
-        if let Some(rest) = line.strip_prefix("admin API on http://") {
-            admin = rest.split('/').next().map(str::to_owned);
-        }
-        key = line.strip_prefix("demo org key: ").map(str::to_owned);
-    }
-    // Keep reading stdout so the process never writes into a closed pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Running {
-        child,
-        addr: addr.expect("ready line names the address"),
-        admin: admin.expect("a ready line names the admin listener"),
-        key: key.expect("key"),
-        logs,
-    }
+/// `sigstage run` with its demo key in `key_file`, an admin token, and debug logs.
+async fn start(db: &TestDb, key_file: &Path) -> Ready {
+    let key_file = key_file.to_str().expect("a UTF-8 path");
+    let extra = [("RUST_LOG", "debug"), ("SIGSTAGE_ADMIN_ADDR", "127.0.0.1:0"), ("SIGSTAGE_ADMIN_TOKEN", ADMIN_TOKEN)];
+    start_ready(&db.vars, &["run", "--demo-key-file", key_file], &extra)
+        .await
+        .unwrap_or_else(|(status, logs)| panic!("sigstage run: {status}: {logs}"))
 }
 
 async fn http(addr: &str, request_line: &str, body: &str) -> String {
@@ -75,6 +34,14 @@ async fn http(addr: &str, request_line: &str, body: &str) -> String {
 
 const ADMIN_TOKEN: &str = "admin-token-of-the-run-test";
 
+fn admin(running: &Ready) -> &str {
+    running.admin.as_deref().expect("the admin listener's ready line")
+}
+
+fn demo_key(running: &Ready) -> String {
+    running.demo_key.clone().expect("the demo key's ready line")
+}
+
 /// A GET with a bearer token.
 async fn get_with_token(addr: &str, path: &str, token: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -84,19 +51,6 @@ async fn get_with_token(addr: &str, path: &str, token: &str) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.expect("read");
     response
-}
-
-/// Stops the process with SIGTERM and answers what it logged.
-async fn stop(mut running: Running) -> String {
-    let pid = running.child.id().expect("pid").to_string();
-    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
-    assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(15), running.child.wait())
-        .await
-        .expect("stops within 15 s of SIGTERM")
-        .expect("exit status");
-    assert!(exit.success(), "graceful shutdown exits 0: {exit}");
-    running.logs.await.expect("logs")
 }
 
 #[tokio::test]
@@ -126,9 +80,9 @@ async fn run_prints_a_working_demo_key_and_reuses_it() {
         get_with_token(&first.addr, rules, ADMIN_TOKEN).await.starts_with("HTTP/1.1 404"),
         "not on the public port"
     );
-    let listed = get_with_token(&first.admin, rules, ADMIN_TOKEN).await;
+    let listed = get_with_token(admin(&first), rules, ADMIN_TOKEN).await;
     assert!(listed.starts_with("HTTP/1.1 200") && listed.contains(r#""rules":[]"#), "{listed}");
-    assert!(get_with_token(&first.admin, rules, "wrong-token").await.starts_with("HTTP/1.1 401"));
+    assert!(get_with_token(admin(&first), rules, "wrong-token").await.starts_with("HTTP/1.1 401"));
 
     // Every metric is there from the first scrape, at zero until something happens.
     let metrics = http(&first.addr, "GET /metrics", "").await;
@@ -145,23 +99,23 @@ async fn run_prints_a_working_demo_key_and_reuses_it() {
     }
     let keys = KeySet::load(&db.client).await.expect("keys");
     let entry = keys
-        .authenticate(&first.key, None, Endpoint::SignalStaging, common::time::now_ms())
+        .authenticate(&demo_key(&first), None, Endpoint::SignalStaging, common::time::now_ms())
         .expect("the demo key works");
     assert_eq!(&*entry.org_id, "demo");
-    let key = first.key.clone();
+    let key = demo_key(&first);
     let accepted =
         http(&first.addr, &format!("POST /api/signal-staging/webhook/{key}"), r#"{"email":"a@b.io","event":"test"}"#)
             .await;
     assert!(accepted.starts_with("HTTP/1.1 202"), "the printed curl example works: {accepted}");
     let refused = http(&first.addr, "POST /api/signal-staging/webhook/sgk_not-a-real-key", "{}").await;
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
-    let logs = stop(first).await;
+    let logs = first.stop().await;
     assert!(logs.contains(r#"route="webhook" status=202"#), "requests are logged by route: {logs}");
     assert!(!logs.contains(&key) && !logs.contains("sgk_not-a-real-key"), "no API key in the logs");
 
     let second = start(&db, &key_file).await;
-    assert_eq!(second.key, key, "the saved demo key is reused");
-    stop(second).await;
+    assert_eq!(demo_key(&second), key, "the saved demo key is reused");
+    second.stop().await;
     assert_eq!(KeySet::load(&db.client).await.expect("keys").len(), 1, "no second key created");
     let _ = std::fs::remove_file(key_file);
 }
@@ -171,7 +125,7 @@ async fn sigterm_drains_requests_in_flight() {
     let db = TestDb::migrated().await;
     let key_file = std::env::temp_dir().join(unique("sigstage-demo-key"));
     let running = start(&db, &key_file).await;
-    let uri = format!("/api/signal-staging/webhook/{}", running.key);
+    let uri = format!("/api/signal-staging/webhook/{}", demo_key(&running));
 
     // Forty requests written in full, then SIGTERM before their answers are read.
     let mut streams = Vec::new();

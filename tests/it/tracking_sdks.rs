@@ -52,7 +52,7 @@ async fn await_count(db: &TestDb, sql: &str, bind: &str, expected: u64) {
 }
 
 async fn start(db: &TestDb) -> (Ready, String) {
-    let run = start_ready(&db.vars, "run", &[]).await.unwrap_or_else(|(status, logs)| panic!("{status}: {logs}"));
+    let run = start_ready(&db.vars, &["run"], &[]).await.unwrap_or_else(|(status, logs)| panic!("{status}: {logs}"));
     let created = sigstage(&["keys", "create", "--org", "acme"], &db.vars);
     assert!(created.status.success(), "{}", stderr(&created));
     (run, stdout(&created).trim().to_owned())
