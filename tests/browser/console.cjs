@@ -176,6 +176,19 @@ async function main() {
   }
   await page.setViewportSize({ width: 1280, height: 860 });
 
+  step('a key for one endpoint type gets a curl for that endpoint, and it works');
+  await visit('keys', '#new-key');
+  for (const endpoint of ['ingress', 'tracking', 'collect']) {
+    await page.fill('#new-key [name=name]', `Only ${endpoint}`);
+    await page.check(`#new-key input[value=${endpoint}]`);
+    await page.click('#new-key button[type=submit]');
+    await page.waitForSelector(`#key-list td:text-is("Only ${endpoint}")`);
+    const limited = await page.textContent('[data-test=curl]');
+    const sent = runCurl(limited);
+    check([200, 202].includes(sent.status), `the ${endpoint} key's curl answered ${sent.status} ${sent.body}:\n${limited}`);
+    await page.uncheck(`#new-key input[value=${endpoint}]`);
+  }
+
   step('refusals: no CSRF token, another org\'s key id');
   const noCsrf = await api('POST', `/api/admin/orgs/${ORG}/rules`, { csrf: false, body: '{"name":"x"}' });
   check(noCsrf.status === 403 && noCsrf.body.error === 'csrf_token_missing', `no CSRF: ${JSON.stringify(noCsrf)}`);
@@ -184,7 +197,7 @@ async function main() {
 
   step('revoke the key and see the next send refused');
   await visit('keys', '#key-list');
-  await page.click('#key-list [data-test=revoke]');
+  await page.click('#key-list tr:has(td:text-is("Website")) [data-test=revoke]');
   await page.waitForSelector('#key-list .pill:has-text("revoked")');
   await shot('13-key-revoked');
   const refused = await until('the revoked key refused', async () => {

@@ -94,7 +94,10 @@ async fn a_person_signs_in_maps_a_signal_subscribes_and_revokes_in_chromium() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     let rows = keys::list(&db.client, &org).await.expect("keys");
-    assert_eq!(rows.iter().map(|row| row.active).collect::<Vec<_>>(), [0], "the console's one key is revoked");
+    let names = keys::names(&db.client, &org).await.expect("names");
+    let mut named: Vec<(&str, u8)> = rows.iter().map(|row| (names[&row.key_id].as_str(), row.active)).collect();
+    named.sort_unstable();
+    assert_eq!(named, [("Only collect", 1), ("Only ingress", 1), ("Only tracking", 1), ("Website", 0)]);
     let subscriptions = webhooks::list(&db.client, Some(&org)).await.expect("subscriptions");
     assert_eq!(subscriptions.len(), 1);
     let log = webhooks::deliveries(&db.client, &subscriptions[0].subscription_id, 10).await.expect("log");

@@ -194,6 +194,28 @@ async function overview(org) {
 
 // ---- API keys ----------------------------------------------------------------------------
 const ENDPOINTS = ['signal_staging', 'collect', 'ingress', 'tracking'];
+// A first request the key may make, as a user would paste it: seed 000's signal when the key
+// may use that endpoint, else seed 002's activity, a Segment track, or a collect call.
+function curlFor(base, key, endpoints, secret) {
+  const may = endpoint => endpoints.length === 0 || endpoints.includes(endpoint);
+  const json = '  -H "Content-Type: application/json" \\';
+  const withSecret = secret ? [`  -H "X-API-Secret: ${secret}" \\`] : [];
+  let lines;
+  if (may('signal_staging')) {
+    lines = [`curl -X POST "${base}/api/signal-staging/webhook/${key}" \\`, json, ...withSecret,
+      `  -d '{"email": "test@example.com", "event": "test"}'`];
+  } else if (may('ingress')) {
+    lines = [`curl -X POST "${base}/webhooks/ingress/${key}" \\`, json, ...withSecret,
+      `  -d '{"title": "Test activity", "startTime": "${new Date().toISOString()}"}'`];
+  } else if (may('tracking')) {
+    lines = [`curl -X POST "${base}/v1/track" -u "${key}:${secret || ''}" \\`, json,
+      `  -d '{"event": "test", "userId": "test-user"}'`];
+  } else {
+    lines = [`curl ${secret ? `-H "X-API-Secret: ${secret}" ` : ''}"${base}/collect/page_view/${key}?url=https%3A%2F%2Fexample.com%2F"`];
+  }
+  return lines.join('\n');
+}
+
 async function keys(org) {
   const show = view();
   const { keys: list } = await api('GET', orgPath(org, '/keys'));
@@ -208,10 +230,7 @@ async function keys(org) {
       const body = { name: name.value || null, secret: secret.value || null, endpoints: boxes.map(b => b.firstChild).filter(b => b.checked).map(b => b.value) };
       if (expires.value) body.expires_at_ms = new Date(`${expires.value}T23:59:59Z`).getTime();
       const key = await api('POST', orgPath(org, '/keys'), body);
-      const curl = [`curl -X POST "${state.session.public_url}/api/signal-staging/webhook/${key.key}" \\`,
-        '  -H "Content-Type: application/json" \\',
-        ...(body.secret ? [`  -H "X-API-Secret: ${body.secret}" \\`] : []),
-        `  -d '{"email": "test@example.com", "event": "test"}'`].join('\n');
+      const curl = curlFor(state.session.public_url, key.key, body.endpoints, body.secret);
       created.replaceChildren(h('div', { class: 'card once' },
         h('h2', {}, 'Your new key: copy it now, it is not shown again'),
         h('pre', { 'data-test': 'new-key' }, key.key),
