@@ -41,11 +41,20 @@ async fn topics_get_their_retention_compaction_and_updates() {
     let identities = settings(brokers, &config.kafka.topic(topics::IDENTITIES)).await;
     assert_eq!(identities["cleanup.policy"], "compact", "state is compacted, never expired");
 
-    // A restart with another retention updates the existing topic.
+    // A restart with another retention updates the existing topic. The broker applies a config
+    // change through its metadata log, so a describe right after may still show the old value.
     vars.insert("SIGSTAGE_KAFKA_RETENTION_HOURS".into(), "signals.raw=24".into());
     common::kafka::prepare_topics(&config_of(&vars).kafka).await.expect("topics updated");
-    let raw = settings(brokers, &config.kafka.topic(topics::SIGNALS_RAW)).await;
-    assert_eq!(raw["retention.ms"], (24 * 3_600_000u64).to_string());
+    let expected = (24 * 3_600_000u64).to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let raw = settings(brokers, &config.kafka.topic(topics::SIGNALS_RAW)).await;
+        if raw["retention.ms"] == expected {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "retention.ms still {} after 30 s", raw["retention.ms"]);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
