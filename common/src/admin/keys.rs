@@ -9,7 +9,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{error, Admin};
+use super::{body, error, Admin};
 use crate::control::keys::{self, ApiKeyRow, Endpoint, KeyAdminError, NewKey};
 
 impl IntoResponse for KeyAdminError {
@@ -89,11 +89,11 @@ pub struct NewKeyBody {
 pub async fn create(
     State(admin): State<Admin>,
     Path(org): Path<String>,
-    body: Result<Json<NewKeyBody>, JsonRejection>,
+    new: Result<Json<NewKeyBody>, JsonRejection>,
 ) -> Response {
-    let new = match body {
-        Ok(Json(new)) => new,
-        Err(rejection) => return error(rejection.status(), "invalid_key", rejection.body_text()),
+    let new = match body(new, "invalid_key") {
+        Ok(new) => new,
+        Err(refused) => return refused,
     };
     let mut endpoints = Vec::with_capacity(new.endpoints.len());
     for name in &new.endpoints {

@@ -10,13 +10,8 @@ use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{error, Admin};
+use super::{body, error, unavailable, Admin};
 use crate::control::limits::{self, OrgLimits, PlanLimit, RateLimit};
-
-fn unavailable(error: clickhouse::error::Error) -> Response {
-    tracing::error!(%error, "admin API request failed");
-    super::error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", format!("ClickHouse: {error}"))
-}
 
 fn shown(current: &OrgLimits, org: &str) -> serde_json::Value {
     let rate = current.rate.get(org);
@@ -51,11 +46,11 @@ pub struct Change {
 pub async fn set(
     State(admin): State<Admin>,
     Path(org): Path<String>,
-    body: Result<Json<Change>, JsonRejection>,
+    change: Result<Json<Change>, JsonRejection>,
 ) -> Response {
-    let change = match body {
-        Ok(Json(change)) => change,
-        Err(rejection) => return error(rejection.status(), "invalid_limits", rejection.body_text()),
+    let change = match body(change, "invalid_limits") {
+        Ok(change) => change,
+        Err(refused) => return refused,
     };
     if !crate::control::valid_org_id(&org) {
         return error(StatusCode::BAD_REQUEST, "invalid_limits", format!("org id {org:?} is not valid"));

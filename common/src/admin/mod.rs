@@ -301,6 +301,12 @@ fn unauthorized(message: &str) -> Response {
     response
 }
 
+/// 503 `storage_unavailable`: a store the request needed did not answer (logged).
+pub(crate) fn unavailable(failure: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %failure, "admin API request failed");
+    error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", format!("ClickHouse: {failure}"))
+}
+
 /// `value` as JSON with `status`, or the error's own answer.
 pub(crate) fn answer<T: serde::Serialize, E: IntoResponse>(status: StatusCode, result: Result<T, E>) -> Response {
     match result {

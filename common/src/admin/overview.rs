@@ -9,16 +9,11 @@ use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{error, topics, Admin, Caller};
+use super::{error, topics, unavailable, Admin, Caller};
 use crate::control::limits::OrgLimits;
 use crate::control::webhooks;
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
-
-fn unavailable(error: impl std::fmt::Display) -> Response {
-    tracing::error!(%error, "admin API request failed");
-    super::error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", format!("ClickHouse: {error}"))
-}
 
 #[derive(Debug, Row, Serialize, Deserialize)]
 struct OrgRow {

@@ -161,12 +161,11 @@ pub async fn set_active(
     active: bool,
     reason: &str,
 ) -> Result<Subscription, WebhookAdminError> {
-    let mut subscription = get(client, subscription_id).await?;
-    subscription.active = u8::from(active);
-    subscription.disabled_reason = if active { String::new() } else { reason.to_owned() };
-    subscription.version = crate::time::now_ms().max(subscription.version + 1);
-    write(client, &subscription).await?;
-    Ok(subscription)
+    change(client, subscription_id, |subscription| {
+        subscription.active = u8::from(active);
+        subscription.disabled_reason = if active { String::new() } else { reason.to_owned() };
+    })
+    .await
 }
 
 /// Changes where a subscription delivers and which event types it receives.
@@ -177,9 +176,21 @@ pub async fn edit(
     event_types: Vec<String>,
 ) -> Result<Subscription, WebhookAdminError> {
     check(url, &event_types)?;
+    change(client, subscription_id, |subscription| {
+        subscription.url = url.to_owned();
+        subscription.event_types = event_types;
+    })
+    .await
+}
+
+/// Applies `apply` to the stored subscription and writes it back at a newer version.
+async fn change(
+    client: &clickhouse::Client,
+    subscription_id: &str,
+    apply: impl FnOnce(&mut Subscription),
+) -> Result<Subscription, WebhookAdminError> {
     let mut subscription = get(client, subscription_id).await?;
-    subscription.url = url.to_owned();
-    subscription.event_types = event_types;
+    apply(&mut subscription);
     subscription.version = crate::time::now_ms().max(subscription.version + 1);
     write(client, &subscription).await?;
     Ok(subscription)
