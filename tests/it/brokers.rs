@@ -91,13 +91,27 @@ fn stack(args: &[&str]) {
     assert!(output.status.success(), "stack.sh {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
 }
 
-/// A base port such that base+1..=base+3 and base+11..=base+13 are free now.
+/// A base port such that base+1..=base+3 and base+11..=base+13 are free now, below the
+/// system's ephemeral range: a port the OS hands out to another test's listener or outgoing
+/// connection (which took a broker's port between this check and the broker's bind once) never
+/// falls there.
 fn free_base() -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let (low, high) = (10_000u16, ephemeral_low.saturating_sub(20));
+    assert!(high > low + 100, "the ephemeral port range starts at {ephemeral_low}: no room below it");
+    // One cursor per process, so two tests never get the same base; it starts where the
+    // process id puts it, apart from another run's.
+    static CURSOR: std::sync::Mutex<Option<u16>> = std::sync::Mutex::new(None);
+    let mut cursor = CURSOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut base = cursor.unwrap_or(low + (std::process::id() % u32::from(high - low)) as u16);
     loop {
-        let base = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
-        let Some(base) = base.checked_sub(1).filter(|base| *base < 65_000) else { continue };
+        base = if base + 20 >= high { low } else { base + 20 };
         let ports = [1, 2, 3, 11, 12, 13].map(|offset| base + offset);
         if ports.iter().all(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok()) {
+            *cursor = Some(base);
             return base;
         }
     }
