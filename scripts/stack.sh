@@ -56,6 +56,11 @@ port_owner() {
 
 pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+# True when DIR's recorded pid is a live Kafka JVM started with DIR's config (not a reused pid).
+broker_alive() { # dir
+    pid_alive "$1/kafka.pid" && grep -qF "$1/server.properties" "/proc/$(cat "$1/kafka.pid")/cmdline" 2>/dev/null
+}
+
 wait_for() { # name seconds probe log
     local name=$1 secs=$2 probe=$3 log=$4 i
     for ((i = 0; i < secs * 5; i++)); do
@@ -118,7 +123,9 @@ start_broker() {
     local dir=$1 node=$2 port=$3 cport=$4 voters=$5 replicas=$6 min_isr=$7 heap=$8 cluster_id=$9
     local pidfile=$dir/kafka.pid log=$dir/logs/server.log owner
     mkdir -p "$dir/logs"
-    if pid_alive "$pidfile" && kafka_answers "$port"; then say "Kafka already running on $port (pid $(cat "$pidfile"))"; return; fi
+    # A node whose JVM still runs is left to answer in its own time (the caller awaits it): a busy
+    # node that is slow to answer is not a stranger on its port.
+    if broker_alive "$dir"; then say "Kafka already running on $port (pid $(cat "$pidfile"))"; return; fi
     if kafka_answers "$port"; then say "a Kafka broker already answers on 127.0.0.1:$port ($(port_owner "$port")); using it"; return; fi
     for p in $port $cport; do
         owner=$(port_owner "$p")

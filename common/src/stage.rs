@@ -80,8 +80,11 @@ impl Stage {
     }
 }
 
+/// The longest a failed stage waits before it is started again.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
 /// Runs `run` until `stop` turns true, starting it again after each failure: 1 s later, then
-/// twice as long each time up to 30 s (back to 1 s after a run that lasted a minute).
+/// twice as long each time up to [`MAX_BACKOFF`] (back to 1 s after a run that lasted a minute).
 pub async fn supervise<F, Fut>(stage: Stage, mut stop: watch::Receiver<bool>, mut run: F)
 where
     F: FnMut(Stage, watch::Receiver<bool>) -> Fut,
@@ -111,7 +114,7 @@ where
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.changed() => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

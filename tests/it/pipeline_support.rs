@@ -88,7 +88,12 @@ pub fn start_sink(config: &Config, clickhouse: clickhouse::Client) -> Running {
 
 /// Polls `query` (one UInt64) until it answers `expected`; panics with the last answer after 30 s.
 pub async fn await_count(client: &clickhouse::Client, query: &str, expected: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    await_count_within(client, query, expected, Duration::from_secs(30)).await
+}
+
+/// [`await_count`], panicking after `within`.
+pub async fn await_count_within(client: &clickhouse::Client, query: &str, expected: u64, within: Duration) {
+    let deadline = Instant::now() + within;
     loop {
         let answer = client.query(query).fetch_one::<u64>().await;
         if matches!(answer, Ok(n) if n == expected) {
