@@ -150,7 +150,8 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
         let router = common::admin::router(clickhouse.clone(), settings);
         let mut stopped = stop.clone();
         let serving = tokio::spawn(async move {
-            axum::serve(listener, router)
+            // With each client's address, for the admin API's wrong-token throttle.
+            axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .with_graceful_shutdown(async move {
                     let _ = stopped.wait_for(|stop| *stop).await;
                 })

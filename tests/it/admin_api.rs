@@ -9,6 +9,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
+use crate::pipeline_support::start_ready;
 use crate::support::TestDb;
 
 const TOKEN: &str = "admin-token-for-tests";
@@ -460,6 +461,50 @@ async fn console_sessions_need_the_right_token_and_csrf() {
     let (status, headers, _) = send(&router, "DELETE", "/console/session", &right, "").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(headers[header::SET_COOKIE].to_str().expect("ascii").contains("Max-Age=0"));
+}
+
+/// Wrong tokens from one address, through a real listener (which records each client's
+/// address): ten are answered 401, then the address is refused 429 with `Retry-After`, even
+/// with the right token, at sign-in and at the API alike.
+#[tokio::test]
+async fn wrong_tokens_from_an_address_are_throttled() {
+    let db = TestDb::migrated().await;
+    let extra = [("SIGSTAGE_ADMIN_ADDR", "127.0.0.1:0"), ("SIGSTAGE_ADMIN_TOKEN", TOKEN)];
+    let run =
+        start_ready(&db.vars, &["ingest"], &extra).await.unwrap_or_else(|(status, logs)| panic!("{status}: {logs}"));
+    let admin = format!("http://{}", run.admin.clone().expect("the admin listener's line"));
+    let http = reqwest::Client::new();
+    let rules = format!("{admin}/api/admin/orgs/acme/rules");
+    let sign_in = |token: &str| {
+        http.post(format!("{admin}/console/session"))
+            .header(header::CONTENT_TYPE.as_str(), "application/json")
+            .body(serde_json::json!({"token": token}).to_string())
+    };
+
+    for n in 0..10 {
+        let request = if n % 2 == 0 {
+            http.get(&rules).bearer_auth(format!("wrong-token-{n:08}"))
+        } else {
+            sign_in("wrong-token-guess")
+        };
+        let response = request.send().await.expect("answer");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "wrong token {n}");
+    }
+    for request in [http.get(&rules).bearer_auth(TOKEN), sign_in(TOKEN)] {
+        let response = request.send().await.expect("answer");
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "the address is barred, right token or not");
+        let retry_after: u64 =
+            response.headers()[header::RETRY_AFTER].to_str().expect("ascii").parse().expect("seconds");
+        assert!((1..=60).contains(&retry_after), "retry after {retry_after} s");
+        let body: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("json");
+        assert_eq!(body["error"], "too_many_failed_attempts", "{body}");
+    }
+    let mut child = run.child;
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("stopped");
+    let logs = run.logs.await.expect("logs");
+    assert!(logs.contains("too many wrong admin tokens"), "the bar is logged");
+    assert!(!logs.contains(TOKEN), "the token is never logged");
 }
 
 /// The OpenAPI document and the router come from one list; this checks the document names

@@ -18,6 +18,7 @@ mod openapi;
 mod overview;
 mod rules;
 mod session;
+mod throttle;
 mod topics;
 mod webhooks;
 
@@ -41,6 +42,20 @@ pub(crate) struct Admin {
     tokens: std::sync::Arc<[AdminToken]>,
     /// The public listener's URL, for the curl the console shows with a new key.
     pub(crate) public_url: std::sync::Arc<str>,
+    /// Wrong tokens per client address (sign-ins and bearer tokens alike).
+    pub(crate) failures: std::sync::Arc<throttle::Failures>,
+}
+
+impl Admin {
+    /// Logs and counts a wrong token from `client`.
+    fn failed(&self, client: Option<std::net::IpAddr>, what: &str) {
+        let from = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        tracing::warn!(client = %from, "{what}");
+        if self.failures.record(client, crate::time::now_ms()) {
+            let window_s = throttle::WINDOW_MS / 1000;
+            tracing::warn!(client = %from, max = throttle::MAX_FAILURES, window_s, "too many wrong admin tokens: the address is refused until its window ends");
+        }
+    }
 }
 
 /// What the admin API needs besides ClickHouse.
@@ -62,7 +77,8 @@ pub(crate) struct Caller {
 pub fn router(client: clickhouse::Client, settings: Settings) -> Router {
     let Settings { kafka, tokens, public_url } = settings;
     topics::Open::describe();
-    let admin = Admin { client, kafka, tokens: tokens.into(), public_url: public_url.into() };
+    let admin =
+        Admin { client, kafka, tokens: tokens.into(), public_url: public_url.into(), failures: Default::default() };
     let mut api = Router::new();
     for operation in operations() {
         api = api.route(operation.path, operation.route);
@@ -234,6 +250,10 @@ async fn authorize(State(admin): State<Admin>, mut request: Request, next: Next)
     if admin.tokens.is_empty() {
         return error(StatusCode::NOT_FOUND, "admin_api_disabled", "the admin API is off: set SIGSTAGE_ADMIN_TOKEN");
     }
+    let client = throttle::client(request.extensions());
+    if let Some(retry_after_s) = admin.failures.barred(client, crate::time::now_ms()) {
+        return throttle::refused(retry_after_s);
+    }
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
     let changes = method != Method::GET && method != Method::HEAD;
     let bearer = request
@@ -244,7 +264,10 @@ async fn authorize(State(admin): State<Admin>, mut request: Request, next: Next)
     let token = match bearer {
         Some(given) => match token_of(&admin.tokens, given) {
             Some(token) => token,
-            None => return unauthorized("the admin token is wrong"),
+            None => {
+                admin.failed(client, "admin request refused: wrong admin token");
+                return unauthorized("the admin token is wrong");
+            }
         },
         None => match session::from_cookie(&admin.tokens, request.headers()) {
             Some(session) => {

@@ -7,7 +7,7 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hmac::{Hmac, Mac};
@@ -16,7 +16,7 @@ use serde_json::json;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::{body, error, token_of, Admin};
+use super::{body, error, throttle, token_of, Admin};
 use crate::config::AdminToken;
 
 pub const COOKIE: &str = "sigstage_console";
@@ -107,13 +107,21 @@ fn cookie(value: &str, max_age_s: u64) -> HeaderValue {
 }
 
 /// `POST /console/session` with `{"token"}`: signs in.
-pub async fn sign_in(State(admin): State<Admin>, sign_in: Result<Json<SignIn>, JsonRejection>) -> Response {
+pub async fn sign_in(
+    State(admin): State<Admin>,
+    extensions: Extensions,
+    sign_in: Result<Json<SignIn>, JsonRejection>,
+) -> Response {
+    let client = throttle::client(&extensions);
+    if let Some(retry_after_s) = admin.failures.barred(client, crate::time::now_ms()) {
+        return throttle::refused(retry_after_s);
+    }
     let given = match body(sign_in, "invalid_sign_in") {
         Ok(sign_in) => sign_in.token,
         Err(refused) => return refused,
     };
     let Some(token) = token_of(&admin.tokens, given.trim()) else {
-        tracing::warn!("console sign-in refused: wrong admin token");
+        admin.failed(client, "console sign-in refused: wrong admin token");
         return error(StatusCode::UNAUTHORIZED, "invalid_admin_token", "that is not an admin token of this sigstage");
     };
     let (value, csrf) = issue(token, crate::time::now_ms());
