@@ -11,29 +11,12 @@ use serde_json::json;
 
 use super::{error, topics, unavailable, Admin, Caller};
 use crate::control::limits::OrgLimits;
-use crate::control::webhooks;
+use crate::control::{orgs, webhooks};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
-#[derive(Debug, Row, Serialize, Deserialize)]
-struct OrgRow {
-    org_id: String,
-    name: String,
-    created_at_ms: u64,
-}
-
 pub async fn orgs(State(admin): State<Admin>, Extension(caller): Extension<Caller>) -> Response {
-    let rows: Result<Vec<OrgRow>, _> = admin
-        .client
-        .query(
-            "SELECT org_id, argMax(name, version) AS shown, min(created_at_ms) AS created FROM orgs \
-             WHERE ? = 1 OR org_id = ? GROUP BY org_id ORDER BY org_id",
-        )
-        .bind(u8::from(caller.org.is_none()))
-        .bind(caller.org.as_deref().unwrap_or_default())
-        .fetch_all()
-        .await;
-    match rows {
+    match orgs::list(&admin.client, caller.org.as_deref()).await {
         Ok(orgs) => Json(json!({"orgs": orgs})).into_response(),
         Err(error) => unavailable(error),
     }
