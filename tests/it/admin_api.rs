@@ -434,6 +434,12 @@ async fn console_sessions_need_the_right_token_and_csrf() {
         assert!(set_cookie.contains(attribute), "{set_cookie}");
     }
     assert!(!set_cookie.contains(TOKEN), "the cookie does not carry the token");
+    assert!(!set_cookie.contains("Secure"), "plain HTTP: a Secure cookie would never come back");
+    let behind_tls = [("x-forwarded-proto", "https")];
+    let (status, tls_headers, _) =
+        send(&router, "POST", "/console/session", &behind_tls, &format!(r#"{{"token":"{TOKEN}"}}"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(tls_headers[header::SET_COOKIE].to_str().expect("ascii").ends_with("; Secure"), "behind TLS: Secure");
     let cookie = set_cookie.split(';').next().expect("name=value").to_owned();
     let csrf = session["csrf"].as_str().expect("csrf").to_owned();
     assert_eq!(session["public_url"], "http://127.0.0.1:1");

@@ -101,8 +101,12 @@ pub struct SignIn {
     token: String,
 }
 
-fn cookie(value: &str, max_age_s: u64) -> HeaderValue {
-    let cookie = format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}");
+/// The session cookie; `Secure` when the request came through a TLS-terminating proxy
+/// (`X-Forwarded-Proto: https`), so the browser never sends it over plain HTTP again.
+fn cookie(value: &str, max_age_s: u64, headers: &HeaderMap) -> HeaderValue {
+    let https = headers.get("x-forwarded-proto").is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
+    let secure = if https { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}");
     HeaderValue::from_str(&cookie).expect("cookie values are hex, digits and token ids")
 }
 
@@ -110,6 +114,7 @@ fn cookie(value: &str, max_age_s: u64) -> HeaderValue {
 pub async fn sign_in(
     State(admin): State<Admin>,
     extensions: Extensions,
+    headers: HeaderMap,
     sign_in: Result<Json<SignIn>, JsonRejection>,
 ) -> Response {
     let client = throttle::client(&extensions);
@@ -128,7 +133,7 @@ pub async fn sign_in(
     tracing::info!(token = %token.id, "console sign-in");
     let session = Session { token, csrf };
     let mut response = Json(session.shown(&admin)).into_response();
-    response.headers_mut().insert(header::SET_COOKIE, cookie(&value, LIFETIME_MS / 1000));
+    response.headers_mut().insert(header::SET_COOKIE, cookie(&value, LIFETIME_MS / 1000, &headers));
     response
 }
 
@@ -148,7 +153,7 @@ pub async fn sign_out(State(admin): State<Admin>, headers: HeaderMap) -> Respons
         }
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(header::SET_COOKIE, cookie("", 0));
+    response.headers_mut().insert(header::SET_COOKIE, cookie("", 0, &headers));
     response
 }
 
