@@ -222,7 +222,11 @@ cluster() { # dir base_port
 start_clickhouse() {
     local dir=$state/clickhouse pidfile=$state/clickhouse/clickhouse.pid owner
     mkdir -p "$dir/log" "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas"
-    if pid_alive "$pidfile" && clickhouse_answers; then say "ClickHouse already running (pid $(cat "$pidfile"))"; return; fi
+    # Ours while its recorded process is clickhouse-server, answering or not (yet): await_clickhouse waits.
+    if pid_alive "$pidfile" && grep -qF "$dir/config.xml" "/proc/$(cat "$pidfile")/cmdline" 2>/dev/null; then
+        say "ClickHouse already running (pid $(cat "$pidfile"))"
+        return
+    fi
     if clickhouse_answers; then
         say "a ClickHouse server already answers on 127.0.0.1:$ch_http_port ($(port_owner $ch_http_port)); using it"
         return
@@ -258,6 +262,8 @@ stop_pid() { # name pidfile
     done
     say "$name did not stop within 30s; killing it"
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    # Gone once `kill -0` fails, so its ports are free for whatever starts next.
+    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null && sleep 0.2 || break; done
     rm -f "$pidfile"
 }
 

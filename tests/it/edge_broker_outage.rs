@@ -40,12 +40,29 @@ async fn broker_outage_gives_503_then_recovers_without_loss_or_duplicates() {
     let uri = format!("/api/signal-staging/webhook/{key}");
     let signal = |n: usize| format!(r#"{{"email":"lead{n}@example.com","event":"outage-test"}}"#);
     let mut accepted: Vec<u64> = Vec::new();
+    // Each signal `from..to`, sent again on 503 until it is accepted, as a client would; fails
+    // with `what` after 60 s.
+    let post_until_accepted = |from: usize, to: usize, what: &'static str| {
+        let (edge, uri) = (&edge, &uri);
+        async move {
+            let (mut ids, deadline) = (Vec::new(), Instant::now() + Duration::from_secs(60));
+            for n in from..to {
+                loop {
+                    let response = edge.post_json(uri, &signal(n)).await;
+                    if response.status == StatusCode::ACCEPTED {
+                        ids.push(response.id());
+                        break;
+                    }
+                    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{}", response.text);
+                    assert!(Instant::now() < deadline, "{what}");
+                }
+            }
+            ids
+        }
+    };
 
-    for n in 0..10 {
-        let response = edge.post_json(&uri, &signal(n)).await;
-        assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text);
-        accepted.push(response.id());
-    }
+    // The broker and its topics are seconds old: a first send may outlast the 1.5 s timeout.
+    accepted.extend(post_until_accepted(0, 10, "the edge never accepted on a fresh broker").await);
 
     broker.stop();
     // Concurrent sends while the broker is down: the queue holds 5, so some are refused at once
@@ -66,19 +83,8 @@ async fn broker_outage_gives_503_then_recovers_without_loss_or_duplicates() {
 
     broker.start();
     await_brokers(&broker.brokers()).await;
-    // The producer reconnects by itself; retry each signal until it is accepted, as a client would.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for n in 30..40 {
-        loop {
-            let response = edge.post_json(&uri, &signal(n)).await;
-            if response.status == StatusCode::ACCEPTED {
-                accepted.push(response.id());
-                break;
-            }
-            assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{}", response.text);
-            assert!(Instant::now() < deadline, "the edge did not recover after the broker came back");
-        }
-    }
+    // The producer reconnects by itself.
+    accepted.extend(post_until_accepted(30, 40, "the edge did not recover after the broker came back").await);
 
     let topic = edge.topic(topics::SIGNALS_RAW);
     let total = count_records(&edge.db.config, &topic) as usize;

@@ -203,9 +203,10 @@ impl Ready {
     pub async fn stop(mut self) -> String {
         let pid = self.child.id().expect("pid").to_string();
         assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
-        let exit = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+        // Stages still starting (joining their group, fencing older transactions) finish that first.
+        let exit = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
             .await
-            .expect("stops within 15 s")
+            .expect("stops within 60 s")
             .expect("exit status");
         assert!(exit.success(), "{exit}");
         self.logs.await.expect("logs")

@@ -169,8 +169,8 @@ async fn deliveries_are_signed_retried_logged_and_disabled() {
         for (name, value) in [
             ("SIGSTAGE_WEBHOOKS_ALLOW_PRIVATE", "true"),
             ("SIGSTAGE_WEBHOOKS_RETRY_SCHEDULE", "50ms,50ms"),
-            ("SIGSTAGE_WEBHOOKS_TIMEOUT_MS", "300"),
-            ("SIGSTAGE_WEBHOOKS_DISABLE_AFTER", "500ms"),
+            ("SIGSTAGE_WEBHOOKS_TIMEOUT_MS", "1000"),
+            ("SIGSTAGE_WEBHOOKS_DISABLE_AFTER", "2s"),
         ] {
             vars.insert(name.into(), value.into());
         }
@@ -237,13 +237,13 @@ async fn deliveries_are_signed_retried_logged_and_disabled() {
     let gone_now = await_disabled(&edge, &gone).await;
     assert_eq!((gone_now.active, gone_now.disabled_reason.as_str()), (0, "the endpoint answered 410 Gone"));
 
-    // Timeouts only: disabled once every attempt has failed for 500 ms (SIGSTAGE_WEBHOOKS_DISABLE_AFTER).
+    // Timeouts only: disabled once every attempt has failed for 2 s (SIGSTAGE_WEBHOOKS_DISABLE_AFTER).
     let slow_now = await_disabled(&edge, &slow).await;
-    assert_eq!((slow_now.active, slow_now.disabled_reason.as_str()), (0, "every delivery failed for 500ms"));
+    assert_eq!((slow_now.active, slow_now.disabled_reason.as_str()), (0, "every delivery failed for 2s"));
     let slow_log = deliveries(&edge.db.client, &slow).await;
     assert!(slow_log.iter().all(|a| a.error.contains("timed out") && a.status_code == 0), "{slow_log:#?}");
     let span = slow_log.last().expect("attempts").attempted_ms - slow_log[0].attempted_ms;
-    assert!(span < 500 + 3000, "disabled soon after failing for 500 ms: {span} ms");
+    assert!(span < 2000 + 3000, "disabled soon after failing for 2 s: {span} ms");
 
     // Re-sending delivers the same event again, with the same webhook-id.
     let first_id = ok_seen[0].1.clone();
@@ -273,7 +273,7 @@ async fn deliveries_are_signed_retried_logged_and_disabled() {
     let stopping = Instant::now();
     stop.send(true).expect("sink running");
     sink.await.expect("no panic").expect("webhook sink ends cleanly");
-    assert!(stopping.elapsed() < Duration::from_secs(10), "stopped in {:?}", stopping.elapsed());
+    assert!(stopping.elapsed() < Duration::from_secs(30), "stopped in {:?}", stopping.elapsed());
     processor.stop().await;
 }
 

@@ -112,7 +112,11 @@ async fn a_hanging_endpoint_holds_only_its_own_backlog() {
     stop.send(true).expect("sink running");
     sink.await.expect("no panic").expect("webhook sink ends cleanly");
     let stop_took = stopping.elapsed();
-    assert!(stop_took < sink::webhooks::scheduler::SHUTDOWN_GRACE + Duration::from_secs(5), "stopped in {stop_took:?}");
+    // Far below the receiver's 150 s timeout; the margin is for a starved machine.
+    assert!(
+        stop_took < sink::webhooks::scheduler::SHUTDOWN_GRACE + Duration::from_secs(30),
+        "stopped in {stop_took:?}"
+    );
     endpoints.release.notify_waiters();
 
     // Nothing owed to the hanging endpoint was lost: every delivery is still queued.
