@@ -131,32 +131,55 @@ async fn every_endpoint_reaches_clickhouse() {
 /// A TCP proxy to ClickHouse that can be cut, so the sink sees ClickHouse go away and return.
 struct Proxy {
     addr: std::net::SocketAddr,
+    up: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Proxy {
-    async fn start(addr: Option<std::net::SocketAddr>) -> Self {
-        let listener = tokio::net::TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().expect("addr")))
-            .await
-            .expect("proxy listens");
+    /// Listens on a port of its own for as long as it lives (so no other socket can take the
+    /// port while ClickHouse is "away"), forwarding to ClickHouse while up.
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("proxy listens");
         let addr = listener.local_addr().expect("addr");
+        let (up, mut is_up) = tokio::sync::watch::channel(true);
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                connections.spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:8123").await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((mut inbound, _)) = accepted else { return };
+                        if !*is_up.borrow() {
+                            continue; // dropped at once: the client sees the connection closed
+                        }
+                        connections.spawn(async move {
+                            if let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:8123").await {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            }
+                        });
                     }
-                });
+                    changed = is_up.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        if !*is_up.borrow() {
+                            connections.abort_all();
+                        }
+                    }
+                }
             }
         });
-        Proxy { addr, task }
+        Proxy { addr, up, task }
     }
 
-    /// Stops accepting and drops every open connection.
-    fn cut(self) -> std::net::SocketAddr {
+    /// Down: drops every open connection and each new one. Up: forwards again.
+    fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
         self.task.abort();
-        self.addr
     }
 }
 
@@ -165,7 +188,7 @@ async fn nothing_is_lost_while_clickhouse_is_away() {
     let edge = TestEdge::start().await;
     let key = edge.key("acme", &[]).await;
     let processor = start_processor(&edge.db.config);
-    let proxy = Proxy::start(None).await;
+    let proxy = Proxy::start().await;
     let through_proxy = common::clickhouse::client(&common::config::ClickHouseConfig {
         url: format!("http://{}", proxy.addr),
         ..edge.db.config.clickhouse.clone()
@@ -175,7 +198,7 @@ async fn nothing_is_lost_while_clickhouse_is_away() {
     assert_eq!(edge.post_json(&uri, r#"{"email":"first@x.io"}"#).await.status, 202);
     await_count(&edge.db.client, "SELECT count() FROM signals_hot FINAL", 1).await;
 
-    let addr = proxy.cut();
+    proxy.set_up(false);
     for n in 0..20 {
         assert_eq!(edge.post_json(&uri, &format!(r#"{{"email":"away{n}@x.io"}}"#)).await.status, 202);
     }
@@ -184,10 +207,9 @@ async fn nothing_is_lost_while_clickhouse_is_away() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     await_count(&edge.db.client, "SELECT count() FROM signals_hot FINAL", 1).await;
 
-    let back = Proxy::start(Some(addr)).await;
+    proxy.set_up(true);
     await_count(&edge.db.client, "SELECT count() FROM signals_hot FINAL", 21).await;
     sink.stop().await;
-    back.cut();
     processor.stop().await;
 }
 
