@@ -56,9 +56,10 @@ port_owner() {
 
 pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-# True when DIR's recorded pid is a live Kafka JVM started with DIR's config (not a reused pid).
-broker_alive() { # dir
-    pid_alive "$1/kafka.pid" && grep -qF "$1/server.properties" "/proc/$(cat "$1/kafka.pid")/cmdline" 2>/dev/null
+# True when PIDFILE's process is alive and was started with TEXT in its command line (so it is
+# the server this script started, not a reused pid), whether it answers yet or not.
+ours() { # pidfile text
+    pid_alive "$1" && grep -qF "$2" "/proc/$(cat "$1")/cmdline" 2>/dev/null
 }
 
 wait_for() { # name seconds probe log
@@ -125,7 +126,7 @@ start_broker() {
     mkdir -p "$dir/logs"
     # A node whose JVM still runs is left to answer in its own time (the caller awaits it): a busy
     # node that is slow to answer is not a stranger on its port.
-    if broker_alive "$dir"; then say "Kafka already running on $port (pid $(cat "$pidfile"))"; return; fi
+    if ours "$pidfile" "$dir/server.properties"; then say "Kafka already running on $port (pid $(cat "$pidfile"))"; return; fi
     if kafka_answers "$port"; then say "a Kafka broker already answers on 127.0.0.1:$port ($(port_owner "$port")); using it"; return; fi
     for p in $port $cport; do
         owner=$(port_owner "$p")
@@ -223,7 +224,7 @@ start_clickhouse() {
     local dir=$state/clickhouse pidfile=$state/clickhouse/clickhouse.pid owner
     mkdir -p "$dir/log" "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas"
     # Ours while its recorded process is clickhouse-server, answering or not (yet): await_clickhouse waits.
-    if pid_alive "$pidfile" && grep -qF "$dir/config.xml" "/proc/$(cat "$pidfile")/cmdline" 2>/dev/null; then
+    if ours "$pidfile" "$dir/config.xml"; then
         say "ClickHouse already running (pid $(cat "$pidfile"))"
         return
     fi

@@ -11,7 +11,7 @@ use common::kafka::topics;
 use tokio::process::Child;
 
 use crate::edge_support::count_records;
-use crate::pipeline_support::{await_count, await_count_within, caught_up, spawn_role, start_processor, start_sink};
+use crate::pipeline_support::{await_count, await_recovered, caught_up, spawn_role, start_processor, start_sink};
 use crate::stream_recovery::fill;
 use crate::support::TestDb;
 
@@ -102,9 +102,7 @@ async fn sink_killed_at(fault: &str) {
     let sink = start_sink(config, db.client.clone());
     let client = &db.client;
     // Hot: every signal but the first hundred tracks directly, and those hundred rehydrated.
-    // The killed sink's group membership lapses first, and a restart may wait out its backoff.
-    let within = common::stage::MAX_BACKOFF + Duration::from_secs(60);
-    await_count_within(client, "SELECT count() FROM signals_hot", TOTAL, within).await;
+    await_recovered(client, "SELECT count() FROM signals_hot", TOTAL).await;
     await_count(client, "SELECT count() FROM signals_cold", 100).await;
     await_count(client, "SELECT count() FROM identities", 100).await;
     await_count(client, "SELECT count() FROM leads", 100).await;

@@ -13,7 +13,7 @@ use schemas::record::headers;
 
 use crate::brokers::PrivateKafka;
 use crate::edge_support::{count_records, header, read_records, TestEdge};
-use crate::pipeline_support::{await_count_within, start_processor, start_sink};
+use crate::pipeline_support::{await_recovered, start_processor, start_sink};
 
 /// Three JVMs per test on two cores: the cluster tests take turns.
 static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -124,8 +124,7 @@ async fn a_broker_killed_under_load_loses_nothing() {
     // ClickHouse: every accepted signal has its hot row. A stage that failed while the broker was
     // away may be waiting out its longest backoff before it restores and reads the backlog.
     let client = &edge.db.client;
-    let within = common::stage::MAX_BACKOFF + Duration::from_secs(60);
-    await_count_within(client, "SELECT uniqExact(signal_id) FROM signals_hot", raw.len() as u64, within).await;
+    await_recovered(client, "SELECT uniqExact(signal_id) FROM signals_hot", raw.len() as u64).await;
     let rows: Vec<u64> = client.query("SELECT signal_id FROM signals_hot").fetch_all().await.expect("rows");
     let stored: HashSet<u64> = rows.iter().copied().collect();
     // Physically: no row twice, without FINAL.

@@ -91,8 +91,13 @@ pub async fn await_count(client: &clickhouse::Client, query: &str, expected: u64
     await_count_within(client, query, expected, Duration::from_secs(30)).await
 }
 
-/// [`await_count`], panicking after `within`.
-pub async fn await_count_within(client: &clickhouse::Client, query: &str, expected: u64, within: Duration) {
+/// [`await_count`] after a stage failed or was killed: its group membership lapses first, and
+/// a restart may wait out the supervisor's longest backoff before it restores and reads.
+pub async fn await_recovered(client: &clickhouse::Client, query: &str, expected: u64) {
+    await_count_within(client, query, expected, common::stage::MAX_BACKOFF + Duration::from_secs(60)).await
+}
+
+async fn await_count_within(client: &clickhouse::Client, query: &str, expected: u64, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let answer = client.query(query).fetch_one::<u64>().await;

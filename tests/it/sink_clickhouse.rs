@@ -8,7 +8,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::edge_support::TestEdge;
-use crate::pipeline_support::{await_count, await_count_within, start_processor, start_sink};
+use crate::pipeline_support::{await_count, await_recovered, start_processor, start_sink};
 
 const UNLINKED: &str = include_str!("../../schemas/queries/unlinked_cold_signals.sql");
 
@@ -249,9 +249,7 @@ async fn sigkill_of_the_sink_loses_and_doubles_nothing() {
     // Visitors v0..v99: ids 1..100 are tracks before their visitor's identify (ids 101..200), so
     // cold and then rehydrated; every later track is hot by identity: every signal is hot once.
     let signals = "SELECT uniqExact(signal_id) FROM (SELECT signal_id FROM signals_cold UNION ALL SELECT signal_id FROM signals_hot)";
-    // The killed sink's group membership lapses first, and a restart may wait out its backoff.
-    let within = common::stage::MAX_BACKOFF + Duration::from_secs(60);
-    await_count_within(&db.client, signals, TOTAL, within).await;
+    await_recovered(&db.client, signals, TOTAL).await;
     await_count(&db.client, "SELECT count() FROM signals_hot FINAL", TOTAL).await;
     await_count(&db.client, "SELECT count() FROM signals_cold FINAL", 100).await;
     await_count(&db.client, UNLINKED, 0).await;

@@ -47,6 +47,16 @@ pub(crate) struct Admin {
 }
 
 impl Admin {
+    /// The caller's address, or 429 while that address is barred for wrong tokens.
+    #[allow(clippy::result_large_err)] // the refusal is answered at once, never carried further
+    fn admit(&self, extensions: &axum::http::Extensions) -> Result<Option<std::net::IpAddr>, Response> {
+        let client = throttle::client(extensions);
+        match self.failures.barred(client, crate::time::now_ms()) {
+            Some(retry_after_s) => Err(throttle::refused(retry_after_s)),
+            None => Ok(client),
+        }
+    }
+
     /// Logs and counts a wrong token from `client`.
     fn failed(&self, client: Option<std::net::IpAddr>, what: &str) {
         let from = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
@@ -250,10 +260,10 @@ async fn authorize(State(admin): State<Admin>, mut request: Request, next: Next)
     if admin.tokens.is_empty() {
         return error(StatusCode::NOT_FOUND, "admin_api_disabled", "the admin API is off: set SIGSTAGE_ADMIN_TOKEN");
     }
-    let client = throttle::client(request.extensions());
-    if let Some(retry_after_s) = admin.failures.barred(client, crate::time::now_ms()) {
-        return throttle::refused(retry_after_s);
-    }
+    let client = match admin.admit(request.extensions()) {
+        Ok(client) => client,
+        Err(barred) => return barred,
+    };
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
     let changes = method != Method::GET && method != Method::HEAD;
     let bearer = request

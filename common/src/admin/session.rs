@@ -16,7 +16,7 @@ use serde_json::json;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::{body, error, throttle, token_of, Admin};
+use super::{body, error, token_of, Admin};
 use crate::config::AdminToken;
 
 pub const COOKIE: &str = "sigstage_console";
@@ -117,10 +117,10 @@ pub async fn sign_in(
     headers: HeaderMap,
     sign_in: Result<Json<SignIn>, JsonRejection>,
 ) -> Response {
-    let client = throttle::client(&extensions);
-    if let Some(retry_after_s) = admin.failures.barred(client, crate::time::now_ms()) {
-        return throttle::refused(retry_after_s);
-    }
+    let client = match admin.admit(&extensions) {
+        Ok(client) => client,
+        Err(barred) => return barred,
+    };
     let given = match body(sign_in, "invalid_sign_in") {
         Ok(sign_in) => sign_in.token,
         Err(refused) => return refused,
