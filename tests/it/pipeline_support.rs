@@ -91,6 +91,14 @@ pub async fn await_count(client: &clickhouse::Client, query: &str, expected: u64
     await_count_within(client, query, expected, Duration::from_secs(30)).await
 }
 
+/// The sink's tables hold no row twice, counted physically (without FINAL, which would hide
+/// doubles).
+pub async fn assert_no_row_twice(client: &clickhouse::Client) {
+    for (table, key) in [("signals_hot", "signal_id"), ("signals_cold", "signal_id"), ("identities", "anonymous_id")] {
+        await_count(client, &format!("SELECT count() - uniqExact({key}) FROM {table}"), 0).await;
+    }
+}
+
 /// [`await_count`] after a stage failed or was killed: its group membership lapses first, and
 /// a restart may wait out the supervisor's longest backoff before it restores and reads.
 pub async fn await_recovered(client: &clickhouse::Client, query: &str, expected: u64) {

@@ -8,7 +8,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::edge_support::TestEdge;
-use crate::pipeline_support::{await_count, await_recovered, start_processor, start_sink};
+use crate::pipeline_support::{assert_no_row_twice, await_count, await_recovered, start_processor, start_sink};
 
 const UNLINKED: &str = include_str!("../../schemas/queries/unlinked_cold_signals.sql");
 
@@ -255,5 +255,6 @@ async fn sigkill_of_the_sink_loses_and_doubles_nothing() {
     await_count(&db.client, UNLINKED, 0).await;
     await_count(&db.client, "SELECT count() FROM leads FINAL", 100).await;
     restarted.stop().await;
+    assert_no_row_twice(&db.client).await;
     processor.stop().await;
 }
