@@ -1,7 +1,7 @@
 //! Key authentication, the first thing every request does: a SHA-256 of the key, a hash-map
 //! lookup and (for keys with a secret) a constant-time compare. Reads as requests per second.
 
-use common::control::keys::{hash_hex, ApiKeyRow, Endpoint, KeySet};
+use control::keys::{hash_hex, ApiKeyRow, Endpoint, KeySet};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 

@@ -9,10 +9,10 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::config::Config;
 use futures::future::join_all;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use runtime::config::Config;
 use schemas::record::headers;
 
 #[tokio::main]
@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
     let mut vars = std::collections::BTreeMap::new();
     vars.insert("SIGSTAGE_KAFKA_BROKERS".to_owned(), brokers.clone());
     let config = Config::from_vars(&vars)?;
-    let producer = common::kafka::producer(&config.kafka)?;
+    let producer = runtime::kafka::producer(&config.kafka)?;
     let records: Vec<Bytes> =
         std::fs::read_to_string(file)?.lines().filter(|l| !l.is_empty()).map(|l| Bytes::from(l.to_owned())).collect();
     let deadline = Instant::now() + Duration::from_secs(seconds.parse()?);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ingest::accept::{encode, Via};
-use ingest::control::Caller;
+use ingest::gate::Caller;
 use ingest::signals::prepare;
 
 #[path = "mix.rs"]

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::config::Config;
+use runtime::config::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: latency URL KEY RATE SECONDS");
     };
     let (rate, seconds): (u64, u64) = (rate.parse()?, seconds.parse()?);
-    let clickhouse = common::clickhouse::client(&Config::from_env()?.clickhouse);
+    let clickhouse = runtime::clickhouse::client(&Config::from_env()?.clickhouse);
     let http = reqwest::Client::new();
     let accepted: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
     let total = rate * seconds;

@@ -11,12 +11,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::config::Config;
-use common::kafka::{topics, Assignments};
-use common::stage::Stages;
 use futures::future::join_all;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
+use runtime::config::Config;
+use runtime::kafka::{topics, Assignments};
+use runtime::stage::Stages;
 use stream::identity::IdentityLink;
 use stream::processor::Processor;
 
@@ -51,10 +51,10 @@ async fn main() -> anyhow::Result<()> {
 
 /// Writes `size` dedupe entries and `size` links, spread over the partitions.
 async fn fill(config: &Config, size: usize) -> anyhow::Result<()> {
-    common::kafka::prepare_topics(&config.kafka).await?;
-    let producer = common::kafka::producer(&config.kafka)?;
+    runtime::kafka::prepare_topics(&config.kafka).await?;
+    let producer = runtime::kafka::producer(&config.kafka)?;
     let (dedupe, identities) = (config.kafka.topic(topics::DEDUPE), config.kafka.topic(topics::IDENTITIES));
-    let now = common::time::now_ms() as i64;
+    let now = runtime::time::now_ms() as i64;
     for chunk_start in (0..size).step_by(20_000) {
         let chunk = chunk_start..size.min(chunk_start + 20_000);
         let sends = chunk.map(|i| {
@@ -97,14 +97,14 @@ async fn fill(config: &Config, size: usize) -> anyhow::Result<()> {
 
 /// Seconds a fresh processor takes to restore every partition; checks it got the whole state.
 async fn restore(config: &Config, size: usize) -> anyhow::Result<f64> {
-    let consumer = Arc::new(common::kafka::stage_consumer(
+    let consumer = Arc::new(runtime::kafka::stage_consumer(
         &config.kafka,
         &config.kafka.topic("stream"),
         Assignments::new("stream"),
     )?);
     let raw = [config.kafka.topic(topics::SIGNALS_RAW), config.kafka.topic(topics::SIGNALS_HISTORICAL)];
     let partitions: Vec<i32> = (0..config.kafka.partitions).collect();
-    let mut processor = Processor::new(10_000_000, common::kafka::DEDUPE_WINDOW);
+    let mut processor = Processor::new(10_000_000, runtime::kafka::DEDUPE_WINDOW);
     let stage = Stages::default().stage("stream");
     let (_stop_tx, mut stop) = tokio::sync::watch::channel(false);
     let started = Instant::now();

@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use common::config::Config;
+use runtime::config::Config;
 use sink::rows::{Processed, SignalRow};
 
 #[path = "mix.rs"]
@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let (count, rounds): (usize, usize) = (rows.parse()?, rounds.parse()?);
     let config = Config::from_env()?;
-    let client = common::clickhouse::client(&config.clickhouse);
+    let client = runtime::clickhouse::client(&config.clickhouse);
     let records = processed_records(count);
     let file = std::env::temp_dir().join(format!("sigstage-sink-bench-{}.jsonl", std::process::id()));
     {
@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
             let parsed: Vec<Processed<'_>> =
                 chunk.iter().map(|r| serde_json::from_slice(r)).collect::<Result<_, _>>()?;
             let rows: Vec<SignalRow<'_>> = parsed.iter().map(|p| p.row(None, 1)).collect();
-            common::clickhouse::insert::<SignalRow<'static>, _>(&client, "signals_cold", &rows).await?;
+            runtime::clickhouse::insert::<SignalRow<'static>, _>(&client, "signals_cold", &rows).await?;
         }
         let sink_rate = count as f64 / started.elapsed().as_secs_f64();
         let written: u64 = client.query("SELECT count() FROM signals_cold").fetch_one().await?;

@@ -13,15 +13,15 @@
 
 use std::time::{Duration, Instant};
 
-use common::config::Config;
-use common::kafka::topics;
-use common::stage::Stages;
 use futures::future::join_all;
 use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::producer::Producer;
 use rdkafka::Message;
+use runtime::config::Config;
+use runtime::kafka::topics;
+use runtime::stage::Stages;
 use schemas::record::headers;
 use tokio::sync::watch;
 
@@ -75,8 +75,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// Writes `count` distinct signals of the mix, as the edge would, to the raw topic.
 async fn fill(config: &Config, count: usize) -> anyhow::Result<()> {
     let raw = config.kafka.topic(topics::SIGNALS_RAW);
-    common::kafka::prepare_topics(&config.kafka).await?;
-    let producer = common::kafka::producer(&config.kafka)?;
+    runtime::kafka::prepare_topics(&config.kafka).await?;
+    let producer = runtime::kafka::producer(&config.kafka)?;
     let mix = mix::mix();
     for chunk_start in (0..count).step_by(5000) {
         let sends = (chunk_start..count.min(chunk_start + 5000)).map(|i| {
@@ -109,7 +109,7 @@ async fn fill(config: &Config, count: usize) -> anyhow::Result<()> {
 
 /// Records/s of a plain consumer group reading the raw topic.
 async fn bare_consumer(config: &Config, count: usize) -> anyhow::Result<f64> {
-    let consumer: StreamConsumer = common::kafka::consumer(&config.kafka, &config.kafka.topic("bare"))?;
+    let consumer: StreamConsumer = runtime::kafka::consumer(&config.kafka, &config.kafka.topic("bare"))?;
     consumer.subscribe(&[&config.kafka.topic(topics::SIGNALS_RAW)])?;
     read(&consumer, count).await
 }
@@ -124,19 +124,19 @@ const COPY_BATCH: usize = 5000;
 async fn copier(config: &Config, count: usize, transactions: bool) -> anyhow::Result<f64> {
     let name = if transactions { "copies-txn" } else { "copies" };
     let (raw, copies) = (config.kafka.topic(topics::SIGNALS_RAW), config.kafka.topic(name));
-    common::kafka::ensure_topics(&config.kafka, &[&copies]).await?;
+    runtime::kafka::ensure_topics(&config.kafka, &[&copies]).await?;
     let watcher: StreamConsumer =
-        common::kafka::consumer(&config.kafka, &config.kafka.topic(&format!("{name}-watcher")))?;
+        runtime::kafka::consumer(&config.kafka, &config.kafka.topic(&format!("{name}-watcher")))?;
     watcher.subscribe(&[&copies])?;
     let (kafka, copies_topic) = (config.kafka.clone(), copies.clone());
     let copying = tokio::spawn(async move {
         let group = kafka.topic(&format!("{name}-copier"));
-        let consumer: StreamConsumer = common::kafka::stage_consumer(&kafka, &group, DefaultConsumerContext)?;
+        let consumer: StreamConsumer = runtime::kafka::stage_consumer(&kafka, &group, DefaultConsumerContext)?;
         consumer.subscribe(&[&raw])?;
         let producer = if transactions {
-            common::kafka::transactional_producer(&kafka, &common::kafka::transactional_id(&kafka, name)).await?
+            runtime::kafka::transactional_producer(&kafka, &runtime::kafka::transactional_id(&kafka, name)).await?
         } else {
-            common::kafka::producer(&kafka)?
+            runtime::kafka::producer(&kafka)?
         };
         let mut copied = 0;
         while copied < count {
@@ -159,7 +159,8 @@ async fn copier(config: &Config, count: usize, transactions: bool) -> anyhow::Re
             }
             if transactions {
                 let group = consumer.group_metadata().ok_or_else(|| anyhow::anyhow!("no group metadata"))?;
-                common::kafka::commit_transaction(&producer, common::kafka::next_offsets(&batch), group, name).await?;
+                runtime::kafka::commit_transaction(&producer, runtime::kafka::next_offsets(&batch), group, name)
+                    .await?;
             }
             copied += batch.len();
         }
@@ -172,13 +173,13 @@ async fn copier(config: &Config, count: usize, transactions: bool) -> anyhow::Re
 
 /// Signals/s of the stream processor, timed on its output topic.
 async fn processor(config: &Config, count: usize) -> anyhow::Result<f64> {
-    let watcher: StreamConsumer = common::kafka::consumer(&config.kafka, &config.kafka.topic("watcher"))?;
+    let watcher: StreamConsumer = runtime::kafka::consumer(&config.kafka, &config.kafka.topic("watcher"))?;
     let processed = config.kafka.topic(topics::SIGNALS_PROCESSED);
     watcher.subscribe(&[&processed])?;
     let (stop_tx, stop) = watch::channel(false);
-    let (kafka, clickhouse) = (config.kafka.clone(), common::clickhouse::client(&config.clickhouse));
+    let (kafka, clickhouse) = (config.kafka.clone(), runtime::clickhouse::client(&config.clickhouse));
     let running = tokio::spawn(async move {
-        let (id, stage) = (common::kafka::transactional_id(&kafka, "stream"), Stages::default().stage("stream"));
+        let (id, stage) = (runtime::kafka::transactional_id(&kafka, "stream"), Stages::default().stage("stream"));
         stream::runner::run(&kafka, clickhouse, stream::runner::Settings::default(), &id, stage, stop).await
     });
     let rate = read(&watcher, count).await;

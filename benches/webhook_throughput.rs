@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use axum::routing::post;
 use axum::Router;
-use common::config::Config;
-use common::control::webhook_queue::{self, Delivery};
-use common::control::webhooks::{self, StoredEvent, Subscription};
+use control::deliveries::{self, Delivery};
+use control::webhooks::{self, StoredEvent, Subscription};
+use runtime::config::Config;
 use sink::webhooks::delivery::Deliverer;
 use sink::webhooks::scheduler::Scheduler;
 use tokio::sync::{watch, Notify};
@@ -30,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config = Config::from_env()?;
     config.webhooks.allow_private = true;
     config.webhooks.timeout_ms = 300_000;
-    let clickhouse = common::clickhouse::client(&config.clickhouse);
+    let clickhouse = runtime::clickhouse::client(&config.clickhouse);
     let delivered = Arc::new(AtomicUsize::new(0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     // Names of their own each time: the bench database keeps earlier runs' queues.
-    let run_id = common::time::now_ms();
+    let run_id = runtime::time::now_ms();
     let base = format!("http://{addr}");
     let alone = run(&config, &clickhouse, &delivered, events, &base, &format!("alone_{run_id}"), false).await?;
     let beside = run(&config, &clickhouse, &delivered, events, &base, &format!("beside_{run_id}"), true).await?;
@@ -100,7 +100,7 @@ async fn run(
         .iter()
         .flat_map(|s| stored.iter().map(|e| Delivery::due(&org, &s.subscription_id, &e.event_id, &e.event_type, 0)))
         .collect();
-    webhook_queue::write(clickhouse, &owed).await?;
+    deliveries::write(clickhouse, &owed).await?;
 
     delivered.store(0, Ordering::Relaxed);
     let (_keep, subscriptions) = watch::channel(Arc::new(subscriptions));

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use common::config::{Config, LogFormat};
+use runtime::config::{Config, LogFormat};
 
 #[derive(Parser)]
 #[command(name = "sigstage", version, about = "Signal-staging pipeline over Kafka and ClickHouse")]
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     if cli.json_logs {
         config.log_format = LogFormat::Json;
     }
-    common::telemetry::init_logs(config.log_format);
+    runtime::telemetry::init_logs(config.log_format);
 
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

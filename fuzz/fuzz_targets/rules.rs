@@ -63,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
                 });
                 assert!(LEAD_FIELDS.contains(&field.as_str()) || custom, "{field:?} passed as a lead field");
             }
-            // How `common::control::rules` stores and lists a rule.
+            // How `control::rules` stores and lists a rule.
             let stored = serde_json::to_string(spec).expect("a rule spec serializes");
             let listed: RuleSpec = serde_json::from_str(&stored)
                 .unwrap_or_else(|error| panic!("a valid rule does not parse back from the store: {error}: {stored}"));

@@ -31,7 +31,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::control::queue::SAMPLE_MAX_BYTES;
+use control::signal_queue::SAMPLE_MAX_BYTES;
 use ingest::signals::prepare;
 use ingest::tracking::{normalize, Received, EVENT_TYPES};
 use libfuzzer_sys::fuzz_target;

@@ -6,8 +6,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use schemas::record::{headers, record_key};
 use serde::Serialize;
 
-use crate::control::Caller;
 use crate::error::EdgeError;
+use crate::gate::Caller;
 use crate::sender::{Lane, OutRecord, SendError};
 use crate::Edge;
 
@@ -67,8 +67,8 @@ pub const SIGNALS_TOTAL: &str = "sigstage_ingest_signals_total";
 impl Edge {
     /// Produces every signal the plan admits and answers for each, in order.
     pub async fn produce(&self, caller: &Caller, via: Via, signals: Vec<Prepared>) -> Vec<Result<Accepted, EdgeError>> {
-        let now_ms = common::time::now_ms();
-        let admission = self.control.reserve(&caller.org, signals.len());
+        let now_ms = runtime::time::now_ms();
+        let admission = self.gate.reserve(&caller.org, signals.len());
         let mut records = Vec::with_capacity(admission.admitted);
         let mut answers = Vec::with_capacity(signals.len());
         for (index, signal) in signals.into_iter().enumerate() {
@@ -94,7 +94,7 @@ impl Edge {
                 }
             }
         }
-        self.control.settle(&caller.org, admission, produced);
+        self.gate.settle(&caller.org, admission, produced);
         metrics::counter!(SIGNALS_TOTAL, "endpoint" => via.as_str(), "outcome" => "accepted")
             .increment(produced as u64);
         for answer in &answers {
@@ -107,7 +107,7 @@ impl Edge {
 
     /// Counts refused signals in usage and metrics.
     pub fn count_rejected(&self, caller: &Caller, via: Via, error: &EdgeError, signals: usize) {
-        self.control.count_rejected(&caller.org, error.code(), signals);
+        self.gate.count_rejected(&caller.org, error.code(), signals);
         metrics::counter!(SIGNALS_TOTAL, "endpoint" => via.as_str(), "outcome" => error.code())
             .increment(signals as u64);
     }

@@ -9,7 +9,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use common::control::keys::Endpoint;
+use control::keys::Endpoint;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};

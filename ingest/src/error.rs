@@ -5,7 +5,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use common::control::keys::AuthError;
+use control::keys::AuthError;
 use serde::Serialize;
 use serde_json::json;
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use common::control::limits::RateLimit;
+use control::limits::RateLimit;
 
 #[derive(Default)]
 pub struct Gcra {

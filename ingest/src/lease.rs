@@ -12,13 +12,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::config::KafkaConfig;
-use common::kafka::{self, topics};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use runtime::config::KafkaConfig;
+use runtime::kafka::{self, topics};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -145,7 +145,7 @@ impl Log {
     async fn next(&mut self) -> Result<Option<(Entry, Option<bool>)>, LeaseError> {
         match self.reader.recv().await {
             Ok(message) => {
-                let at = message.timestamp().to_millis().unwrap_or_else(|| common::time::now_ms() as i64);
+                let at = message.timestamp().to_millis().unwrap_or_else(|| runtime::time::now_ms() as i64);
                 let Some(entry) = message.payload().and_then(|p| serde_json::from_slice::<Entry>(p).ok()) else {
                     return Ok(None);
                 };
@@ -204,7 +204,7 @@ pub async fn acquire(config: &KafkaConfig, wanted: Option<u16>) -> Result<Lease,
     let holder = holder_name();
     let mut lost_ids = Vec::new();
     let id = loop {
-        let now = common::time::now_ms() as i64;
+        let now = runtime::time::now_ms() as i64;
         let id = match wanted {
             Some(id) => {
                 if let Some(owner) = log.registry.holder(id, now).filter(|owner| owner.holder != holder) {

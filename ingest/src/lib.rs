@@ -1,15 +1,15 @@
 //! The ingest edge: the HTTP endpoints senders call. It authenticates the key, applies the org's
 //! limits, does the cheap checks needed to answer, and writes raw signals to Kafka, answering 202
 //! only once the broker has them. It never waits on ClickHouse in the request path: keys and
-//! limits are held in memory ([`control`]).
+//! limits are held in memory ([`gate`]).
 
 pub mod accept;
 pub mod activity;
 pub mod body;
 pub mod clock;
 pub mod collect;
-pub mod control;
 pub mod error;
+pub mod gate;
 pub mod gcra;
 pub mod ids;
 pub mod inspect;
@@ -22,30 +22,30 @@ pub mod usage;
 
 use std::sync::Arc;
 
-use common::config::HttpConfig;
-use common::control::keys::Endpoint;
+use control::keys::Endpoint;
+use runtime::config::HttpConfig;
 
-use crate::control::{Caller, Control};
 use crate::error::EdgeError;
+use crate::gate::{Caller, Gate};
 use crate::ids::IdGenerator;
 use crate::sender::Sender;
 
 /// Everything a request handler needs.
 pub struct Edge {
-    pub control: Arc<Control>,
+    pub gate: Arc<Gate>,
     pub sender: Sender,
     pub ids: IdGenerator,
     pub max_body_bytes: usize,
     pub max_bulk_body_bytes: usize,
     pub max_batch_signals: usize,
     pub max_bulk_signals: usize,
-    pub tracking: common::config::TrackingLimits,
+    pub tracking: runtime::config::TrackingLimits,
 }
 
 impl Edge {
-    pub fn new(control: Arc<Control>, sender: Sender, instance_id: u16, http: &HttpConfig) -> Self {
+    pub fn new(gate: Arc<Gate>, sender: Sender, instance_id: u16, http: &HttpConfig) -> Self {
         Self {
-            control,
+            gate,
             sender,
             ids: IdGenerator::new(instance_id),
             max_body_bytes: http.max_body_bytes,
@@ -58,11 +58,11 @@ impl Edge {
 
     /// Authenticates the key (and secret) for `endpoint`, then applies the org's request rate.
     pub async fn admit(&self, key: &str, secret: Option<&[u8]>, endpoint: Endpoint) -> Result<Caller, EdgeError> {
-        let now_ms = common::time::now_ms();
-        let caller = self.control.authenticate(key, secret, endpoint, now_ms).await.map_err(EdgeError::Unauthorized)?;
-        if let Err(retry_after_s) = self.control.check_rate(&caller.org, now_ms) {
+        let now_ms = runtime::time::now_ms();
+        let caller = self.gate.authenticate(key, secret, endpoint, now_ms).await.map_err(EdgeError::Unauthorized)?;
+        if let Err(retry_after_s) = self.gate.check_rate(&caller.org, now_ms) {
             let error = EdgeError::RateLimited { retry_after_s };
-            self.control.count_rejected(&caller.org, error.code(), 1);
+            self.gate.count_rejected(&caller.org, error.code(), 1);
             return Err(error);
         }
         Ok(caller)

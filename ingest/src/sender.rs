@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::config::KafkaConfig;
-use common::kafka::{self, topics};
 use futures::future::join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
+use runtime::config::KafkaConfig;
+use runtime::kafka::{self, topics};
 
 const RESET_INTERVAL: Duration = Duration::from_secs(1);
 

@@ -9,15 +9,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use common::control::keys::Endpoint;
+use control::keys::Endpoint;
 use serde::de::DeserializeSeed;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::accept::{Accepted, Prepared, Via};
 use crate::body::{self, Format};
-use crate::control::Caller;
 use crate::error::EdgeError;
+use crate::gate::Caller;
 use crate::inspect::{inspect, InspectError};
 use crate::Edge;
 

@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use bytes::Bytes;
-use common::control::keys::{AuthError, Endpoint};
+use control::keys::{AuthError, Endpoint};
 use serde::de::DeserializeSeed;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -361,7 +361,7 @@ pub struct Received {
 
 impl Received {
     pub fn now() -> Self {
-        Self::at(common::time::now_ms() as i64)
+        Self::at(runtime::time::now_ms() as i64)
     }
 
     pub fn at(ms: i64) -> Self {

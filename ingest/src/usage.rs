@@ -65,5 +65,5 @@ pub async fn write(client: &clickhouse::Client, taken: &Taken, now_ms: u64) -> R
             signals: *signals,
         })
         .collect();
-    common::clickhouse::insert::<UsageRow, _>(client, "usage_daily", &rows).await
+    runtime::clickhouse::insert::<UsageRow, _>(client, "usage_daily", &rows).await
 }

@@ -6,3 +6,10 @@ pub mod mapping;
 pub mod migrations;
 pub mod record;
 pub mod rules;
+
+/// Org ids appear in Kafka keys (`org:identity`), so `:` and spaces are not allowed.
+pub fn valid_org_id(org_id: &str) -> bool {
+    !org_id.is_empty()
+        && org_id.len() <= 64
+        && org_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}

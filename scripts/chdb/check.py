@@ -5,7 +5,7 @@ What `sigstage migrate` and the sink send, on a fresh database in a temporary fo
 
 1. every migration of schemas/migrations/, split into statements as schemas/src/migrations.rs
    does, applied in order (twice: they must be idempotent) in database `sigstage`, after the
-   `schema_migrations` table, as common/src/migrate.rs does;
+   `schema_migrations` table, as runtime/src/migrate.rs does;
 2. a few rows in signals_hot, signals_cold, identities and leads, written as the sink writes
    them (rehydration with the sink's own statement, sink/src/sql/), then every analyst query of
    schemas/queries/, each checked against what the rows imply;
@@ -265,7 +265,7 @@ def migrate(db):
                 row = {"version": version, "name": name, "checksum": checksum(sql), "applied_at_ms": BASE_MS}
                 insert(db, "schema_migrations", list(row), [row], f"migration {version}: schema_migrations row")
     recorded = db.run("SELECT version, name, checksum, applied_at_ms FROM schema_migrations FINAL ORDER BY version",
-                      "common/src/migrate.rs: recorded migrations")
+                      "runtime/src/migrate.rs: recorded migrations")
     expect("schema_migrations", [r[:2] for r in recorded], [[str(v), n] for v, n, _ in migrations])
     return len(migrations), count
 

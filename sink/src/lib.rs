@@ -8,8 +8,8 @@ pub mod webhooks;
 
 /// Registers the sinks' metrics at zero, with their descriptions.
 pub fn register_metrics() {
-    common::stage::register_metrics("sink");
-    common::stage::register_metrics("webhooks");
+    runtime::stage::register_metrics("sink");
+    runtime::stage::register_metrics("webhooks");
     metrics::describe_counter!(runner::ROWS_TOTAL, "rows written to ClickHouse, by table");
     metrics::describe_counter!(runner::ROWS_SKIPPED_TOTAL, "rows of a replay left out because their table held them");
     metrics::describe_counter!(webhooks::worker::ATTEMPTS_TOTAL, "webhook delivery attempts, by outcome");

@@ -21,14 +21,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::config::KafkaConfig;
-use common::kafka::{self, header_pairs, topics, Assignments};
-use common::stage::{self, Stage, StageError, Status};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
+use runtime::config::KafkaConfig;
+use runtime::kafka::{self, header_pairs, topics, Assignments};
+use runtime::stage::{self, Stage, StageError, Status};
 use schemas::record::headers;
 use tokio::sync::watch;
 
@@ -255,7 +255,7 @@ async fn write_batch<'m, 'b>(
         }
     }
 
-    let now = common::time::now_ms();
+    let now = runtime::time::now_ms();
     let (mut hot, mut cold) = (Vec::new(), Vec::new());
     for (message, processed) in &signals {
         match (&processed.email, processed.hot) {
@@ -400,7 +400,7 @@ where
                 rows.retain(|row| !there.contains(&row.key(table).2));
                 metrics::counter!(ROWS_SKIPPED_TOTAL, "table" => table).increment(there.len() as u64);
             }
-            common::clickhouse::insert::<T, _>(clickhouse, table, &rows).await
+            runtime::clickhouse::insert::<T, _>(clickhouse, table, &rows).await
         }
     })
     .await

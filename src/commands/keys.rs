@@ -2,8 +2,8 @@
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use common::config::Config;
-use common::control::keys::{self, Endpoint, NewKey};
+use control::keys::{self, Endpoint, NewKey};
+use runtime::config::Config;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -36,7 +36,7 @@ pub enum KeysCommand {
 }
 
 pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
-    let client = common::clickhouse::client(&config.clickhouse);
+    let client = runtime::clickhouse::client(&config.clickhouse);
     match command {
         KeysCommand::Create { org, name, secret, expires_at, endpoints } => {
             let expires_at_ms =
@@ -60,7 +60,7 @@ pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
             eprintln!("revoked {} ({}…) of org {}", row.key_id, row.key_prefix, row.org_id);
         }
         KeysCommand::List { org } => {
-            let now = common::time::now_ms();
+            let now = runtime::time::now_ms();
             println!(
                 "{:<22} {:<14} {:<8} {:<7} {:<26} {:<26} ENDPOINTS",
                 "KEY_ID", "PREFIX", "STATUS", "SECRET", "EXPIRES", "CREATED"

@@ -2,8 +2,8 @@
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use common::config::Config;
-use common::control::limits::{self, OrgLimits, PlanLimit, RateLimit};
+use control::limits::{self, OrgLimits, PlanLimit, RateLimit};
+use runtime::config::Config;
 
 #[derive(Subcommand)]
 pub enum LimitsCommand {
@@ -32,10 +32,10 @@ pub enum LimitsCommand {
 }
 
 pub async fn run(config: &Config, command: LimitsCommand) -> anyhow::Result<()> {
-    let client = common::clickhouse::client(&config.clickhouse);
+    let client = runtime::clickhouse::client(&config.clickhouse);
     match command {
         LimitsCommand::Set { org, rate_per_second, burst, monthly_signals, overages } => {
-            if !common::control::valid_org_id(&org) {
+            if !schemas::valid_org_id(&org) {
                 bail!("org id {org:?} is not valid: use 1-64 letters, digits, '_', '-' or '.'");
             }
             if rate_per_second.is_none() && burst.is_none() && monthly_signals.is_none() && overages.is_none() {

@@ -1,10 +1,10 @@
 //! `sigstage migrate`.
 
 use anyhow::Context;
-use common::config::Config;
+use runtime::config::Config;
 
 pub async fn run(config: &Config) -> anyhow::Result<()> {
-    let report = common::migrate::run(&config.clickhouse).await.with_context(|| {
+    let report = runtime::migrate::run(&config.clickhouse).await.with_context(|| {
         format!(
             "migrating database {:?} at {} (is ClickHouse up? `make stack-up` starts it)",
             config.clickhouse.database, config.clickhouse.url

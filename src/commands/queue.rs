@@ -3,8 +3,8 @@
 
 use anyhow::Context;
 use clap::Args;
-use common::config::Config;
-use common::control::queue;
+use control::signal_queue;
+use runtime::config::Config;
 
 #[derive(Args)]
 pub struct QueueArgs {
@@ -16,9 +16,10 @@ pub struct QueueArgs {
 }
 
 pub async fn run(config: &Config, args: QueueArgs) -> anyhow::Result<()> {
-    let client = common::clickhouse::client(&config.clickhouse);
-    let groups =
-        queue::list(&client, &args.org).await.context("reading the signal queue (has `sigstage migrate` run?)")?;
+    let client = runtime::clickhouse::client(&config.clickhouse);
+    let groups = signal_queue::list(&client, &args.org)
+        .await
+        .context("reading the signal queue (has `sigstage migrate` run?)")?;
     if args.json {
         for group in &groups {
             println!("{}", serde_json::to_string(group)?);

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
-use common::config::Config;
-use common::control::rules;
+use control::rules;
+use runtime::config::Config;
 use schemas::rules::RuleSpec;
 
 #[derive(Subcommand)]
@@ -37,7 +37,7 @@ pub enum RulesCommand {
 }
 
 pub async fn run(config: &Config, command: RulesCommand) -> anyhow::Result<()> {
-    let client = common::clickhouse::client(&config.clickhouse);
+    let client = runtime::clickhouse::client(&config.clickhouse);
     match command {
         RulesCommand::Add { org, json, file } => {
             let text = match (json.as_deref(), file) {

@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use common::config::Config;
-use common::control::keys::{self, Endpoint, KeySet, NewKey};
-use common::health::{self, Health};
-use common::kafka::MetadataClient;
-use common::stage::{self, Stages};
-use ingest::control::Control;
+use control::keys::{self, Endpoint, KeySet, NewKey};
+use ingest::gate::Gate;
 use ingest::lease::Lease;
 use ingest::sender::Sender;
 use ingest::Edge;
+use runtime::config::Config;
+use runtime::health::{self, Health};
+use runtime::kafka::MetadataClient;
+use runtime::stage::{self, Stages};
 use tokio::net::TcpListener;
 
 /// Which roles a process runs.
@@ -42,13 +42,13 @@ impl Roles {
 
 pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -> anyhow::Result<()> {
     stage::arm_fault(config.fault.clone());
-    let clickhouse = common::clickhouse::client(&config.clickhouse);
+    let clickhouse = runtime::clickhouse::client(&config.clickhouse);
     let stages = Stages::default();
     let health = Health {
         kafka: MetadataClient::new(&config.kafka)
             .context("creating the Kafka client (check SIGSTAGE_KAFKA_BROKERS)")?,
         clickhouse: clickhouse.clone(),
-        metrics: common::telemetry::init_metrics(),
+        metrics: runtime::telemetry::init_metrics(),
         stages: stages.clone(),
     };
     if roles.ingest {
@@ -62,7 +62,7 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
     }
     let mut app = health::router(health);
 
-    common::kafka::prepare_topics(&config.kafka)
+    runtime::kafka::prepare_topics(&config.kafka)
         .await
         .with_context(|| format!("preparing topics on {} (is the broker up?)", config.kafka.brokers))?;
     // Before the edge loads its keys, so the demo key works from the first request.
@@ -102,7 +102,7 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
             refresh: Duration::from_millis(config.control_refresh_ms),
             ..stream::runner::Settings::default()
         };
-        let transactional_id = common::kafka::transactional_id(&config.kafka, "stream");
+        let transactional_id = runtime::kafka::transactional_id(&config.kafka, "stream");
         supervised.push(tokio::spawn(stage::supervise(stages.stage("stream"), stop.clone(), move |stage, stop| {
             let (kafka, clickhouse, settings, id) =
                 (kafka.clone(), clickhouse.clone(), settings.clone(), transactional_id.clone());
@@ -142,12 +142,12 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
         // Senders on this machine reach a listener bound to every address through loopback.
         let public =
             if addr.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
-        let settings = common::admin::Settings {
+        let settings = admin::Settings {
             kafka: Some(config.kafka.clone()),
             tokens: config.admin_tokens.clone(),
             public_url: format!("http://{public}"),
         };
-        let router = common::admin::router(clickhouse.clone(), settings);
+        let router = admin::router(clickhouse.clone(), settings);
         let mut stopped = stop.clone();
         let serving = tokio::spawn(async move {
             // With each client's address, for the admin API's wrong-token throttle.
@@ -193,7 +193,7 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
         if let Err(error) = edge.sender.flush(Duration::from_secs(10)) {
             tracing::error!(%error, "some queued signals were not delivered before shutdown");
         }
-        if let Err(error) = edge.control.flush_usage().await {
+        if let Err(error) = edge.gate.flush_usage().await {
             tracing::warn!(%error, "usage counts since the last flush were not written");
         }
     }
@@ -208,17 +208,17 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
 }
 
 async fn start_edge(config: &Config, clickhouse: &clickhouse::Client) -> anyhow::Result<(Arc<Edge>, Lease)> {
-    let control = Control::load(clickhouse.clone()).await.with_context(|| {
+    let gate = Gate::load(clickhouse.clone()).await.with_context(|| {
         format!(
             "loading keys and limits from ClickHouse at {} database {:?} (is it up, and has `sigstage migrate` run?)",
             config.clickhouse.url, config.clickhouse.database
         )
     })?;
-    let control = Arc::new(control);
-    Arc::clone(&control).spawn_refresh(Duration::from_millis(config.control_refresh_ms));
+    let gate = Arc::new(gate);
+    Arc::clone(&gate).spawn_refresh(Duration::from_millis(config.control_refresh_ms));
     let sender = Sender::new(&config.kafka).context("creating the Kafka producers")?;
     let lease = ingest::lease::acquire(&config.kafka, config.instance_id).await?;
-    Ok((Arc::new(Edge::new(control, sender, lease.id, &config.http)), lease))
+    Ok((Arc::new(Edge::new(gate, sender, lease.id, &config.http)), lease))
 }
 
 /// The demo org's key from `path`, or a new one written there when it is missing or no longer
@@ -227,7 +227,7 @@ async fn demo_key(clickhouse: &clickhouse::Client, path: &Path) -> anyhow::Resul
     let known = KeySet::load(clickhouse).await.context("loading API keys (has `sigstage migrate` run?)")?;
     if let Ok(saved) = std::fs::read_to_string(path) {
         let saved = saved.trim();
-        if known.authenticate(saved, None, Endpoint::SignalStaging, common::time::now_ms()).is_ok() {
+        if known.authenticate(saved, None, Endpoint::SignalStaging, runtime::time::now_ms()).is_ok() {
             return Ok(saved.to_owned());
         }
     }

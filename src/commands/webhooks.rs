@@ -2,8 +2,8 @@
 //! rate-limit`: an org's webhook subscriptions and their delivery history.
 
 use clap::Subcommand;
-use common::config::Config;
-use common::control::{webhook_queue, webhooks};
+use control::{deliveries, webhooks};
+use runtime::config::Config;
 
 #[derive(Subcommand)]
 pub enum WebhooksCommand {
@@ -47,7 +47,7 @@ pub enum WebhooksCommand {
 }
 
 pub async fn run(config: &Config, command: WebhooksCommand) -> anyhow::Result<()> {
-    let client = common::clickhouse::client(&config.clickhouse);
+    let client = runtime::clickhouse::client(&config.clickhouse);
     match command {
         WebhooksCommand::Create { org, url, events } => {
             let created = webhooks::create(&client, &org, &url, events).await?;
@@ -78,16 +78,16 @@ pub async fn run(config: &Config, command: WebhooksCommand) -> anyhow::Result<()
             }
         }
         WebhooksCommand::Resend { subscription_id, event_id } => {
-            webhook_queue::resend(&client, &subscription_id, &event_id).await?;
+            deliveries::resend(&client, &subscription_id, &event_id).await?;
             eprintln!("event {event_id} queued for {subscription_id}");
         }
         WebhooksCommand::Recover { subscription_id, since } => {
             let since_ms = since_ms(&since)?;
-            let queued = webhook_queue::recover(&client, &subscription_id, since_ms).await?;
+            let queued = deliveries::recover(&client, &subscription_id, since_ms).await?;
             eprintln!("{queued} events queued for {subscription_id}, every one it was not delivered since {since}");
         }
         WebhooksCommand::RateLimit { subscription_id, per_second } => {
-            webhook_queue::set_rate_limit(&client, &subscription_id, per_second).await?;
+            deliveries::set_rate_limit(&client, &subscription_id, per_second).await?;
             match per_second {
                 0 => eprintln!("no rate limit for {subscription_id}"),
                 n => eprintln!("{subscription_id}: at most {n} deliveries per second"),
@@ -99,8 +99,8 @@ pub async fn run(config: &Config, command: WebhooksCommand) -> anyhow::Result<()
 
 /// `--since`: an RFC 3339 time, or a duration ago.
 fn since_ms(since: &str) -> anyhow::Result<u64> {
-    match common::time::parse_duration(since) {
-        Some(ago) => Ok(common::time::now_ms().saturating_sub(ago.as_millis() as u64)),
+    match runtime::time::parse_duration(since) {
+        Some(ago) => Ok(runtime::time::now_ms().saturating_sub(ago.as_millis() as u64)),
         None => super::keys::parse_rfc3339_ms("--since", since),
     }
 }

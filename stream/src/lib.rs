@@ -5,19 +5,18 @@
 //! poison records sent to `signals.dlq`. A batch's outputs, state changes and offsets are
 //! committed in one Kafka transaction.
 
-pub mod control;
 pub mod dedupe;
 pub mod identity;
 pub mod inbound;
 pub mod outputs;
 pub mod processor;
-pub mod queue;
 pub mod restore;
 pub mod runner;
+pub mod signal_queue;
 
 /// Registers the stream's metrics at zero, with their descriptions.
 pub fn register_metrics() {
-    common::stage::register_metrics("stream");
+    runtime::stage::register_metrics("stream");
     metrics::describe_counter!(outputs::PROCESSED_TOTAL, "raw records processed, by outcome");
     metrics::describe_gauge!(dedupe::ENTRIES, "signals the dedupe window holds");
     metrics::describe_counter!(

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use common::kafka::{self, header_pairs};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use runtime::kafka::{self, header_pairs};
 use schemas::events;
 use schemas::record::headers;
 
@@ -17,7 +17,7 @@ use crate::processor::{Output, Processor};
 pub const PROCESSED_TOTAL: &str = "sigstage_stream_records_total";
 
 /// Where each output goes (full topic names).
-pub struct Topics {
+pub struct Destinations {
     /// Partitions of the co-partitioned topics.
     pub partitions: i32,
     pub processed: String,
@@ -43,7 +43,7 @@ pub struct Pending {
 pub fn route(
     processor: &mut Processor,
     message: &BorrowedMessage<'_>,
-    topics: &Topics,
+    to: &Destinations,
     max_bytes: usize,
     out: &mut Vec<Pending>,
 ) {
@@ -76,13 +76,13 @@ pub fn route(
     let identity = |key: String, value: Vec<u8>, kind: &str| Pending {
         partition: Some(message.partition()),
         key: key.into_bytes(),
-        ..pending(&topics.identities, value, header(headers::IDENTITY_KIND, kind))
+        ..pending(&to.identities, value, header(headers::IDENTITY_KIND, kind))
     };
     let outcome = match output {
         Output::Processed { value, hash, lead, links, events } => {
             if let Some((signal_id, received_ms)) = first {
                 out.push(Pending {
-                    topic: topics.dedupe.clone(),
+                    topic: to.dedupe.clone(),
                     partition: Some(message.partition()),
                     key: crate::restore::dedupe_record(hash).to_vec(),
                     value: signal_id.to_be_bytes().to_vec(),
@@ -91,7 +91,7 @@ pub fn route(
                 });
             }
             let hash = format!("{hash:032x}");
-            out.push(pending(&topics.processed, value, header(headers::CONTENT_HASH, &hash)));
+            out.push(pending(&to.processed, value, header(headers::CONTENT_HASH, &hash)));
             if let Some(lead) = lead {
                 let value = serde_json::to_vec(&lead).expect("a lead serializes");
                 out.push(identity(format!("lead:{}:{}", lead.org, lead.email), value, "lead"));
@@ -102,12 +102,12 @@ pub fn route(
                 // A link of another id of the person goes where that id's records go.
                 let visitor_key = schemas::record::record_key(&link.org, Some(&link.anonymous_id), 0);
                 if message.key() != Some(visitor_key.as_bytes()) {
-                    record.partition = Some(common::kafka::partition_of(visitor_key.as_bytes(), topics.partitions));
+                    record.partition = Some(runtime::kafka::partition_of(visitor_key.as_bytes(), to.partitions));
                 }
                 out.push(record);
             }
             for event in events {
-                out.push(pending(&topics.outbox, event.value, header(events::TYPE_HEADER, event.kind)));
+                out.push(pending(&to.outbox, event.value, header(events::TYPE_HEADER, event.kind)));
             }
             "processed"
         }
@@ -116,13 +116,7 @@ pub fn route(
             tracing::warn!(reason, stage, %detail, partition = message.partition(), offset = message.offset(), "dead letter");
             let own = message.headers().map(header_pairs);
             let key = message.key().unwrap_or_default();
-            out.push(dead_letter(
-                &topics.dlq,
-                key,
-                payload,
-                own.as_deref().unwrap_or_default(),
-                [reason, stage, &detail],
-            ));
+            out.push(dead_letter(&to.dlq, key, payload, own.as_deref().unwrap_or_default(), [reason, stage, &detail]));
             "dead_letter"
         }
     };
@@ -134,7 +128,7 @@ fn header(key: &str, value: &str) -> OwnedHeaders {
 }
 
 fn dead_letter(dlq: &str, key: &[u8], payload: &[u8], headers: &[(&str, &[u8])], why: [&str; 3]) -> Pending {
-    let (value, headers) = common::kafka::dead_letter(payload, headers, why);
+    let (value, headers) = runtime::kafka::dead_letter(payload, headers, why);
     Pending { topic: dlq.to_owned(), partition: None, key: key.to_vec(), value, headers, timestamp: None }
 }
 
@@ -161,7 +155,7 @@ pub async fn write(producer: &FutureProducer, dlq: &str, outputs: Vec<Pending>) 
     let half = sent.len() / 2;
     for (n, (output, delivery)) in outputs.iter().zip(sent).enumerate() {
         if n == half {
-            common::stage::fault_point("stream.some_outputs_written");
+            runtime::stage::fault_point("stream.some_outputs_written");
         }
         match delivery.await.map_err(|_| KafkaError::Canceled)? {
             Ok(_) => {}

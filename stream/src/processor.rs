@@ -15,7 +15,7 @@ use schemas::identity;
 use crate::dedupe::{Deduper, Verdict};
 use crate::identity::{Identities, IdentityLink, Linked, NewLead};
 use crate::inbound::Inbound;
-use crate::queue::SignalQueue;
+use crate::signal_queue::SignalQueue;
 use schemas::mapping::{Mapping, RuleSet};
 
 /// What became of one raw record.

@@ -10,13 +10,13 @@
 
 use std::time::{Duration, Instant};
 
-use common::config::KafkaConfig;
-use common::kafka::{self, topics, Assignments};
-use common::stage::{self, Stage, Status};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use runtime::config::KafkaConfig;
+use runtime::kafka::{self, topics, Assignments};
+use runtime::stage::{self, Stage, Status};
 use schemas::record::headers;
 use tokio::sync::watch;
 
@@ -56,7 +56,7 @@ pub async fn restore(
         return Ok(None);
     }
     let mut restored = Restored::default();
-    let now_ms = common::time::now_ms();
+    let now_ms = runtime::time::now_ms();
     let progress = |records: u64| {
         stage::fault_point("stream.restoring");
         stage.set(Status::Restoring { partitions: partitions.to_vec(), records });

@@ -12,19 +12,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::config::KafkaConfig;
-use common::control::watch::keep_loaded;
-use common::kafka::{self, topics, Assignments};
-use common::stage::{self, Stage, StageError, Status};
 use futures::StreamExt;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::Producer;
 use rdkafka::Offset;
+use runtime::config::KafkaConfig;
+use runtime::kafka::{self, topics, Assignments};
+use runtime::reload::keep_loaded;
+use runtime::stage::{self, Stage, StageError, Status};
 use tokio::sync::watch;
 
-use crate::outputs::{self, Topics};
+use crate::outputs::{self, Destinations};
 use crate::processor::Processor;
 use crate::restore;
 use schemas::mapping::RuleSet;
@@ -72,7 +72,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), StageError> {
     let (live, historical) = (config.topic(topics::SIGNALS_RAW), config.topic(topics::SIGNALS_HISTORICAL));
-    let outputs_to = Topics {
+    let outputs_to = Destinations {
         partitions: config.partitions,
         processed: config.topic(topics::SIGNALS_PROCESSED),
         identities: config.topic(topics::IDENTITIES),
@@ -85,7 +85,7 @@ pub async fn run(
     let client = clickhouse.clone();
     let load = move || {
         let client = client.clone();
-        async move { common::control::rules::list(&client, None).await }
+        async move { control::rules::list(&client, None).await }
     };
     let Some(mut rules) = keep_loaded("mapping rules", settings.refresh, stop.clone(), load).await else {
         return Ok(()); // stopped before the rules could be loaded
@@ -189,7 +189,7 @@ pub async fn run(
             }
             if !batch.is_empty() {
                 let started = Instant::now();
-                processor.deduper().expire(common::time::now_ms());
+                processor.deduper().expire(runtime::time::now_ms());
                 let mut outputs = Vec::with_capacity(batch.len() + 16);
                 for message in &batch {
                     outputs::route(&mut processor, message, &outputs_to, settings.max_record_bytes, &mut outputs);
@@ -214,11 +214,11 @@ pub async fn run(
             history = split(&consumer, &historical, config.partitions);
         }
         if last_flush.elapsed() >= settings.refresh {
-            crate::control::flush_queue(&clickhouse, &mut processor).await;
+            crate::signal_queue::flush(&clickhouse, processor.queue()).await;
             last_flush = Instant::now();
         }
     }
-    crate::control::flush_queue(&clickhouse, &mut processor).await;
+    crate::signal_queue::flush(&clickhouse, processor.queue()).await;
     tracing::info!("stream processor stopped");
     Ok(())
 }

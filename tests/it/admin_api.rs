@@ -3,9 +3,9 @@
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use common::config::{AdminToken, Secret};
-use common::control::queue::{self, QueuedGroup};
+use control::signal_queue::{self, QueuedGroup};
 use http_body_util::BodyExt;
+use runtime::config::{AdminToken, Secret};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -35,9 +35,8 @@ fn tokens(full: Option<&str>) -> Vec<AdminToken> {
 }
 
 fn admin_router(db: &TestDb, full: Option<&str>) -> axum::Router {
-    let settings =
-        common::admin::Settings { kafka: None, tokens: tokens(full), public_url: "http://127.0.0.1:1".into() };
-    common::admin::router(db.client.clone(), settings)
+    let settings = admin::Settings { kafka: None, tokens: tokens(full), public_url: "http://127.0.0.1:1".into() };
+    admin::router(db.client.clone(), settings)
 }
 
 async fn call(db: &TestDb, token: Option<&str>, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
@@ -134,7 +133,7 @@ async fn rules_and_the_queue_through_http() {
         last_seen_ms,
         sample: format!("{{\"at\":{last_seen_ms}}}"),
     };
-    queue::append(&db.client, &[group(3, 100, 200), group(2, 50, 300)]).await.expect("queue rows");
+    signal_queue::append(&db.client, &[group(3, 100, 200), group(2, 50, 300)]).await.expect("queue rows");
     let (status, body) = call(&db, token, "GET", "/api/admin/orgs/acme/queue", "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -192,7 +191,7 @@ async fn webhook_subscriptions_through_http() {
     assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_rate_limit")));
     let (status, _) = call(&db, token, "PUT", &limit, r#"{"per_second":20}"#).await;
     assert_eq!(status, StatusCode::OK);
-    let limits = common::control::webhook_queue::rate_limits(&db.client).await.expect("limits");
+    let limits = control::deliveries::rate_limits(&db.client).await.expect("limits");
     assert_eq!(limits, [(id.to_owned(), 20)]);
     let (status, _) =
         call(&db, token, "PUT", &format!("/api/admin/orgs/other/webhooks/{id}/rate-limit"), r#"{"per_second":1}"#)
@@ -341,7 +340,7 @@ async fn rules_are_edited_reordered_and_dry_run_on_the_queue() {
         last_seen_ms: 2,
         sample: sample.into(),
     };
-    queue::append(
+    signal_queue::append(
         &db.client,
         &[
             group(
@@ -385,7 +384,7 @@ async fn a_token_scoped_to_an_org_sees_only_that_org() {
     assert_eq!(status, StatusCode::OK);
     // An empty or encoded org never stands for another, or for every org.
     let spec = serde_json::from_str(r#"{"name":"secret plan"}"#).expect("spec");
-    common::control::rules::add(&db.client, "globex", spec).await.expect("globex rule");
+    control::rules::add(&db.client, "globex", spec).await.expect("globex rule");
     for uri in ["/api/admin/orgs//rules", "/api/admin/orgs/%61cme/rules", "/api/admin/orgs//webhooks"] {
         let (status, _, body) = send(&router, "GET", uri, &auth, "").await;
         assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_org")), "{uri}: {body}");
@@ -407,7 +406,7 @@ async fn a_token_scoped_to_an_org_sees_only_that_org() {
         );
     }
     for org in ["acme", "globex"] {
-        common::control::orgs::ensure(&db.client, org).await.expect("org");
+        control::orgs::ensure(&db.client, org).await.expect("org");
     }
     let (_, _, seen) = send(&router, "GET", "/api/admin/orgs", &auth, "").await;
     assert_eq!(
@@ -524,7 +523,7 @@ async fn the_openapi_document_matches_the_routes() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(document["openapi"], "3.1.0");
     let paths = document["paths"].as_object().expect("paths");
-    let script = include_str!("../../common/src/admin/console/app.js");
+    let script = include_str!("../../admin/src/console/app.js");
     for used in [
         "/overview",
         "/keys",

@@ -3,7 +3,7 @@
 //! nobody are never linked; a re-identified visitor's later signals go to the new lead while
 //! rows already attributed stay, so no signal counts under two leads.
 
-use common::kafka::topics;
+use runtime::kafka::topics;
 
 use crate::edge_support::{count_records, TestEdge};
 use crate::pipeline_support::{await_count, caught_up, start_processor, start_sink};

@@ -15,13 +15,13 @@ struct Probe {
 #[tokio::test]
 async fn insert_and_read_back_in_a_fresh_database() {
     let config = config_of(&test_vars()).clickhouse;
-    let server = common::clickhouse::server_client(&config);
+    let server = runtime::clickhouse::server_client(&config);
     server
         .query(&format!("CREATE DATABASE {}", config.database))
         .execute()
         .await
         .expect("database created (is the stack up?)");
-    let client = common::clickhouse::client(&config);
+    let client = runtime::clickhouse::client(&config);
     client
         .query("CREATE TABLE probe (id UInt64, name String, tags Array(String)) ENGINE = MergeTree ORDER BY id")
         .execute()

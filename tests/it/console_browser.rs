@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use common::control::keys::{self, NewKey};
-use common::control::{rules, webhooks};
+use control::keys::{self, NewKey};
+use control::{rules, webhooks};
 
 use crate::pipeline_support::start_ready;
 use crate::support::{unique, TestDb};

@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use common::kafka::topics;
+use runtime::kafka::topics;
 use serde::Deserialize;
 
 use crate::edge_support::{count_records, TestEdge};
@@ -148,7 +148,7 @@ async fn a_reload_that_fails_after_usage_was_written_counts_each_signal_once() {
     // The failure, injected: usage is written, then reading the limits back fails.
     let client = &edge.db.client;
     client.query("RENAME TABLE plan_limits TO plan_limits_away").execute().await.expect("rename");
-    assert!(edge.edge.control.refresh().await.is_err(), "the reload failed");
+    assert!(edge.edge.gate.refresh().await.is_err(), "the reload failed");
     client.query("RENAME TABLE plan_limits_away TO plan_limits").execute().await.expect("rename back");
     edge.refresh().await;
     // 3 of 5 used: two more fit, the third is refused.

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use axum::http::{header, StatusCode};
-use common::kafka::{topics, MetadataClient};
 use futures::future::join_all;
+use runtime::kafka::{topics, MetadataClient};
 use schemas::record::headers;
 
 use crate::brokers::PrivateKafka;

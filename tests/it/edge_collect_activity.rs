@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::kafka::topics;
+use runtime::kafka::topics;
 use serde_json::json;
 
 use crate::edge_support::{key_of, payload_json, read_records, TestEdge};

@@ -4,8 +4,8 @@ use std::io::Write;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::kafka::topics;
 use rdkafka::Message;
+use runtime::kafka::topics;
 use schemas::record::headers;
 use serde_json::json;
 

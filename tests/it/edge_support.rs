@@ -8,14 +8,14 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::Router;
-use common::config::Config;
 use http_body_util::BodyExt;
-use ingest::control::Control;
+use ingest::gate::Gate;
 use ingest::sender::Sender;
 use ingest::Edge;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message;
+use runtime::config::Config;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -34,15 +34,15 @@ impl TestEdge {
 
     /// Starts an edge on a fresh database and topic prefix; `adjust` may change its variables.
     pub async fn start_with(adjust: impl FnOnce(&mut BTreeMap<String, String>)) -> Self {
-        common::telemetry::init_logs(common::config::LogFormat::Human);
+        runtime::telemetry::init_logs(runtime::config::LogFormat::Human);
         let mut db = TestDb::migrated().await;
         adjust(&mut db.vars);
         db.config = Config::from_vars(&db.vars).expect("valid test config");
         let config = &db.config;
-        let control = Arc::new(Control::load(db.client.clone()).await.expect("control plane loads"));
-        common::kafka::prepare_topics(&config.kafka).await.expect("topics");
+        let gate = Arc::new(Gate::load(db.client.clone()).await.expect("control plane loads"));
+        runtime::kafka::prepare_topics(&config.kafka).await.expect("topics");
         let sender = Sender::new(&config.kafka).expect("producers");
-        let edge = Arc::new(Edge::new(control, sender, 1, &config.http));
+        let edge = Arc::new(Edge::new(gate, sender, 1, &config.http));
         let router = ingest::routes::router(Arc::clone(&edge));
         TestEdge { db, edge, router }
     }
@@ -65,7 +65,7 @@ impl TestEdge {
     }
 
     pub async fn refresh(&self) {
-        self.edge.control.refresh().await.expect("control plane refresh");
+        self.edge.gate.refresh().await.expect("control plane refresh");
     }
 
     pub fn topic(&self, name: &str) -> String {
@@ -109,7 +109,7 @@ impl Response {
 /// Every record of `topic` (all partitions), read through a fresh consumer group until
 /// `expected` arrived; panics after 30 s.
 pub async fn read_records(config: &Config, topic: &str, expected: usize) -> Vec<OwnedMessage> {
-    let consumer: StreamConsumer = common::kafka::consumer(&config.kafka, &unique("reader")).expect("consumer");
+    let consumer: StreamConsumer = runtime::kafka::consumer(&config.kafka, &unique("reader")).expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
     let mut records = Vec::with_capacity(expected);
     while records.len() < expected {
@@ -128,7 +128,7 @@ pub async fn read_records(config: &Config, topic: &str, expected: usize) -> Vec<
 /// broker trouble is waited out for 30 s.
 pub fn count_records(config: &Config, topic: &str) -> i64 {
     use rdkafka::consumer::BaseConsumer;
-    let consumer: BaseConsumer<common::kafka::ReaderContext> = rdkafka::ClientConfig::new()
+    let consumer: BaseConsumer<runtime::kafka::ReaderContext> = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &config.kafka.brokers)
         .set("group.id", unique("counter"))
         .set("enable.auto.commit", "false")
@@ -136,7 +136,7 @@ pub fn count_records(config: &Config, topic: &str) -> i64 {
         .set("isolation.level", "read_committed")
         .set("fetch.max.bytes", (64 << 20).to_string())
         .set("receive.message.max.bytes", ((64 << 20) + 4096).to_string())
-        .create_with_context(common::kafka::ReaderContext)
+        .create_with_context(runtime::kafka::ReaderContext)
         .expect("consumer");
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
     let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|partition| partition.id()).collect();
@@ -155,7 +155,7 @@ pub fn count_records(config: &Config, topic: &str) -> i64 {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(_)) => count += 1,
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => left.retain(|&p| p != partition),
-            Some(Err(error)) if common::kafka::is_transient(&error) => {}
+            Some(Err(error)) if runtime::kafka::is_transient(&error) => {}
             Some(Err(error)) => panic!("counting {topic}: {error}"),
             None => {}
         }

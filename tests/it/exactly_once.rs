@@ -6,8 +6,8 @@
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use common::config::Config;
-use common::kafka::topics;
+use runtime::config::Config;
+use runtime::kafka::topics;
 use tokio::process::Child;
 
 use crate::edge_support::count_records;

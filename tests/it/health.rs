@@ -2,9 +2,9 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::health::{self, Health};
-use common::kafka::MetadataClient;
 use http_body_util::BodyExt;
+use runtime::health::{self, Health};
+use runtime::kafka::MetadataClient;
 use tower::ServiceExt;
 
 use crate::support::{config_of, TestDb};
@@ -23,9 +23,9 @@ fn health_for(vars: &std::collections::BTreeMap<String, String>) -> Health {
     let config = config_of(vars);
     Health {
         kafka: MetadataClient::new(&config.kafka).expect("kafka client"),
-        clickhouse: common::clickhouse::client(&config.clickhouse),
-        metrics: common::telemetry::init_metrics(),
-        stages: common::stage::Stages::default(),
+        clickhouse: runtime::clickhouse::client(&config.clickhouse),
+        metrics: runtime::telemetry::init_metrics(),
+        stages: runtime::stage::Stages::default(),
     }
 }
 

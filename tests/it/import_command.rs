@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use common::kafka::topics;
+use runtime::kafka::topics;
 
 use crate::edge_support::{count_records, TestEdge};
 use crate::support::{sigstage, stderr, stdout, unique};

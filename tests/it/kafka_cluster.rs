@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use common::kafka::topics;
 use futures::future::join_all;
+use runtime::kafka::topics;
 use schemas::record::headers;
 
 use crate::brokers::PrivateKafka;

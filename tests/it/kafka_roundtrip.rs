@@ -15,11 +15,11 @@ use crate::support::{config_of, test_vars, unique};
 async fn produce_then_consume_through_a_group_with_commits() {
     let config = config_of(&test_vars()).kafka;
     let topic = config.topic("roundtrip");
-    common::kafka::ensure_topics(&config, &[&topic]).await.expect("topic created (is the stack up?)");
+    runtime::kafka::ensure_topics(&config, &[&topic]).await.expect("topic created (is the stack up?)");
     // Creating it again is not an error.
-    common::kafka::ensure_topics(&config, &[&topic]).await.expect("ensure_topics is idempotent");
+    runtime::kafka::ensure_topics(&config, &[&topic]).await.expect("ensure_topics is idempotent");
 
-    let producer = common::kafka::producer(&config).expect("producer");
+    let producer = runtime::kafka::producer(&config).expect("producer");
     let sent: BTreeSet<String> = (0..200).map(|i| format!("{{\"n\":{i}}}")).collect();
     let deliveries = sent.iter().enumerate().map(|(i, payload)| {
         let key = format!("org:visitor-{}", i % 7);
@@ -37,10 +37,10 @@ async fn produce_then_consume_through_a_group_with_commits() {
         // Where the stream writes an alias's link for another visitor: it must be where the
         // producers put that visitor's records.
         let key = format!("org:visitor-{}", i % 7);
-        assert_eq!(partition, common::kafka::partition_of(key.as_bytes(), config.partitions), "{key}");
+        assert_eq!(partition, runtime::kafka::partition_of(key.as_bytes(), config.partitions), "{key}");
     }
 
-    let consumer = common::kafka::consumer(&config, &unique("group")).expect("consumer");
+    let consumer = runtime::kafka::consumer(&config, &unique("group")).expect("consumer");
     consumer.subscribe(&[&topic]).expect("subscribe");
     let mut received = BTreeSet::new();
     while received.len() < sent.len() {

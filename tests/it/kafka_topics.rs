@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::kafka::topics;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
+use runtime::kafka::topics;
 
 use crate::support::{config_of, sigstage, stderr, test_vars};
 
@@ -29,14 +29,14 @@ async fn topics_get_their_retention_compaction_and_updates() {
     let mut vars = test_vars();
     vars.insert("SIGSTAGE_KAFKA_RETENTION_HOURS".into(), "signals.dlq=-1".into());
     let config = config_of(&vars);
-    common::kafka::prepare_topics(&config.kafka).await.expect("topics prepared");
+    runtime::kafka::prepare_topics(&config.kafka).await.expect("topics prepared");
     let brokers = &config.kafka.brokers;
 
     let raw = settings(brokers, &config.kafka.topic(topics::SIGNALS_RAW)).await;
     assert_eq!(raw["cleanup.policy"], "delete");
     assert_eq!(raw["retention.ms"], (168 * 3_600_000u64).to_string(), "7 days by default");
     assert_eq!(raw["min.insync.replicas"], "1", "one broker: auto gives 1");
-    assert_eq!(raw["max.message.bytes"], common::kafka::MAX_RECORD_BYTES.to_string());
+    assert_eq!(raw["max.message.bytes"], runtime::kafka::MAX_RECORD_BYTES.to_string());
     assert_eq!(settings(brokers, &config.kafka.topic(topics::SIGNALS_DLQ)).await["retention.ms"], "-1");
     let identities = settings(brokers, &config.kafka.topic(topics::IDENTITIES)).await;
     assert_eq!(identities["cleanup.policy"], "compact", "state is compacted, never expired");
@@ -44,7 +44,7 @@ async fn topics_get_their_retention_compaction_and_updates() {
     // A restart with another retention updates the existing topic. The broker applies a config
     // change through its metadata log, so a describe right after may still show the old value.
     vars.insert("SIGSTAGE_KAFKA_RETENTION_HOURS".into(), "signals.raw=24".into());
-    common::kafka::prepare_topics(&config_of(&vars).kafka).await.expect("topics updated");
+    runtime::kafka::prepare_topics(&config_of(&vars).kafka).await.expect("topics updated");
     let expected = (24 * 3_600_000u64).to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -65,7 +65,7 @@ async fn a_role_refuses_to_start_when_co_partitioned_topics_differ() {
     let mut wider = config.kafka.clone();
     wider.partitions = config.kafka.partitions * 2;
     let identities = config.kafka.topic(topics::IDENTITIES);
-    common::kafka::ensure_topics(&wider, &[&identities]).await.expect("identities created");
+    runtime::kafka::ensure_topics(&wider, &[&identities]).await.expect("identities created");
 
     vars.insert("SIGSTAGE_HTTP_ADDR".into(), "127.0.0.1:0".into());
     let output = sigstage(&["stream"], &vars);

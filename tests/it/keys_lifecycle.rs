@@ -1,6 +1,6 @@
 //! Key lifecycle through the CLI: create, look up, revoke, expiry; never stored in clear.
 
-use common::control::keys::{AuthError, Endpoint, KeySet};
+use control::keys::{AuthError, Endpoint, KeySet};
 
 use crate::support::{sigstage, stderr, stdout, TestDb};
 
@@ -17,7 +17,7 @@ fn create(db: &TestDb, extra: &[&str]) -> String {
 #[tokio::test]
 async fn create_look_up_revoke_and_expire() {
     let db = TestDb::migrated().await;
-    let now = common::time::now_ms();
+    let now = runtime::time::now_ms();
 
     let plain = create(&db, &[]);
     let with_secret = create(&db, &["--secret", "s3cr3t-value"]);

@@ -31,7 +31,7 @@ async fn schema(client: &clickhouse::Client, database: &str) -> Schema {
 async fn migrate_twice_leaves_the_same_schema() {
     let vars = test_vars();
     let config = config_of(&vars).clickhouse;
-    let server = common::clickhouse::server_client(&config);
+    let server = runtime::clickhouse::server_client(&config);
 
     let first = sigstage(&["migrate"], &vars);
     assert!(first.status.success(), "{}", stderr(&first));
@@ -52,7 +52,7 @@ async fn migrate_twice_leaves_the_same_schema() {
     for expected in ["api_keys", "orgs", "plan_limits", "rate_limits", "schema_migrations"] {
         assert!(tables.contains(&expected), "{expected} missing from {tables:?}");
     }
-    let client = common::clickhouse::client(&config);
+    let client = runtime::clickhouse::client(&config);
     let recorded: u64 = client.query("SELECT count() FROM schema_migrations").fetch_one().await.expect("count");
     assert_eq!(recorded, MIGRATIONS.len() as u64, "each version recorded once");
 

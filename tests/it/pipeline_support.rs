@@ -3,13 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use common::config::Config;
-use common::kafka::topics;
+use runtime::config::Config;
+use runtime::kafka::topics;
 use std::process::Stdio;
 
-use common::stage::{self, Stages};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
+use runtime::stage::{self, Stages};
 use tokio::process::Child;
 use tokio::sync::watch;
 
@@ -23,13 +23,13 @@ pub struct Running {
 }
 
 pub fn start_processor(config: &Config) -> Running {
-    common::telemetry::init_logs(common::config::LogFormat::Human);
+    runtime::telemetry::init_logs(runtime::config::LogFormat::Human);
     let (stop, stopped) = watch::channel(false);
-    let (kafka, clickhouse) = (config.kafka.clone(), common::clickhouse::client(&config.clickhouse));
+    let (kafka, clickhouse) = (config.kafka.clone(), runtime::clickhouse::client(&config.clickhouse));
     let settings = stream::runner::Settings { refresh: Duration::from_millis(200), ..Default::default() };
     let task = tokio::spawn(async move {
-        common::kafka::prepare_topics(&kafka).await.expect("topics");
-        let id = common::kafka::transactional_id(&kafka, "stream");
+        runtime::kafka::prepare_topics(&kafka).await.expect("topics");
+        let id = runtime::kafka::transactional_id(&kafka, "stream");
         stage::supervise(Stages::default().stage("stream"), stopped, |stage, stop| {
             let (kafka, clickhouse, settings, id) = (kafka.clone(), clickhouse.clone(), settings.clone(), id.clone());
             async move { stream::runner::run(&kafka, clickhouse, settings, &id, stage, stop).await }
@@ -51,7 +51,7 @@ pub async fn caught_up(config: &Config) {
     let raw = config.kafka.topic(topics::SIGNALS_RAW);
     let total = count_records(config, &raw);
     let group: StreamConsumer =
-        common::kafka::consumer(&config.kafka, &config.kafka.topic("stream")).expect("consumer");
+        runtime::kafka::consumer(&config.kafka, &config.kafka.topic("stream")).expect("consumer");
     let mut partitions = TopicPartitionList::new();
     for partition in 0..config.kafka.partitions {
         partitions.add_partition(&raw, partition);
@@ -76,7 +76,7 @@ pub fn start_sink(config: &Config, clickhouse: clickhouse::Client) -> Running {
     let kafka = config.kafka.clone();
     let settings = sink::runner::Settings { batch_wait: Duration::from_millis(50), ..Default::default() };
     let task = tokio::spawn(async move {
-        common::kafka::prepare_topics(&kafka).await.expect("topics");
+        runtime::kafka::prepare_topics(&kafka).await.expect("topics");
         stage::supervise(Stages::default().stage("sink"), stopped, |stage, stop| {
             let (kafka, clickhouse, settings) = (kafka.clone(), clickhouse.clone(), settings.clone());
             async move { sink::runner::run(&kafka, clickhouse, settings, stage, stop).await }
@@ -102,7 +102,7 @@ pub async fn assert_no_row_twice(client: &clickhouse::Client) {
 /// [`await_count`] after a stage failed or was killed: its group membership lapses first, and
 /// a restart may wait out the supervisor's longest backoff before it restores and reads.
 pub async fn await_recovered(client: &clickhouse::Client, query: &str, expected: u64) {
-    await_count_within(client, query, expected, common::stage::MAX_BACKOFF + Duration::from_secs(60)).await
+    await_count_within(client, query, expected, runtime::stage::MAX_BACKOFF + Duration::from_secs(60)).await
 }
 
 async fn await_count_within(client: &clickhouse::Client, query: &str, expected: u64, within: Duration) {

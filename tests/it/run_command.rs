@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use common::control::keys::{Endpoint, KeySet};
+use control::keys::{Endpoint, KeySet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::pipeline_support::{start_ready, Ready};
@@ -99,7 +99,7 @@ async fn run_prints_a_working_demo_key_and_reuses_it() {
     }
     let keys = KeySet::load(&db.client).await.expect("keys");
     let entry = keys
-        .authenticate(&demo_key(&first), None, Endpoint::SignalStaging, common::time::now_ms())
+        .authenticate(&demo_key(&first), None, Endpoint::SignalStaging, runtime::time::now_ms())
         .expect("the demo key works");
     assert_eq!(&*entry.org_id, "demo");
     let key = demo_key(&first);
@@ -164,7 +164,7 @@ async fn sigterm_drains_requests_in_flight() {
     assert!(child.wait().await.expect("exit").success(), "graceful shutdown exits 0");
 
     let config = crate::support::config_of(&db.vars);
-    let topic = config.kafka.topic(common::kafka::topics::SIGNALS_RAW);
+    let topic = config.kafka.topic(runtime::kafka::topics::SIGNALS_RAW);
     let records = crate::edge_support::read_records(&config, &topic, ids.len()).await;
     let mut written: Vec<u64> = records
         .iter()

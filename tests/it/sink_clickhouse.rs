@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use common::kafka::topics;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
+use runtime::kafka::topics;
 
 use crate::edge_support::TestEdge;
 use crate::pipeline_support::{assert_no_row_twice, await_count, await_recovered, start_processor, start_sink};
@@ -19,7 +19,7 @@ fn hot_of(lead: &str) -> String {
 /// Moves the sink's committed offsets back to the start, so the next sink replays everything.
 fn rewind_sink_group(edge: &TestEdge) {
     let kafka = &edge.db.config.kafka;
-    let consumer: StreamConsumer = common::kafka::consumer(kafka, &kafka.topic("sink")).expect("consumer");
+    let consumer: StreamConsumer = runtime::kafka::consumer(kafka, &kafka.topic("sink")).expect("consumer");
     let mut start = TopicPartitionList::new();
     for topic in [topics::SIGNALS_PROCESSED, topics::IDENTITIES] {
         for partition in 0..kafka.partitions {
@@ -189,7 +189,7 @@ async fn nothing_is_lost_while_clickhouse_is_away() {
     let key = edge.key("acme", &[]).await;
     let processor = start_processor(&edge.db.config);
     let proxy = Proxy::start().await;
-    let through_proxy = common::clickhouse::client(&common::config::ClickHouseConfig {
+    let through_proxy = runtime::clickhouse::client(&runtime::config::ClickHouseConfig {
         url: format!("http://{}", proxy.addr),
         ..edge.db.config.clickhouse.clone()
     });

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use common::kafka::topics;
 use futures::future::join_all;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message};
+use runtime::kafka::topics;
 use schemas::record::headers;
 use serde_json::Value;
 
@@ -86,7 +86,7 @@ async fn poison_records_go_to_the_dlq_and_the_partition_moves_on() {
     let raw = edge.topic(topics::SIGNALS_RAW);
     // sigstage's producers refuse a 10 MB record before it reaches the broker.
     let huge = format!("{{\"event\":\"huge\",\"blob\":\"{}\"}}", "x".repeat(10 << 20));
-    let ours = common::kafka::producer(&edge.db.config.kafka).expect("producer");
+    let ours = runtime::kafka::producer(&edge.db.config.kafka).expect("producer");
     let refused = ours.send(FutureRecord::to(&raw).key("acme:poison").payload(&huge), Duration::from_secs(5)).await;
     assert!(matches!(refused, Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _))));
     // Another writer's 3 MiB record is above what the processor takes, and within what the topic
@@ -136,23 +136,23 @@ async fn poison_records_go_to_the_dlq_and_the_partition_moves_on() {
     );
     let too_large = dead.iter().find(|r| header(r, headers::DLQ_REASON) == Some("too_large")).expect("too large");
     assert_eq!(header(too_large, headers::DLQ_ORIGINAL_BYTES), Some(large.len().to_string().as_str()));
-    assert_eq!(too_large.payload().map(<[u8]>::len), Some(common::kafka::DEAD_LETTER_MAX_BYTES), "cut to fit");
+    assert_eq!(too_large.payload().map(<[u8]>::len), Some(runtime::kafka::DEAD_LETTER_MAX_BYTES), "cut to fit");
     let processed = read_records(&edge.db.config, &edge.topic(topics::SIGNALS_PROCESSED), 1).await;
     assert_eq!(payload_json(&processed[0])["event"], "after");
 
     // The admin API's overview counts the org's dead letters from the topic, by reason.
     let dead_letters = |org: &'static str| {
-        let settings = common::admin::Settings {
+        let settings = admin::Settings {
             kafka: Some(edge.db.config.kafka.clone()),
-            tokens: vec![common::config::AdminToken {
+            tokens: vec![runtime::config::AdminToken {
                 id: "admin".into(),
                 read_only: false,
                 org: None,
-                secret: common::config::Secret::new("admin-token-of-the-dlq-test"),
+                secret: runtime::config::Secret::new("admin-token-of-the-dlq-test"),
             }],
             public_url: String::new(),
         };
-        let router = common::admin::router(edge.db.client.clone(), settings);
+        let router = admin::router(edge.db.client.clone(), settings);
         async move {
             use tower::ServiceExt;
             let request = axum::http::Request::get(format!("/api/admin/orgs/{org}/overview"))

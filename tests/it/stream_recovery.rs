@@ -4,11 +4,11 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::config::Config;
-use common::kafka::topics;
 use futures::future::join_all;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
+use runtime::config::Config;
+use runtime::kafka::topics;
 use serde_json::Value;
 
 use crate::edge_support::{count_records, header, payload_json, read_records};
@@ -18,8 +18,8 @@ use crate::support::TestDb;
 /// Writes `count` raw records to `topic` as the edge would, signal ids from `first_id`: visitors
 /// `v0..v99` (id modulo 100); ids 101 to 200 identify each visitor's email, the rest are tracks.
 pub async fn fill(config: &Config, topic: &str, first_id: u64, count: u64, endpoint: &str) {
-    common::kafka::prepare_topics(&config.kafka).await.expect("topics");
-    let producer = common::kafka::producer(&config.kafka).expect("producer");
+    runtime::kafka::prepare_topics(&config.kafka).await.expect("topics");
+    let producer = runtime::kafka::producer(&config.kafka).expect("producer");
     let records: Vec<(String, String, String)> = (first_id..first_id + count)
         .map(|id| {
             let visitor = id % 100;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use common::kafka::topics;
+use runtime::kafka::topics;
 use serde_json::Value;
 
 use crate::edge_support::{payload_json, read_records, TestEdge};

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use common::config::Config;
+use runtime::config::Config;
 
 /// A name no other test (or earlier run) uses: prefix, process id, time, counter.
 pub fn unique(prefix: &str) -> String {
@@ -12,7 +12,7 @@ pub fn unique(prefix: &str) -> String {
     format!(
         "{prefix}_{}_{}_{}",
         std::process::id(),
-        common::time::now_ms() % 100_000_000,
+        runtime::time::now_ms() % 100_000_000,
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
@@ -42,15 +42,15 @@ impl TestDb {
     pub async fn migrated() -> Self {
         let vars = test_vars();
         let config = config_of(&vars);
-        common::migrate::run(&config.clickhouse).await.expect("migrations apply (is the stack up? `make stack-up`)");
-        let client = common::clickhouse::client(&config.clickhouse);
+        runtime::migrate::run(&config.clickhouse).await.expect("migrations apply (is the stack up? `make stack-up`)");
+        let client = runtime::clickhouse::client(&config.clickhouse);
         TestDb { vars, config, client }
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let client = common::clickhouse::server_client(&self.config.clickhouse);
+        let client = runtime::clickhouse::server_client(&self.config.clickhouse);
         let statement = format!("DROP DATABASE IF EXISTS {}", self.config.clickhouse.database);
         // Drop runs inside the test's runtime; a thread with its own runtime may block.
         let _ = std::thread::spawn(move || {

@@ -169,7 +169,7 @@ async fn retries_double_nothing_and_refusals_are_segments() {
     assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
     assert!(connections.load(Ordering::SeqCst) >= 2, "the client retried on a new connection");
     // Both sendings reached the broker: 4 events, twice.
-    let raw = db.config.kafka.topic(common::kafka::topics::SIGNALS_RAW);
+    let raw = db.config.kafka.topic(runtime::kafka::topics::SIGNALS_RAW);
     assert_eq!(crate::edge_support::count_records(&db.config, &raw), 8, "the batch was accepted twice");
     await_count(&db, LINKED, &format!("anon-{client}-{run}"), 1).await;
     let anonymous = format!("anon-{client}-{run}");
@@ -202,7 +202,7 @@ async fn retries_double_nothing_and_refusals_are_segments() {
 
     // A team moving from Segment's Webhooks destination (seed 001) to the Tracking API: the same
     // event through both paths is one signal (one processed record, on its messageId).
-    let processed = db.config.kafka.topic(common::kafka::topics::SIGNALS_PROCESSED);
+    let processed = db.config.kafka.topic(runtime::kafka::topics::SIGNALS_PROCESSED);
     crate::pipeline_support::caught_up(&db.config).await;
     let processed_before = crate::edge_support::count_records(&db.config, &processed);
     let event =

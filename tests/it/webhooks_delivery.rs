@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use common::control::webhooks::{self, Attempt};
+use control::webhooks::{self, Attempt};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
@@ -116,7 +116,7 @@ async fn await_log(edge: &TestEdge, subscription: &str, done: impl Fn(&[Attempt]
             return log;
         }
         if Instant::now() > deadline {
-            let queue = common::control::webhook_queue::of_subscription(&edge.db.client, subscription).await;
+            let queue = control::deliveries::of_subscription(&edge.db.client, subscription).await;
             panic!("{subscription}: {log:#?}\nqueue: {queue:#?}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -148,12 +148,12 @@ fn attempts_of_first_event(log: &[Attempt]) -> Vec<Attempt> {
 /// Starts the webhook sink on the edge's database and topics.
 fn start_sink(
     edge: &TestEdge,
-) -> (watch::Sender<bool>, tokio::task::JoinHandle<Result<(), common::stage::StageError>>) {
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<Result<(), runtime::stage::StageError>>) {
     let (stop, stopped) = watch::channel(false);
     let (kafka, settings, clickhouse) =
         (edge.db.config.kafka.clone(), edge.db.config.webhooks.clone(), edge.db.client.clone());
     let sink = tokio::spawn(async move {
-        let stage = common::stage::Stages::default().stage("webhooks");
+        let stage = runtime::stage::Stages::default().stage("webhooks");
         sink::webhooks::run(&kafka, settings, clickhouse, Duration::from_millis(200), stage, stopped).await
     });
     (stop, sink)
@@ -226,8 +226,7 @@ async fn deliveries_are_signed_retried_logged_and_disabled() {
         outcomes(&attempts_of_first_event(&redirect_log)),
         [(1, 302, "retrying"), (2, 302, "retrying"), (3, 302, "gave_up")]
     );
-    let redirect_queue =
-        common::control::webhook_queue::of_subscription(&edge.db.client, &redirect).await.expect("queue");
+    let redirect_queue = control::deliveries::of_subscription(&edge.db.client, &redirect).await.expect("queue");
     assert!(redirect_queue.iter().all(|d| d.state == "failed" && d.attempts == 3), "{redirect_queue:#?}");
     assert_eq!(receiver.seen.0.lock().expect("lock").iter().filter(|(p, ..)| p == "ok").count(), 2);
 
@@ -282,7 +281,7 @@ async fn internal_targets_are_refused_unless_allowed() {
     let (receiver, base) = start_receiver().await;
     receiver.secrets.lock().expect("lock").push(("ok".into(), "whsec_c2VjcmV0".into()));
     let subscription = subscription(&format!("{base}/ok"));
-    let config = |allow_private| common::config::WebhookConfig {
+    let config = |allow_private| runtime::config::WebhookConfig {
         allow_private,
         retry_schedule: Vec::new(),
         timeout_ms: 2000,
@@ -351,7 +350,7 @@ async fn start_proxy() -> (Arc<Mutex<Vec<String>>>, String) {
 #[tokio::test]
 async fn through_a_proxy_only_when_configured_and_targets_still_checked() {
     let (proxied, proxy) = start_proxy().await;
-    let config = |allow_private| common::config::WebhookConfig {
+    let config = |allow_private| runtime::config::WebhookConfig {
         allow_private,
         retry_schedule: Vec::new(),
         timeout_ms: 2000,
@@ -394,20 +393,20 @@ async fn a_rate_limited_endpoint_is_paced() {
     let id = created.subscription_id.clone();
     let set = sigstage(&["webhooks", "rate-limit", &id, "5"], &db.vars);
     assert!(set.status.success(), "{}", stderr(&set));
-    let limits = common::control::webhook_queue::rate_limits(&db.client).await.expect("limits");
+    let limits = control::deliveries::rate_limits(&db.client).await.expect("limits");
     assert_eq!(limits, [(id.clone(), 5)]);
 
     let due = (0..10)
         .map(|n| {
             let event = format!("{n}.lead.created");
             let body = format!(r#"{{"id":"{event}","type":"lead.created"}}"#);
-            let delivery = common::control::webhook_queue::Delivery::due("acme", &id, &event, "lead.created", 0);
+            let delivery = control::deliveries::Delivery::due("acme", &id, &event, "lead.created", 0);
             (delivery, Some(Arc::from(body.into_bytes())))
         })
         .collect();
     let batch = sink::webhooks::worker::Batch { subscription: created, rate_limit: 5, failures: 0, deliveries: due };
     let config = Arc::new(db.config.webhooks.clone());
-    let config = Arc::new(common::config::WebhookConfig { allow_private: true, ..(*config).clone() });
+    let config = Arc::new(runtime::config::WebhookConfig { allow_private: true, ..(*config).clone() });
     let deliverer = Arc::new(sink::webhooks::delivery::Deliverer::new(&config).expect("client"));
     let outcome = sink::webhooks::worker::run(batch, deliverer, config, db.client.clone()).await;
     assert_eq!((outcome.delivered, outcome.unrecorded), (10, false));

@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use common::control::{webhook_queue, webhooks};
+use control::{deliveries, webhooks};
 use futures::future::join_all;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
@@ -62,9 +62,9 @@ async fn a_hanging_endpoint_holds_only_its_own_backlog() {
     webhooks::create(client, "acme", &format!("{base}/healthy"), types).await.expect("subscription");
 
     let config = &edge.db.config;
-    let outbox = config.kafka.topic(common::kafka::topics::WEBHOOKS_OUTBOX);
-    let producer = common::kafka::producer(&config.kafka).expect("producer");
-    let now = common::time::now_ms();
+    let outbox = config.kafka.topic(runtime::kafka::topics::WEBHOOKS_OUTBOX);
+    let producer = runtime::kafka::producer(&config.kafka).expect("producer");
+    let now = runtime::time::now_ms();
     let events: Vec<Vec<u8>> =
         (1..=EVENTS).map(|id| schemas::events::encode("lead.created", id, "acme", now, b"{}")).collect();
     for chunk in events.chunks(1000) {
@@ -83,7 +83,7 @@ async fn a_hanging_endpoint_holds_only_its_own_backlog() {
     let (kafka, settings, clickhouse) = (config.kafka.clone(), config.webhooks.clone(), client.clone());
     let started = Instant::now();
     let sink = tokio::spawn(async move {
-        let stage = common::stage::Stages::default().stage("webhooks");
+        let stage = runtime::stage::Stages::default().stage("webhooks");
         sink::webhooks::run(&kafka, settings, clickhouse, Duration::from_millis(200), stage, stopped).await
     });
     let deadline = started + Duration::from_secs(120);
@@ -120,7 +120,7 @@ async fn a_hanging_endpoint_holds_only_its_own_backlog() {
     endpoints.release.notify_waiters();
 
     // Nothing owed to the hanging endpoint was lost: every delivery is still queued.
-    let queue = webhook_queue::of_subscription(client, &hanging.subscription_id).await.expect("queue");
+    let queue = deliveries::of_subscription(client, &hanging.subscription_id).await.expect("queue");
     assert_eq!(queue.len(), EVENTS as usize);
     assert!(queue.iter().all(|d| d.state == "pending" && d.attempts == 0), "none recorded as attempted");
 }

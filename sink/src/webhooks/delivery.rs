@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use common::config::WebhookConfig;
-use common::control::webhooks::Subscription;
+use control::webhooks::Subscription;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::redirect::Policy;
+use runtime::config::WebhookConfig;
 
 use super::{sign, target};
 
@@ -79,7 +79,7 @@ impl Deliverer {
         if let Some(reason) = refusal {
             return refused(reason);
         }
-        let timestamp = common::time::now_ms() / 1000;
+        let timestamp = runtime::time::now_ms() / 1000;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let mut set = |name: &'static str, value: String| {

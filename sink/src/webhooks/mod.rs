@@ -14,13 +14,13 @@ pub mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::config::{KafkaConfig, WebhookConfig};
-use common::control::watch::keep_loaded;
-use common::control::webhook_queue::{self, Delivery};
-use common::control::webhooks::{self, StoredEvent, Subscription};
-use common::kafka::{self, topics};
+use control::deliveries::{self, Delivery};
+use control::webhooks::{self, StoredEvent, Subscription};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
+use runtime::config::{KafkaConfig, WebhookConfig};
+use runtime::kafka::{self, topics};
+use runtime::reload::keep_loaded;
 use serde::Deserialize;
 use tokio::sync::{watch, Notify};
 
@@ -44,9 +44,9 @@ pub async fn run(
     webhook_config: WebhookConfig,
     clickhouse: clickhouse::Client,
     refresh: Duration,
-    stage: common::stage::Stage,
+    stage: runtime::stage::Stage,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), common::stage::StageError> {
+) -> Result<(), runtime::stage::StageError> {
     let outbox = config.topic(topics::WEBHOOKS_OUTBOX);
     let deliverer = match Deliverer::new(&webhook_config) {
         Ok(deliverer) => Arc::new(deliverer),
@@ -73,7 +73,7 @@ pub async fn run(
     let scheduler = tokio::spawn(scheduler.run(scheduler_stop));
     let consumer: StreamConsumer = kafka::consumer(config, &config.topic("webhooks"))?;
     consumer.subscribe(&[&outbox])?;
-    stage.set(common::stage::Status::Running);
+    stage.set(runtime::stage::Status::Running);
     tracing::info!(%outbox, "webhook sink consuming");
 
     while !*stop.borrow() {
@@ -110,7 +110,7 @@ pub async fn run(
         let mut attempt_stop = stop.clone();
         let kept = crate::store::with_retries("webhook_events", &mut attempt_stop, || async {
             webhooks::store_events(&clickhouse, &events).await?;
-            webhook_queue::write(&clickhouse, &owed).await
+            deliveries::write(&clickhouse, &owed).await
         })
         .await;
         if kept.is_err() {

@@ -12,9 +12,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::config::WebhookConfig;
-use common::control::webhook_queue;
-use common::control::webhooks::{self, Subscription};
+use control::deliveries;
+use control::webhooks::{self, Subscription};
+use runtime::config::WebhookConfig;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
@@ -63,7 +63,7 @@ impl Scheduler {
             let subscriptions = self.subscriptions.borrow_and_update().clone();
             disabled.retain(|id| subscriptions.iter().any(|s| &s.subscription_id == id && s.active == 1));
             if rate_limits_at.elapsed() >= RATE_LIMITS_REFRESH {
-                match webhook_queue::rate_limits(&self.clickhouse).await {
+                match deliveries::rate_limits(&self.clickhouse).await {
                     Ok(limits) => rate_limits = limits.into_iter().collect(),
                     Err(error) => tracing::warn!(%error, "webhook rate limits not reloaded"),
                 }
@@ -137,7 +137,7 @@ impl Scheduler {
     /// The due deliveries of these subscriptions, with their bodies, by subscription.
     async fn due(&self, idle: &[&Subscription]) -> Result<Vec<(Subscription, Due)>, clickhouse::error::Error> {
         let ids: Vec<String> = idle.iter().map(|s| s.subscription_id.clone()).collect();
-        let due = webhook_queue::due(&self.clickhouse, &ids, common::time::now_ms(), PER_ROUND).await?;
+        let due = deliveries::due(&self.clickhouse, &ids, runtime::time::now_ms(), PER_ROUND).await?;
         let mut by_org: HashMap<&str, Vec<String>> = HashMap::new();
         for delivery in &due {
             by_org.entry(&delivery.org_id).or_default().push(delivery.event_id.clone());
@@ -146,7 +146,7 @@ impl Scheduler {
         for (org, mut events) in by_org {
             events.sort_unstable();
             events.dedup();
-            for (event, body) in webhook_queue::bodies(&self.clickhouse, org, &events).await? {
+            for (event, body) in deliveries::bodies(&self.clickhouse, org, &events).await? {
                 bodies.insert((org.to_owned(), event), Arc::from(body.into_bytes()));
             }
         }
@@ -178,9 +178,9 @@ impl Scheduler {
         }
         // Enabling a subscription gives it a new chance: count from then at the earliest.
         let since = health.failing_since_ms?.max(subscription.version);
-        let failing_for = Duration::from_millis(common::time::now_ms().saturating_sub(since));
+        let failing_for = Duration::from_millis(runtime::time::now_ms().saturating_sub(since));
         (failing_for >= self.config.disable_after)
-            .then(|| format!("every delivery failed for {}", common::time::format_duration(self.config.disable_after)))
+            .then(|| format!("every delivery failed for {}", runtime::time::format_duration(self.config.disable_after)))
     }
 
     /// Stops scheduling the subscription at once (the caller marks it disabled in memory) and
@@ -209,7 +209,7 @@ impl Scheduler {
     async fn load_health(&self, stop: &mut watch::Receiver<bool>) -> HashMap<String, Health> {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match webhook_queue::failing_since(&self.clickhouse).await {
+            match deliveries::failing_since(&self.clickhouse).await {
                 Ok(failing) => {
                     return failing
                         .into_iter()

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::config::WebhookConfig;
-use common::control::webhook_queue::{Delivery, DELIVERED, FAILED, PENDING};
-use common::control::webhooks::{Attempt, Subscription};
+use control::deliveries::{Delivery, DELIVERED, FAILED, PENDING};
+use control::webhooks::{Attempt, Subscription};
 use futures::StreamExt;
+use runtime::config::WebhookConfig;
 use tokio::sync::Mutex;
 
 use super::delivery::{Answer, Deliverer};
@@ -80,7 +80,7 @@ pub async fn run(
                 if let Some(pace) = pace {
                     pace.lock().await.tick().await;
                 }
-                let attempted_ms = common::time::now_ms();
+                let attempted_ms = runtime::time::now_ms();
                 let answer = match body {
                     Some(body) => deliverer.post(subscription, &delivery.event_id, &delivery.event_type, &body).await,
                     None => Answer::refused("the event is not stored in webhook_events".into(), Duration::ZERO),
@@ -131,8 +131,8 @@ pub async fn run(
     outcome.failures = consecutive;
     // The queue first: an attempt whose new state is lost is made again (receivers dedupe on
     // webhook-id); a log row without its queue row would claim an attempt that is repeated.
-    let recorded = match common::control::webhook_queue::write(&clickhouse, &queue).await {
-        Ok(()) => common::control::webhooks::log_attempts(&clickhouse, &log).await,
+    let recorded = match control::deliveries::write(&clickhouse, &queue).await {
+        Ok(()) => control::webhooks::log_attempts(&clickhouse, &log).await,
         Err(error) => Err(error),
     };
     if let Err(error) = recorded {

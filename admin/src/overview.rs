@@ -9,9 +9,9 @@ use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{error, topics, unavailable, Admin, Caller};
-use crate::control::limits::OrgLimits;
-use crate::control::{orgs, webhooks};
+use super::{error, tail, unavailable, Admin, Caller};
+use control::limits::OrgLimits;
+use control::{orgs, webhooks};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
@@ -46,10 +46,10 @@ struct HealthRow {
 }
 
 pub async fn overview(State(admin): State<Admin>, Path(org): Path<String>) -> Response {
-    if !crate::control::valid_org_id(&org) {
+    if !schemas::valid_org_id(&org) {
         return error(StatusCode::BAD_REQUEST, "invalid_org", format!("org id {org:?} is not valid"));
     }
-    let since = crate::time::now_ms().saturating_sub(DAY_MS);
+    let since = runtime::time::now_ms().saturating_sub(DAY_MS);
     // A signal of an identified visitor is in both tables (cold, then hot once rehydrated):
     // counted once by its id.
     let sources = admin
@@ -89,7 +89,7 @@ pub async fn overview(State(admin): State<Admin>, Path(org): Path<String>) -> Re
         health,
         OrgLimits::load(&admin.client),
         webhooks::list(&admin.client, Some(&org)),
-        topics::dead_letters(&admin, &org, since),
+        tail::dead_letters(&admin, &org, since),
     );
     let (sources, refusals, health, limits) = match (sources, refusals, health, limits) {
         (Ok(sources), Ok(refusals), Ok(health), Ok(limits)) => (sources, refusals, health, limits),

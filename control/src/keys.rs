@@ -119,7 +119,7 @@ fn generate_key_id() -> Result<String, KeyAdminError> {
 
 /// Creates a key for `new.org_id` (recording the org if it is new) and returns it, once.
 pub async fn create(client: &clickhouse::Client, new: NewKey<'_>) -> Result<CreatedKey, KeyAdminError> {
-    if !super::valid_org_id(new.org_id) {
+    if !schemas::valid_org_id(new.org_id) {
         return Err(KeyAdminError::BadOrg(new.org_id.to_owned()));
     }
     super::orgs::ensure(client, new.org_id).await?;
@@ -130,7 +130,7 @@ pub async fn create(client: &clickhouse::Client, new: NewKey<'_>) -> Result<Crea
     if let Some(name) = new.name.map(str::trim).filter(|name| !name.is_empty()) {
         set_name(client, new.org_id, &key_id, name).await?;
     }
-    let now = crate::time::now_ms();
+    let now = runtime::time::now_ms();
     let row = ApiKeyRow {
         key_id: key_id.clone(),
         org_id: new.org_id.to_owned(),
@@ -178,7 +178,7 @@ pub async fn revoke_of(client: &clickhouse::Client, org_id: &str, key_id: &str) 
 
 async fn deactivate(client: &clickhouse::Client, mut row: ApiKeyRow) -> Result<ApiKeyRow, KeyAdminError> {
     row.active = 0;
-    row.version = crate::time::now_ms().max(row.version + 1);
+    row.version = runtime::time::now_ms().max(row.version + 1);
     write(client, &row).await?;
     Ok(row)
 }
@@ -197,9 +197,9 @@ async fn set_name(client: &clickhouse::Client, org_id: &str, key_id: &str, name:
         org_id: org_id.to_owned(),
         key_id: key_id.to_owned(),
         name: name.chars().take(100).collect(),
-        version: crate::time::now_ms(),
+        version: runtime::time::now_ms(),
     };
-    Ok(crate::clickhouse::insert::<KeyName, _>(client, "api_key_names", &[row]).await?)
+    Ok(runtime::clickhouse::insert::<KeyName, _>(client, "api_key_names", &[row]).await?)
 }
 
 /// The names of `org_id`'s keys, by key id.
@@ -230,7 +230,7 @@ pub async fn list(client: &clickhouse::Client, org_id: &str) -> Result<Vec<ApiKe
 }
 
 async fn write(client: &clickhouse::Client, row: &ApiKeyRow) -> Result<(), clickhouse::error::Error> {
-    crate::clickhouse::insert::<ApiKeyRow, _>(client, "api_keys", &[row]).await
+    runtime::clickhouse::insert::<ApiKeyRow, _>(client, "api_keys", &[row]).await
 }
 
 /// A key as the edge sees it: its first characters only, for error messages and logs.

@@ -31,7 +31,7 @@ impl Delivery {
     /// A delivery due now, at the start of a schedule, at `version` (0 for the outbox's own,
     /// which must never override progress; the time for a re-send, which must).
     pub fn due(org_id: &str, subscription_id: &str, event_id: &str, event_type: &str, version: u64) -> Self {
-        let now = crate::time::now_ms();
+        let now = runtime::time::now_ms();
         Self {
             org_id: org_id.to_owned(),
             subscription_id: subscription_id.to_owned(),
@@ -52,7 +52,7 @@ impl Delivery {
             state: state.to_owned(),
             attempts: self.attempts + 1,
             next_attempt_ms: next.unwrap_or(self.next_attempt_ms),
-            version: crate::time::now_ms().max(self.version + 1),
+            version: runtime::time::now_ms().max(self.version + 1),
             ..self.clone()
         }
     }
@@ -69,7 +69,7 @@ const LATEST: &str = "SELECT org_id, subscription_id, event_id, event_type, last
      FROM webhook_queue WHERE subscription_id IN (SELECT arrayJoin(?)) GROUP BY subscription_id, event_id)";
 
 pub async fn write(client: &clickhouse::Client, deliveries: &[Delivery]) -> Result<(), clickhouse::error::Error> {
-    crate::clickhouse::insert::<Delivery, _>(client, "webhook_queue", deliveries).await
+    runtime::clickhouse::insert::<Delivery, _>(client, "webhook_queue", deliveries).await
 }
 
 /// The deliveries due at `now_ms` for these subscriptions, oldest first, at most `per_subscription`
@@ -130,7 +130,7 @@ pub async fn resend(
     let subscription = webhooks::get(client, subscription_id).await?;
     let event = webhooks::event(client, &subscription.org_id, event_id).await?;
     let delivery =
-        Delivery::due(&event.org_id, subscription_id, &event.event_id, &event.event_type, crate::time::now_ms());
+        Delivery::due(&event.org_id, subscription_id, &event.event_id, &event.event_type, runtime::time::now_ms());
     Ok(write(client, &[delivery]).await?)
 }
 
@@ -143,7 +143,7 @@ pub async fn send_test(client: &clickhouse::Client, subscription_id: &str) -> Re
     let subscription = webhooks::get(client, subscription_id).await?;
     let mut id = [0u8; 8];
     getrandom::fill(&mut id).map_err(|error| WebhookAdminError::Random(error.to_string()))?;
-    let (id, now) = (u64::from_le_bytes(id) >> 1, crate::time::now_ms());
+    let (id, now) = (u64::from_le_bytes(id) >> 1, runtime::time::now_ms());
     let data = br#"{"message":"a test event: this endpoint receives sigstage's webhooks"}"#;
     let body = schemas::events::encode(TEST_EVENT, id, &subscription.org_id, now, data);
     let event = webhooks::StoredEvent {
@@ -167,7 +167,7 @@ pub async fn recover(
     since_ms: u64,
 ) -> Result<u64, WebhookAdminError> {
     let subscription = webhooks::get(client, subscription_id).await?;
-    let now = crate::time::now_ms();
+    let now = runtime::time::now_ms();
     let missed = "FROM webhook_events WHERE org_id = ? AND created_ms >= ? AND has(?, event_type) \
          AND event_id NOT IN (SELECT event_id FROM webhook_queue WHERE subscription_id = ? AND state = 'delivered')";
     let count: u64 = client
@@ -211,8 +211,8 @@ pub async fn set_rate_limit(
     per_second: u32,
 ) -> Result<(), WebhookAdminError> {
     webhooks::get(client, subscription_id).await?;
-    let row = RateLimit { subscription_id: subscription_id.to_owned(), per_second, version: crate::time::now_ms() };
-    Ok(crate::clickhouse::insert::<RateLimit, _>(client, "webhook_rate_limits", &[row]).await?)
+    let row = RateLimit { subscription_id: subscription_id.to_owned(), per_second, version: runtime::time::now_ms() };
+    Ok(runtime::clickhouse::insert::<RateLimit, _>(client, "webhook_rate_limits", &[row]).await?)
 }
 
 /// Every subscription's rate limit that is not 0.

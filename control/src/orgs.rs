@@ -17,9 +17,9 @@ pub async fn ensure(client: &clickhouse::Client, org_id: &str) -> Result<(), cli
     if existing > 0 {
         return Ok(());
     }
-    let now = crate::time::now_ms();
+    let now = runtime::time::now_ms();
     let row = OrgRow { org_id: org_id.to_owned(), name: org_id.to_owned(), created_at_ms: now, version: now };
-    crate::clickhouse::insert::<OrgRow, _>(client, "orgs", &[row]).await
+    runtime::clickhouse::insert::<OrgRow, _>(client, "orgs", &[row]).await
 }
 
 /// An organisation as listed: its id, its latest name, and when it was first recorded.

@@ -22,7 +22,7 @@ pub struct QueuedGroup {
 pub const SAMPLE_MAX_BYTES: usize = 4096;
 
 pub async fn append(client: &clickhouse::Client, groups: &[QueuedGroup]) -> Result<(), clickhouse::error::Error> {
-    crate::clickhouse::insert::<QueuedGroup, _>(client, "signal_queue", groups).await
+    runtime::clickhouse::insert::<QueuedGroup, _>(client, "signal_queue", groups).await
 }
 
 /// The groups of `org_id`, most signals first.

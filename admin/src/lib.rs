@@ -18,8 +18,8 @@ mod openapi;
 mod overview;
 mod rules;
 mod session;
+mod tail;
 mod throttle;
-mod topics;
 mod webhooks;
 
 use axum::extract::{Request, State};
@@ -32,7 +32,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::config::{AdminToken, KafkaConfig};
+use runtime::config::{AdminToken, KafkaConfig};
 
 #[derive(Clone)]
 pub(crate) struct Admin {
@@ -51,7 +51,7 @@ impl Admin {
     #[allow(clippy::result_large_err)] // the refusal is answered at once, never carried further
     fn admit(&self, extensions: &axum::http::Extensions) -> Result<Option<std::net::IpAddr>, Response> {
         let client = throttle::client(extensions);
-        match self.failures.barred(client, crate::time::now_ms()) {
+        match self.failures.barred(client, runtime::time::now_ms()) {
             Some(retry_after_s) => Err(throttle::refused(retry_after_s)),
             None => Ok(client),
         }
@@ -61,7 +61,7 @@ impl Admin {
     fn failed(&self, client: Option<std::net::IpAddr>, what: &str) {
         let from = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         tracing::warn!(client = %from, "{what}");
-        if self.failures.record(client, crate::time::now_ms()) {
+        if self.failures.record(client, runtime::time::now_ms()) {
             let window_s = throttle::WINDOW_MS / 1000;
             tracing::warn!(client = %from, max = throttle::MAX_FAILURES, window_s, "too many wrong admin tokens: the address is refused until its window ends");
         }
@@ -86,7 +86,7 @@ pub(crate) struct Caller {
 /// The admin API and the console.
 pub fn router(client: clickhouse::Client, settings: Settings) -> Router {
     let Settings { kafka, tokens, public_url } = settings;
-    topics::Open::describe();
+    tail::Open::describe();
     let admin =
         Admin { client, kafka, tokens: tokens.into(), public_url: public_url.into(), failures: Default::default() };
     let mut api = Router::new();
@@ -180,7 +180,7 @@ pub(crate) fn operations() -> Vec<Operation> {
             Method::GET,
             "/api/admin/orgs/{org}/tail",
             "The org's processed signals as they arrive (server-sent events, sampled)",
-            topics::tail,
+            tail::tail,
         )
         .query(&[("source", "only signals of this source"), ("event", "only signals of this event")]),
         op(
@@ -244,6 +244,11 @@ pub(crate) fn operations() -> Vec<Operation> {
     ]
 }
 
+/// How a control-plane error is answered: its status, code and message.
+pub(crate) trait Refusal {
+    fn refusal(self) -> Response;
+}
+
 pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": code, "message": message.into()}))).into_response()
 }
@@ -301,7 +306,7 @@ async fn authorize(State(admin): State<Admin>, mut request: Request, next: Next)
         return error(StatusCode::FORBIDDEN, "admin_token_read_only", "this admin token may only read (GET)");
     }
     let org = org_in_path(&path);
-    if let Some(org) = org.filter(|org| !crate::control::valid_org_id(org)) {
+    if let Some(org) = org.filter(|org| !schemas::valid_org_id(org)) {
         // Also an empty one (`/orgs//rules`), which must never reach a handler as "every org".
         let message = format!("org id {org:?} is not valid: use 1-64 letters, digits, '_', '-' or '.'");
         return error(StatusCode::BAD_REQUEST, "invalid_org", message);
@@ -341,10 +346,10 @@ pub(crate) fn unavailable(failure: impl std::fmt::Display) -> Response {
 }
 
 /// `value` as JSON with `status`, or the error's own answer.
-pub(crate) fn answer<T: serde::Serialize, E: IntoResponse>(status: StatusCode, result: Result<T, E>) -> Response {
+pub(crate) fn answer<T: serde::Serialize, E: Refusal>(status: StatusCode, result: Result<T, E>) -> Response {
     match result {
         Ok(value) => (status, Json(value)).into_response(),
-        Err(error) => error.into_response(),
+        Err(error) => error.refusal(),
     }
 }
 

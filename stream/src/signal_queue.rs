@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use common::control::queue::{QueuedGroup, SAMPLE_MAX_BYTES};
+use control::signal_queue::{self, QueuedGroup, SAMPLE_MAX_BYTES};
 
 #[derive(Default)]
 pub struct SignalQueue {
@@ -76,6 +76,18 @@ fn sample(payload: &[u8]) -> String {
         end -= 1;
     }
     text[..end].to_owned()
+}
+
+/// Writes the signal queue's counts since the last flush; on failure they are kept for the next.
+pub async fn flush(client: &clickhouse::Client, queue: &mut SignalQueue) {
+    let groups = queue.take();
+    if groups.is_empty() {
+        return;
+    }
+    if let Err(error) = signal_queue::append(client, &groups).await {
+        tracing::warn!(%error, groups = groups.len(), "signal queue counts not written; keeping them for the next flush");
+        queue.restore(groups);
+    }
 }
 
 #[cfg(test)]

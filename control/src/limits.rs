@@ -92,9 +92,9 @@ pub async fn set_rate(
         org_id: org_id.to_owned(),
         requests_per_second: limit.requests_per_second,
         burst: limit.burst,
-        version: crate::time::now_ms(),
+        version: runtime::time::now_ms(),
     };
-    crate::clickhouse::insert::<RateRow, _>(client, "rate_limits", &[row]).await
+    runtime::clickhouse::insert::<RateRow, _>(client, "rate_limits", &[row]).await
 }
 
 /// Sets an org's monthly plan limit (0: unlimited) and overage flag.
@@ -107,7 +107,7 @@ pub async fn set_plan(
         org_id: org_id.to_owned(),
         monthly_raw_signals: limit.monthly_raw_signals,
         allow_overages: u8::from(limit.allow_overages),
-        version: crate::time::now_ms(),
+        version: runtime::time::now_ms(),
     };
-    crate::clickhouse::insert::<PlanRow, _>(client, "plan_limits", &[row]).await
+    runtime::clickhouse::insert::<PlanRow, _>(client, "plan_limits", &[row]).await
 }

@@ -4,17 +4,17 @@
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{answer, body, error, Admin};
-use crate::control::webhook_queue;
-use crate::control::webhooks::{self, Subscription, WebhookAdminError};
+use super::{answer, body, error, Admin, Refusal};
+use control::deliveries;
+use control::webhooks::{self, Subscription, WebhookAdminError};
 
-impl IntoResponse for WebhookAdminError {
-    fn into_response(self) -> Response {
+impl Refusal for WebhookAdminError {
+    fn refusal(self) -> Response {
         let (status, code) = match &self {
             WebhookAdminError::InvalidOrg(_) | WebhookAdminError::Invalid(_) => {
                 (StatusCode::BAD_REQUEST, "invalid_subscription")
@@ -98,7 +98,7 @@ async fn set_active(admin: Admin, org: String, id: String, active: bool) -> Resp
 
 pub async fn test(State(admin): State<Admin>, Path((org, id)): Path<(String, String)>) -> Response {
     let sent = match subscription_of(&admin, &org, &id).await {
-        Ok(_) => webhook_queue::send_test(&admin.client, &id).await,
+        Ok(_) => deliveries::send_test(&admin.client, &id).await,
         Err(error) => Err(error),
     };
     answer(StatusCode::ACCEPTED, sent.map(|event_id| json!({"subscription": id, "event_id": event_id})))
@@ -114,7 +114,7 @@ pub async fn deliveries(State(admin): State<Admin>, Path((org, id)): Path<(Strin
 
 pub async fn resend(State(admin): State<Admin>, Path((org, id, event_id)): Path<(String, String, String)>) -> Response {
     let sent = match subscription_of(&admin, &org, &id).await {
-        Ok(_) => webhook_queue::resend(&admin.client, &id, &event_id).await,
+        Ok(_) => deliveries::resend(&admin.client, &id, &event_id).await,
         Err(error) => Err(error),
     };
     answer(StatusCode::ACCEPTED, sent.map(|()| json!({"resent": event_id, "subscription": id})))
@@ -136,7 +136,7 @@ pub async fn recover(
         Err(refused) => return refused,
     };
     let queued = match subscription_of(&admin, &org, &id).await {
-        Ok(_) => webhook_queue::recover(&admin.client, &id, since_ms).await,
+        Ok(_) => deliveries::recover(&admin.client, &id, since_ms).await,
         Err(error) => Err(error),
     };
     answer(
@@ -161,7 +161,7 @@ pub async fn set_rate_limit(
         Err(refused) => return refused,
     };
     let set = match subscription_of(&admin, &org, &id).await {
-        Ok(_) => webhook_queue::set_rate_limit(&admin.client, &id, per_second).await,
+        Ok(_) => deliveries::set_rate_limit(&admin.client, &id, per_second).await,
         Err(error) => Err(error),
     };
     answer(StatusCode::OK, set.map(|()| json!({"subscription": id, "per_second": per_second})))

@@ -17,7 +17,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::{body, error, token_of, Admin};
-use crate::config::AdminToken;
+use runtime::config::AdminToken;
 
 pub const COOKIE: &str = "sigstage_console";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -70,7 +70,7 @@ pub(crate) fn from_cookie<'t>(tokens: &'t [AdminToken], headers: &HeaderMap) -> 
         .filter_map(|value| value.to_str().ok())
         .flat_map(|cookies| cookies.split(';'))
         .find_map(|cookie| cookie.trim().strip_prefix(COOKIE)?.strip_prefix('='))?;
-    verify(tokens, value, crate::time::now_ms())
+    verify(tokens, value, runtime::time::now_ms())
 }
 
 impl Session<'_> {
@@ -129,7 +129,7 @@ pub async fn sign_in(
         admin.failed(client, "console sign-in refused: wrong admin token");
         return error(StatusCode::UNAUTHORIZED, "invalid_admin_token", "that is not an admin token of this sigstage");
     };
-    let (value, csrf) = issue(token, crate::time::now_ms());
+    let (value, csrf) = issue(token, runtime::time::now_ms());
     tracing::info!(token = %token.id, "console sign-in");
     let session = Session { token, csrf };
     let mut response = Json(session.shown(&admin)).into_response();
@@ -160,7 +160,7 @@ pub async fn sign_out(State(admin): State<Admin>, headers: HeaderMap) -> Respons
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use runtime::config::Secret;
 
     fn token(id: &str, secret: &str) -> AdminToken {
         AdminToken { id: id.into(), read_only: false, org: None, secret: Secret::new(secret) }

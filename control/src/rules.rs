@@ -31,7 +31,7 @@ pub enum RuleAdminError {
 
 /// Validates and stores a new rule of `org_id`; answers it with its id.
 pub async fn add(client: &clickhouse::Client, org_id: &str, spec: RuleSpec) -> Result<Rule, RuleAdminError> {
-    if !super::valid_org_id(org_id) {
+    if !schemas::valid_org_id(org_id) {
         return Err(RuleAdminError::InvalidOrg(org_id.to_owned()));
     }
     let problems = spec.problems();
@@ -40,7 +40,7 @@ pub async fn add(client: &clickhouse::Client, org_id: &str, spec: RuleSpec) -> R
     }
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).map_err(|error| RuleAdminError::Random(error.to_string()))?;
-    let now = crate::time::now_ms();
+    let now = runtime::time::now_ms();
     let rule = Rule { id: format!("rule_{}", hex::encode(bytes)), org_id: org_id.to_owned(), created_ms: now, spec };
     write(client, &rule, false, now).await?;
     Ok(rule)
@@ -128,7 +128,7 @@ pub async fn reorder(
         ordered.push(rule);
     }
     // One insert: a processor reloading meanwhile sees the old order or the new, never a mix.
-    crate::clickhouse::insert::<RuleRow, _>(client, "mapping_rules", &moved).await?;
+    runtime::clickhouse::insert::<RuleRow, _>(client, "mapping_rules", &moved).await?;
     Ok(ordered)
 }
 
@@ -142,7 +142,7 @@ async fn find(client: &clickhouse::Client, org_id: &str, rule_id: &str) -> Resul
 
 /// A version above any the rule was written with, or FINAL could keep either row.
 fn next_version(rule: &Rule) -> u64 {
-    crate::time::now_ms().max(rule.created_ms + 1)
+    runtime::time::now_ms().max(rule.created_ms + 1)
 }
 
 fn row(rule: &Rule, deleted: bool, version: u64) -> RuleRow {
@@ -157,5 +157,5 @@ fn row(rule: &Rule, deleted: bool, version: u64) -> RuleRow {
 }
 
 async fn write(client: &clickhouse::Client, rule: &Rule, deleted: bool, version: u64) -> Result<(), RuleAdminError> {
-    Ok(crate::clickhouse::insert::<RuleRow, _>(client, "mapping_rules", &[row(rule, deleted, version)]).await?)
+    Ok(runtime::clickhouse::insert::<RuleRow, _>(client, "mapping_rules", &[row(rule, deleted, version)]).await?)
 }

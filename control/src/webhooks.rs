@@ -103,7 +103,7 @@ pub async fn create(
     url: &str,
     event_types: Vec<String>,
 ) -> Result<Subscription, WebhookAdminError> {
-    if !super::valid_org_id(org_id) {
+    if !schemas::valid_org_id(org_id) {
         return Err(WebhookAdminError::InvalidOrg(org_id.to_owned()));
     }
     check(url, &event_types)?;
@@ -112,7 +112,7 @@ pub async fn create(
     getrandom::fill(&mut secret)
         .and_then(|()| getrandom::fill(&mut id))
         .map_err(|e| WebhookAdminError::Random(e.to_string()))?;
-    let now = crate::time::now_ms();
+    let now = runtime::time::now_ms();
     let subscription = Subscription {
         org_id: org_id.to_owned(),
         subscription_id: format!("sub_{}", hex::encode(id)),
@@ -191,13 +191,13 @@ async fn change(
 ) -> Result<Subscription, WebhookAdminError> {
     let mut subscription = get(client, subscription_id).await?;
     apply(&mut subscription);
-    subscription.version = crate::time::now_ms().max(subscription.version + 1);
+    subscription.version = runtime::time::now_ms().max(subscription.version + 1);
     write(client, &subscription).await?;
     Ok(subscription)
 }
 
 async fn write(client: &clickhouse::Client, subscription: &Subscription) -> Result<(), clickhouse::error::Error> {
-    crate::clickhouse::insert::<Subscription, _>(client, "webhook_subscriptions", &[subscription]).await
+    runtime::clickhouse::insert::<Subscription, _>(client, "webhook_subscriptions", &[subscription]).await
 }
 
 /// The delivery log of a subscription, newest first.
@@ -215,11 +215,11 @@ pub async fn deliveries(
 }
 
 pub async fn log_attempts(client: &clickhouse::Client, attempts: &[Attempt]) -> Result<(), clickhouse::error::Error> {
-    crate::clickhouse::insert::<Attempt, _>(client, "webhook_deliveries", attempts).await
+    runtime::clickhouse::insert::<Attempt, _>(client, "webhook_deliveries", attempts).await
 }
 
 pub async fn store_events(client: &clickhouse::Client, events: &[StoredEvent]) -> Result<(), clickhouse::error::Error> {
-    crate::clickhouse::insert::<StoredEvent, _>(client, "webhook_events", events).await
+    runtime::clickhouse::insert::<StoredEvent, _>(client, "webhook_events", events).await
 }
 
 pub async fn event(

@@ -9,11 +9,11 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{body, error, Admin};
-use crate::control::keys::{self, ApiKeyRow, Endpoint, KeyAdminError, NewKey};
+use super::{body, error, Admin, Refusal};
+use control::keys::{self, ApiKeyRow, Endpoint, KeyAdminError, NewKey};
 
-impl IntoResponse for KeyAdminError {
-    fn into_response(self) -> Response {
+impl Refusal for KeyAdminError {
+    fn refusal(self) -> Response {
         let (status, code) = match &self {
             KeyAdminError::BadOrg(_) => (StatusCode::BAD_REQUEST, "invalid_key"),
             KeyAdminError::NotFound(_) => (StatusCode::NOT_FOUND, "key_not_found"),
@@ -58,7 +58,7 @@ impl From<ApiKeyRow> for ShownKey {
 pub async fn list(State(admin): State<Admin>, Path(org): Path<String>) -> Response {
     let (rows, mut names) = match tokio::try_join!(keys::list(&admin.client, &org), keys::names(&admin.client, &org)) {
         Ok(found) => found,
-        Err(error) => return error.into_response(),
+        Err(error) => return error.refusal(),
     };
     let shown: Vec<ShownKey> = rows
         .into_iter()
@@ -106,7 +106,7 @@ pub async fn create(
             }
         }
     }
-    if new.expires_at_ms.is_some_and(|at| at <= crate::time::now_ms()) {
+    if new.expires_at_ms.is_some_and(|at| at <= runtime::time::now_ms()) {
         return error(StatusCode::BAD_REQUEST, "invalid_key", "expires_at_ms is in the past");
     }
     let secret = new.secret.as_deref().filter(|secret| !secret.is_empty());
@@ -127,7 +127,7 @@ pub async fn create(
             Json(json!({"key": created.key, "key_id": created.key_id, "name": new.name, "message": "keep the key now: it is not shown again"})),
         )
             .into_response(),
-        Err(error) => error.into_response(),
+        Err(error) => error.refusal(),
     }
 }
 
@@ -135,6 +135,6 @@ pub async fn revoke(State(admin): State<Admin>, Path((org, key_id)): Path<(Strin
     // Only a key of this org, and only by its id: a key itself never travels in a URL.
     match keys::revoke_of(&admin.client, &org, &key_id).await {
         Ok(row) => Json(ShownKey::from(row)).into_response(),
-        Err(error) => error.into_response(),
+        Err(error) => error.refusal(),
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{body, error, unavailable, Admin};
-use crate::control::limits::{self, OrgLimits, PlanLimit, RateLimit};
+use control::limits::{self, OrgLimits, PlanLimit, RateLimit};
 
 fn shown(current: &OrgLimits, org: &str) -> serde_json::Value {
     let rate = current.rate.get(org);
@@ -52,7 +52,7 @@ pub async fn set(
         Ok(change) => change,
         Err(refused) => return refused,
     };
-    if !crate::control::valid_org_id(&org) {
+    if !schemas::valid_org_id(&org) {
         return error(StatusCode::BAD_REQUEST, "invalid_limits", format!("org id {org:?} is not valid"));
     }
     let current = match OrgLimits::load(&admin.client).await {

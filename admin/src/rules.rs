@@ -12,12 +12,12 @@ use schemas::rules::{Rule, RuleSpec};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{answer, body, error, Admin};
-use crate::control::queue;
-use crate::control::rules::{self, RuleAdminError};
+use super::{answer, body, error, Admin, Refusal};
+use control::rules::{self, RuleAdminError};
+use control::signal_queue;
 
-impl IntoResponse for RuleAdminError {
-    fn into_response(self) -> Response {
+impl Refusal for RuleAdminError {
+    fn refusal(self) -> Response {
         let (status, code) = match &self {
             RuleAdminError::InvalidOrg(_) | RuleAdminError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_rule"),
             RuleAdminError::NotFound { .. } => (StatusCode::NOT_FOUND, "rule_not_found"),
@@ -87,9 +87,9 @@ pub async fn reorder(
 }
 
 pub async fn queue(State(admin): State<Admin>, Path(org): Path<String>) -> Response {
-    match queue::list(&admin.client, &org).await {
+    match signal_queue::list(&admin.client, &org).await {
         Ok(groups) => Json(json!({"groups": groups})).into_response(),
-        Err(error) => RuleAdminError::ClickHouse(error).into_response(),
+        Err(error) => RuleAdminError::ClickHouse(error).refusal(),
     }
 }
 
@@ -107,16 +107,16 @@ pub async fn dry_run(
     };
     let problems = spec.problems();
     if !problems.is_empty() {
-        return RuleAdminError::Invalid(problems).into_response();
+        return RuleAdminError::Invalid(problems).refusal();
     }
     let rule = Rule { id: "dry-run".to_owned(), org_id: org.clone(), created_ms: 0, spec };
     let compiled = match Compiled::new(&rule) {
         Ok(compiled) => [compiled],
-        Err(problem) => return RuleAdminError::Invalid(vec![problem]).into_response(),
+        Err(problem) => return RuleAdminError::Invalid(vec![problem]).refusal(),
     };
-    let groups = match queue::list(&admin.client, &org).await {
+    let groups = match signal_queue::list(&admin.client, &org).await {
         Ok(groups) => groups,
-        Err(error) => return RuleAdminError::ClickHouse(error).into_response(),
+        Err(error) => return RuleAdminError::ClickHouse(error).refusal(),
     };
     let mut samples = Vec::with_capacity(groups.len());
     let (mut matched_groups, mut matched_signals) = (0u64, 0u64);

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use common::control::keys::{self, AuthError, Endpoint, KeySet};
-use common::control::limits::OrgLimits;
+use control::keys::{self, AuthError, Endpoint, KeySet};
+use control::limits::OrgLimits;
 
 use crate::gcra::Gcra;
 use crate::usage::{self, Usage};
@@ -27,7 +27,7 @@ pub struct Admission {
     pub overage: usize,
 }
 
-pub struct Control {
+pub struct Gate {
     client: clickhouse::Client,
     keys: RwLock<Arc<KeySet>>,
     limits: RwLock<Arc<OrgLimits>>,
@@ -72,7 +72,7 @@ fn read<T>(lock: &RwLock<Arc<T>>) -> Arc<T> {
     Arc::clone(&lock.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
 }
 
-impl Control {
+impl Gate {
     /// Loads keys and limits; fails when ClickHouse cannot be read.
     pub async fn load(client: clickhouse::Client) -> Result<Self, clickhouse::error::Error> {
         let keys = KeySet::load(&client).await?;
@@ -191,7 +191,7 @@ impl Control {
     /// moves from `unflushed` to `flushed`, and leaves `flushed` when a load reads it back.
     pub async fn refresh(&self) -> Result<(), clickhouse::error::Error> {
         let taken = self.usage.take();
-        if let Err(error) = usage::write(&self.client, &taken, common::time::now_ms()).await {
+        if let Err(error) = usage::write(&self.client, &taken, runtime::time::now_ms()).await {
             self.usage.restore(taken);
             return Err(error);
         }
@@ -236,6 +236,6 @@ impl Control {
     /// Writes pending usage (graceful shutdown).
     pub async fn flush_usage(&self) -> Result<(), clickhouse::error::Error> {
         let taken = self.usage.take();
-        usage::write(&self.client, &taken, common::time::now_ms()).await
+        usage::write(&self.client, &taken, runtime::time::now_ms()).await
     }
 }

@@ -401,7 +401,7 @@ fn admin_tokens(single: Option<Secret>, pairs: &str) -> Result<Vec<AdminToken>, 
             return Err(invalid(ADMIN_TOKENS, "[redacted]", "id:scope:token pairs, such as ops:read:<token>"));
         };
         let (scope, org) = match scope.split_once('@') {
-            Some((scope, org)) if crate::control::valid_org_id(org) => (scope, Some(org.to_owned())),
+            Some((scope, org)) if schemas::valid_org_id(org) => (scope, Some(org.to_owned())),
             Some(_) => return Err(invalid(ADMIN_TOKENS, "[redacted]", format!("a valid org after @ for {id:?}"))),
             None => (scope, None),
         };
@@ -416,7 +416,7 @@ fn admin_tokens(single: Option<Secret>, pairs: &str) -> Result<Vec<AdminToken>, 
                 ))
             }
         };
-        let id_ok = crate::control::valid_org_id(id);
+        let id_ok = schemas::valid_org_id(id);
         if !id_ok || secret.len() < 16 || tokens.iter().any(|token| token.id == id) {
             let expected = format!(
                 "a unique id of letters, digits, '_', '-' or '.' and a token of at least 16 characters for {id:?}"

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{error, Admin};
-use crate::kafka::{self, topics, ReaderContext};
+use runtime::kafka::{self, topics, ReaderContext};
 
 /// Signals a tail sends per second at most; the others are counted as skipped.
 const TAIL_PER_SECOND: u32 = 20;

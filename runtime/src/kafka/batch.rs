@@ -1,0 +1,86 @@
+//! A stage's batch: filling it from a consumer, and committing it, in a transaction with its
+//! outputs or as stored offsets once its writes are done.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, Producer};
+
+/// Commits the open transaction of `producer` with `offsets` (the next offset to read of each
+/// partition the batch came from) as `group`'s consumer offsets: the batch's outputs and its
+/// offsets become visible together, or neither. `stage` names the fault points passed on the
+/// way (`{stage}.before_commit`). On failure the transaction is aborted and the error
+/// returned: the caller's stage must restart from its committed state.
+pub async fn commit_transaction(
+    producer: &FutureProducer,
+    offsets: rdkafka::TopicPartitionList,
+    group: rdkafka::consumer::ConsumerGroupMetadata,
+    stage: &str,
+) -> Result<(), KafkaError> {
+    let committing = producer.clone();
+    let fault = format!("{stage}.before_commit");
+    let result = super::clients::blocking(move || {
+        committing.send_offsets_to_transaction(&offsets, &group, Duration::from_secs(30))?;
+        crate::stage::fault_point(&fault);
+        committing.commit_transaction(Duration::from_secs(30))
+    })
+    .await;
+    if result.is_err() {
+        abort_transaction(producer).await;
+    }
+    result
+}
+
+/// The next offset to read of each partition `batch` came from: what a batch commits.
+pub fn next_offsets(batch: &[rdkafka::message::BorrowedMessage<'_>]) -> rdkafka::TopicPartitionList {
+    use rdkafka::message::Message;
+    let mut next: Vec<(&str, i32, i64)> = Vec::new();
+    for message in batch {
+        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset() + 1);
+        match next.iter_mut().find(|(t, p, _)| *t == topic && *p == partition) {
+            Some(entry) => entry.2 = entry.2.max(offset),
+            None => next.push((topic, partition, offset)),
+        }
+    }
+    let mut list = rdkafka::TopicPartitionList::with_capacity(next.len());
+    for (topic, partition, offset) in next {
+        // Only a negative offset is refused, and these are all past a record's.
+        let _ = list.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset));
+    }
+    list
+}
+
+/// Aborts the open transaction of `producer`, if it can; the stage restarts either way.
+pub async fn abort_transaction(producer: &FutureProducer) {
+    let aborting = producer.clone();
+    if let Err(error) = super::clients::blocking(move || aborting.abort_transaction(Duration::from_secs(30))).await {
+        tracing::warn!(%error, "the transaction could not be aborted; it times out on the broker");
+    }
+}
+
+/// Adds records to `batch` until it holds `max` or `window` has passed since the call (a
+/// deadline, so a trickle of records cannot keep a batch open).
+pub async fn fill_batch<'c, C: ConsumerContext + 'static>(
+    consumer: &'c StreamConsumer<C>,
+    batch: &mut Vec<rdkafka::message::BorrowedMessage<'c>>,
+    max: usize,
+    window: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + window;
+    while batch.len() < max {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(message)) => batch.push(message),
+            _ => break,
+        }
+    }
+}
+
+/// Commits the offsets stored so far, before a consumer stops; having stored none is fine.
+pub fn commit_stored<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>) -> Result<(), KafkaError> {
+    use rdkafka::consumer::{CommitMode, Consumer};
+    consumer.commit_consumer_state(CommitMode::Sync).or_else(|error| match error {
+        KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset) => Ok(()),
+        error => Err(error),
+    })
+}
