@@ -48,23 +48,23 @@ bench:
 
 ## bench-load: the load figures of the README (wrk against the edge and its baselines)
 bench-load: stack-up
-	scripts/bench-load.sh
+	scripts/bench/load.sh
 
 ## bench-stream: the end-to-end stream figure of the README (processor vs a bare consumer)
 bench-stream: stack-up
-	scripts/bench-stream.sh
+	scripts/bench/stream.sh
 
 ## bench-sink: the sink figures of the README (inserts vs clickhouse-client, webhooks, latency)
 bench-sink: stack-up
-	scripts/bench-sink.sh
+	scripts/bench/sink.sh
 
 ## bench-tracking: /v1/batch beside bulk with the same Segment events (the Tracking API figure of the README)
 bench-tracking: stack-up
-	scripts/bench-tracking.sh
+	scripts/bench/tracking.sh
 
 ## bench-import: the bulk import figure of the README (100 000 signals into make run's stack)
 bench-import: stack-up
-	scripts/bench-import.sh
+	scripts/bench/import.sh
 
 ## fuzz: every fuzz target of fuzz/ for FUZZ_SECONDS (60) each, on the stable toolchain (see fuzz/README.md);
 ## installs the pinned cargo-fuzz if missing; fails when any target crashes, leaks memory or hangs

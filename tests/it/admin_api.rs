@@ -9,7 +9,7 @@ use runtime::config::{AdminToken, Secret};
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::pipeline_support::start_ready;
+use crate::support::pipeline::start_ready;
 use crate::support::TestDb;
 
 const TOKEN: &str = "admin-token-for-tests";

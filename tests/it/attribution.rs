@@ -5,8 +5,8 @@
 
 use runtime::kafka::topics;
 
-use crate::edge_support::{count_records, TestEdge};
-use crate::pipeline_support::{await_count, caught_up, start_processor, start_sink};
+use crate::support::edge::{count_records, TestEdge};
+use crate::support::pipeline::{await_count, caught_up, start_processor, start_sink};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_segment_redelivery_reserialised_by_another_client_is_one_signal() {

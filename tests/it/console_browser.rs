@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use control::keys::{self, NewKey};
 use control::{rules, webhooks};
 
-use crate::pipeline_support::start_ready;
+use crate::support::pipeline::start_ready;
 use crate::support::{unique, TestDb};
 
 const TOKEN: &str = "console-admin-token-for-tests";

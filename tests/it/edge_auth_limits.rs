@@ -5,7 +5,7 @@ use axum::http::{header, Request, StatusCode};
 use runtime::kafka::topics;
 use serde::Deserialize;
 
-use crate::edge_support::{count_records, TestEdge};
+use crate::support::edge::{count_records, TestEdge};
 
 const SIGNAL: &str = r#"{"email":"test@example.com","event":"test"}"#;
 

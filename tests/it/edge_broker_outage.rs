@@ -11,7 +11,7 @@ use runtime::kafka::{topics, MetadataClient};
 use schemas::record::headers;
 
 use crate::brokers::PrivateKafka;
-use crate::edge_support::{count_records, header, read_records, TestEdge};
+use crate::support::edge::{count_records, header, read_records, TestEdge};
 
 /// Waits until `brokers` answer a metadata request.
 async fn await_brokers(brokers: &str) {

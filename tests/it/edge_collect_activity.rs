@@ -5,7 +5,7 @@ use axum::http::{Request, StatusCode};
 use runtime::kafka::topics;
 use serde_json::json;
 
-use crate::edge_support::{key_of, payload_json, read_records, TestEdge};
+use crate::support::edge::{key_of, payload_json, read_records, TestEdge};
 
 #[tokio::test]
 async fn collect_takes_properties_from_the_query_or_the_body() {

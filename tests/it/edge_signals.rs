@@ -9,7 +9,7 @@ use runtime::kafka::topics;
 use schemas::record::headers;
 use serde_json::json;
 
-use crate::edge_support::{header, key_of, payload_json, read_records, TestEdge};
+use crate::support::edge::{header, key_of, payload_json, read_records, TestEdge};
 
 #[tokio::test]
 async fn the_seed_curl_example_gets_the_exact_202_body() {
@@ -178,7 +178,7 @@ async fn bulk_goes_to_the_historical_lane_as_json_ndjson_or_gzip() {
     let records = read_records(&edge.db.config, &edge.topic(topics::SIGNALS_HISTORICAL), 5).await;
     assert!(records.iter().all(|r| header(r, headers::ENDPOINT) == Some("bulk")));
     assert_eq!(
-        crate::edge_support::count_records(&edge.db.config, &edge.topic(topics::SIGNALS_RAW)),
+        crate::support::edge::count_records(&edge.db.config, &edge.topic(topics::SIGNALS_RAW)),
         0,
         "live lane untouched"
     );

@@ -10,11 +10,11 @@ use runtime::config::Config;
 use runtime::kafka::topics;
 use tokio::process::Child;
 
-use crate::edge_support::count_records;
-use crate::pipeline_support::{
+use crate::stream_recovery::fill;
+use crate::support::edge::count_records;
+use crate::support::pipeline::{
     assert_no_row_twice, await_count, await_recovered, caught_up, spawn_role, start_processor, start_sink,
 };
-use crate::stream_recovery::fill;
 use crate::support::TestDb;
 
 /// Signals written: visitors v0..v99; ids 101..200 identify each visitor's email, the rest are

@@ -9,9 +9,9 @@ use runtime::config::Config;
 use runtime::kafka::topics;
 use tokio::process::Child;
 
-use crate::edge_support::count_records;
-use crate::pipeline_support::{await_count, caught_up, spawn_role};
 use crate::stream_recovery::fill;
+use crate::support::edge::count_records;
+use crate::support::pipeline::{await_count, caught_up, spawn_role};
 use crate::support::TestDb;
 
 const TOTAL: u64 = 6_000;

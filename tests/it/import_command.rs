@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use runtime::kafka::topics;
 
-use crate::edge_support::{count_records, TestEdge};
+use crate::support::edge::{count_records, TestEdge};
 use crate::support::{sigstage, stderr, stdout, unique};
 
 async fn serve(edge: &TestEdge) -> String {

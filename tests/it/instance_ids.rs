@@ -1,7 +1,7 @@
 //! Instance ids are leased through Kafka: a second edge started with the id of a running one is
 //! refused at start, one without an id takes a free one, and a stopped edge frees its id at once.
 
-use crate::pipeline_support::{start_ready, Ready};
+use crate::support::pipeline::{start_ready, Ready};
 use crate::support::TestDb;
 
 async fn start(db: &TestDb, id: Option<&str>) -> Result<Ready, (std::process::ExitStatus, String)> {

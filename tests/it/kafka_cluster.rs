@@ -12,8 +12,8 @@ use runtime::kafka::topics;
 use schemas::record::headers;
 
 use crate::brokers::PrivateKafka;
-use crate::edge_support::{count_records, header, read_records, TestEdge};
-use crate::pipeline_support::{await_recovered, start_processor, start_sink};
+use crate::support::edge::{count_records, header, read_records, TestEdge};
+use crate::support::pipeline::{await_recovered, start_processor, start_sink};
 
 /// Three JVMs per test on two cores: the cluster tests take turns.
 static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

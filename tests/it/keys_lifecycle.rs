@@ -97,7 +97,7 @@ async fn bad_arguments_are_refused_with_a_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_works_as_soon_as_it_is_created_and_is_revoked_at_the_next_refresh() {
-    let edge = crate::edge_support::TestEdge::start().await;
+    let edge = crate::support::edge::TestEdge::start().await;
     // The edge loaded its keys before this one existed, and does not reload them here.
     let key = create(&edge.db, &["--secret", "s3cr3t-value"]);
     let uri = format!("/api/signal-staging/webhook/{key}");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use control::keys::{Endpoint, KeySet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::pipeline_support::{start_ready, Ready};
+use crate::support::pipeline::{start_ready, Ready};
 use crate::support::{unique, TestDb};
 
 /// `sigstage run` with its demo key in `key_file`, an admin token, and debug logs.
@@ -165,10 +165,10 @@ async fn sigterm_drains_requests_in_flight() {
 
     let config = crate::support::config_of(&db.vars);
     let topic = config.kafka.topic(runtime::kafka::topics::SIGNALS_RAW);
-    let records = crate::edge_support::read_records(&config, &topic, ids.len()).await;
+    let records = crate::support::edge::read_records(&config, &topic, ids.len()).await;
     let mut written: Vec<u64> = records
         .iter()
-        .filter_map(|r| crate::edge_support::header(r, schemas::record::headers::SIGNAL_ID)?.parse().ok())
+        .filter_map(|r| crate::support::edge::header(r, schemas::record::headers::SIGNAL_ID)?.parse().ok())
         .collect();
     written.sort_unstable();
     ids.sort_unstable();

@@ -7,8 +7,8 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use runtime::kafka::topics;
 
-use crate::edge_support::TestEdge;
-use crate::pipeline_support::{assert_no_row_twice, await_count, await_recovered, start_processor, start_sink};
+use crate::support::edge::TestEdge;
+use crate::support::pipeline::{assert_no_row_twice, await_count, await_recovered, start_processor, start_sink};
 
 const UNLINKED: &str = include_str!("../../schemas/queries/unlinked_cold_signals.sql");
 
@@ -67,7 +67,7 @@ async fn identified_visitors_are_rehydrated_once_even_after_a_replay() {
     // A sink that reads everything again changes no count an analyst sees.
     rewind_sink_group(&edge);
     let replay = start_sink(&edge.db.config, edge.db.client.clone());
-    crate::pipeline_support::caught_up(&edge.db.config).await;
+    crate::support::pipeline::caught_up(&edge.db.config).await;
     assert_eq!(edge.post_json(&uri, &track(5)).await.status, 202);
     await_count(&edge.db.client, &hot_of("jo@acme.io"), 6).await;
     await_count(&edge.db.client, "SELECT count() FROM signals_cold FINAL WHERE anonymous_id = 'v1'", 3).await;
@@ -202,7 +202,7 @@ async fn nothing_is_lost_while_clickhouse_is_away() {
     for n in 0..20 {
         assert_eq!(edge.post_json(&uri, &format!(r#"{{"email":"away{n}@x.io"}}"#)).await.status, 202);
     }
-    crate::pipeline_support::caught_up(&edge.db.config).await;
+    crate::support::pipeline::caught_up(&edge.db.config).await;
     // The sink has the records but cannot write them; nothing arrives meanwhile.
     tokio::time::sleep(Duration::from_millis(500)).await;
     await_count(&edge.db.client, "SELECT count() FROM signals_hot FINAL", 1).await;
@@ -243,7 +243,7 @@ async fn sigkill_of_the_sink_loses_and_doubles_nothing() {
     child.start_kill().expect("SIGKILL");
     child.wait().await.expect("killed");
     writer.await.expect("raw records written");
-    crate::pipeline_support::caught_up(config).await;
+    crate::support::pipeline::caught_up(config).await;
 
     let restarted = start_sink(config, db.client.clone());
     // Visitors v0..v99: ids 1..100 are tracks before their visitor's identify (ids 101..200), so

@@ -13,8 +13,8 @@ use runtime::kafka::topics;
 use schemas::record::headers;
 use serde_json::Value;
 
-use crate::edge_support::{count_records, header, payload_json, read_records, TestEdge};
-use crate::pipeline_support::{caught_up, start_processor};
+use crate::support::edge::{count_records, header, payload_json, read_records, TestEdge};
+use crate::support::pipeline::{caught_up, start_processor};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_become_one_signal() {
@@ -74,7 +74,7 @@ async fn signals_are_described_for_the_sinks() {
     // Sent 10 s after it happened by the sender's clock: the event time is 10 s before receipt.
     let track = &described[0];
     assert_eq!(track["received_ms"].as_u64().expect("received") - track["event_ms"].as_u64().expect("event"), 10_000);
-    assert!(records.iter().all(|r| crate::edge_support::key_of(r) == "acme:a1"), "one visitor, one partition");
+    assert!(records.iter().all(|r| crate::support::edge::key_of(r) == "acme:a1"), "one visitor, one partition");
     processor.stop().await;
 }
 

@@ -11,8 +11,8 @@ use runtime::config::Config;
 use runtime::kafka::topics;
 use serde_json::Value;
 
-use crate::edge_support::{count_records, header, payload_json, read_records};
-use crate::pipeline_support::{caught_up, spawn_role, start_processor};
+use crate::support::edge::{count_records, header, payload_json, read_records};
+use crate::support::pipeline::{caught_up, spawn_role, start_processor};
 use crate::support::TestDb;
 
 /// Writes `count` raw records to `topic` as the edge would, signal ids from `first_id`: visitors

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use runtime::kafka::topics;
 use serde_json::Value;
 
-use crate::edge_support::{payload_json, read_records, TestEdge};
-use crate::pipeline_support::{caught_up, start_processor};
+use crate::support::edge::{payload_json, read_records, TestEdge};
+use crate::support::pipeline::{caught_up, start_processor};
 use crate::support::{sigstage, stderr, stdout};
 
 /// Adds a rule with the CLI; answers its id.

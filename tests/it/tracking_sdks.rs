@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::pipeline_support::{start_ready, Ready};
+use crate::support::pipeline::{start_ready, Ready};
 use crate::support::{sigstage, stderr, stdout, unique, TestDb};
 
 const CLIENTS: [&str; 4] = ["segment-python", "rudder-python", "segment-node", "rudder-node"];
@@ -170,7 +170,7 @@ async fn retries_double_nothing_and_refusals_are_segments() {
     assert!(connections.load(Ordering::SeqCst) >= 2, "the client retried on a new connection");
     // Both sendings reached the broker: 4 events, twice.
     let raw = db.config.kafka.topic(runtime::kafka::topics::SIGNALS_RAW);
-    assert_eq!(crate::edge_support::count_records(&db.config, &raw), 8, "the batch was accepted twice");
+    assert_eq!(crate::support::edge::count_records(&db.config, &raw), 8, "the batch was accepted twice");
     await_count(&db, LINKED, &format!("anon-{client}-{run}"), 1).await;
     let anonymous = format!("anon-{client}-{run}");
     let hot = "SELECT count() FROM signals_hot WHERE org_id = 'acme' AND anonymous_id = ?";
@@ -203,8 +203,8 @@ async fn retries_double_nothing_and_refusals_are_segments() {
     // A team moving from Segment's Webhooks destination (seed 001) to the Tracking API: the same
     // event through both paths is one signal (one processed record, on its messageId).
     let processed = db.config.kafka.topic(runtime::kafka::topics::SIGNALS_PROCESSED);
-    crate::pipeline_support::caught_up(&db.config).await;
-    let processed_before = crate::edge_support::count_records(&db.config, &processed);
+    crate::support::pipeline::caught_up(&db.config).await;
+    let processed_before = crate::support::edge::count_records(&db.config, &processed);
     let event =
         format!(r#"{{"type":"track","event":"Moved","anonymousId":"moving-{run}","messageId":"moving-{run}"}}"#);
     let destination = http
@@ -218,9 +218,9 @@ async fn retries_double_nothing_and_refusals_are_segments() {
     let tracked =
         http.post(format!("{host}/v1/track")).basic_auth(&key, Some("")).body(event).send().await.expect("sent");
     assert_eq!(tracked.status(), 200);
-    crate::pipeline_support::caught_up(&db.config).await;
+    crate::support::pipeline::caught_up(&db.config).await;
     assert_eq!(
-        crate::edge_support::count_records(&db.config, &processed) - processed_before,
+        crate::support::edge::count_records(&db.config, &processed) - processed_before,
         1,
         "deduped across paths"
     );

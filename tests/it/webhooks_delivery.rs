@@ -18,8 +18,8 @@ use serde_json::Value;
 use sha2::Sha256;
 use tokio::sync::watch;
 
-use crate::edge_support::TestEdge;
-use crate::pipeline_support::start_processor;
+use crate::support::edge::TestEdge;
+use crate::support::pipeline::start_processor;
 use crate::support::{sigstage, stderr, stdout};
 
 /// What the receiver saw: (path, webhook-id, body, signature valid by the seed's algorithm).

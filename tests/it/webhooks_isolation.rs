@@ -17,7 +17,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use tokio::sync::{watch, Notify};
 
-use crate::edge_support::TestEdge;
+use crate::support::edge::TestEdge;
 
 const EVENTS: u64 = 20_000;
 

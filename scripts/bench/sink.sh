@@ -5,8 +5,8 @@
 # visible in ClickHouse under steady load, through `sigstage run`. Uses its own Kafka broker
 # (port 19094) and the stack's ClickHouse (database sigstage_bench).
 #
-#   scripts/bench-sink.sh     (ROWS=100000 ROUNDS=3 EVENTS=20000 RATE=200 DURATION=15)
-source "$(dirname "$0")/bench/lib.sh"
+#   scripts/bench/sink.sh     (ROWS=100000 ROUNDS=3 EVENTS=20000 RATE=200 DURATION=15)
+source "$(dirname "$0")/lib.sh"
 
 scripts/stack.sh status >/dev/null 2>&1 || scripts/stack.sh up
 say "building release binaries"

@@ -4,8 +4,8 @@
 # sigstage, started if needed) through a `sigstage run` of its own on 127.0.0.1:18100. Reports
 # the signals/s accepted and how long after the last 202 every one of them was in ClickHouse.
 #
-#   scripts/bench-import.sh     (SIGNALS=100000; EMAIL_EVERY=5: one event in five identifies its visitor)
-source "$(dirname "$0")/bench/lib.sh"
+#   scripts/bench/import.sh     (SIGNALS=100000; EMAIL_EVERY=5: one event in five identifies its visitor)
+source "$(dirname "$0")/lib.sh"
 signals=${SIGNALS:-100000}
 addr=127.0.0.1:18100
 

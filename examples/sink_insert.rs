@@ -3,7 +3,7 @@
 //! JSONEachRow file, alternating, into a freshly truncated `signals_cold`. Prints rows/s medians.
 //!
 //! `cargo run --release --example sink_insert -- ROWS ROUNDS` with the `SIGSTAGE_*` environment
-//! of a migrated database (see `scripts/bench-sink.sh`).
+//! of a migrated database (see `scripts/bench/sink.sh`).
 
 use std::io::Write;
 use std::time::Instant;
@@ -11,7 +11,7 @@ use std::time::Instant;
 use runtime::config::Config;
 use sink::rows::{Processed, SignalRow};
 
-#[path = "mix.rs"]
+#[path = "../benches/mix.rs"]
 mod mix;
 
 #[tokio::main]

@@ -5,8 +5,8 @@
 # alternating ROUNDS times; medians and their ratio (goal: /v1/batch at least 0.8 of bulk).
 # Uses its own Kafka broker (port 19096), and the stack's ClickHouse for keys.
 #
-#   scripts/bench-tracking.sh        (ROUNDS=5 SECONDS_PER_RUN=10 CONNECTIONS=8 by default)
-source "$(dirname "$0")/bench/lib.sh"
+#   scripts/bench/tracking.sh        (ROUNDS=5 SECONDS_PER_RUN=10 CONNECTIONS=8 by default)
+source "$(dirname "$0")/lib.sh"
 rounds=${ROUNDS:-5}
 seconds=${SECONDS_PER_RUN:-10}
 connections=${CONNECTIONS:-8}

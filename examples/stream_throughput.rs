@@ -9,7 +9,7 @@
 //! last, so group joins and start-up are left out. Alternates for `ROUNDS`; prints medians.
 //!
 //! `cargo run --release --example stream_throughput -- RECORDS ROUNDS` with the `SIGSTAGE_*`
-//! environment of a migrated database and a broker (see `scripts/bench-stream.sh`).
+//! environment of a migrated database and a broker (see `scripts/bench/stream.sh`).
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use runtime::stage::Stages;
 use schemas::record::headers;
 use tokio::sync::watch;
 
-#[path = "mix.rs"]
+#[path = "../benches/mix.rs"]
 mod mix;
 
 #[tokio::main]

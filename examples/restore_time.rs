@@ -5,7 +5,7 @@
 //! else is read, so neither the size of the signals nor the traffic in the other topics enters.
 //!
 //! `cargo run --release --example restore_time -- ENTRIES ROUNDS` with the `SIGSTAGE_*`
-//! environment of a broker (see `scripts/bench-restore.sh`): sizes of ENTRIES/10 and ENTRIES
+//! environment of a broker (see `scripts/bench/restore.sh`): sizes of ENTRIES/10 and ENTRIES
 //! dedupe entries plus as many links, each restored ROUNDS times; prints medians.
 
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! slows the others.
 //!
 //! `cargo run --release --example webhook_throughput -- EVENTS` with the `SIGSTAGE_*`
-//! environment of a migrated database (see `scripts/bench-sink.sh`).
+//! environment of a migrated database (see `scripts/bench/sink.sh`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -3,8 +3,8 @@
 # ENTRIES dedupe entries plus as many links, ROUNDS times each; medians. Uses its own Kafka
 # broker (port 19094), nothing else.
 #
-#   scripts/bench-restore.sh            (ENTRIES=1000000 ROUNDS=3 by default)
-source "$(dirname "$0")/bench/lib.sh"
+#   scripts/bench/restore.sh            (ENTRIES=1000000 ROUNDS=3 by default)
+source "$(dirname "$0")/lib.sh"
 entries=${ENTRIES:-1000000}
 rounds=${ROUNDS:-3}
 

@@ -13,7 +13,7 @@ use runtime::stage::{self, Stages};
 use tokio::process::Child;
 use tokio::sync::watch;
 
-use crate::edge_support::count_records;
+use crate::support::edge::count_records;
 
 /// A processor or sink running in-process until `stop`, supervised as `sigstage` runs it: a
 /// failure (a lost broker ending a transaction) restarts it.

@@ -1,5 +1,11 @@
 //! Shared set-up: unique names, per-test databases, and running the `sigstage` binary.
 
+//! The edge in-process and reading topics back are in [`edge`]; the stream, the sink and
+//! `sigstage run` as subprocesses are in [`pipeline`].
+
+pub mod edge;
+pub mod pipeline;
+
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};

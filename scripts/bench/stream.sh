@@ -4,8 +4,8 @@
 # per batch), in turn ROUNDS times; medians and
 # the ratio. Uses its own Kafka broker (port 19093) and the stack's ClickHouse for the rules.
 #
-#   scripts/bench-stream.sh            (RECORDS=50000 ROUNDS=3 by default)
-source "$(dirname "$0")/bench/lib.sh"
+#   scripts/bench/stream.sh            (RECORDS=50000 ROUNDS=3 by default)
+source "$(dirname "$0")/lib.sh"
 records=${RECORDS:-50000}
 rounds=${ROUNDS:-3}
 

@@ -3,7 +3,7 @@
 //! (polled every 20 ms, so figures are at most 20 ms late). Prints p50, p99 and the maximum.
 //!
 //! `cargo run --release --example latency -- URL KEY RATE SECONDS` with the `SIGSTAGE_*`
-//! environment of the same database (see `scripts/bench-sink.sh`).
+//! environment of the same database (see `scripts/bench/sink.sh`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

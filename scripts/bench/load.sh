@@ -6,8 +6,8 @@
 #           producer writing the same records to the same broker, alternating; medians, ratio.
 # Uses its own Kafka broker (port 19092), and the stack's ClickHouse for keys. Needs `make stack-up`.
 #
-#   scripts/bench-load.sh            (ROUNDS=3 SECONDS=10 CONNECTIONS=64 by default)
-source "$(dirname "$0")/bench/lib.sh"
+#   scripts/bench/load.sh            (ROUNDS=3 SECONDS=10 CONNECTIONS=64 by default)
+source "$(dirname "$0")/lib.sh"
 rounds=${ROUNDS:-3}
 seconds=${SECONDS_PER_RUN:-10}
 connections=${CONNECTIONS:-64}
