@@ -12,8 +12,8 @@ use std::time::Duration;
 /// Every variable sigstage reads: name, default, and what a valid value looks like.
 pub const VARIABLES: &[(&str, &str, &str)] = &[
     (HTTP_ADDR, "127.0.0.1:8080", "host:port the HTTP server binds"),
-    (HTTP_MAX_BODY_BYTES, "1048576", "largest request body for single and batch signals"),
-    (HTTP_MAX_BULK_BODY_BYTES, "33554432", "largest request body for bulk imports"),
+    (HTTP_MAX_BODY_BYTES, "1048576", "largest single, batch, collect or activity body, after decompression"),
+    (HTTP_MAX_BULK_BODY_BYTES, "33554432", "largest bulk body, after decompression"),
     (HTTP_MAX_BATCH_SIGNALS, "2500", "most signals one batch request may hold (Segment's limit)"),
     (HTTP_MAX_BULK_SIGNALS, "10000", "most signals one bulk request may hold"),
     (TRACKING_MAX_EVENT_BYTES, "32768", "Segment Tracking API: largest event, alone or in a batch (Segment: 32 KB)"),
@@ -52,7 +52,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (ADMIN_ADDR, "127.0.0.1:8081", "host:port of the admin listener (/api/admin), apart from the public one"),
     (ADMIN_TOKEN, "", "bearer token for /api/admin, full access (empty, with no SIGSTAGE_ADMIN_TOKENS: admin API off)"),
     (ADMIN_TOKENS, "", "more admin tokens, as id:scope:token pairs separated by commas; scope read (GET only) or full"),
-    (CONTROL_REFRESH_MS, "5000", "how often keys and limits are reloaded from ClickHouse"),
+    (
+        CONTROL_REFRESH_MS,
+        "5000",
+        "how often keys, limits, rules and subscriptions are reloaded, and usage and the signal queue flushed",
+    ),
     (INSTANCE_ID, "", "this edge's id in signal ids, 0-1023, refused while another running edge holds it (default: the lowest free one)"),
     (
         WEBHOOKS_ALLOW_PRIVATE,
@@ -522,9 +526,42 @@ fn check(
     }
 }
 
+/// The reference table of [`VARIABLES`], as `docs/configuration.md` shows it between its
+/// generated markers (a test keeps the two equal).
+pub fn reference_table() -> String {
+    let mut table = String::from("| variable | default | meaning |\n|---|---|---|\n");
+    for (name, default, meaning) in VARIABLES {
+        let default = if default.is_empty() { "(empty)".to_owned() } else { format!("`{default}`") };
+        table.push_str(&format!("| `{name}` | {default} | {meaning} |\n"));
+    }
+    table
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The configuration reference is generated from [`VARIABLES`]; `UPDATE_DOCS=1 cargo test -p
+    /// runtime` writes it after a change.
+    #[test]
+    fn the_configuration_reference_is_the_table_in_the_code() {
+        const BEGIN: &str = "<!-- generated from runtime/src/config.rs (VARIABLES): begin -->\n";
+        const END: &str = "<!-- generated from runtime/src/config.rs (VARIABLES): end -->";
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
+        let doc = std::fs::read_to_string(&path).expect("docs/configuration.md");
+        let (start, end) = (doc.find(BEGIN).expect("begin marker") + BEGIN.len(), doc.find(END).expect("end marker"));
+        let expected = reference_table();
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(&path, format!("{}{expected}{}", &doc[..start], &doc[end..])).expect("write the reference");
+            return;
+        }
+        assert_eq!(
+            &doc[start..end],
+            expected,
+            "docs/configuration.md differs from config::VARIABLES: run `UPDATE_DOCS=1 cargo test -p runtime`"
+        );
+        assert!(VARIABLES.iter().all(|(_, _, meaning)| !meaning.contains('|')), "a meaning would break the table");
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
