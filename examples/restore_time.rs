@@ -17,7 +17,7 @@ use rdkafka::producer::FutureRecord;
 use runtime::config::Config;
 use runtime::kafka::{topics, Assignments};
 use runtime::stage::Stages;
-use stream::identity::IdentityLink;
+use schemas::identities::IdentityLink;
 use stream::processor::Processor;
 
 #[tokio::main]

@@ -9,7 +9,8 @@ use std::io::Write;
 use std::time::Instant;
 
 use runtime::config::Config;
-use sink::rows::{Processed, SignalRow};
+use schemas::processed::{self, Processed};
+use sink::rows::SignalRow;
 
 #[path = "../benches/mix.rs"]
 mod mix;
@@ -28,8 +29,8 @@ async fn main() -> anyhow::Result<()> {
     {
         let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
         for record in &records {
-            let processed: Processed<'_> = serde_json::from_slice(record)?;
-            serde_json::to_writer(&mut out, &processed.row(None, 1))?;
+            let processed = processed::decode(record)?;
+            serde_json::to_writer(&mut out, &SignalRow::of(&processed, None, 1))?;
             out.write_all(b"\n")?;
         }
     }
@@ -46,9 +47,8 @@ async fn main() -> anyhow::Result<()> {
         client.query("TRUNCATE TABLE signals_cold").execute().await?;
         let started = Instant::now();
         for chunk in records.chunks(5000) {
-            let parsed: Vec<Processed<'_>> =
-                chunk.iter().map(|r| serde_json::from_slice(r)).collect::<Result<_, _>>()?;
-            let rows: Vec<SignalRow<'_>> = parsed.iter().map(|p| p.row(None, 1)).collect();
+            let parsed: Vec<Processed<'_>> = chunk.iter().map(|r| processed::decode(r)).collect::<Result<_, _>>()?;
+            let rows: Vec<SignalRow<'_>> = parsed.iter().map(|p| SignalRow::of(p, None, 1)).collect();
             runtime::clickhouse::insert::<SignalRow<'static>, _>(&client, "signals_cold", &rows).await?;
         }
         let sink_rate = count as f64 / started.elapsed().as_secs_f64();

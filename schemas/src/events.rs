@@ -1,7 +1,10 @@
 //! Webhook events, as the stream processors write them to `webhooks.outbox` and the webhook
 //! sink delivers them: `{"id":…,"type":…,"org":…,"created_ms":…,"data":{…}}`. The id is derived
 //! from the signal that caused the event and the type, so reprocessing the same signal yields
-//! the same id (receivers and the sink dedupe on it).
+//! the same id (receivers and the sink dedupe on it). The stream writes them with [`encode`];
+//! the webhook sink reads their [`Envelope`] and delivers the record's bytes as they are.
+
+use serde::Deserialize;
 
 /// A signal matched one of its org's mapping rules; `data` is the processed signal.
 pub const SIGNAL_CREATED: &str = "signal.created";
@@ -27,8 +30,33 @@ pub fn encode(kind: &str, signal_id: u64, org: &str, created_ms: u64, data: &[u8
     out
 }
 
+/// What the webhook sink reads of an event: everything but `data`, which it never parses.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+pub struct Envelope {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub org: String,
+    pub created_ms: u64,
+}
+
 #[cfg(test)]
 mod tests {
+    use super::Envelope;
+
+    #[test]
+    fn what_the_stream_writes_the_webhook_sink_reads() {
+        let event = super::encode(super::SIGNAL_CREATED, 42, "a\"cme", 7, br#"{"n":1}"#);
+        let envelope: Envelope = serde_json::from_slice(&event).expect("an envelope");
+        let expected = Envelope {
+            id: "42.signal.created".into(),
+            kind: "signal.created".into(),
+            org: "a\"cme".into(),
+            created_ms: 7,
+        };
+        assert_eq!(envelope, expected);
+    }
+
     #[test]
     fn events_are_json_with_a_stable_id() {
         let event = super::encode(super::LEAD_CREATED, 42, "acme", 7, br#"{"email":"a@b.io"}"#);

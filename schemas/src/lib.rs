@@ -1,9 +1,11 @@
 //! sigstage's shared types and its ClickHouse DDL. No I/O lives here: the roles own that.
 
 pub mod events;
+pub mod identities;
 pub mod identity;
 pub mod mapping;
 pub mod migrations;
+pub mod processed;
 pub mod record;
 pub mod rules;
 

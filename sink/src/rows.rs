@@ -1,46 +1,11 @@
 //! From Kafka records to ClickHouse rows: `signals.processed` records become hot or cold
 //! signal rows, `identities` records identity and lead rows. Rows borrow from the records.
 
-use std::borrow::Cow;
-
 use clickhouse::Row;
-use serde::{Deserialize, Serialize};
+use schemas::identities::{IdentityLink, NewLead};
+use schemas::processed::Processed;
+use serde::Serialize;
 use serde_json::value::RawValue;
-
-/// The parts of a `signals.processed` record the tables keep.
-#[derive(Debug, Deserialize)]
-pub struct Processed<'a> {
-    pub signal_id: u64,
-    #[serde(borrow)]
-    pub org: Cow<'a, str>,
-    #[serde(borrow)]
-    pub source: Cow<'a, str>,
-    #[serde(borrow)]
-    pub kind: Cow<'a, str>,
-    #[serde(borrow)]
-    pub event: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub anonymous_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub user_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub email: Option<Cow<'a, str>>,
-    pub hot: bool,
-    #[serde(borrow, default)]
-    pub attributed_by: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub mapped: bool,
-    #[serde(borrow, default)]
-    pub rules: Vec<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub content_hash: Cow<'a, str>,
-    pub received_ms: u64,
-    pub event_ms: u64,
-    #[serde(borrow)]
-    pub fields: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub payload: &'a RawValue,
-}
 
 /// A row of `signals_hot` or `signals_cold` (same columns; cold rows have no lead).
 #[derive(Debug, Row, Serialize)]
@@ -64,27 +29,27 @@ pub struct SignalRow<'a> {
     pub written_ms: u64,
 }
 
-impl<'a> Processed<'a> {
-    /// The record as a row; `lead` makes it a hot row attributed `attributed_by`.
-    pub fn row(&'a self, lead: Option<(&'a str, &'a str)>, written_ms: u64) -> SignalRow<'a> {
+impl<'a> SignalRow<'a> {
+    /// The row of a processed signal; `lead` makes it a hot row attributed `attributed_by`.
+    pub fn of(signal: &'a Processed<'a>, lead: Option<(&'a str, &'a str)>, written_ms: u64) -> Self {
         let (lead_email, attributed_by) = lead.unwrap_or(("", ""));
         SignalRow {
-            org_id: &self.org,
+            org_id: &signal.org,
             lead_email,
-            signal_id: self.signal_id,
-            anonymous_id: self.anonymous_id.as_deref().unwrap_or_default(),
-            user_id: self.user_id.as_deref().unwrap_or_default(),
-            source: &self.source,
-            kind: &self.kind,
-            event: &self.event,
+            signal_id: signal.signal_id,
+            anonymous_id: signal.anonymous_id.as_deref().unwrap_or_default(),
+            user_id: signal.user_id.as_deref().unwrap_or_default(),
+            source: &signal.source,
+            kind: &signal.kind,
+            event: &signal.event,
             attributed_by,
-            mapped: u8::from(self.mapped),
-            rules: self.rules.iter().map(|rule| rule.as_ref()).collect(),
-            content_hash: &self.content_hash,
-            received_ms: self.received_ms,
-            event_ms: self.event_ms,
-            fields: self.fields.map_or("{}", RawValue::get),
-            payload: self.payload.get(),
+            mapped: u8::from(signal.mapped),
+            rules: signal.rules.iter().map(|rule| rule.as_ref()).collect(),
+            content_hash: &signal.content_hash,
+            received_ms: signal.received_ms,
+            event_ms: signal.event_ms,
+            fields: signal.fields.map_or("{}", RawValue::get),
+            payload: signal.payload.map_or("{}", RawValue::get),
             written_ms,
         }
     }
@@ -191,64 +156,78 @@ pub fn month_chunks<'r, T>(
     })
 }
 
-/// An `identities` record of kind `link`, and its `identities` table row.
-#[derive(Debug, Clone, Row, Serialize, Deserialize)]
+/// A row of the `identities` table: an `identities` record of kind link.
+#[derive(Debug, Clone, Row, Serialize)]
 pub struct IdentityRow {
-    #[serde(rename(deserialize = "org"))]
     pub org_id: String,
     pub anonymous_id: String,
     pub email: String,
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub company: String,
-    #[serde(default)]
     pub title: String,
     pub signal_id: u64,
     pub linked_ms: u64,
 }
 
-/// What the sink reads of a link besides its row: the lead it replaces, on re-identification.
-#[derive(Debug, Deserialize)]
-pub struct Reidentified {
-    #[serde(default)]
-    pub previous_email: Option<String>,
+impl From<IdentityLink> for IdentityRow {
+    fn from(link: IdentityLink) -> Self {
+        IdentityRow {
+            org_id: link.org,
+            anonymous_id: link.anonymous_id,
+            email: link.email,
+            name: link.name.unwrap_or_default(),
+            company: link.company.unwrap_or_default(),
+            title: link.title.unwrap_or_default(),
+            signal_id: link.signal_id,
+            linked_ms: link.linked_ms,
+        }
+    }
 }
 
-/// An `identities` record of kind `lead`, and its `leads` table row.
-#[derive(Debug, Clone, Row, Serialize, Deserialize)]
+/// A row of the `leads` table: an `identities` record of kind lead.
+#[derive(Debug, Clone, Row, Serialize)]
 pub struct LeadRow {
-    #[serde(rename(deserialize = "org"))]
     pub org_id: String,
     pub email: String,
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub company: String,
-    #[serde(default)]
     pub title: String,
-    #[serde(rename(deserialize = "signal_id"))]
     pub first_signal_id: u64,
     pub created_ms: u64,
+}
+
+impl From<NewLead> for LeadRow {
+    fn from(lead: NewLead) -> Self {
+        LeadRow {
+            org_id: lead.org,
+            email: lead.email,
+            name: lead.name.unwrap_or_default(),
+            company: lead.company.unwrap_or_default(),
+            title: lead.title.unwrap_or_default(),
+            first_signal_id: lead.signal_id,
+            created_ms: lead.created_ms,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use schemas::identities::Identity;
 
     #[test]
     fn processed_records_become_rows_without_copying_the_payload() {
         let record = br#"{"signal_id":7,"org":"acme","source":"segment","kind":"track","event":"Form \"A\"",
             "anonymous_id":"v1","hot":false,"mapped":true,"rules":["rule_1"],"content_hash":"ab","received_ms":2,
             "event_ms":1,"fields":{"company":"Acme"},"payload":{"type":"track","n":[1,2]}}"#;
-        let processed: Processed<'_> = serde_json::from_slice(record).expect("parses");
-        let cold = processed.row(None, 9);
+        let processed = schemas::processed::decode(record).expect("parses");
+        let cold = SignalRow::of(&processed, None, 9);
         assert_eq!(
             (cold.lead_email, cold.event, cold.anonymous_id, cold.fields),
             ("", "Form \"A\"", "v1", r#"{"company":"Acme"}"#)
         );
         assert_eq!(cold.payload, r#"{"type":"track","n":[1,2]}"#);
-        let hot = processed.row(Some(("jo@acme.io", "rehydrated")), 9);
+        let hot = SignalRow::of(&processed, Some(("jo@acme.io", "rehydrated")), 9);
         assert_eq!((hot.lead_email, hot.attributed_by, hot.rules), ("jo@acme.io", "rehydrated", vec!["rule_1"]));
     }
 
@@ -313,13 +292,14 @@ mod tests {
 
     #[test]
     fn identity_records_become_rows() {
-        let link: IdentityRow = serde_json::from_str(
-            r#"{"org":"acme","anonymous_id":"v1","email":"jo@acme.io","company":"Acme","signal_id":3,"linked_ms":4}"#,
-        )
-        .expect("link");
+        let link =
+            br#"{"org":"acme","anonymous_id":"v1","email":"jo@acme.io","company":"Acme","signal_id":3,"linked_ms":4}"#;
+        let Ok(Identity::Link(link)) = Identity::decode(None, link) else { panic!("a link") };
+        let link = IdentityRow::from(link);
         assert_eq!((link.org_id.as_str(), link.company.as_str(), link.name.as_str()), ("acme", "Acme", ""));
-        let lead: LeadRow =
-            serde_json::from_str(r#"{"org":"acme","email":"jo@acme.io","signal_id":3,"created_ms":4}"#).expect("lead");
+        let lead = br#"{"org":"acme","email":"jo@acme.io","signal_id":3,"created_ms":4}"#;
+        let Ok(Identity::Lead(lead)) = Identity::decode(Some(b"lead"), lead) else { panic!("a lead") };
+        let lead = LeadRow::from(lead);
         assert_eq!((lead.first_signal_id, lead.created_ms), (3, 4));
     }
 }

@@ -19,20 +19,24 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use runtime::config::KafkaConfig;
+use runtime::kafka::reader::{BatchReader, Batching};
 use runtime::kafka::{self, header_pairs, topics, Assignments};
-use runtime::stage::{self, Stage, StageError, Status};
+use runtime::stage::batches::{run_batches, BatchStage, Flow};
+use runtime::stage::{self, Stage, StageError};
+use schemas::identities::Identity;
+use schemas::processed;
 use schemas::record::headers;
 use tokio::sync::watch;
 
-use crate::rows::{self, IdentityRow, Keyed, LeadRow, Processed, Reidentified, SignalRow, MAX_MONTHS_PER_INSERT};
+use crate::rows::{self, IdentityRow, Keyed, LeadRow, SignalRow, MAX_MONTHS_PER_INSERT};
 use crate::store::{self, Visitors};
 
 pub const ROWS_TOTAL: &str = "sigstage_sink_rows_total";
@@ -72,64 +76,77 @@ pub async fn run(
     let consumer: Arc<StreamConsumer<Assignments>> =
         Arc::new(kafka::stage_consumer(config, &config.topic("sink"), Assignments::new("sink"))?);
     consumer.subscribe(&[&processed, &identities])?;
+    // No idle bound: a batch waits its whole window, for fewer, larger inserts.
+    let batching = Batching { max: settings.batch_max, wait: settings.batch_wait, idle: settings.batch_wait };
+    let mut reader = BatchReader::new(consumer, batching);
     let producer = kafka::producer(config)?;
-    let mut unsure = Unsure::new();
-    stage.set(Status::Running);
     tracing::info!(%processed, %identities, "ClickHouse sink consuming");
+    let mut sink = Sink { clickhouse, producer, topics: [processed, identities], dlq, unsure: Unsure::new() };
+    run_batches(&mut reader, &mut sink, &stage, &mut stop).await?;
+    tracing::info!("ClickHouse sink stopped");
+    Ok(())
+}
 
-    while !*stop.borrow() {
-        let first = tokio::select! {
-            message = consumer.recv() => message,
-            _ = stop.changed() => break,
-        };
-        let mut batch: Vec<BorrowedMessage<'_>> = match first {
-            Ok(message) => vec![message],
-            Err(error) => {
-                tracing::warn!(%error, "consume failed");
-                continue;
-            }
-        };
-        let rebalances = consumer.context().rebalances();
-        kafka::fill_batch(&consumer, &mut batch, settings.batch_max, settings.batch_wait).await;
-        if consumer.context().rebalances() != rebalances {
-            // Some records may be another sink's now, and this one could still commit their
-            // offsets; those still its own are read again from the committed offsets.
-            tracing::info!(records = batch.len(), "the group rebalanced while a batch was read; it is read again");
-            continue;
-        }
-        let started = Instant::now();
-        let assigned = consumer.context().take();
-        if !assigned.is_empty() {
-            stage.set(Status::Restoring { partitions: assigned.clone(), records: 0 });
-            intents_of(&consumer, &[&processed, &identities], &assigned, &mut unsure).await?;
-            stage.set(Status::Running);
-        }
+/// The ClickHouse sink as a [`BatchStage`].
+struct Sink {
+    clickhouse: clickhouse::Client,
+    producer: FutureProducer,
+    /// `signals.processed` and `identities`.
+    topics: [String; 2],
+    dlq: String,
+    unsure: Unsure,
+}
+
+impl BatchStage for Sink {
+    const NAME: &'static str = "sink";
+
+    async fn assigned(
+        &mut self,
+        consumer: &Arc<StreamConsumer<Assignments>>,
+        partitions: &[i32],
+        _stop: &mut watch::Receiver<bool>,
+    ) -> Result<Flow, StageError> {
+        let topics = [self.topics[0].as_str(), self.topics[1].as_str()];
+        intents_of(consumer, &topics, partitions, &mut self.unsure).await?;
+        Ok(Flow::Go)
+    }
+
+    async fn process(
+        &mut self,
+        consumer: &Arc<StreamConsumer<Assignments>>,
+        batch: &[BorrowedMessage<'_>],
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Flow, StageError> {
+        let unsure = &self.unsure;
         let replay = batch.iter().any(|message| {
             unsure.get(&(message.topic().to_owned(), message.partition())).is_some_and(|&end| message.offset() < end)
         });
-        commit(&consumer, intent(&batch)).await?;
-        let Some(dead) = write_batch(&clickhouse, &batch, &identities, replay, &mut stop).await else { break };
+        kafka::commit_offsets(consumer, intent(batch)).await?;
+        let dead = match write_batch(&self.clickhouse, batch, &self.topics[1], replay, stop).await {
+            Ok(Some(dead)) => dead,
+            Ok(None) => return Ok(Flow::Stop),
+            Err(error) => return Err(format!("ClickHouse refused the batch ({error}); it will be read again").into()),
+        };
         for (message, reason, detail) in dead {
             let own = message.headers().map(header_pairs).unwrap_or_default();
             let (value, headers) =
                 kafka::dead_letter(message.payload().unwrap_or_default(), &own, [reason, "sink", &detail]);
-            let record = FutureRecord::to(&dlq).key(message.key().unwrap_or_default()).payload(&value).headers(headers);
-            if let Err((error, _)) = producer.send(record, Duration::from_secs(30)).await {
+            let record =
+                FutureRecord::to(&self.dlq).key(message.key().unwrap_or_default()).payload(&value).headers(headers);
+            if let Err((error, _)) = self.producer.send(record, Duration::from_secs(30)).await {
                 return Err(format!("a dead letter was not written ({error}); the batch will be read again").into());
             }
         }
         stage::fault_point("sink.before_commit");
-        commit(&consumer, kafka::next_offsets(&batch)).await?;
-        for message in &batch {
+        kafka::commit_offsets(consumer, kafka::next_offsets(batch)).await?;
+        for message in batch {
             let key = (message.topic().to_owned(), message.partition());
-            if unsure.get(&key).is_some_and(|&end| message.offset() + 1 >= end) {
-                unsure.remove(&key);
+            if self.unsure.get(&key).is_some_and(|&end| message.offset() + 1 >= end) {
+                self.unsure.remove(&key);
             }
         }
-        stage::record_batch("sink", &batch, started);
+        Ok(Flow::Go)
     }
-    tracing::info!("ClickHouse sink stopped");
-    Ok(())
 }
 
 /// The intent of `batch`: each partition's first offset in it (where the group stands), with
@@ -187,26 +204,18 @@ async fn intents_of(
     Ok(())
 }
 
-/// Commits `offsets` (with their metadata) for the group, and waits for the broker.
-async fn commit(consumer: &Arc<StreamConsumer<Assignments>>, offsets: TopicPartitionList) -> Result<(), KafkaError> {
-    let committing = Arc::clone(consumer);
-    tokio::task::spawn_blocking(move || committing.commit(&offsets, CommitMode::Sync))
-        .await
-        .unwrap_or(Err(KafkaError::Canceled))
-}
-
 type DeadLetter<'m, 'b> = (&'b BorrowedMessage<'m>, &'static str, String);
 
 /// Writes one batch (`replay`: some of it may be in ClickHouse already); answers the records
-/// that could not be written (bad data), or None when asked to stop before ClickHouse took
-/// everything.
+/// that could not be written (bad data), None when asked to stop before ClickHouse took
+/// everything, or the error of a statement ClickHouse refuses for good.
 async fn write_batch<'m, 'b>(
     clickhouse: &clickhouse::Client,
     batch: &'b [BorrowedMessage<'m>],
     identities_topic: &str,
     replay: bool,
     stop: &mut watch::Receiver<bool>,
-) -> Option<Vec<DeadLetter<'m, 'b>>> {
+) -> Result<Option<Vec<DeadLetter<'m, 'b>>>, clickhouse::error::Error> {
     let mut dead = Vec::new();
     let (mut new_links, mut leads, mut signals) = (Vec::new(), Vec::new(), Vec::new());
     // Links that rehydrate: a re-identified visitor's rows stay with the lead they went to.
@@ -214,29 +223,21 @@ async fn write_batch<'m, 'b>(
     for message in batch {
         let payload = message.payload().unwrap_or_default();
         if message.topic() != identities_topic {
-            match serde_json::from_slice::<Processed<'_>>(payload) {
+            match processed::decode(payload) {
                 Ok(processed) => signals.push((message, processed)),
                 Err(error) => dead.push((message, "invalid_processed_record", error.to_string())),
             }
             continue;
         }
-        let kind = message
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == headers::IDENTITY_KIND))
-            .and_then(|h| h.value)
-            .unwrap_or(b"link");
-        let parsed = if kind == b"lead" {
-            serde_json::from_slice::<LeadRow>(payload).map(|lead| leads.push((message, lead)))
-        } else {
-            serde_json::from_slice::<IdentityRow>(payload).map(|link| {
-                let first =
-                    serde_json::from_slice::<Reidentified>(payload).map_or(true, |r| r.previous_email.is_none());
-                rehydrating.push(first);
-                new_links.push((message, link));
-            })
-        };
-        if let Err(error) = parsed {
-            dead.push((message, "invalid_identity_record", error.to_string()));
+        let kind =
+            message.headers().and_then(|h| h.iter().find(|h| h.key == headers::IDENTITY_KIND)).and_then(|h| h.value);
+        match Identity::decode(kind, payload) {
+            Ok(Identity::Lead(lead)) => leads.push((message, LeadRow::from(lead))),
+            Ok(Identity::Link(link)) => {
+                rehydrating.push(link.previous_email.is_none());
+                new_links.push((message, IdentityRow::from(link)));
+            }
+            Err(error) => dead.push((message, "invalid_identity_record", error.to_string())),
         }
     }
     // The lead of each visitor with cold signals here: linked in this batch, or before.
@@ -245,9 +246,9 @@ async fn write_batch<'m, 'b>(
         .filter(|(_, processed)| !processed.hot)
         .filter_map(|(_, processed)| Some((processed.org.as_ref(), processed.anonymous_id.as_deref()?)));
     let cold_visitors = Visitors::new(cold_visitors);
-    let mut links = match store::with_retries("links", stop, || store::links_of(clickhouse, &cold_visitors)).await {
-        Ok(links) => links,
-        Err(_) => return None,
+    let Some(mut links) = store::with_retries("links", stop, || store::links_of(clickhouse, &cold_visitors)).await?
+    else {
+        return Ok(None);
     };
     for ((_, link), first) in new_links.iter().zip(&rehydrating) {
         if *first {
@@ -261,29 +262,29 @@ async fn write_batch<'m, 'b>(
         match (&processed.email, processed.hot) {
             (Some(email), true) => {
                 let attributed_by = processed.attributed_by.as_deref().unwrap_or("signal");
-                hot.push((*message, processed.row(Some((email, attributed_by)), now)));
+                hot.push((*message, SignalRow::of(processed, Some((email, attributed_by)), now)));
             }
             _ => {
-                cold.push((*message, processed.row(None, now)));
+                cold.push((*message, SignalRow::of(processed, None, now)));
                 let anonymous_id = processed.anonymous_id.as_deref().unwrap_or_default();
                 if let Some(email) = links.get(&store::visitor_key(&processed.org, anonymous_id)) {
-                    hot.push((*message, processed.row(Some((email, "rehydrated")), now)));
+                    hot.push((*message, SignalRow::of(processed, Some((email, "rehydrated")), now)));
                 }
             }
         }
     }
     // Cold rows go in before the links' rehydration reads them back.
     if !write_signal_rows(clickhouse, "signals_cold", &mut cold, replay, stop, &mut dead).await {
-        return None;
+        return Ok(None);
     }
     stage::fault_point("sink.some_rows_written");
     if !write_signal_rows(clickhouse, "signals_hot", &mut hot, replay, stop, &mut dead).await {
-        return None;
+        return Ok(None);
     }
     if !write_rows::<IdentityRow>(clickhouse, "identities", &new_links, replay, stop, &mut dead).await
         || !write_rows::<LeadRow>(clickhouse, "leads", &leads, replay, stop, &mut dead).await
     {
-        return None;
+        return Ok(None);
     }
     // One statement for the batch's first links (a visitor's first identification: its cold
     // signals are its first lead's): a statement per link, all at once, made ClickHouse refuse
@@ -298,9 +299,9 @@ async fn write_batch<'m, 'b>(
         firsts.into_iter().map(|((org, visitor), email)| (org, visitor, email)).collect();
     if !to_rehydrate.is_empty() {
         stage::fault_point("sink.rehydrating");
-        if store::with_retries("rehydration", stop, || store::rehydrate(clickhouse, &to_rehydrate, now)).await.is_err()
-        {
-            return None;
+        let rehydrated = store::with_retries("rehydration", stop, || store::rehydrate(clickhouse, &to_rehydrate, now));
+        if rehydrated.await?.is_none() {
+            return Ok(None);
         }
     }
     let counts = [
@@ -312,7 +313,7 @@ async fn write_batch<'m, 'b>(
     for (table, count) in counts {
         metrics::counter!(ROWS_TOTAL, "table" => table).increment(count as u64);
     }
-    Some(dead)
+    Ok(Some(dead))
 }
 
 /// Inserts signal rows at most [`MAX_MONTHS_PER_INSERT`] months at a time, in one insert when the
@@ -358,13 +359,15 @@ where
 {
     let all: Vec<&T::Value<'_>> = rows.iter().map(|(_, row)| row).collect();
     match insert_once::<T>(clickhouse, table, &all, replay, stop).await {
-        Ok(()) => return true,
+        Ok(Some(())) => return true,
+        Ok(None) => return false,
         Err(_) if *stop.borrow() => return false,
         Err(error) => tracing::error!(%error, table, "rows refused as bad data; writing them one by one"),
     }
     for (message, row) in rows {
         match insert_once::<T>(clickhouse, table, &[row], replay, stop).await {
-            Ok(()) => {}
+            Ok(Some(())) => {}
+            Ok(None) => return false,
             Err(_) if *stop.borrow() => return false,
             Err(error) => dead.push((message, "refused_by_clickhouse", error.to_string())),
         }
@@ -374,14 +377,14 @@ where
 
 /// Inserts `rows`, retrying while ClickHouse is in trouble, so that each is in `table` once:
 /// when some may be there already (`replay`, or a retry after an insert whose answer was
-/// lost), those are left out first.
+/// lost), those are left out first. None when asked to stop first.
 async fn insert_once<'v, T>(
     clickhouse: &clickhouse::Client,
     table: &'static str,
     rows: &[&T::Value<'v>],
     replay: bool,
     stop: &mut watch::Receiver<bool>,
-) -> Result<(), clickhouse::error::Error>
+) -> Result<Option<()>, clickhouse::error::Error>
 where
     T: clickhouse::Row + clickhouse::RowWrite,
     T::Value<'v>: Keyed,

@@ -179,13 +179,14 @@ pub async fn existing<T: Keyed>(client: &clickhouse::Client, table: &str, rows: 
     Ok(found.into_iter().collect())
 }
 
-/// Runs `attempt` until it succeeds, backing off on retryable errors (up to 30 s apart), and
-/// gives up at once on bad data or when `stop` turns true.
+/// Runs `attempt` until it succeeds, backing off on retryable errors (up to 30 s apart). Answers
+/// None when `stop` turned true before it succeeded, and the error at once when it is not
+/// retryable (bad data, or a statement that fails the same way every time).
 pub async fn with_retries<T, F, Fut>(
     what: &str,
     stop: &mut tokio::sync::watch::Receiver<bool>,
     mut attempt: F,
-) -> Result<T, Error>
+) -> Result<Option<T>, Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Error>>,
@@ -193,11 +194,12 @@ where
     let mut backoff = Duration::from_millis(200);
     loop {
         match attempt().await {
-            Ok(value) => return Ok(value),
-            Err(error) if is_retryable(&error) && !*stop.borrow() => {
+            Ok(value) => return Ok(Some(value)),
+            Err(error) if !is_retryable(&error) => return Err(error),
+            Err(_) if *stop.borrow() => return Ok(None),
+            Err(error) => {
                 tracing::warn!(%error, what, retry_in_ms = backoff.as_millis() as u64, "ClickHouse write failed; retrying");
             }
-            Err(error) => return Err(error),
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {},

@@ -17,50 +17,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::dedupe::Prehashed;
-
-/// One link, as written to `identities`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdentityLink {
-    pub org: String,
-    pub anonymous_id: String,
-    /// Normalised: trimmed, lower-case.
-    pub email: String,
-    /// The lead the visitor was linked to before, when this is a re-identification.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_email: Option<String>,
-    /// Traits captured for lead enrichment, when the signal had them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub company: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    /// The signal that made the link.
-    pub signal_id: u64,
-    /// The link's version: later links of a visitor have higher ones.
-    pub linked_ms: u64,
-}
-
-/// A lead seen for the first time, as written to `identities` (beside the links): the sinks
-/// keep the leads table from these, and a processor rebuilds which leads it has announced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NewLead {
-    pub org: String,
-    pub email: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub company: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    /// The signal that named the lead first.
-    pub signal_id: u64,
-    pub created_ms: u64,
-}
 
 #[derive(Default)]
 pub struct Identities {

@@ -13,6 +13,7 @@ use schemas::record::headers;
 
 use crate::inbound::Inbound;
 use crate::processor::{Output, Processor};
+use schemas::identities::Identity;
 
 pub const PROCESSED_TOTAL: &str = "sigstage_stream_records_total";
 
@@ -73,10 +74,10 @@ pub fn route(
     // `identities` is compacted: each record is keyed by what it is about, so compaction keeps
     // the latest link of each visitor and every lead, on the partition of the visitor's raw
     // records, where the processor that owns it reloads them.
-    let identity = |key: String, value: Vec<u8>, kind: &str| Pending {
+    let identity = |identity: &Identity| Pending {
         partition: Some(message.partition()),
-        key: key.into_bytes(),
-        ..pending(&to.identities, value, header(headers::IDENTITY_KIND, kind))
+        key: identity.key().into_bytes(),
+        ..pending(&to.identities, identity.encode(), header(headers::IDENTITY_KIND, identity.kind()))
     };
     let outcome = match output {
         Output::Processed { value, hash, lead, links, events } => {
@@ -93,14 +94,12 @@ pub fn route(
             let hash = format!("{hash:032x}");
             out.push(pending(&to.processed, value, header(headers::CONTENT_HASH, &hash)));
             if let Some(lead) = lead {
-                let value = serde_json::to_vec(&lead).expect("a lead serializes");
-                out.push(identity(format!("lead:{}:{}", lead.org, lead.email), value, "lead"));
+                out.push(identity(&Identity::Lead(*lead)));
             }
             for link in links {
-                let value = serde_json::to_vec(&link).expect("a link serializes");
-                let mut record = identity(format!("link:{}:{}", link.org, link.anonymous_id), value, "link");
                 // A link of another id of the person goes where that id's records go.
                 let visitor_key = schemas::record::record_key(&link.org, Some(&link.anonymous_id), 0);
+                let mut record = identity(&Identity::Link(link));
                 if message.key() != Some(visitor_key.as_bytes()) {
                     record.partition = Some(runtime::kafka::partition_of(visitor_key.as_bytes(), to.partitions));
                 }

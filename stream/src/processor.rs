@@ -5,17 +5,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::borrow::Cow;
+
 use schemas::events;
-use serde::Serialize;
+use schemas::processed::{self, Processed};
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
 use schemas::identity;
 
 use crate::dedupe::{Deduper, Verdict};
-use crate::identity::{Identities, IdentityLink, Linked, NewLead};
+use crate::identity::{Identities, Linked};
 use crate::inbound::Inbound;
 use crate::signal_queue::SignalQueue;
+use schemas::identities::{IdentityLink, NewLead};
 use schemas::mapping::{Mapping, RuleSet};
 
 /// What became of one raw record.
@@ -36,58 +39,6 @@ pub enum Output {
 pub struct Event {
     pub kind: &'static str,
     pub value: Vec<u8>,
-}
-
-/// The `signals.processed` record.
-#[derive(Debug, Serialize)]
-pub struct Record<'a> {
-    pub signal_id: u64,
-    pub org: &'a str,
-    pub source: &'a str,
-    /// `track`, `page` (Segment's `screen` too), `identify`, `group`, `alias`, `collect`,
-    /// `activity` or `signal`.
-    pub kind: &'a str,
-    pub event: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub anonymous_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// Attributed to a lead: it names an email, or its visitor was identified earlier.
-    pub hot: bool,
-    /// `signal` when the signal named the email itself, `identity` when it came from an
-    /// earlier identification of the visitor.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attributed_by: Option<&'static str>,
-    /// Matched a mapping rule of its org (else it was counted in the signal queue).
-    pub mapped: bool,
-    /// The ids of the org's rules that matched, in the order they apply.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub rules: Vec<&'a str>,
-    /// xxh3-128 of org and bytes, 32 hex digits.
-    pub content_hash: Hex128,
-    pub received_ms: u64,
-    /// When the event happened, corrected for the sender's clock the way Segment does:
-    /// `received - (sentAt - timestamp)`; else `timestamp`; else the receive time.
-    pub event_ms: u64,
-    // Spliced in by `encode` without re-parsing: `fields`, the lead fields the rules mapped
-    // (email aside), and `payload`, the raw signal.
-}
-
-/// A content hash, serialized as 32 hex digits from a stack buffer.
-#[derive(Debug, Clone, Copy)]
-pub struct Hex128(pub u128);
-
-impl Serialize for Hex128 {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = [0u8; 32];
-        for (i, digit) in hex.iter_mut().enumerate() {
-            *digit = DIGITS[((self.0 >> (124 - 4 * i)) & 0xf) as usize];
-        }
-        serializer.serialize_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"))
-    }
 }
 
 pub struct Processor {
@@ -158,52 +109,54 @@ impl Processor {
         }
         let mapping = Mapping { rules: org_rules, matched };
         let email = mapping.first("email", &value).and_then(|v| v.as_str()).and_then(identity::normalise_email);
-        let mut record = Record {
+        let anonymous_id =
+            identity::visitor(text(&value, &["anonymousId"]), text(&value, &["session_id"]), text(&value, &["userId"]));
+        let user_id = text(&value, &["userId"]);
+        let hex = processed::hex128(hash);
+        let mut record = Processed {
             signal_id: inbound.signal_id,
-            org: inbound.org,
-            source: inbound.source,
-            kind,
-            event,
-            anonymous_id: identity::visitor(
-                text(&value, &["anonymousId"]),
-                text(&value, &["session_id"]),
-                text(&value, &["userId"]),
-            ),
-            user_id: text(&value, &["userId"]),
+            org: Cow::Borrowed(inbound.org),
+            source: Cow::Borrowed(inbound.source),
+            kind: Cow::Borrowed(kind),
+            event: Cow::Borrowed(event),
+            anonymous_id: anonymous_id.map(Cow::Borrowed),
+            user_id: user_id.map(Cow::Borrowed),
             hot: email.is_some(),
-            attributed_by: email.is_some().then_some("signal"),
-            email,
+            attributed_by: email.is_some().then_some(Cow::Borrowed("signal")),
+            email: email.map(Cow::Owned),
             mapped: !matched.is_empty(),
-            rules: matched.iter().map(|&i| org_rules[i].id.as_str()).collect(),
-            content_hash: Hex128(hash),
+            rules: matched.iter().map(|&i| Cow::Borrowed(org_rules[i].id.as_str())).collect(),
+            content_hash: Cow::Borrowed(std::str::from_utf8(&hex).expect("hex digits are ASCII")),
             received_ms: inbound.received_ms,
             event_ms: event_ms(&value, inbound.received_ms),
+            fields: None,
+            payload: None,
         };
-        let link = resolve(identities, &mut record, &mapping, &value);
+        let link = resolve(identities, &mut record, anonymous_id, &mapping, &value);
         // Other ids of the same person: the userId beside an anonymous visitor, and an alias's
         // previousId. Linked too, so their signals are attributed wherever they arrive.
-        let user_link = identity::visitor(None, None, record.user_id)
-            .filter(|user_id| record.attributed_by == Some("signal") && record.anonymous_id != Some(*user_id))
+        let named = record.attributed_by.as_deref() == Some("signal");
+        let user_link = identity::visitor(None, None, user_id)
+            .filter(|user_id| named && anonymous_id != Some(*user_id))
             .and_then(|user_id| link_other(identities, &record, user_id));
-        let alias_link = (record.kind == "alias")
+        let alias_link = (kind == "alias")
             .then(|| identity::visitor(text(&value, &["previousId"]), None, None))
             .flatten()
-            .filter(|previous_id| record.anonymous_id != Some(*previous_id))
+            .filter(|previous_id| anonymous_id != Some(*previous_id))
             .and_then(|previous_id| link_other(identities, &record, previous_id));
-        let lead = record
-            .email
-            .as_deref()
-            .filter(|email| record.attributed_by == Some("signal") && identities.new_lead(inbound.org, email))
-            .map(|email| NewLead {
-                org: inbound.org.to_owned(),
-                email: email.to_owned(),
-                name: trait_of(&mapping, &value, "name"),
-                company: trait_of(&mapping, &value, "company"),
-                title: trait_of(&mapping, &value, "title"),
-                signal_id: inbound.signal_id,
-                created_ms: record.event_ms,
+        let lead =
+            record.email.as_deref().filter(|email| named && identities.new_lead(inbound.org, email)).map(|email| {
+                NewLead {
+                    org: inbound.org.to_owned(),
+                    email: email.to_owned(),
+                    name: trait_of(&mapping, &value, "name"),
+                    company: trait_of(&mapping, &value, "company"),
+                    title: trait_of(&mapping, &value, "title"),
+                    signal_id: inbound.signal_id,
+                    created_ms: record.event_ms,
+                }
             });
-        let encoded = match encode(&record, &mapping, &value, inbound.payload) {
+        let encoded = match processed::encode(&record, |out| mapping.write_fields(&value, out), inbound.payload) {
             Ok(encoded) => encoded,
             Err(error) => return dead("unencodable", "encode", error.to_string()),
         };
@@ -234,26 +187,27 @@ fn trait_of(mapping: &Mapping<'_>, value: &BorrowedValue<'_>, field: &str) -> Op
 /// signal names (answering the link when it is new).
 fn resolve(
     identities: &mut Identities,
-    record: &mut Record<'_>,
+    record: &mut Processed<'_>,
+    anonymous_id: Option<&str>,
     mapping: &Mapping<'_>,
     value: &BorrowedValue<'_>,
 ) -> Option<IdentityLink> {
-    let anonymous_id = record.anonymous_id?;
-    let Some(email) = &record.email else {
-        let lead = identities.lead_of(record.org, anonymous_id)?;
-        record.email = Some(lead.to_owned());
+    let anonymous_id = anonymous_id?;
+    let Some(email) = record.email.as_deref() else {
+        let lead = identities.lead_of(&record.org, anonymous_id)?;
+        record.email = Some(Cow::Owned(lead.to_owned()));
         record.hot = true;
-        record.attributed_by = Some("identity");
+        record.attributed_by = Some(Cow::Borrowed("identity"));
         return None;
     };
-    let Linked::News { previous, version } = identities.link(record.org, anonymous_id, email, record.received_ms)
+    let Linked::News { previous, version } = identities.link(&record.org, anonymous_id, email, record.received_ms)
     else {
         return None;
     };
     Some(IdentityLink {
-        org: record.org.to_owned(),
+        org: record.org.to_string(),
         anonymous_id: anonymous_id.to_owned(),
-        email: email.clone(),
+        email: email.to_owned(),
         previous_email: previous,
         name: trait_of(mapping, value, "name"),
         company: trait_of(mapping, value, "company"),
@@ -267,13 +221,13 @@ fn resolve(
 /// when that is news. The link is written where `other`'s records go, so the processor owning
 /// them restores it, and the sink attributes and rehydrates `other`'s signals at once. A Segment
 /// `alias` of a visitor not identified yet links nothing: identify first, then alias.
-fn link_other(identities: &mut Identities, record: &Record<'_>, other: &str) -> Option<IdentityLink> {
+fn link_other(identities: &mut Identities, record: &Processed<'_>, other: &str) -> Option<IdentityLink> {
     let email = record.email.as_deref()?;
-    let Linked::News { previous, version } = identities.link(record.org, other, email, record.received_ms) else {
+    let Linked::News { previous, version } = identities.link(&record.org, other, email, record.received_ms) else {
         return None;
     };
     Some(IdentityLink {
-        org: record.org.to_owned(),
+        org: record.org.to_string(),
         anonymous_id: other.to_owned(),
         email: email.to_owned(),
         previous_email: previous,
@@ -283,25 +237,6 @@ fn link_other(identities: &mut Identities, record: &Record<'_>, other: &str) -> 
         signal_id: record.signal_id,
         linked_ms: version,
     })
-}
-
-/// The processed record as JSON, then the mapped `fields`, then the raw signal (already known
-/// to be one JSON object) as `payload`.
-fn encode(
-    record: &Record<'_>,
-    mapping: &Mapping<'_>,
-    value: &BorrowedValue<'_>,
-    payload: &[u8],
-) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = Vec::with_capacity(320 + payload.len());
-    serde_json::to_writer(&mut out, record)?;
-    out.pop(); // the closing brace
-    out.extend_from_slice(b",\"fields\":");
-    mapping.write_fields(value, &mut out);
-    out.extend_from_slice(b",\"payload\":");
-    out.extend_from_slice(payload.trim_ascii());
-    out.push(b'}');
-    Ok(out)
 }
 
 fn dead(reason: &'static str, stage: &'static str, detail: String) -> Output {

@@ -20,8 +20,8 @@ use runtime::stage::{self, Stage, Status};
 use schemas::record::headers;
 use tokio::sync::watch;
 
-use crate::identity::{IdentityLink, NewLead};
 use crate::processor::Processor;
+use schemas::identities::Identity;
 
 /// What a restore read back.
 #[derive(Debug, Default, Clone, Copy)]
@@ -79,15 +79,16 @@ pub async fn restore(
     let read = read_to_end(config, &identities, partitions, stop, &mut restored.records, &progress, |message| {
         let bytes = message.payload().unwrap_or_default();
         let kind = message.headers().and_then(|h| h.iter().find(|h| h.key == headers::IDENTITY_KIND)?.value);
-        if kind == Some(b"lead") {
-            if let Ok(lead) = serde_json::from_slice::<NewLead>(bytes) {
+        match Identity::decode(kind, bytes) {
+            Ok(Identity::Lead(lead)) => {
                 processor.identities().new_lead(&lead.org, &lead.email);
-                restored.identities += 1;
             }
-        } else if let Ok(link) = serde_json::from_slice::<IdentityLink>(bytes) {
-            processor.identities().restore_link(&link.org, &link.anonymous_id, &link.email, link.linked_ms);
-            restored.identities += 1;
-        }
+            Ok(Identity::Link(link)) => {
+                processor.identities().restore_link(&link.org, &link.anonymous_id, &link.email, link.linked_ms)
+            }
+            Err(_) => return,
+        };
+        restored.identities += 1;
     })
     .await?;
     if !read {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use control::keys::{Endpoint, KeySet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::pipeline::{start_ready, Ready};
+use crate::support::pipeline::{http, start_ready, Ready};
 use crate::support::{unique, TestDb};
 
 /// `sigstage run` with its demo key in `key_file`, an admin token, and debug logs.
@@ -17,19 +17,6 @@ async fn start(db: &TestDb, key_file: &Path) -> Ready {
     start_ready(&db.vars, &["run", "--demo-key-file", key_file], &extra)
         .await
         .unwrap_or_else(|(status, logs)| panic!("sigstage run: {status}: {logs}"))
-}
-
-async fn http(addr: &str, request_line: &str, body: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let head = format!(
-        "{request_line} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    response
 }
 
 const ADMIN_TOKEN: &str = "admin-token-of-the-run-test";

@@ -8,7 +8,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use runtime::kafka::topics;
 
 use crate::support::edge::TestEdge;
-use crate::support::pipeline::{assert_no_row_twice, await_count, await_recovered, start_processor, start_sink};
+use crate::support::pipeline::{
+    assert_no_row_twice, await_count, await_recovered, start_processor, start_ready, start_sink,
+};
 
 const UNLINKED: &str = include_str!("../../schemas/queries/unlinked_cold_signals.sql");
 
@@ -257,4 +259,59 @@ async fn sigkill_of_the_sink_loses_and_doubles_nothing() {
     restarted.stop().await;
     assert_no_row_twice(&db.client).await;
     processor.stop().await;
+}
+
+/// A statement ClickHouse refuses the same way every time fails the sink with the reason, in
+/// its log and in `/readyz`, instead of ending it as if it had stopped by itself; once the cause
+/// is mended, the batch is read again and written, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_refused_for_good_fails_the_sink_with_its_reason() {
+    let edge = TestEdge::start().await;
+    let key = edge.key("acme", &[]).await;
+    let processor = start_processor(&edge.db.config);
+    let sink = start_ready(&edge.db.vars, &["sink"], &[])
+        .await
+        .unwrap_or_else(|(status, logs)| panic!("sigstage sink: {status}: {logs}"));
+    let uri = format!("/api/signal-staging/webhook/{key}");
+    let track = r#"{"type":"track","event":"Viewed","anonymousId":"v9","messageId":"t1"}"#;
+    assert_eq!(edge.post_json(&uri, track).await.status, 202);
+    await_count(&edge.db.client, "SELECT count() FROM signals_cold WHERE anonymous_id = 'v9'", 1).await;
+
+    // Rehydration reads `source` from signals_cold; now every read of it fails with code 6
+    // (cannot parse), which is bad data to the sink: never retried.
+    let client = &edge.db.client;
+    let broken = "ALTER TABLE signals_cold ADD COLUMN source String ALIAS toString(toUInt8(concat('x', org_id)))";
+    for statement in ["ALTER TABLE signals_cold DROP COLUMN source", broken] {
+        client.query(statement).execute().await.expect(statement);
+    }
+    let identify = r#"{"type":"identify","anonymousId":"v9","messageId":"i1","traits":{"email":"kim@acme.io"}}"#;
+    assert_eq!(edge.post_json(&uri, identify).await.status, 202);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (ready, sink_status) = loop {
+        let ready = crate::support::pipeline::http(&sink.addr, "GET /readyz", "").await;
+        let body = ready.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        let status = serde_json::from_str::<serde_json::Value>(body).map(|body| body["stages"]["sink"].clone());
+        match status {
+            Ok(status) if status["status"] == "down" => break (ready, status),
+            _ => assert!(std::time::Instant::now() < deadline, "the sink never showed as down: {ready}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    let error = sink_status["error"].as_str().unwrap_or_default();
+    assert!(error.contains("Code: 6") && error.contains("Cannot parse string"), "{ready}");
+
+    // Mended: the batch is read again, and its visitor's cold signal is rehydrated once.
+    for statement in
+        ["ALTER TABLE signals_cold DROP COLUMN source", "ALTER TABLE signals_cold ADD COLUMN source String"]
+    {
+        client.query(statement).execute().await.expect(statement);
+    }
+    let rehydrated = "SELECT count() FROM signals_hot WHERE anonymous_id = 'v9' AND attributed_by = 'rehydrated'";
+    await_recovered(client, rehydrated, 1).await;
+    await_count(client, "SELECT count() FROM signals_hot WHERE anonymous_id = 'v9'", 2).await;
+    let logs = sink.stop().await;
+    processor.stop().await;
+    let failed = logs.lines().find(|line| line.contains("stage failed")).unwrap_or_else(|| panic!("{logs}"));
+    assert!(failed.contains("sink") && failed.contains("Cannot parse string"), "{failed}");
 }

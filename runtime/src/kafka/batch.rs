@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use rdkafka::consumer::{ConsumerContext, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 
 /// Commits the open transaction of `producer` with `offsets` (the next offset to read of each
@@ -59,28 +59,14 @@ pub async fn abort_transaction(producer: &FutureProducer) {
     }
 }
 
-/// Adds records to `batch` until it holds `max` or `window` has passed since the call (a
-/// deadline, so a trickle of records cannot keep a batch open).
-pub async fn fill_batch<'c, C: ConsumerContext + 'static>(
-    consumer: &'c StreamConsumer<C>,
-    batch: &mut Vec<rdkafka::message::BorrowedMessage<'c>>,
-    max: usize,
-    window: Duration,
-) {
-    let deadline = tokio::time::Instant::now() + window;
-    while batch.len() < max {
-        match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Ok(Ok(message)) => batch.push(message),
-            _ => break,
-        }
-    }
-}
-
-/// Commits the offsets stored so far, before a consumer stops; having stored none is fine.
-pub fn commit_stored<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>) -> Result<(), KafkaError> {
+/// Commits `offsets` (with their metadata) for the consumer's group, and waits for the broker.
+pub async fn commit_offsets<C: ConsumerContext + 'static>(
+    consumer: &std::sync::Arc<StreamConsumer<C>>,
+    offsets: rdkafka::TopicPartitionList,
+) -> Result<(), KafkaError> {
     use rdkafka::consumer::{CommitMode, Consumer};
-    consumer.commit_consumer_state(CommitMode::Sync).or_else(|error| match error {
-        KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset) => Ok(()),
-        error => Err(error),
-    })
+    let committing = std::sync::Arc::clone(consumer);
+    tokio::task::spawn_blocking(move || committing.commit(&offsets, CommitMode::Sync))
+        .await
+        .unwrap_or(Err(KafkaError::Canceled))
 }

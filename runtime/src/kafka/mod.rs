@@ -6,10 +6,11 @@ pub mod batch;
 pub mod clients;
 pub mod dead_letter;
 pub mod errors;
+pub mod reader;
 pub mod topics;
 
 pub use assignments::Assignments;
-pub use batch::{abort_transaction, commit_stored, commit_transaction, fill_batch, next_offsets};
+pub use batch::{abort_transaction, commit_offsets, commit_transaction, next_offsets};
 pub use clients::{
     consumer, consumer_with_context, producer, reader, stage_consumer, transactional_id, transactional_producer,
     MetadataClient, ReaderContext, MAX_RECORD_BYTES, SESSION_TIMEOUT, TRANSACTION_TIMEOUT,

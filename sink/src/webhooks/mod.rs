@@ -17,11 +17,14 @@ use std::time::Duration;
 use control::deliveries::{self, Delivery};
 use control::webhooks::{self, StoredEvent, Subscription};
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use runtime::config::{KafkaConfig, WebhookConfig};
-use runtime::kafka::{self, topics};
+use runtime::kafka::reader::{BatchReader, Batching};
+use runtime::kafka::{self, topics, Assignments};
 use runtime::reload::keep_loaded;
-use serde::Deserialize;
+use runtime::stage::batches::{run_batches, BatchStage, Flow};
+use runtime::stage::StageError;
+use schemas::events::Envelope;
 use tokio::sync::{watch, Notify};
 
 use delivery::Deliverer;
@@ -29,15 +32,6 @@ use scheduler::Scheduler;
 
 const BATCH_MAX: usize = 1000;
 const BATCH_WAIT: Duration = Duration::from_millis(50);
-
-#[derive(Deserialize)]
-struct Envelope {
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    org: String,
-    created_ms: u64,
-}
 
 pub async fn run(
     config: &KafkaConfig,
@@ -57,7 +51,7 @@ pub async fn run(
         let client = client.clone();
         async move { webhooks::list(&client, None).await }
     };
-    let Some(mut subscriptions) = keep_loaded("webhook subscriptions", refresh, stop.clone(), load).await else {
+    let Some(subscriptions) = keep_loaded("webhook subscriptions", refresh, stop.clone(), load).await else {
         return Ok(()); // stopped before the subscriptions could be loaded
     };
     let wake = Arc::new(Notify::new());
@@ -71,26 +65,48 @@ pub async fn run(
     // The scheduler stops when the dispatcher does, for whatever reason it does.
     let (stop_scheduler, scheduler_stop) = watch::channel(false);
     let scheduler = tokio::spawn(scheduler.run(scheduler_stop));
-    let consumer: StreamConsumer = kafka::consumer(config, &config.topic("webhooks"))?;
+    let consumer: Arc<StreamConsumer<Assignments>> =
+        Arc::new(kafka::stage_consumer(config, &config.topic("webhooks"), Assignments::new("webhooks"))?);
     consumer.subscribe(&[&outbox])?;
-    stage.set(runtime::stage::Status::Running);
+    let mut reader = BatchReader::new(consumer, Batching { max: BATCH_MAX, wait: BATCH_WAIT, idle: BATCH_WAIT });
     tracing::info!(%outbox, "webhook sink consuming");
+    let mut dispatcher = Dispatcher { clickhouse, subscriptions, wake };
+    let ended = run_batches(&mut reader, &mut dispatcher, &stage, &mut stop).await;
+    let _ = stop_scheduler.send(true);
+    let _ = scheduler.await;
+    ended?;
+    tracing::info!("webhook sink stopped");
+    Ok(())
+}
 
-    while !*stop.borrow() {
-        let first = tokio::select! {
-            message = consumer.recv() => message,
-            _ = stop.changed() => break,
-        };
-        let mut batch = match first {
-            Ok(message) => vec![message],
-            Err(error) => {
-                tracing::warn!(%error, "consume failed");
-                continue;
-            }
-        };
-        kafka::fill_batch(&consumer, &mut batch, BATCH_MAX, BATCH_WAIT).await;
+/// The dispatcher as a [`BatchStage`]: a batch's events and the deliveries they owe are in
+/// ClickHouse before its offsets are committed.
+struct Dispatcher {
+    clickhouse: clickhouse::Client,
+    subscriptions: watch::Receiver<Arc<Vec<Subscription>>>,
+    wake: Arc<Notify>,
+}
+
+impl BatchStage for Dispatcher {
+    const NAME: &'static str = "webhooks";
+
+    async fn assigned(
+        &mut self,
+        _consumer: &Arc<StreamConsumer<Assignments>>,
+        _partitions: &[i32],
+        _stop: &mut watch::Receiver<bool>,
+    ) -> Result<Flow, StageError> {
+        Ok(Flow::Go) // nothing kept per partition
+    }
+
+    async fn process(
+        &mut self,
+        consumer: &Arc<StreamConsumer<Assignments>>,
+        batch: &[BorrowedMessage<'_>],
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Flow, StageError> {
         let mut events = Vec::with_capacity(batch.len());
-        for message in &batch {
+        for message in batch {
             let body = message.payload().unwrap_or_default();
             match serde_json::from_slice::<Envelope>(body) {
                 Ok(envelope) => events.push(StoredEvent {
@@ -105,31 +121,26 @@ pub async fn run(
                 }
             }
         }
-        let current = subscriptions.borrow_and_update().clone();
+        let current = self.subscriptions.borrow_and_update().clone();
         let owed = deliveries_owed(&events, &current);
-        let mut attempt_stop = stop.clone();
-        let kept = crate::store::with_retries("webhook_events", &mut attempt_stop, || async {
-            webhooks::store_events(&clickhouse, &events).await?;
-            deliveries::write(&clickhouse, &owed).await
-        })
-        .await;
-        if kept.is_err() {
-            break; // stopping, or ClickHouse refused the rows: the batch is read again next time
-        }
-        for message in &batch {
-            if let Err(error) = consumer.store_offset(message.topic(), message.partition(), message.offset()) {
-                tracing::warn!(%error, "offset not stored");
+        let clickhouse = &self.clickhouse;
+        let kept = crate::store::with_retries("webhook_events", stop, || async {
+            webhooks::store_events(clickhouse, &events).await?;
+            deliveries::write(clickhouse, &owed).await
+        });
+        match kept.await {
+            Ok(Some(())) => {}
+            Ok(None) => return Ok(Flow::Stop), // the batch is read again next time
+            Err(error) => {
+                return Err(format!("ClickHouse refused the batch's events ({error}); it will be read again").into())
             }
         }
+        kafka::commit_offsets(consumer, kafka::next_offsets(batch)).await?;
         if !owed.is_empty() {
-            wake.notify_one();
+            self.wake.notify_one();
         }
+        Ok(Flow::Go)
     }
-    let _ = stop_scheduler.send(true);
-    let _ = scheduler.await;
-    kafka::commit_stored(&consumer)?;
-    tracing::info!("webhook sink stopped");
-    Ok(())
 }
 
 /// One delivery for each active subscription of an event's org that wants its type, at version 0:

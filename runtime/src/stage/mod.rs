@@ -6,6 +6,8 @@
 //! A stage never carries on past an error it cannot undo: it returns it, and the supervisor
 //! starts it again. Its state is rebuilt from what was committed, so nothing is lost or doubled.
 
+pub mod batches;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -1,0 +1,151 @@
+//! The `signals.processed` record: what the stream made of one raw signal, as one JSON object.
+//! The stream writes it with [`encode`] and the sink reads it with [`decode`], both as
+//! [`Processed`], so the two cannot disagree on a field.
+//!
+//! `fields` (the lead fields the org's rules mapped) and `payload` (the raw signal) are spliced
+//! in by [`encode`] as they are, never parsed again: a signal is parsed once, by the stream.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// A processed signal. Strings borrow from the raw signal when written and from the record when
+/// read (a string with escapes is the one that is copied).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Processed<'a> {
+    pub signal_id: u64,
+    #[serde(borrow)]
+    pub org: Cow<'a, str>,
+    #[serde(borrow)]
+    pub source: Cow<'a, str>,
+    /// `track`, `page` (Segment's `screen` too), `identify`, `group`, `alias`, `collect`,
+    /// `activity` or `signal`.
+    #[serde(borrow)]
+    pub kind: Cow<'a, str>,
+    #[serde(borrow)]
+    pub event: Cow<'a, str>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub anonymous_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Cow<'a, str>>,
+    /// The lead's email, normalised: trimmed, lower-case.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Cow<'a, str>>,
+    /// Attributed to a lead: it names an email, or its visitor was identified earlier.
+    pub hot: bool,
+    /// `signal` when the signal named the email itself, `identity` when it came from an
+    /// earlier identification of the visitor.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub attributed_by: Option<Cow<'a, str>>,
+    /// Matched a mapping rule of its org (else it was counted in the signal queue).
+    #[serde(default)]
+    pub mapped: bool,
+    /// The ids of the org's rules that matched, in the order they apply.
+    #[serde(borrow, default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Cow<'a, str>>,
+    /// xxh3-128 of org and content, 32 hex digits (see [`hex128`]).
+    #[serde(borrow)]
+    pub content_hash: Cow<'a, str>,
+    pub received_ms: u64,
+    /// When the event happened, corrected for the sender's clock the way Segment does:
+    /// `received - (sentAt - timestamp)`; else `timestamp`; else the receive time.
+    pub event_ms: u64,
+    /// The lead fields the rules mapped (email aside), as an object: spliced in by [`encode`].
+    #[serde(borrow, default, skip_serializing)]
+    pub fields: Option<&'a RawValue>,
+    /// The raw signal: spliced in by [`encode`], always there in a record [`decode`] answers.
+    #[serde(borrow, default, skip_serializing)]
+    pub payload: Option<&'a RawValue>,
+}
+
+/// The record as JSON: `record`'s fields, then the mapped fields `write_fields` writes (a JSON
+/// object), then `payload`, the raw signal (already known to be one JSON object).
+pub fn encode(
+    record: &Processed<'_>,
+    write_fields: impl FnOnce(&mut Vec<u8>),
+    payload: &[u8],
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(320 + payload.len());
+    serde_json::to_writer(&mut out, record)?;
+    out.pop(); // the closing brace
+    out.extend_from_slice(b",\"fields\":");
+    write_fields(&mut out);
+    out.extend_from_slice(b",\"payload\":");
+    out.extend_from_slice(payload.trim_ascii());
+    out.push(b'}');
+    Ok(out)
+}
+
+/// A record [`encode`] wrote, borrowing from `bytes`.
+pub fn decode(bytes: &[u8]) -> Result<Processed<'_>, serde_json::Error> {
+    let record: Processed<'_> = serde_json::from_slice(bytes)?;
+    if record.payload.is_none() {
+        return Err(serde::de::Error::missing_field("payload"));
+    }
+    Ok(record)
+}
+
+/// `value` as 32 lower-case hex digits, in a buffer on the stack.
+pub fn hex128(value: u128) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = [0u8; 32];
+    for (i, digit) in hex.iter_mut().enumerate() {
+        *digit = DIGITS[((value >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    hex
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_stream_writes_the_sink_reads() {
+        let hex = hex128(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        let written = Processed {
+            signal_id: 7,
+            org: "acme".into(),
+            source: "segment".into(),
+            kind: "track".into(),
+            event: "Demo \"Requested\"".into(),
+            anonymous_id: Some("v1".into()),
+            user_id: None,
+            email: Some(Cow::Owned("jo@acme.io".to_owned())),
+            hot: true,
+            attributed_by: Some("signal".into()),
+            mapped: true,
+            rules: vec!["r1".into(), "r2".into()],
+            content_hash: std::str::from_utf8(&hex).expect("hex digits").into(),
+            received_ms: 1_000,
+            event_ms: 900,
+            fields: None,
+            payload: None,
+        };
+        let payload = br#" {"type":"track","event":"Demo \"Requested\""} "#;
+        let bytes = encode(&written, |out| out.extend_from_slice(br#"{"company":"Acme"}"#), payload).expect("encoded");
+        let read = decode(&bytes).expect("decoded");
+        assert_eq!(read.signal_id, 7);
+        assert_eq!((&*read.org, &*read.source, &*read.kind), ("acme", "segment", "track"));
+        assert_eq!(read.event, "Demo \"Requested\"");
+        assert_eq!(read.anonymous_id.as_deref(), Some("v1"));
+        assert_eq!(read.user_id, None);
+        assert_eq!(
+            (read.email.as_deref(), read.hot, read.attributed_by.as_deref()),
+            (Some("jo@acme.io"), true, Some("signal"))
+        );
+        assert!(read.mapped);
+        assert_eq!(read.rules, ["r1", "r2"]);
+        assert_eq!(read.content_hash, "0123456789abcdef0011223344556677");
+        assert_eq!((read.received_ms, read.event_ms), (1_000, 900));
+        assert_eq!(read.fields.map(RawValue::get), Some(r#"{"company":"Acme"}"#));
+        assert_eq!(read.payload.map(RawValue::get), Some(r#"{"type":"track","event":"Demo \"Requested\""}"#));
+    }
+
+    #[test]
+    fn a_record_without_its_payload_is_refused() {
+        let error = decode(br#"{"signal_id":1,"org":"a","source":"s","kind":"k","event":"e","hot":false,"content_hash":"0","received_ms":1,"event_ms":1}"#)
+            .expect_err("no payload");
+        assert!(error.to_string().contains("payload"), "{error}");
+    }
+}
