@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+use rdkafka::message::Message;
 use simd_json::prelude::*;
 use simd_json::{BorrowedValue, StaticNode};
 use xxhash_rust::xxh3::{xxh3_128, Xxh3};
@@ -87,6 +88,15 @@ impl Deduper {
         Verdict::First
     }
 
+    /// Puts back the entry a changelog record holds (see [`changelog_record`]); records older
+    /// than the window as of `now_ms`, or malformed, are skipped. True when kept.
+    pub fn restore_record(&mut self, record: &impl Message, now_ms: u64) -> bool {
+        let (Some(key), Some(value)) = (record.key(), record.payload()) else { return false };
+        let (Ok(hash), Ok(signal_id)) = (<[u8; 16]>::try_from(key), <[u8; 8]>::try_from(value)) else { return false };
+        let seen_ms = record.timestamp().to_millis().unwrap_or(0).max(0) as u64;
+        self.restore(u128::from_be_bytes(hash), u64::from_be_bytes(signal_id), seen_ms, now_ms)
+    }
+
     /// Puts back an entry from the changelog (first seen at `seen_ms`); older ones than the
     /// window as of `now_ms` are skipped. True when kept.
     pub fn restore(&mut self, hash: u128, signal_id: u64, seen_ms: u64, now_ms: u64) -> bool {
@@ -155,6 +165,13 @@ impl Deduper {
 
 /// A hash of a JSON value that ignores key order and whitespace: objects combine their
 /// members' hashes with a commutative sum, arrays keep their order.
+/// The changelog record (`stream.dedupe`, compacted and windowed) of an entry: the identity hash
+/// as key and the first signal id as value, written with the signal's receive time as its
+/// timestamp, in the same transaction as the signal.
+pub fn changelog_record(hash: u128, signal_id: u64) -> ([u8; 16], [u8; 8]) {
+    (hash.to_be_bytes(), signal_id.to_be_bytes())
+}
+
 pub fn canonical(value: &BorrowedValue<'_>) -> u128 {
     match value {
         BorrowedValue::Object(members) => members.iter().fold(0x6f_u128, |sum, (key, member)| {

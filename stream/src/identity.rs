@@ -17,6 +17,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use rdkafka::message::{Headers, Message};
+use schemas::identities::Identity;
+use schemas::record::headers;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::dedupe::Prehashed;
@@ -65,7 +68,21 @@ impl Identities {
     }
 
     /// Puts back a link read from the changelog.
-    pub fn restore_link(&mut self, org: &str, anonymous_id: &str, email: &str, version: u64) {
+    /// Puts back the link or lead an `identities` record holds (the changelog of this state; its
+    /// format is [`schemas::identities`]). False when the record is not one.
+    pub fn restore_record(&mut self, record: &impl Message) -> bool {
+        let kind = record.headers().and_then(|h| h.iter().find(|h| h.key == headers::IDENTITY_KIND)?.value);
+        match Identity::decode(kind, record.payload().unwrap_or_default()) {
+            Ok(Identity::Lead(lead)) => {
+                self.new_lead(&lead.org, &lead.email);
+            }
+            Ok(Identity::Link(link)) => self.restore_link(&link.org, &link.anonymous_id, &link.email, link.linked_ms),
+            Err(_) => return false,
+        }
+        true
+    }
+
+    fn restore_link(&mut self, org: &str, anonymous_id: &str, email: &str, version: u64) {
         self.links.insert(key(org, anonymous_id), (email.to_owned(), version));
     }
 

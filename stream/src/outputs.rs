@@ -82,11 +82,12 @@ pub fn route(
     let outcome = match output {
         Output::Processed { value, hash, lead, links, events } => {
             if let Some((signal_id, received_ms)) = first {
+                let (key, value) = crate::dedupe::changelog_record(hash, signal_id);
                 out.push(Pending {
                     topic: to.dedupe.clone(),
                     partition: Some(message.partition()),
-                    key: crate::restore::dedupe_record(hash).to_vec(),
-                    value: signal_id.to_be_bytes().to_vec(),
+                    key: key.to_vec(),
+                    value: value.to_vec(),
                     headers: OwnedHeaders::new(),
                     timestamp: Some(received_ms as i64),
                 });

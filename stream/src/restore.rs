@@ -1,6 +1,8 @@
 //! Restoring a processor's state when it is given partitions (at start, or after a rebalance):
 //! the dedupe window from `stream.dedupe` and the identity links and leads from `identities`,
-//! both written in the same transactions as the outputs they describe. Only those changelogs
+//! both written in the same transactions as the outputs they describe. Each store reads its own
+//! changelog's records ([`crate::dedupe::Deduper::restore_record`],
+//! [`crate::identity::Identities::restore_record`]); this drives the reading. Only those changelogs
 //! are read, so a restore costs time in proportion to the state (one small record per entry,
 //! compaction keeping one per key), never to the traffic or the size of the signals.
 //!
@@ -12,16 +14,14 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{Offset, TopicPartitionList};
 use runtime::config::KafkaConfig;
 use runtime::kafka::{self, topics, Assignments};
 use runtime::stage::{self, Stage, Status};
-use schemas::record::headers;
 use tokio::sync::watch;
 
 use crate::processor::Processor;
-use schemas::identities::Identity;
 
 /// What a restore read back.
 #[derive(Debug, Default, Clone, Copy)]
@@ -32,12 +32,6 @@ pub struct Restored {
     pub identities: u64,
     /// Changelog records read.
     pub records: u64,
-}
-
-/// The changelog record of a dedupe entry: the identity hash as key, the first signal id as
-/// value, the signal's receive time as timestamp.
-pub fn dedupe_record(hash: u128) -> [u8; 16] {
-    hash.to_be_bytes()
 }
 
 /// Restores the state of `partitions` into `processor`. Answers None when asked to stop first.
@@ -64,12 +58,7 @@ pub async fn restore(
     };
     let dedupe = config.topic(topics::DEDUPE);
     let read = read_to_end(config, &dedupe, partitions, stop, &mut restored.records, &progress, |message| {
-        let (Some(key), Some(value)) = (message.key(), message.payload()) else { return };
-        let (Ok(hash), Ok(signal_id)) = (<[u8; 16]>::try_from(key), <[u8; 8]>::try_from(value)) else { return };
-        let seen_ms = message.timestamp().to_millis().unwrap_or(0).max(0) as u64;
-        let kept =
-            processor.deduper().restore(u128::from_be_bytes(hash), u64::from_be_bytes(signal_id), seen_ms, now_ms);
-        restored.hashes += kept as u64;
+        restored.hashes += processor.deduper().restore_record(message, now_ms) as u64;
     })
     .await?;
     if !read {
@@ -77,18 +66,7 @@ pub async fn restore(
     }
     let identities = config.topic(topics::IDENTITIES);
     let read = read_to_end(config, &identities, partitions, stop, &mut restored.records, &progress, |message| {
-        let bytes = message.payload().unwrap_or_default();
-        let kind = message.headers().and_then(|h| h.iter().find(|h| h.key == headers::IDENTITY_KIND)?.value);
-        match Identity::decode(kind, bytes) {
-            Ok(Identity::Lead(lead)) => {
-                processor.identities().new_lead(&lead.org, &lead.email);
-            }
-            Ok(Identity::Link(link)) => {
-                processor.identities().restore_link(&link.org, &link.anonymous_id, &link.email, link.linked_ms)
-            }
-            Err(_) => return,
-        };
-        restored.identities += 1;
+        restored.identities += processor.identities().restore_record(message) as u64;
     })
     .await?;
     if !read {
