@@ -73,7 +73,7 @@ fn text(value: Option<&Value>) -> Option<String> {
 }
 
 fn email(value: Option<&Value>) -> Option<String> {
-    text(value).filter(|t| schemas::identity::normalise_email(t).is_some())
+    text(value).filter(|t| schemas::person::normalise_email(t).is_some())
 }
 
 fn email_in(value: Option<&Value>) -> Option<String> {

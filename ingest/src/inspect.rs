@@ -49,11 +49,11 @@ impl Inspected<'_> {
     }
 
     /// Who the signal is about, for the record key: its visitor as the stream sees it
-    /// ([`schemas::identity::visitor`]), else its email.
+    /// ([`schemas::person::visitor`]), else its email.
     pub fn identity(&self) -> Option<Cow<'_, str>> {
-        schemas::identity::visitor(self.anonymous_id.as_deref(), self.session_id.as_deref(), self.user_id.as_deref())
+        schemas::person::visitor(self.anonymous_id.as_deref(), self.session_id.as_deref(), self.user_id.as_deref())
             .map(Cow::Borrowed)
-            .or_else(|| self.email.as_deref().and_then(schemas::identity::normalise_email).map(Cow::Owned))
+            .or_else(|| self.email.as_deref().and_then(schemas::person::normalise_email).map(Cow::Owned))
     }
 }
 
@@ -314,7 +314,7 @@ impl<'de> Deserialize<'de> for Email<'de> {
 }
 
 fn looks_like_email(value: &str) -> bool {
-    schemas::identity::normalise_email(value).is_some()
+    schemas::person::normalise_email(value).is_some()
 }
 
 /// The `email` field of an object (`traits`, `properties`); nothing when it is not an object.

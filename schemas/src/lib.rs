@@ -2,9 +2,9 @@
 
 pub mod events;
 pub mod identities;
-pub mod identity;
 pub mod mapping;
 pub mod migrations;
+pub mod person;
 pub mod processed;
 pub mod record;
 pub mod rules;

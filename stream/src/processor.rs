@@ -12,7 +12,7 @@ use schemas::processed::{self, Processed};
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
-use schemas::identity;
+use schemas::person;
 
 use crate::dedupe::{Deduper, Verdict};
 use crate::identity::{Identities, Linked};
@@ -108,9 +108,9 @@ impl Processor {
             queue.count(inbound.org, inbound.source, event, inbound.received_ms, inbound.payload);
         }
         let mapping = Mapping { rules: org_rules, matched };
-        let email = mapping.first("email", &value).and_then(|v| v.as_str()).and_then(identity::normalise_email);
+        let email = mapping.first("email", &value).and_then(|v| v.as_str()).and_then(person::normalise_email);
         let anonymous_id =
-            identity::visitor(text(&value, &["anonymousId"]), text(&value, &["session_id"]), text(&value, &["userId"]));
+            person::visitor(text(&value, &["anonymousId"]), text(&value, &["session_id"]), text(&value, &["userId"]));
         let user_id = text(&value, &["userId"]);
         let hex = processed::hex128(hash);
         let mut record = Processed {
@@ -136,11 +136,11 @@ impl Processor {
         // Other ids of the same person: the userId beside an anonymous visitor, and an alias's
         // previousId. Linked too, so their signals are attributed wherever they arrive.
         let named = record.attributed_by.as_deref() == Some("signal");
-        let user_link = identity::visitor(None, None, user_id)
+        let user_link = person::visitor(None, None, user_id)
             .filter(|user_id| named && anonymous_id != Some(*user_id))
             .and_then(|user_id| link_other(identities, &record, user_id));
         let alias_link = (kind == "alias")
-            .then(|| identity::visitor(text(&value, &["previousId"]), None, None))
+            .then(|| person::visitor(text(&value, &["previousId"]), None, None))
             .flatten()
             .filter(|previous_id| anonymous_id != Some(*previous_id))
             .and_then(|previous_id| link_other(identities, &record, previous_id));

@@ -32,13 +32,16 @@ pub trait BatchStage: Send {
     const NAME: &'static str;
 
     /// Partitions newly given to this instance, before any of their records is processed:
-    /// restore what is kept for them.
+    /// restore what is kept for them (a stage that keeps nothing per partition goes on).
     fn assigned(
         &mut self,
         consumer: &Arc<StreamConsumer<Assignments>>,
         partitions: &[i32],
         stop: &mut watch::Receiver<bool>,
-    ) -> impl Future<Output = Result<Flow, StageError>> + Send;
+    ) -> impl Future<Output = Result<Flow, StageError>> + Send {
+        let _ = (consumer, partitions, stop);
+        async { Ok(Flow::Go) }
+    }
 
     /// Processes one batch and commits it (its outputs and its offsets).
     fn process(

@@ -90,15 +90,6 @@ struct Dispatcher {
 impl BatchStage for Dispatcher {
     const NAME: &'static str = "webhooks";
 
-    async fn assigned(
-        &mut self,
-        _consumer: &Arc<StreamConsumer<Assignments>>,
-        _partitions: &[i32],
-        _stop: &mut watch::Receiver<bool>,
-    ) -> Result<Flow, StageError> {
-        Ok(Flow::Go) // nothing kept per partition
-    }
-
     async fn process(
         &mut self,
         consumer: &Arc<StreamConsumer<Assignments>>,
