@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use rdkafka::message::{Header, OwnedHeaders};
-use schemas::record::{headers, record_key};
+use schemas::record::{record_key, RawHeaders};
 use serde::Serialize;
 
 use crate::error::EdgeError;
@@ -115,18 +115,18 @@ impl Edge {
 
 /// The Kafka record of a prepared signal: `org:identity` key, raw bytes, headers.
 pub fn encode(caller: &Caller, via: Via, id: u64, now_ms: u64, signal: &Prepared) -> OutRecord {
-    let id_text = id.to_string();
-    let received = now_ms.to_string();
-    let mut headers = OwnedHeaders::new_with_capacity(7)
-        .insert(Header { key: headers::SIGNAL_ID, value: Some(id_text.as_str()) })
-        .insert(Header { key: headers::ORG, value: Some(&*caller.org) })
-        .insert(Header { key: headers::KEY_ID, value: Some(&*caller.key_id) })
-        .insert(Header { key: headers::ENDPOINT, value: Some(via.as_str()) })
-        .insert(Header { key: headers::SOURCE, value: Some(signal.source.as_str()) })
-        .insert(Header { key: headers::RECEIVED_MS, value: Some(received.as_str()) });
-    if signal.hinted {
-        headers = headers.insert(Header { key: headers::SOURCE_HINTED, value: Some("1") });
-    }
+    let raw = RawHeaders {
+        signal_id: id,
+        org: &caller.org,
+        key_id: &caller.key_id,
+        endpoint: via.as_str(),
+        source: signal.source.as_str(),
+        source_hinted: signal.hinted,
+        received_ms: now_ms,
+    };
+    let headers = raw.write(OwnedHeaders::new_with_capacity(7), |headers, key, value| {
+        headers.insert(Header { key, value: Some(value) })
+    });
     OutRecord { key: record_key(&caller.org, signal.identity.as_deref(), id), payload: signal.payload.clone(), headers }
 }
 

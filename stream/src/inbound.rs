@@ -1,7 +1,7 @@
 //! A raw record as the processor sees it: the edge's headers, the key and the bytes.
 
 use rdkafka::message::{Headers, Message};
-use schemas::record::headers;
+use schemas::record::RawHeaders;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Inbound<'a> {
@@ -16,17 +16,16 @@ pub struct Inbound<'a> {
 }
 
 impl<'a> Inbound<'a> {
-    /// Reads the edge's headers; a record without them did not come through the edge.
+    /// Reads the edge's headers ([`RawHeaders`]); a record without them did not come through
+    /// the edge.
     pub fn from_message<M: Message>(message: &'a M) -> Result<Self, &'static str> {
-        let header = |name: &str| -> Option<&'a str> {
-            let headers = message.headers()?;
-            headers.iter().find(|h| h.key == name).and_then(|h| std::str::from_utf8(h.value?).ok())
-        };
+        let pairs = message.headers().into_iter().flat_map(|headers| headers.iter()).map(|h| (h.key, h.value));
+        let raw = RawHeaders::read(pairs)?;
         Ok(Inbound {
-            org: header(headers::ORG).ok_or("missing_org_header")?,
-            signal_id: header(headers::SIGNAL_ID).and_then(|v| v.parse().ok()).ok_or("missing_signal_id_header")?,
-            source: header(headers::SOURCE).unwrap_or("generic"),
-            received_ms: header(headers::RECEIVED_MS).and_then(|v| v.parse().ok()).unwrap_or(0),
+            org: raw.org,
+            signal_id: raw.signal_id,
+            source: raw.source,
+            received_ms: raw.received_ms,
             key: message.key().unwrap_or_default(),
             payload: message.payload().unwrap_or_default(),
         })
