@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use schemas::processed;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -177,25 +178,23 @@ impl Drop for Open {
 
 /// What the tail shows of a processed record, if it passes the filter.
 fn shown(payload: &[u8], filter: &TailQuery) -> Option<serde_json::Value> {
-    let record: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    let text = |name: &str| record.get(name).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
-    let (source, event) = (text("source"), text("event"));
+    let record = processed::decode(payload).ok()?;
     let wanted = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w.is_empty() || w == have);
-    if !wanted(&filter.source, &source) || !wanted(&filter.event, &event) {
+    if !wanted(&filter.source, &record.source) || !wanted(&filter.event, &record.event) {
         return None;
     }
     Some(json!({
-        "signal_id": record.get("signal_id").map(ToString::to_string),
-        "source": source,
-        "event": event,
-        "kind": record.get("kind"),
-        "mapped": record.get("mapped"),
-        "rules": record.get("rules"),
-        "hot": record.get("hot"),
-        "email": record.get("email"),
-        "anonymous_id": record.get("anonymous_id"),
-        "fields": record.get("fields"),
-        "received_ms": record.get("received_ms"),
+        "signal_id": record.signal_id.to_string(),
+        "source": record.source,
+        "event": record.event,
+        "kind": record.kind,
+        "mapped": record.mapped,
+        "rules": (!record.rules.is_empty()).then_some(&record.rules),
+        "hot": record.hot,
+        "email": record.email,
+        "anonymous_id": record.anonymous_id,
+        "fields": record.fields,
+        "received_ms": record.received_ms,
     }))
 }
 
