@@ -42,7 +42,7 @@ async fn reader_for(
         return Err("this process was started without Kafka settings".to_owned());
     };
     let topic = config.topic(topic);
-    let consumer = Arc::new(kafka::reader(&config).map_err(|e| e.to_string())?);
+    let consumer = Arc::new(kafka::partition_reader(&config).map_err(|e| e.to_string())?);
     let asking = Arc::clone(&consumer);
     // Asked before anything is assigned: a fetch in flight would hold each question up to
     // the broker's fetch wait.

@@ -194,7 +194,7 @@ impl Log {
 pub async fn acquire(config: &KafkaConfig, wanted: Option<u16>) -> Result<Lease, LeaseError> {
     let topic = config.topic(topics::INSTANCES);
     let error = |source| LeaseError::Kafka { topic: topic.clone(), source };
-    let reader = kafka::reader(config).map_err(error)?;
+    let reader = kafka::partition_reader(config).map_err(error)?;
     let mut partitions = TopicPartitionList::new();
     partitions.add_partition_offset(&topic, 0, Offset::Beginning).map_err(error)?;
     reader.assign(&partitions).map_err(error)?;

@@ -130,7 +130,7 @@ async fn read_to_end(
     progress: &(dyn Fn(u64) + Sync),
     mut apply: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<bool, KafkaError> {
-    let reader = kafka::reader(config)?;
+    let reader = kafka::partition_reader(config)?;
     let mut assignment = TopicPartitionList::new();
     for &partition in partitions {
         assignment.add_partition_offset(topic, partition, Offset::Beginning)?;

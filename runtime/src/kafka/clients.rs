@@ -108,7 +108,7 @@ pub fn stage_consumer<C: ConsumerContext + 'static>(
 
 /// A consumer that reads assigned partitions to their end (it reports each end as a
 /// `PartitionEOF` error) and never joins a group or commits: for restoring state.
-pub fn reader(config: &KafkaConfig) -> Result<StreamConsumer<ReaderContext>, KafkaError> {
+pub fn partition_reader(config: &KafkaConfig) -> Result<StreamConsumer<ReaderContext>, KafkaError> {
     consumer_config(config, &config.topic("reader"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
