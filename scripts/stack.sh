@@ -5,9 +5,15 @@
 #
 #   scripts/stack.sh up | down | status
 #   scripts/stack.sh test-stack               ClickHouse, and an emptied broker on 127.0.0.1:9093 for tests
+#                                             (and ZooKeeper's package, for the ClickHouse cluster tests)
 #   scripts/stack.sh cluster [DIR [BASE]]     three brokers on BASE+1..3 (default .state/cluster, 9100)
 #   scripts/stack.sh broker DIR PORT CONTROLLER_PORT    one broker of its own, data in DIR
-#   scripts/stack.sh stop DIR                 stop every broker this script started under DIR
+#   scripts/stack.sh clickhouse-cluster [DIR [BASE]]
+#                                             ZooKeeper on BASE and four ClickHouse servers (cluster
+#                                             `sigstage`: two shards of two replicas), node N on BASE+10N
+#                                             (HTTP), +1 (native), +2 (replication) (default
+#                                             .state/clickhouse-cluster, 9300)
+#   scripts/stack.sh stop DIR                 stop every server this script started under DIR
 #   scripts/stack.sh kafka-libs               fetch Kafka's jars (done by the others when missing)
 #
 # Kafka's jars come from Maven Central (scripts/kafka/pom.xml), once per machine, into
@@ -249,6 +255,91 @@ await_clickhouse() {
     wait_for ClickHouse 60 clickhouse_answers "$state/clickhouse/log/clickhouse-server.err.log" || die "ClickHouse failed to start"
 }
 
+# --- the ClickHouse cluster ---------------------------------------------------------------
+
+install_zookeeper() {
+    [[ -f /usr/share/java/zookeeper.jar && -f /usr/share/java/slf4j-simple.jar ]] && return
+    command -v java >/dev/null || apt_install default-jre-headless
+    apt_install zookeeper libslf4j-java
+}
+
+# Serving sessions: `ruok` answers before that, and a ClickHouse server that finds no session at
+# start-up exits or hangs.
+zookeeper_answers() { # port
+    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 && printf srvr >&3 && cat <&3" 2>/dev/null | grep -q '^Mode: standalone'
+}
+
+# Debian's ZooKeeper 3.8, standalone, with its config, data and logs in DIR.
+start_zookeeper() { # dir port
+    local dir=$1 port=$2 pidfile=$1/zookeeper.pid owner
+    mkdir -p "$dir/conf" "$dir/data" "$dir/logs"
+    if ours "$pidfile" "$dir/conf/zoo.cfg"; then return; fi
+    owner=$(port_owner "$port")
+    [[ -z $owner ]] || die "port $port (ZooKeeper) is taken by $owner; stop it or give another BASE"
+    install_zookeeper
+    cat >"$dir/conf/zoo.cfg" <<EOF
+# Written by scripts/stack.sh: the local ClickHouse cluster's ZooKeeper.
+tickTime=2000
+dataDir=$dir/data
+clientPort=$port
+clientPortAddress=127.0.0.1
+maxClientCnxns=0
+admin.enableServer=false
+4lw.commands.whitelist=ruok,stat,srvr,mntr
+autopurge.snapRetainCount=3
+autopurge.purgeInterval=1
+EOF
+    say "starting ZooKeeper on 127.0.0.1:$port (data and logs in $dir)"
+    (cd "$dir" && exec setsid nohup java -Xms64m -Xmx256m -XX:+UseSerialGC -Djava.awt.headless=true \
+        -cp "$dir/conf:/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar" \
+        org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/conf/zoo.cfg" >"$dir/logs/zookeeper.log" 2>&1 </dev/null) &
+    echo $! >"$pidfile"
+}
+
+# Answers, and sees ZooKeeper.
+clickhouse_node_answers() { # http_port
+    curl -fsS --max-time 3 "http://127.0.0.1:$1/" --data-binary "SELECT count() FROM system.zookeeper WHERE path = '/'" \
+        >/dev/null 2>&1
+}
+
+# Node N (1-4) of the cluster on BASE: the local server's config with its own ports and paths, and
+# config.d/cluster.xml (shard (N+1)/2, replica nodeN).
+start_clickhouse_node() { # dir node base
+    local dir=$1 n=$2 base=$3 http=$(($3 + 10 * $2)) pidfile=$1/clickhouse.pid owner port
+    mkdir -p "$dir/log" "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/config.d"
+    if ours "$pidfile" "$dir/config.xml"; then return; fi
+    for port in $http $((http + 1)) $((http + 2)); do
+        owner=$(port_owner "$port")
+        [[ -z $owner ]] || die "port $port (ClickHouse node $n) is taken by $owner; stop it or give another BASE"
+    done
+    sed -e "s|@STATE@|$dir|g" -e "s|<http_port>8123</http_port>|<http_port>$http</http_port>|" \
+        -e "s|<tcp_port>9000</tcp_port>|<tcp_port>$((http + 1))</tcp_port>|" "$repo/scripts/clickhouse/config.xml" >"$dir/config.xml"
+    sed -e "s|@INTERSERVER@|$((http + 2))|" -e "s|@ZOOKEEPER@|$base|" -e "s|@SHARD@|$(((n + 1) / 2))|" \
+        -e "s|@REPLICA@|node$n|" -e "s|@NATIVE1@|$((base + 11))|" -e "s|@NATIVE2@|$((base + 21))|" \
+        -e "s|@NATIVE3@|$((base + 31))|" -e "s|@NATIVE4@|$((base + 41))|" "$repo/scripts/clickhouse/cluster.xml" \
+        >"$dir/config.d/cluster.xml"
+    cp "$repo/scripts/clickhouse/users.xml" "$dir/users.xml"
+    (cd "$dir" && exec setsid nohup clickhouse-server --config-file="$dir/config.xml" \
+        >"$dir/log/stdout.log" 2>&1 </dev/null) &
+    echo $! >"$pidfile"
+}
+
+# ZooKeeper, then four ClickHouse servers started together; each awaited until it answers and
+# sees ZooKeeper. Servers already running are kept (a killed one is started again).
+clickhouse_cluster() { # dir base
+    local dir=$1 base=$2 n
+    install_clickhouse
+    start_zookeeper "$dir/zookeeper" "$base"
+    wait_for "ZooKeeper on $base" 60 "zookeeper_answers $base" "$dir/zookeeper/logs/zookeeper.log" \
+        || die "ZooKeeper failed to start"
+    for n in 1 2 3 4; do start_clickhouse_node "$dir/node-$n" "$n" "$base"; done
+    for n in 1 2 3 4; do
+        wait_for "ClickHouse node $n" 60 "clickhouse_node_answers $((base + 10 * n))" \
+            "$dir/node-$n/log/clickhouse-server.err.log" || die "ClickHouse node $n failed to start"
+    done
+    say "ClickHouse cluster sigstage ready: nodes on http://127.0.0.1:$((base + 10)), :$((base + 20)), :$((base + 30)), :$((base + 40)); ZooKeeper 127.0.0.1:$base"
+}
+
 # --- stop ---------------------------------------------------------------------------------
 
 stop_pid() { # name pidfile
@@ -268,16 +359,26 @@ stop_pid() { # name pidfile
     rm -f "$pidfile"
 }
 
-# Every broker under DIR, stopped together (a cluster node waits for its peers while they stop).
-stop_brokers() { # dir
+# Every server of NAME (pid file FILE) under DIR, stopped together (a cluster node waits for its
+# peers while they stop).
+stop_all() { # dir file name
     local pidfile stopping=()
     [[ -d $1 ]] || return 0
     while IFS= read -r pidfile; do
-        stop_pid "Kafka $(dirname "$pidfile")" "$pidfile" &
+        stop_pid "$3 $(dirname "$pidfile")" "$pidfile" &
         stopping+=($!)
-    done < <(find "$1" -name kafka.pid 2>/dev/null)
+    done < <(find "$1" -name "$2" 2>/dev/null)
     # Only these: a server this script started is a child too, and must not be waited for.
     for pid in "${stopping[@]}"; do wait "$pid"; done
+}
+
+stop_brokers() { stop_all "$1" kafka.pid Kafka; }
+
+# Every server this script started under DIR: brokers and ClickHouse servers, then ZooKeeper.
+stop_under() { # dir
+    stop_all "$1" kafka.pid Kafka
+    stop_all "$1" clickhouse.pid ClickHouse
+    stop_all "$1" zookeeper.pid ZooKeeper
 }
 
 status() {
@@ -297,6 +398,7 @@ case ${1:-} in
         say "ready: Kafka 127.0.0.1:$kafka_port, ClickHouse http://127.0.0.1:$ch_http_port"
         ;;
     test-stack)
+        install_zookeeper # for the ClickHouse cluster tests, which start a cluster of their own
         start_clickhouse
         stop_brokers "$state/kafka-test"
         rm -rf "$state/kafka-test"
@@ -307,19 +409,17 @@ case ${1:-} in
         say "ready for tests: Kafka 127.0.0.1:$test_kafka_port (empty), ClickHouse http://127.0.0.1:$ch_http_port"
         ;;
     cluster) cluster "${2:-$state/cluster}" "${3:-9100}" ;;
+    clickhouse-cluster) clickhouse_cluster "${2:-$state/clickhouse-cluster}" "${3:-9300}" ;;
     broker)
         [[ $# == 4 ]] || die "usage: $0 broker DIR PORT CONTROLLER_PORT"
         single_broker "$2" "$3" "$4" 512m
         ;;
     stop)
         [[ $# == 2 ]] || die "usage: $0 stop DIR"
-        stop_brokers "$2"
+        stop_under "$2"
         ;;
     kafka-libs) install_kafka; echo "$kafka_libs" ;;
-    down)
-        stop_brokers "$state"
-        stop_pid ClickHouse "$state/clickhouse/clickhouse.pid"
-        ;;
+    down) stop_under "$state" ;;
     status) status ;;
-    *) die "usage: $0 up|down|status|test-stack|cluster [DIR [BASE]]|broker DIR PORT CONTROLLER_PORT|stop DIR|kafka-libs" ;;
+    *) die "usage: $0 up|down|status|test-stack|cluster [DIR [BASE]]|clickhouse-cluster [DIR [BASE]]|broker DIR PORT CONTROLLER_PORT|stop DIR|kafka-libs" ;;
 esac

@@ -49,6 +49,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "none",
         "compression of inserts and results: none (fastest near ClickHouse) or lz4 (less network)",
     ),
+    (
+        CLICKHOUSE_CLUSTER,
+        "",
+        "a cluster of the servers' remote_servers to make the schema on: signal tables sharded and replicated, the rest on every node (empty: one server)",
+    ),
     (ADMIN_ADDR, "127.0.0.1:8081", "host:port of the admin listener (/api/admin), apart from the public one"),
     (ADMIN_TOKEN, "", "bearer token for /api/admin, full access (empty, with no SIGSTAGE_ADMIN_TOKENS: admin API off)"),
     (ADMIN_TOKENS, "", "more admin tokens, as id:scope:token pairs separated by commas; scope read (GET only) or full"),
@@ -105,6 +110,7 @@ pub const CLICKHOUSE_DATABASE: &str = "SIGSTAGE_CLICKHOUSE_DATABASE";
 pub const CLICKHOUSE_USER: &str = "SIGSTAGE_CLICKHOUSE_USER";
 pub const CLICKHOUSE_PASSWORD: &str = "SIGSTAGE_CLICKHOUSE_PASSWORD";
 pub const CLICKHOUSE_COMPRESSION: &str = "SIGSTAGE_CLICKHOUSE_COMPRESSION";
+pub const CLICKHOUSE_CLUSTER: &str = "SIGSTAGE_CLICKHOUSE_CLUSTER";
 pub const ADMIN_ADDR: &str = "SIGSTAGE_ADMIN_ADDR";
 pub const ADMIN_TOKEN: &str = "SIGSTAGE_ADMIN_TOKEN";
 pub const ADMIN_TOKENS: &str = "SIGSTAGE_ADMIN_TOKENS";
@@ -211,6 +217,8 @@ pub struct ClickHouseConfig {
     pub password: Option<Secret>,
     /// LZ4-compress what goes to and comes from ClickHouse.
     pub lz4: bool,
+    /// The ClickHouse cluster the schema is made on (`ON CLUSTER`), when there is one.
+    pub cluster: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,6 +323,10 @@ impl Config {
                     "none" => false,
                     "lz4" => true,
                     other => return Err(invalid(CLICKHOUSE_COMPRESSION, other, "none or lz4")),
+                },
+                cluster: match get(CLICKHOUSE_CLUSTER) {
+                    "" => None,
+                    name => Some(check(CLICKHOUSE_CLUSTER, name, "letters, digits and '_'", is_identifier)?),
                 },
             },
             admin_addr: parse(ADMIN_ADDR, get(ADMIN_ADDR), "a socket address such as 127.0.0.1:8081")?,

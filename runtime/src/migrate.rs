@@ -1,7 +1,7 @@
 //! Applies the DDL in `schemas` to the configured database, once per version.
 
 use clickhouse::Row;
-use schemas::migrations::{Migration, MIGRATIONS, MIGRATIONS_TABLE_DDL};
+use schemas::migrations::{Layout, Migration, MIGRATIONS, MIGRATIONS_TABLE_DDL};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{is_identifier, ClickHouseConfig};
@@ -17,6 +17,13 @@ pub enum MigrateError {
          add a new migration instead of changing a shipped one"
     )]
     Edited { version: u32, name: &'static str, recorded: String, current: String },
+    #[error(
+        "database {database} was made as {recorded:?}, and this migrate is for {wanted:?}: set \
+         SIGSTAGE_CLICKHOUSE_CLUSTER to match it, or migrate another database"
+    )]
+    OtherLayout { database: String, recorded: String, wanted: String },
+    #[error("migration {version} ({name}) cannot be made on a cluster: {reason}")]
+    NotForCluster { version: u32, name: &'static str, reason: String },
     #[error("ClickHouse: {0}")]
     ClickHouse(#[from] clickhouse::error::Error),
 }
@@ -36,20 +43,46 @@ pub struct Report {
     pub already_applied: usize,
 }
 
-/// Creates the database if needed and applies every migration that has not run yet.
-/// Safe to run again and from several processes: every statement is `IF NOT EXISTS`.
+/// Creates the database if needed and applies every migration that has not run yet, in the
+/// layout the configuration asks for (one server, or `ON CLUSTER`; see [`Layout`]). The layout
+/// a database was made in is recorded (as version 0), and a run for the other one is refused
+/// before it changes anything. Safe to run again and from several processes: every statement
+/// is `IF NOT EXISTS`.
 pub async fn run(config: &ClickHouseConfig) -> Result<Report, MigrateError> {
     if !is_identifier(&config.database) {
         return Err(MigrateError::BadDatabase(config.database.clone()));
     }
-    crate::clickhouse::server_client(config)
-        .query(&format!("CREATE DATABASE IF NOT EXISTS {}", config.database))
-        .execute()
+    let layout = match &config.cluster {
+        Some(name) => Layout::Cluster { name, database: &config.database },
+        None => Layout::Single,
+    };
+    let server = crate::clickhouse::server_client(config);
+    let made: u64 = server
+        .query("SELECT count() FROM system.tables WHERE database = ? AND name = 'schema_migrations'")
+        .bind(&config.database)
+        .fetch_one()
         .await?;
     let client = crate::clickhouse::client(config);
-    client.query(MIGRATIONS_TABLE_DDL).execute().await?;
-    let recorded: Vec<AppliedRow> =
-        client.query("SELECT ?fields FROM schema_migrations FINAL ORDER BY version").fetch_all().await?;
+    let mut recorded: Vec<AppliedRow> = Vec::new();
+    if made > 0 {
+        recorded = client.query("SELECT ?fields FROM schema_migrations FINAL ORDER BY version").fetch_all().await?;
+        check_layout(config, &layout, &recorded)?;
+    }
+    let on_cluster = config.cluster.as_ref().map(|name| format!(" ON CLUSTER {name}")).unwrap_or_default();
+    server.query(&format!("CREATE DATABASE IF NOT EXISTS {}{on_cluster}", config.database)).execute().await?;
+    let not_for_cluster = |reason| MigrateError::NotForCluster { version: 0, name: "schema_migrations", reason };
+    for statement in layout.create(MIGRATIONS_TABLE_DDL).map_err(not_for_cluster)? {
+        client.query(&statement).execute().await?;
+    }
+    if !recorded.iter().any(|row| row.version == 0) {
+        let row = AppliedRow {
+            version: 0,
+            name: layout.recorded(),
+            checksum: String::new(),
+            applied_at_ms: crate::time::now_ms(),
+        };
+        crate::clickhouse::insert::<AppliedRow, _>(&client, "schema_migrations", &[row]).await?;
+    }
 
     let mut report = Report::default();
     for migration in MIGRATIONS {
@@ -59,12 +92,26 @@ pub async fn run(config: &ClickHouseConfig) -> Result<Report, MigrateError> {
                 report.already_applied += 1;
             }
             None => {
-                apply(&client, migration).await?;
+                apply(&client, &layout, migration).await?;
                 report.applied.push(migration.version);
             }
         }
     }
     Ok(report)
+}
+
+/// Refuses to migrate a database made in another layout. One made before layouts were
+/// recorded has migrations but no version 0: it was made on one server.
+fn check_layout(config: &ClickHouseConfig, layout: &Layout<'_>, recorded: &[AppliedRow]) -> Result<(), MigrateError> {
+    let made_as = match recorded.iter().find(|row| row.version == 0) {
+        Some(row) => row.name.clone(),
+        None if recorded.is_empty() => return Ok(()),
+        None => Layout::Single.recorded(),
+    };
+    if made_as == layout.recorded() {
+        return Ok(());
+    }
+    Err(MigrateError::OtherLayout { database: config.database.clone(), recorded: made_as, wanted: layout.recorded() })
 }
 
 fn check_unchanged(migration: &Migration, row: &AppliedRow) -> Result<(), MigrateError> {
@@ -80,10 +127,14 @@ fn check_unchanged(migration: &Migration, row: &AppliedRow) -> Result<(), Migrat
     })
 }
 
-async fn apply(client: &clickhouse::Client, migration: &Migration) -> Result<(), MigrateError> {
+async fn apply(client: &clickhouse::Client, layout: &Layout<'_>, migration: &Migration) -> Result<(), MigrateError> {
     let failed = |source| MigrateError::Statement { version: migration.version, name: migration.name, source };
+    let not_for_cluster =
+        |reason| MigrateError::NotForCluster { version: migration.version, name: migration.name, reason };
     for statement in migration.statements() {
-        client.query(&statement).execute().await.map_err(failed)?;
+        for statement in layout.create(&statement).map_err(not_for_cluster)? {
+            client.query(&statement).execute().await.map_err(failed)?;
+        }
     }
     let applied = AppliedRow {
         version: migration.version,

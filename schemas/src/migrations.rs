@@ -42,6 +42,75 @@ impl Migration {
     }
 }
 
+/// Where a database's tables live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout<'a> {
+    /// One server: every table as its migration writes it.
+    Single,
+    /// A ClickHouse cluster (its name in the servers' `remote_servers`): the signal tables
+    /// sharded and replicated, every other table replicated to every node.
+    Cluster { name: &'a str, database: &'a str },
+}
+
+/// The tables sharded on a cluster, each with its shard key: a prefix of its `ORDER BY` key,
+/// so every version of a row lands on one shard (and `FINAL` folds them there). A visitor's
+/// cold signals and links share a shard; a lead's hot signals and its row share another.
+pub const SHARDED: [(&str, &str); 4] = [
+    ("signals_hot", "cityHash64(org_id, lead_email)"),
+    ("signals_cold", "cityHash64(org_id, anonymous_id)"),
+    ("identities", "cityHash64(org_id, anonymous_id)"),
+    ("leads", "cityHash64(org_id, email)"),
+];
+
+impl Layout<'_> {
+    /// How `layout` is recorded in `schema_migrations` (as the name of version 0).
+    pub fn recorded(&self) -> String {
+        match self {
+            Layout::Single => "layout: single".to_owned(),
+            Layout::Cluster { name, .. } => format!("layout: cluster {name}"),
+        }
+    }
+
+    /// `statement` (a `CREATE TABLE IF NOT EXISTS name (...) ENGINE = Engine(args) ...` of a
+    /// migration) as this layout creates it. On a cluster, every statement runs `ON CLUSTER`;
+    /// a sharded table becomes `name_local` (`Replicated*MergeTree` under the shard's path)
+    /// beneath a `Distributed` table of the name analysts use, and any other table is one
+    /// `Replicated*MergeTree` copied to every node.
+    pub fn create(&self, statement: &str) -> Result<Vec<String>, String> {
+        let Layout::Cluster { name: cluster, database } = *self else { return Ok(vec![statement.to_owned()]) };
+        let rest = statement
+            .strip_prefix("CREATE TABLE IF NOT EXISTS ")
+            .ok_or_else(|| format!("not a CREATE TABLE IF NOT EXISTS: {statement}"))?;
+        let (table, columns_and_engine) = rest.split_once(' ').ok_or_else(|| format!("no columns: {statement}"))?;
+        let (columns, engine_and_keys) =
+            columns_and_engine.rsplit_once(") ENGINE = ").ok_or_else(|| format!("no ENGINE: {statement}"))?;
+        let (engine, args_and_keys) =
+            engine_and_keys.split_once('(').ok_or_else(|| format!("no engine arguments: {statement}"))?;
+        let (args, keys) =
+            args_and_keys.split_once(')').ok_or_else(|| format!("unclosed engine arguments: {statement}"))?;
+        let replicated = |local: &str, path: &str, replica: &str| {
+            let args = if args.trim().is_empty() { String::new() } else { format!(", {args}") };
+            format!(
+                "CREATE TABLE IF NOT EXISTS {database}.{local} ON CLUSTER {cluster} {columns}) \
+                 ENGINE = Replicated{engine}('/clickhouse/tables/{path}/{database}/{local}', '{replica}'{args}){keys}"
+            )
+        };
+        Ok(match SHARDED.iter().find(|(sharded, _)| *sharded == table) {
+            Some((_, key)) => {
+                let local = format!("{table}_local");
+                vec![
+                    replicated(&local, "{shard}", "{replica}"),
+                    format!(
+                        "CREATE TABLE IF NOT EXISTS {database}.{table} ON CLUSTER {cluster} AS {database}.{local} \
+                         ENGINE = Distributed({cluster}, {database}, {local}, {key})"
+                    ),
+                ]
+            }
+            None => vec![replicated(table, "all", "{shard}-{replica}")],
+        })
+    }
+}
+
 /// The table that records which migrations ran; created before any migration.
 pub const MIGRATIONS_TABLE_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version UInt32,
@@ -89,6 +158,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_cluster_shards_the_signal_tables_and_copies_the_rest_to_every_node() {
+        let cluster = Layout::Cluster { name: "sigstage", database: "db" };
+        let statements: Vec<String> = MIGRATIONS
+            .iter()
+            .flat_map(|migration| migration.statements())
+            .flat_map(|statement| cluster.create(&statement).expect("every migration has the usual shape"))
+            .collect();
+        assert!(statements.iter().all(|statement| statement.contains(" ON CLUSTER sigstage ")), "{statements:#?}");
+        for (table, key) in SHARDED {
+            let local = statements.iter().find(|s| s.contains(&format!("db.{table}_local ON CLUSTER"))).expect(table);
+            assert!(
+                local.contains(&format!("('/clickhouse/tables/{{shard}}/db/{table}_local', '{{replica}}'")),
+                "{local}"
+            );
+            let distributed = statements.iter().find(|s| s.contains(&format!("db.{table} ON CLUSTER"))).expect(table);
+            assert!(
+                distributed.ends_with(&format!("ENGINE = Distributed(sigstage, db, {table}_local, {key})")),
+                "{distributed}"
+            );
+        }
+        let hot = statements.iter().find(|s| s.contains("db.signals_hot_local ")).expect("signals_hot");
+        assert!(hot.contains("ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/signals_hot_local', '{replica}', written_ms) PARTITION BY toYYYYMM(event_date)"), "{hot}");
+        let keys = statements.iter().find(|s| s.contains("db.api_keys ")).expect("api_keys");
+        assert!(keys.contains("ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/db/api_keys', '{shard}-{replica}', version) ORDER BY key_id"), "{keys}");
+        let queue = statements.iter().find(|s| s.contains("db.signal_queue ")).expect("signal_queue");
+        assert!(queue.contains("ENGINE = ReplicatedMergeTree('/clickhouse/tables/all/db/signal_queue', '{shard}-{replica}') PARTITION BY"), "{queue}");
+        assert_eq!(
+            Layout::Single.create("CREATE TABLE IF NOT EXISTS t (x UInt8) ENGINE = Memory").expect("as is"),
+            ["CREATE TABLE IF NOT EXISTS t (x UInt8) ENGINE = Memory"]
+        );
+        assert!(cluster.create("DROP TABLE t").is_err());
     }
 
     #[test]

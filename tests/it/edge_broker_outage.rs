@@ -10,7 +10,7 @@ use futures::future::join_all;
 use runtime::kafka::{topics, MetadataClient};
 use schemas::record::headers;
 
-use crate::brokers::PrivateKafka;
+use crate::support::brokers::PrivateKafka;
 use crate::support::edge::{count_records, header, read_records, TestEdge};
 
 /// Waits until `brokers` answer a metadata request.

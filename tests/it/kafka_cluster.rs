@@ -11,7 +11,7 @@ use futures::future::join_all;
 use runtime::kafka::topics;
 use schemas::record::headers;
 
-use crate::brokers::PrivateKafka;
+use crate::support::brokers::PrivateKafka;
 use crate::support::edge::{count_records, header, read_records, TestEdge};
 use crate::support::pipeline::{await_recovered, start_processor, start_sink};
 

@@ -4,7 +4,7 @@
 
 mod admin_api;
 mod attribution;
-mod brokers;
+mod clickhouse_cluster;
 mod clickhouse_io;
 mod config_errors;
 mod console_browser;

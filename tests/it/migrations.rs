@@ -53,8 +53,26 @@ async fn migrate_twice_leaves_the_same_schema() {
         assert!(tables.contains(&expected), "{expected} missing from {tables:?}");
     }
     let client = runtime::clickhouse::client(&config);
-    let recorded: u64 = client.query("SELECT count() FROM schema_migrations").fetch_one().await.expect("count");
+    let recorded: u64 =
+        client.query("SELECT count() FROM schema_migrations WHERE version > 0").fetch_one().await.expect("count");
     assert_eq!(recorded, MIGRATIONS.len() as u64, "each version recorded once");
+    let layout: Vec<String> =
+        client.query("SELECT name FROM schema_migrations WHERE version = 0").fetch_all().await.expect("layout");
+    assert_eq!(layout, ["layout: single"], "the layout is recorded once");
+
+    // The same database, migrated as if it were a cluster's: refused before anything changes.
+    let mut on_cluster = vars.clone();
+    on_cluster.insert("SIGSTAGE_CLICKHOUSE_CLUSTER".into(), "sigstage".into());
+    let refused = sigstage(&["migrate"], &on_cluster);
+    assert!(!refused.status.success(), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused)
+            .contains(r#"was made as "layout: single", and this migrate is for "layout: cluster sigstage""#)
+            && stderr(&refused).contains("SIGSTAGE_CLICKHOUSE_CLUSTER"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(schema(&server, &config.database).await, after_second, "a refused migrate changes nothing");
 
     server.query(&format!("DROP DATABASE {}", config.database)).execute().await.expect("dropped");
 }

@@ -1,8 +1,11 @@
 //! Shared set-up: unique names, per-test databases, and running the `sigstage` binary.
 
 //! The edge in-process and reading topics back are in [`edge`]; the stream, the sink and
-//! `sigstage run` as subprocesses are in [`pipeline`].
+//! `sigstage run` as subprocesses are in [`pipeline`]; Kafka brokers and a ClickHouse cluster of
+//! a test's own in [`brokers`] and [`clickhouse_cluster`].
 
+pub mod brokers;
+pub mod clickhouse_cluster;
 pub mod edge;
 pub mod pipeline;
 

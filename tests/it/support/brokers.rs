@@ -17,13 +17,13 @@ pub struct PrivateKafka {
 impl PrivateKafka {
     /// One broker (replication 1), not started yet.
     pub fn single() -> Self {
-        let base = free_base();
+        let base = free_base(20);
         PrivateKafka { dir: std::env::temp_dir().join(unique("kafka")), ports: vec![base + 1] }
     }
 
     /// Three brokers (replication 3, `min.insync.replicas` 2), not started yet.
     pub fn cluster() -> Self {
-        let base = free_base();
+        let base = free_base(20);
         PrivateKafka {
             dir: std::env::temp_dir().join(unique("kafka-cluster")),
             ports: vec![base + 1, base + 2, base + 3],
@@ -85,39 +85,41 @@ impl Drop for PrivateKafka {
     }
 }
 
-fn stack(args: &[&str]) {
+pub fn stack(args: &[&str]) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/stack.sh");
     let output = Command::new(script).args(args).output().expect("scripts/stack.sh runs");
     assert!(output.status.success(), "stack.sh {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
 }
 
-/// A base port such that base+1..=base+3 and base+11..=base+13 are free now, below the
-/// system's ephemeral range: a port the OS hands out to another test's listener or outgoing
-/// connection (which took a broker's port between this check and the broker's bind once) never
-/// falls there.
-fn free_base() -> u16 {
+/// A base port such that base..base+span are free now, below the system's ephemeral range: a
+/// port the OS hands out to another test's listener or outgoing connection (which took a
+/// broker's port between this check and the broker's bind once) never falls there.
+pub fn free_base(span: u16) -> u16 {
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32_768);
     let (low, high) = (10_000u16, ephemeral_low.saturating_sub(20));
     assert!(high > low + 100, "the ephemeral port range starts at {ephemeral_low}: no room below it");
-    // One cursor per process, so two tests never get the same base; it starts where the
-    // process id puts it, apart from another run's.
+    // One cursor per process (the first port no range has been given from), so two tests
+    // never get overlapping ranges; it starts where the process id puts it, apart from another
+    // run's.
     static CURSOR: std::sync::Mutex<Option<u16>> = std::sync::Mutex::new(None);
     let mut cursor = CURSOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut base = cursor.unwrap_or(low + (std::process::id() % u32::from(high - low)) as u16);
     loop {
-        base = if base + 20 >= high { low } else { base + 20 };
-        let ports = [1, 2, 3, 11, 12, 13].map(|offset| base + offset);
-        if ports.iter().all(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok()) {
-            *cursor = Some(base);
+        if base + span >= high {
+            base = low;
+        }
+        if (base..base + span).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok()) {
+            *cursor = Some(base + span);
             return base;
         }
+        base += span;
     }
 }
 
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+pub fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();

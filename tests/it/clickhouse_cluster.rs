@@ -1,0 +1,129 @@
+//! `sigstage migrate` on a ClickHouse cluster of the test's own (`scripts/stack.sh
+//! clickhouse-cluster`): every table made `ON CLUSTER`, the signal tables sharded by visitor or
+//! lead under `Distributed` tables of the names analysts use, the rest replicated to every node;
+//! idempotent, and the layout recorded so the other one is refused.
+
+use std::time::{Duration, Instant};
+
+use schemas::migrations::{MIGRATIONS, SHARDED};
+
+use crate::support::clickhouse_cluster::PrivateClickHouseCluster;
+use crate::support::{sigstage, stderr, test_vars};
+
+/// `query` on `client` until it answers `expected`, for up to 30 s (replicas catch up on their own).
+async fn await_answer<T>(client: &clickhouse::Client, query: &str, expected: T)
+where
+    T: PartialEq + std::fmt::Debug + Send + 'static + clickhouse::Row + for<'b> clickhouse::RowRead<Value<'b> = T>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = client.query(query).fetch_all::<T>().await;
+        if matches!(&answer, Ok(rows) if rows.len() == 1 && rows[0] == expected) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{query}: {answer:?}, expected {expected:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_makes_the_schema_on_a_cluster_sharded_by_visitor_and_lead() {
+    let cluster = PrivateClickHouseCluster::start();
+    let mut vars = test_vars();
+    vars.insert("SIGSTAGE_CLICKHOUSE_URL".into(), cluster.url(1));
+    vars.insert("SIGSTAGE_CLICKHOUSE_CLUSTER".into(), "sigstage".into());
+    let database = vars["SIGSTAGE_CLICKHOUSE_DATABASE"].clone();
+
+    let first = sigstage(&["migrate"], &vars);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stderr(&first).contains("applied [1"), "{}", stderr(&first));
+    let second = sigstage(&["migrate"], &vars);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains(&format!("applied [], {} already applied", MIGRATIONS.len())),
+        "{}",
+        stderr(&second)
+    );
+
+    // Every node has every table, each of the engine its layout gives it.
+    for node in 1..=4 {
+        let client = cluster.client(node, &database);
+        let tables: Vec<(String, String)> = client
+            .query("SELECT name, engine FROM system.tables WHERE database = currentDatabase() ORDER BY name")
+            .fetch_all()
+            .await
+            .expect("tables");
+        let engine_of = |table: &str| tables.iter().find(|(name, _)| name == table).map(|(_, engine)| engine.as_str());
+        for (table, _) in SHARDED {
+            assert_eq!(engine_of(table), Some("Distributed"), "node {node}: {tables:?}");
+            assert_eq!(engine_of(&format!("{table}_local")), Some("ReplicatedReplacingMergeTree"), "node {node}");
+        }
+        for table in ["api_keys", "orgs", "mapping_rules", "webhook_queue", "schema_migrations"] {
+            assert_eq!(engine_of(table), Some("ReplicatedReplacingMergeTree"), "node {node}: {table}");
+        }
+        assert_eq!(engine_of("usage_daily"), Some("ReplicatedSummingMergeTree"), "node {node}");
+        // Written once on node 1, the record of the layout and of each migration is on every node.
+        let recorded = "SELECT name FROM schema_migrations FINAL WHERE version = 0";
+        await_answer(&client, recorded, "layout: cluster sigstage".to_owned()).await;
+        let versions = "SELECT count() FROM schema_migrations FINAL WHERE version > 0";
+        await_answer(&client, versions, MIGRATIONS.len() as u64).await;
+    }
+
+    // The same database, migrated as one server's: refused, naming the setting.
+    let mut single = vars.clone();
+    single.remove("SIGSTAGE_CLICKHOUSE_CLUSTER");
+    single.insert("SIGSTAGE_CLICKHOUSE_URL".into(), cluster.url(3));
+    let refused = sigstage(&["migrate"], &single);
+    assert!(!refused.status.success(), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused)
+            .contains(r#"was made as "layout: cluster sigstage", and this migrate is for "layout: single""#),
+        "{}",
+        stderr(&refused)
+    );
+
+    // Rows written through the Distributed table land on the shard of their visitor: each
+    // visitor's cold signals on one shard, the shard's replicas equal, nothing twice.
+    let writer = cluster.client(2, &database).with_setting("insert_distributed_sync", "1");
+    let values: Vec<String> = (0..60).map(|n| format!("('acme', 'v{}', {n}, 1795000000000)", n % 20)).collect();
+    writer
+        .query(&format!(
+            "INSERT INTO signals_cold (org_id, anonymous_id, signal_id, event_ms) VALUES {}",
+            values.join(",")
+        ))
+        .execute()
+        .await
+        .expect("written through signals_cold");
+    // What each node holds once replication settled: (visitors, rows) of its local table.
+    let query = "SELECT groupArray(anonymous_id), sum(rows) FROM \
+                 (SELECT anonymous_id, count() AS rows FROM signals_cold_local GROUP BY anonymous_id ORDER BY anonymous_id)";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let held = loop {
+        let mut held: Vec<(Vec<String>, u64)> = Vec::new();
+        for node in 1..=4 {
+            held.push(cluster.client(node, &database).query(query).fetch_one().await.expect("visitors and rows"));
+        }
+        let settled = held[0] == held[1] && held[2] == held[3] && held[0].1 + held[2].1 == 60;
+        if settled || Instant::now() > deadline {
+            break held;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(held[0] == held[1] && held[2] == held[3], "a shard's replicas differ: {held:?}");
+    let visitors_of_shard = [held[0].0.clone(), held[2].0.clone()];
+    for (visitors, rows) in [&held[0], &held[2]] {
+        assert_eq!(*rows, 3 * visitors.len() as u64, "every signal of a shard's visitors, once: {held:?}");
+    }
+    assert!(
+        visitors_of_shard.iter().all(|visitors| !visitors.is_empty()),
+        "both shards hold visitors: {visitors_of_shard:?}"
+    );
+    assert!(
+        visitors_of_shard[0].iter().all(|visitor| !visitors_of_shard[1].contains(visitor)),
+        "{visitors_of_shard:?}"
+    );
+    assert_eq!(visitors_of_shard[0].len() + visitors_of_shard[1].len(), 20);
+    let through_distributed: u64 =
+        cluster.client(4, &database).query("SELECT count() FROM signals_cold").fetch_one().await.expect("count");
+    assert_eq!(through_distributed, 60);
+}
