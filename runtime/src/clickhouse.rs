@@ -17,6 +17,18 @@ pub fn server_client(config: &ClickHouseConfig) -> Client {
         // ClickHouse 18.16 rejects the setting schema validation sends.
         .with_validation(false)
         .with_compression(if config.lz4 { clickhouse::Compression::Lz4 } else { clickhouse::Compression::None });
+    let client = match config.cluster {
+        // On a cluster: an insert through a Distributed table answers once each shard has its
+        // rows; a subquery over a Distributed table inside a distributed query is run once and
+        // sent to the shards (GLOBAL), which 18.16 otherwise refuses (code 288); and every query
+        // goes to the first replica of a shard that answers, so a read sees what the last insert
+        // wrote while that replica is up (an insert waits for one replica only).
+        Some(_) => client
+            .with_setting("insert_distributed_sync", "1")
+            .with_setting("distributed_product_mode", "global")
+            .with_setting("load_balancing", "in_order"),
+        None => client,
+    };
     match &config.password {
         Some(password) => client.with_password(password.expose()),
         None => client,

@@ -1,14 +1,17 @@
-//! `sigstage migrate` on a ClickHouse cluster of the test's own (`scripts/stack.sh
-//! clickhouse-cluster`): every table made `ON CLUSTER`, the signal tables sharded by visitor or
-//! lead under `Distributed` tables of the names analysts use, the rest replicated to every node;
-//! idempotent, and the layout recorded so the other one is refused.
+//! sigstage on a ClickHouse cluster of the test's own (`scripts/stack.sh clickhouse-cluster`):
+//! `sigstage migrate` makes every table `ON CLUSTER` (the signal tables sharded by visitor or
+//! lead under `Distributed` tables of the names analysts use, the rest replicated to every
+//! node), idempotently, and records the layout so the other one is refused; the pipeline then
+//! writes to it exactly once.
 
 use std::time::{Duration, Instant};
 
 use schemas::migrations::{MIGRATIONS, SHARDED};
 
 use crate::support::clickhouse_cluster::PrivateClickHouseCluster;
-use crate::support::{sigstage, stderr, test_vars};
+use crate::support::edge::TestEdge;
+use crate::support::pipeline::{await_count, start_processor, start_sink};
+use crate::support::{sigstage, stderr, test_vars, TestDb};
 
 /// `query` on `client` until it answers `expected`, for up to 30 s (replicas catch up on their own).
 async fn await_answer<T>(client: &clickhouse::Client, query: &str, expected: T)
@@ -126,4 +129,67 @@ async fn migrate_makes_the_schema_on_a_cluster_sharded_by_visitor_and_lead() {
     let through_distributed: u64 =
         cluster.client(4, &database).query("SELECT count() FROM signals_cold").fetch_one().await.expect("count");
     assert_eq!(through_distributed, 60);
+}
+
+/// The pipeline end to end on a cluster: the sink writes through the Distributed tables, the
+/// rehydration of an identified visitor is exact, the analyst queries answer as on one server,
+/// and, counted without `FINAL` on each replica's local table, no row is there twice and the two
+/// replicas of a shard hold the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_on_a_cluster_rehydrates_once_and_answers_as_one_server() {
+    let cluster = PrivateClickHouseCluster::start();
+    let db = TestDb::migrated_with(|vars| {
+        vars.insert("SIGSTAGE_CLICKHOUSE_URL".into(), cluster.url(1));
+        vars.insert("SIGSTAGE_CLICKHOUSE_CLUSTER".into(), "sigstage".into());
+    })
+    .await;
+    let database = db.config.clickhouse.database.clone();
+    let edge = TestEdge::start_on(db).await;
+    let key = edge.key("acme", &[]).await;
+    let processor = start_processor(&edge.db.config);
+    let sink = start_sink(&edge.db.config, edge.db.client.clone());
+    let uri = format!("/api/signal-staging/webhook/{key}");
+    let track = |n: u32| format!(r#"{{"type":"track","event":"Viewed","anonymousId":"v1","messageId":"t{n}"}}"#);
+    for n in 1..=3 {
+        assert_eq!(edge.post_json(&uri, &track(n)).await.status, 202);
+    }
+    let client = &edge.db.client;
+    await_count(client, "SELECT count() FROM signals_cold FINAL WHERE anonymous_id = 'v1'", 3).await;
+    let identify = r#"{"type":"identify","anonymousId":"v1","messageId":"i1","traits":{"email":"jo@acme.io"}}"#;
+    assert_eq!(edge.post_json(&uri, identify).await.status, 202);
+    assert_eq!(edge.post_json(&uri, &track(4)).await.status, 202);
+
+    // 3 rehydrated, the identify, and the track after it; the analysts' invariant holds.
+    await_count(client, "SELECT count() FROM signals_hot FINAL WHERE lead_email = 'jo@acme.io'", 5).await;
+    await_count(client, include_str!("../../schemas/queries/unlinked_cold_signals.sql"), 0).await;
+    await_count(client, "SELECT count() FROM leads FINAL WHERE email = 'jo@acme.io'", 1).await;
+    await_count(client, "SELECT count() FROM identities FINAL WHERE anonymous_id = 'v1'", 1).await;
+    let attributions: Vec<(String, u64)> = client
+        .query("SELECT attributed_by, count() FROM signals_hot FINAL GROUP BY attributed_by ORDER BY attributed_by")
+        .fetch_all()
+        .await
+        .expect("attributions");
+    let expected = [("identity", 1), ("rehydrated", 3), ("signal", 1)].map(|(a, n)| (a.to_owned(), n));
+    assert_eq!(attributions, expected);
+    sink.stop().await;
+    processor.stop().await;
+
+    // Physically, on each replica: every row once, the two replicas of a shard alike, and the
+    // lead's signals on one shard.
+    let held = "SELECT (SELECT count() FROM signals_hot_local), (SELECT count() FROM signals_cold_local), \
+                (SELECT count() FROM identities_local), (SELECT count() FROM leads_local)";
+    let mut per_shard = Vec::new();
+    for (first, second) in [(1, 2), (3, 4)] {
+        let rows: (u64, u64, u64, u64) =
+            cluster.client(first, &database).query(held).fetch_one().await.expect("rows held");
+        await_answer(&cluster.client(second, &database), held, rows).await;
+        for node in [first, second] {
+            crate::support::pipeline::assert_no_row_twice_in(&cluster.client(node, &database), "_local").await;
+        }
+        per_shard.push(rows);
+    }
+    assert_eq!(per_shard[0].0 + per_shard[1].0, 5, "hot rows: {per_shard:?}");
+    assert!(per_shard[0].0 == 0 || per_shard[1].0 == 0, "a lead's hot rows on one shard: {per_shard:?}");
+    assert_eq!(per_shard[0].1 + per_shard[1].1, 3, "cold rows: {per_shard:?}");
+    assert_eq!((per_shard[0].2 + per_shard[1].2, per_shard[0].3 + per_shard[1].3), (1, 1), "{per_shard:?}");
 }

@@ -34,10 +34,15 @@ impl TestEdge {
 
     /// Starts an edge on a fresh database and topic prefix; `adjust` may change its variables.
     pub async fn start_with(adjust: impl FnOnce(&mut BTreeMap<String, String>)) -> Self {
-        runtime::telemetry::init_logs(runtime::config::LogFormat::Human);
         let mut db = TestDb::migrated().await;
         adjust(&mut db.vars);
         db.config = Config::from_vars(&db.vars).expect("valid test config");
+        Self::start_on(db).await
+    }
+
+    /// Starts an edge on `db` (and its topic prefix).
+    pub async fn start_on(db: TestDb) -> Self {
+        runtime::telemetry::init_logs(runtime::config::LogFormat::Human);
         let config = &db.config;
         let gate = Arc::new(Gate::load(db.client.clone()).await.expect("control plane loads"));
         runtime::kafka::prepare_topics(&config.kafka).await.expect("topics");

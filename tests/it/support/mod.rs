@@ -49,7 +49,13 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn migrated() -> Self {
-        let vars = test_vars();
+        Self::migrated_with(|_| {}).await
+    }
+
+    /// A database of its own on the server (or cluster) `adjust` points the variables at.
+    pub async fn migrated_with(adjust: impl FnOnce(&mut BTreeMap<String, String>)) -> Self {
+        let mut vars = test_vars();
+        adjust(&mut vars);
         let config = config_of(&vars);
         runtime::migrate::run(&config.clickhouse).await.expect("migrations apply (is the stack up? `make stack-up`)");
         let client = runtime::clickhouse::client(&config.clickhouse);
@@ -60,7 +66,9 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let client = runtime::clickhouse::server_client(&self.config.clickhouse);
-        let statement = format!("DROP DATABASE IF EXISTS {}", self.config.clickhouse.database);
+        let on_cluster = self.config.clickhouse.cluster.as_ref().map(|name| format!(" ON CLUSTER {name}"));
+        let statement =
+            format!("DROP DATABASE IF EXISTS {}{}", self.config.clickhouse.database, on_cluster.unwrap_or_default());
         // Drop runs inside the test's runtime; a thread with its own runtime may block.
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");

@@ -94,8 +94,13 @@ pub async fn await_count(client: &clickhouse::Client, query: &str, expected: u64
 /// The sink's tables hold no row twice, counted physically (without FINAL, which would hide
 /// doubles).
 pub async fn assert_no_row_twice(client: &clickhouse::Client) {
+    assert_no_row_twice_in(client, "").await
+}
+
+/// [`assert_no_row_twice`] on the tables named with `suffix` (`_local`: a cluster node's own).
+pub async fn assert_no_row_twice_in(client: &clickhouse::Client, suffix: &str) {
     for (table, key) in [("signals_hot", "signal_id"), ("signals_cold", "signal_id"), ("identities", "anonymous_id")] {
-        await_count(client, &format!("SELECT count() - uniqExact({key}) FROM {table}"), 0).await;
+        await_count(client, &format!("SELECT count() - uniqExact({key}) FROM {table}{suffix}"), 0).await;
     }
 }
 
