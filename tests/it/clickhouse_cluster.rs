@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use schemas::migrations::{MIGRATIONS, SHARDED};
 
 use crate::support::clickhouse_cluster::PrivateClickHouseCluster;
-use crate::support::edge::TestEdge;
-use crate::support::pipeline::{await_count, start_processor, start_sink};
+use crate::support::edge::{post_signals, TestEdge};
+use crate::support::pipeline::{await_count, await_recovered, start_processor, start_sink};
 use crate::support::{sigstage, stderr, test_vars, TestDb};
 
 /// `query` on `client` until it answers `expected`, for up to 30 s (replicas catch up on their own).
@@ -192,4 +192,82 @@ async fn the_pipeline_on_a_cluster_rehydrates_once_and_answers_as_one_server() {
     assert!(per_shard[0].0 == 0 || per_shard[1].0 == 0, "a lead's hot rows on one shard: {per_shard:?}");
     assert_eq!(per_shard[0].1 + per_shard[1].1, 3, "cold rows: {per_shard:?}");
     assert_eq!((per_shard[0].2 + per_shard[1].2, per_shard[0].3 + per_shard[1].3), (1, 1), "{per_shard:?}");
+}
+
+/// Under steady load through the edge, the stream and the sink, SIGKILL the first replica of
+/// shard 1 (whom the sink's node sends that shard's inserts and reads while it is up) and start
+/// it again later: every signal that got a 202 has one hot row, counted without `FINAL`; the
+/// restarted replica catches up to its peer, its replication queue empty and nothing read-only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_under_load_loses_nothing_and_catches_up() {
+    let cluster = PrivateClickHouseCluster::start();
+    // Through node 3 (shard 2), which forwards shard 1's rows to whichever of nodes 1 and 2 is up.
+    let db = TestDb::migrated_with(|vars| {
+        vars.insert("SIGSTAGE_CLICKHOUSE_URL".into(), cluster.url(3));
+        vars.insert("SIGSTAGE_CLICKHOUSE_CLUSTER".into(), "sigstage".into());
+    })
+    .await;
+    let database = db.config.clickhouse.database.clone();
+    let edge = TestEdge::start_on(db).await;
+    let key = edge.key("acme", &[]).await;
+    let uri = format!("/api/signal-staging/webhook/{key}");
+    let processor = start_processor(&edge.db.config);
+    let sink = start_sink(&edge.db.config, edge.db.client.clone());
+
+    let (mut accepted, _) = post_signals(&edge, &uri, 0, 300).await;
+    let client = &edge.db.client;
+    await_count(client, "SELECT count() FROM signals_hot", accepted.len() as u64).await;
+    cluster.kill(1);
+    let killed_at = Instant::now();
+    let (during, refused) = post_signals(&edge, &uri, 300, 900).await;
+    assert_eq!((during.len(), refused), (600, 0), "the edge does not wait on ClickHouse");
+    accepted.extend(during);
+    // Written while node 1 was down: through node 2.
+    await_count(client, "SELECT count() FROM signals_hot", accepted.len() as u64).await;
+    cluster.restart();
+    let down_for = killed_at.elapsed();
+    let restarted_at = Instant::now();
+    let (after, _) = post_signals(&edge, &uri, 900, 1200).await;
+    accepted.extend(after);
+
+    // Every accepted signal once: counted physically, through both shards.
+    let total = accepted.len() as u64;
+    await_recovered(client, "SELECT count() FROM signals_hot", total).await;
+    await_count(client, "SELECT uniqExact(signal_id) FROM signals_hot", total).await;
+    let ids = accepted.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    await_count(client, &format!("SELECT count() FROM signals_hot WHERE signal_id IN ({ids})"), total).await;
+    sink.stop().await;
+    processor.stop().await;
+
+    // Node 1 caught up: the same rows as node 2, nothing queued, not read-only.
+    let (node1, node2) = (cluster.client(1, &database), cluster.client(2, &database));
+    let held = "SELECT (SELECT count() FROM signals_hot_local), (SELECT count() FROM leads_local)";
+    let survivor: (u64, u64) = node2.query(held).fetch_one().await.expect("node 2's rows");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let caught_up = loop {
+        let rows: Result<(u64, u64), _> = node1.query(held).fetch_one().await;
+        let queue: Result<u64, _> = node1
+            .query("SELECT count() FROM system.replication_queue WHERE database = currentDatabase()")
+            .fetch_one()
+            .await;
+        let read_only: Result<u64, _> = node1
+            .query("SELECT sum(is_readonly) FROM system.replicas WHERE database = currentDatabase()")
+            .fetch_one()
+            .await;
+        if matches!((&rows, &queue, &read_only), (Ok(rows), Ok(0), Ok(0)) if *rows == survivor) {
+            break restarted_at.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 1 behind: {rows:?} of {survivor:?}, queue {queue:?}, read-only {read_only:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for node in 1..=4 {
+        crate::support::pipeline::assert_no_row_twice_in(&cluster.client(node, &database), "_local").await;
+    }
+    eprintln!(
+        "{total} signals accepted; node 1 down for {down_for:?}, caught up {caught_up:?} after its restart; \
+         shard 1 holds {survivor:?} (hot rows, leads)"
+    );
 }

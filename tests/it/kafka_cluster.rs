@@ -6,13 +6,11 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
-use futures::future::join_all;
 use runtime::kafka::topics;
 use schemas::record::headers;
 
 use crate::support::brokers::PrivateKafka;
-use crate::support::edge::{count_records, header, read_records, TestEdge};
+use crate::support::edge::{count_records, header, post_signals, read_records, TestEdge};
 use crate::support::pipeline::{await_recovered, start_processor, start_sink};
 
 /// Three JVMs per test on two cores: the cluster tests take turns.
@@ -56,28 +54,6 @@ impl ClusterEdge {
         }
         accepted
     }
-}
-
-/// Posts signals `from..to`, eight at a time; answers the ids of those that got a 202 and how many
-/// got a 503 (anything else fails the test).
-async fn post_signals(edge: &TestEdge, uri: &str, from: usize, to: usize) -> (Vec<u64>, usize) {
-    let (mut accepted, mut refused) = (Vec::new(), 0);
-    let numbers: Vec<usize> = (from..to).collect();
-    for chunk in numbers.chunks(8) {
-        let bodies: Vec<String> = chunk
-            .iter()
-            .map(|n| format!(r#"{{"email":"lead{n}@example.com","event":"cluster-test","n":{n}}}"#))
-            .collect();
-        let responses = join_all(bodies.iter().map(|body| edge.post_json(uri, body))).await;
-        for response in responses {
-            match response.status {
-                StatusCode::ACCEPTED => accepted.push(response.id()),
-                StatusCode::SERVICE_UNAVAILABLE => refused += 1,
-                status => panic!("unexpected {status}: {}", response.text),
-            }
-        }
-    }
-    (accepted, refused)
 }
 
 /// Every signal id in the raw topic, with how many records carry it.

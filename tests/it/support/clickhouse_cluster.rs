@@ -20,8 +20,26 @@ impl PrivateClickHouseCluster {
             dir: std::env::temp_dir().join(unique("clickhouse-cluster")),
             base: free_base(50),
         };
-        stack(&["clickhouse-cluster", &cluster.dir.display().to_string(), &cluster.base.to_string()]);
+        cluster.restart();
         cluster
+    }
+
+    /// Starts every server that is not running (a killed node is started again), and waits.
+    pub fn restart(&self) {
+        stack(&["clickhouse-cluster", &self.dir.display().to_string(), &self.base.to_string()]);
+    }
+
+    /// SIGKILLs node `n` (1-4): no clean shutdown, its ZooKeeper session left to expire.
+    pub fn kill(&self, n: u16) {
+        let pidfile = self.dir.join(format!("node-{n}/clickhouse.pid"));
+        let pid = std::fs::read_to_string(&pidfile).expect("node's pid file");
+        let status = std::process::Command::new("kill").args(["-KILL", pid.trim()]).status().expect("kill runs");
+        assert!(status.success(), "node {n} (pid {pid}) was running");
+        // `stack.sh clickhouse-cluster` starts a node whose pid file names no live process.
+        while std::process::Command::new("kill").args(["-0", pid.trim()]).status().is_ok_and(|status| status.success())
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// Node `n`'s (1-4) HTTP URL: nodes 1 and 2 are shard 1, nodes 3 and 4 shard 2.

@@ -183,3 +183,25 @@ pub fn key_of(message: &OwnedMessage) -> &str {
 pub fn payload_json(message: &OwnedMessage) -> Value {
     serde_json::from_slice(message.payload().expect("payload")).expect("payload is JSON")
 }
+
+/// Posts signals `from..to`, eight at a time; answers the ids of those that got a 202 and how many
+/// got a 503 (anything else fails the test).
+pub async fn post_signals(edge: &TestEdge, uri: &str, from: usize, to: usize) -> (Vec<u64>, usize) {
+    let (mut accepted, mut refused) = (Vec::new(), 0);
+    let numbers: Vec<usize> = (from..to).collect();
+    for chunk in numbers.chunks(8) {
+        let bodies: Vec<String> = chunk
+            .iter()
+            .map(|n| format!(r#"{{"email":"lead{n}@example.com","event":"cluster-test","n":{n}}}"#))
+            .collect();
+        let responses = futures::future::join_all(bodies.iter().map(|body| edge.post_json(uri, body))).await;
+        for response in responses {
+            match response.status {
+                StatusCode::ACCEPTED => accepted.push(response.id()),
+                StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+                status => panic!("unexpected {status}: {}", response.text),
+            }
+        }
+    }
+    (accepted, refused)
+}
