@@ -45,7 +45,6 @@ pub async fn restore(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Option<Restored>, KafkaError> {
     let started = Instant::now();
-    stage.set(Status::Restoring { partitions: partitions.to_vec(), records: 0 });
     if !await_stable_offsets(consumer, raw_topics, partitions, stop).await {
         return Ok(None);
     }
