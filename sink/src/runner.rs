@@ -37,7 +37,7 @@ use schemas::record::headers;
 use tokio::sync::watch;
 
 use crate::rows::{self, IdentityRow, Keyed, LeadRow, SignalRow, MAX_MONTHS_PER_INSERT};
-use crate::store::{self, Visitors};
+use crate::store::{self, Retries, Visitors};
 
 pub const ROWS_TOTAL: &str = "sigstage_sink_rows_total";
 /// Rows left out of a write because the table held them already (replays).
@@ -81,7 +81,8 @@ pub async fn run(
     let mut reader = BatchReader::new(consumer, batching);
     let producer = kafka::producer(config)?;
     tracing::info!(%processed, %identities, "ClickHouse sink consuming");
-    let mut sink = Sink { clickhouse, producer, topics: [processed, identities], dlq, unsure: Unsure::new() };
+    let status = stage.clone();
+    let mut sink = Sink { clickhouse, producer, topics: [processed, identities], dlq, unsure: Unsure::new(), status };
     run_batches(&mut reader, &mut sink, &stage, &mut stop).await?;
     tracing::info!("ClickHouse sink stopped");
     Ok(())
@@ -95,6 +96,8 @@ struct Sink {
     topics: [String; 2],
     dlq: String,
     unsure: Unsure,
+    /// Shows in `/readyz` that a write waits on ClickHouse.
+    status: Stage,
 }
 
 impl BatchStage for Sink {
@@ -122,7 +125,8 @@ impl BatchStage for Sink {
             unsure.get(&(message.topic().to_owned(), message.partition())).is_some_and(|&end| message.offset() < end)
         });
         kafka::commit_offsets(consumer, intent(batch)).await?;
-        let dead = match write_batch(&self.clickhouse, batch, &self.topics[1], replay, stop).await {
+        let mut retries = Retries { stop, status: &self.status };
+        let dead = match write_batch(&self.clickhouse, batch, &self.topics[1], replay, &mut retries).await {
             Ok(Some(dead)) => dead,
             Ok(None) => return Ok(Flow::Stop),
             Err(error) => return Err(format!("ClickHouse refused the batch ({error}); it will be read again").into()),
@@ -214,7 +218,7 @@ async fn write_batch<'m, 'b>(
     batch: &'b [BorrowedMessage<'m>],
     identities_topic: &str,
     replay: bool,
-    stop: &mut watch::Receiver<bool>,
+    retries: &mut Retries<'_>,
 ) -> Result<Option<Vec<DeadLetter<'m, 'b>>>, clickhouse::error::Error> {
     let mut dead = Vec::new();
     let (mut new_links, mut leads, mut signals) = (Vec::new(), Vec::new(), Vec::new());
@@ -246,8 +250,7 @@ async fn write_batch<'m, 'b>(
         .filter(|(_, processed)| !processed.hot)
         .filter_map(|(_, processed)| Some((processed.org.as_ref(), processed.anonymous_id.as_deref()?)));
     let cold_visitors = Visitors::new(cold_visitors);
-    let Some(mut links) = store::with_retries("links", stop, || store::links_of(clickhouse, &cold_visitors)).await?
-    else {
+    let Some(mut links) = retries.run("links", || store::links_of(clickhouse, &cold_visitors)).await? else {
         return Ok(None);
     };
     for ((_, link), first) in new_links.iter().zip(&rehydrating) {
@@ -274,15 +277,15 @@ async fn write_batch<'m, 'b>(
         }
     }
     // Cold rows go in before the links' rehydration reads them back.
-    if !write_signal_rows(clickhouse, "signals_cold", &mut cold, replay, stop, &mut dead).await {
+    if !write_signal_rows(clickhouse, "signals_cold", &mut cold, replay, retries, &mut dead).await {
         return Ok(None);
     }
     stage::fault_point("sink.some_rows_written");
-    if !write_signal_rows(clickhouse, "signals_hot", &mut hot, replay, stop, &mut dead).await {
+    if !write_signal_rows(clickhouse, "signals_hot", &mut hot, replay, retries, &mut dead).await {
         return Ok(None);
     }
-    if !write_rows::<IdentityRow>(clickhouse, "identities", &new_links, replay, stop, &mut dead).await
-        || !write_rows::<LeadRow>(clickhouse, "leads", &leads, replay, stop, &mut dead).await
+    if !write_rows::<IdentityRow>(clickhouse, "identities", &new_links, replay, retries, &mut dead).await
+        || !write_rows::<LeadRow>(clickhouse, "leads", &leads, replay, retries, &mut dead).await
     {
         return Ok(None);
     }
@@ -299,7 +302,7 @@ async fn write_batch<'m, 'b>(
         firsts.into_iter().map(|((org, visitor), email)| (org, visitor, email)).collect();
     if !to_rehydrate.is_empty() {
         stage::fault_point("sink.rehydrating");
-        let rehydrated = store::with_retries("rehydration", stop, || store::rehydrate(clickhouse, &to_rehydrate, now));
+        let rehydrated = retries.run("rehydration", || store::rehydrate(clickhouse, &to_rehydrate, now));
         if rehydrated.await?.is_none() {
             return Ok(None);
         }
@@ -325,17 +328,17 @@ async fn write_signal_rows<'m, 'b>(
     table: &'static str,
     rows: &mut [(&'b BorrowedMessage<'m>, SignalRow<'_>)],
     replay: bool,
-    stop: &mut watch::Receiver<bool>,
+    retries: &mut Retries<'_>,
     dead: &mut Vec<DeadLetter<'m, 'b>>,
 ) -> bool {
     let month = |(_, row): &(&BorrowedMessage<'_>, SignalRow<'_>)| rows::month_of(row.event_ms);
     let (first, last) = rows.iter().map(month).fold((u32::MAX, 0), |(lo, hi), m| (lo.min(m), hi.max(m)));
     if last.saturating_sub(first) < MAX_MONTHS_PER_INSERT as u32 {
-        return write_rows::<SignalRow<'static>>(clickhouse, table, rows, replay, stop, dead).await;
+        return write_rows::<SignalRow<'static>>(clickhouse, table, rows, replay, retries, dead).await;
     }
     rows.sort_by_key(month);
     for chunk in rows::month_chunks(rows, month, MAX_MONTHS_PER_INSERT) {
-        if !write_rows::<SignalRow<'static>>(clickhouse, table, chunk, replay, stop, dead).await {
+        if !write_rows::<SignalRow<'static>>(clickhouse, table, chunk, replay, retries, dead).await {
             return false;
         }
     }
@@ -350,7 +353,7 @@ async fn write_rows<'m, 'b, T>(
     table: &'static str,
     rows: &[(&'b BorrowedMessage<'m>, T::Value<'_>)],
     replay: bool,
-    stop: &mut watch::Receiver<bool>,
+    retries: &mut Retries<'_>,
     dead: &mut Vec<DeadLetter<'m, 'b>>,
 ) -> bool
 where
@@ -358,17 +361,17 @@ where
     for<'v> T::Value<'v>: Keyed,
 {
     let all: Vec<&T::Value<'_>> = rows.iter().map(|(_, row)| row).collect();
-    match insert_once::<T>(clickhouse, table, &all, replay, stop).await {
+    match insert_once::<T>(clickhouse, table, &all, replay, retries).await {
         Ok(Some(())) => return true,
         Ok(None) => return false,
-        Err(_) if *stop.borrow() => return false,
+        Err(_) if retries.stopped() => return false,
         Err(error) => tracing::error!(%error, table, "rows refused as bad data; writing them one by one"),
     }
     for (message, row) in rows {
-        match insert_once::<T>(clickhouse, table, &[row], replay, stop).await {
+        match insert_once::<T>(clickhouse, table, &[row], replay, retries).await {
             Ok(Some(())) => {}
             Ok(None) => return false,
-            Err(_) if *stop.borrow() => return false,
+            Err(_) if retries.stopped() => return false,
             Err(error) => dead.push((message, "refused_by_clickhouse", error.to_string())),
         }
     }
@@ -383,28 +386,29 @@ async fn insert_once<'v, T>(
     table: &'static str,
     rows: &[&T::Value<'v>],
     replay: bool,
-    stop: &mut watch::Receiver<bool>,
+    retries: &mut Retries<'_>,
 ) -> Result<Option<()>, clickhouse::error::Error>
 where
     T: clickhouse::Row + clickhouse::RowWrite,
     T::Value<'v>: Keyed,
 {
     let mut unsure = replay;
-    store::with_retries(table, stop, || {
-        let was_unsure = unsure;
-        unsure = true; // from the second attempt on, the first may have landed
-        async move {
-            let mut rows = rows.to_vec();
-            if was_unsure && !rows.is_empty() {
-                // Whatever stops the check, the rows are not at fault: retried like a lost answer.
-                let there = store::existing(clickhouse, table, &rows).await.map_err(|error| {
-                    clickhouse::error::Error::Network(format!("checking which rows {table} holds: {error}").into())
-                })?;
-                rows.retain(|row| !there.contains(&row.key(table).2));
-                metrics::counter!(ROWS_SKIPPED_TOTAL, "table" => table).increment(there.len() as u64);
+    retries
+        .run(table, || {
+            let was_unsure = unsure;
+            unsure = true; // from the second attempt on, the first may have landed
+            async move {
+                let mut rows = rows.to_vec();
+                if was_unsure && !rows.is_empty() {
+                    // Whatever stops the check, the rows are not at fault: retried like a lost answer.
+                    let there = store::existing(clickhouse, table, &rows).await.map_err(|error| {
+                        clickhouse::error::Error::Network(format!("checking which rows {table} holds: {error}").into())
+                    })?;
+                    rows.retain(|row| !there.contains(&row.key(table).2));
+                    metrics::counter!(ROWS_SKIPPED_TOTAL, "table" => table).increment(there.len() as u64);
+                }
+                runtime::clickhouse::insert::<T, _>(clickhouse, table, &rows).await
             }
-            runtime::clickhouse::insert::<T, _>(clickhouse, table, &rows).await
-        }
-    })
-    .await
+        })
+        .await
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clickhouse::error::Error;
 use clickhouse::Row;
+use runtime::stage::{Stage, Status};
 use serde::Deserialize;
+use tokio::sync::watch;
 
 use crate::rows::{Keyed, MAX_MONTHS_PER_INSERT};
 
@@ -16,7 +18,10 @@ use crate::rows::{Keyed, MAX_MONTHS_PER_INSERT};
 /// that cannot be parsed as its column's type (6, 25, 26, 27, 38, 41, 72, 130), data cut short
 /// or malformed (32, 33, 117), values out of their type's range or of a wrong type (53, 69, 70,
 /// 321), sizes beyond limits (128, 131), arrays of unequal sizes (190), a NULL or an unknown
-/// enum value (349, 691), and what the server's parsers throw as plain exceptions (1001).
+/// enum value (349, 691), and what the server's parsers throw as plain exceptions (1001). But a
+/// server that forwards an insert (a cluster's `Distributed` table) answers 32 too when the
+/// replica it forwards to goes away mid-insert ("Attempt to read after eof: while receiving
+/// packet from …"): see [`is_lost_peer`].
 const BAD_DATA_CODES: [u32; 21] =
     [6, 25, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 128, 130, 131, 190, 321, 349, 691, 1001];
 
@@ -25,7 +30,8 @@ pub fn is_retryable(error: &Error) -> bool {
     match error {
         Error::Network(_) | Error::TimedOut => true,
         Error::BadResponse(message) => {
-            !BAD_DATA_CODES.contains(&code_of(message).unwrap_or(0)) && !is_too_many_partitions(error)
+            let bad_data = BAD_DATA_CODES.contains(&code_of(message).unwrap_or(0)) && !is_lost_peer(message);
+            !bad_data && !is_too_many_partitions(error)
         }
         _ => false,
     }
@@ -43,6 +49,13 @@ pub fn is_retryable(error: &Error) -> bool {
 pub fn is_too_many_partitions(error: &Error) -> bool {
     matches!(error, Error::BadResponse(message)
         if code_of(message) == Some(252) && message.contains("Too many partitions"))
+}
+
+/// True when the server answering lost the server it was talking to (a replica of another
+/// shard, killed mid-insert), not when the rows it read were cut short: the same insert
+/// succeeds through another replica.
+fn is_lost_peer(message: &str) -> bool {
+    message.contains("while receiving packet from")
 }
 
 /// The `Code: N.` of a ClickHouse error message.
@@ -179,33 +192,53 @@ pub async fn existing<T: Keyed>(client: &clickhouse::Client, table: &str, rows: 
     Ok(found.into_iter().collect())
 }
 
-/// Runs `attempt` until it succeeds, backing off on retryable errors (up to 30 s apart). Answers
-/// None when `stop` turned true before it succeeded, and the error at once when it is not
-/// retryable (bad data, or a statement that fails the same way every time).
-pub async fn with_retries<T, F, Fut>(
-    what: &str,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
-    mut attempt: F,
-) -> Result<Option<T>, Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Error>>,
-{
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match attempt().await {
-            Ok(value) => return Ok(Some(value)),
-            Err(error) if !is_retryable(&error) => return Err(error),
-            Err(_) if *stop.borrow() => return Ok(None),
-            Err(error) => {
-                tracing::warn!(%error, what, retry_in_ms = backoff.as_millis() as u64, "ClickHouse write failed; retrying");
+/// What the sink's statements retry under: the stage's stop signal, and its status, which
+/// `/readyz` shows as waiting on ClickHouse for as long as a statement keeps failing (a server
+/// down, or a cluster that lost ZooKeeper and turned its tables read-only).
+pub struct Retries<'s> {
+    pub stop: &'s mut watch::Receiver<bool>,
+    pub status: &'s Stage,
+}
+
+impl Retries<'_> {
+    /// True once the stage was asked to stop.
+    pub fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Runs `attempt` until it succeeds, backing off on retryable errors (up to 30 s apart).
+    /// Answers None when the stage was asked to stop before it succeeded, and the error at once
+    /// when it is not retryable (bad data, or a statement that fails the same way every time).
+    pub async fn run<T, F, Fut>(&mut self, what: &str, mut attempt: F) -> Result<Option<T>, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let (mut backoff, mut failures) = (Duration::from_millis(200), 0u64);
+        loop {
+            match attempt().await {
+                Ok(value) => {
+                    if failures > 0 {
+                        tracing::info!(what, failures, "ClickHouse write succeeded again");
+                        self.status.set(Status::Running);
+                    }
+                    return Ok(Some(value));
+                }
+                Err(error) if !is_retryable(&error) => return Err(error),
+                Err(_) if self.stopped() => return Ok(None),
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(%error, what, retry_in_ms = backoff.as_millis() as u64, "ClickHouse write failed; retrying");
+                    let (on, what, error) = ("clickhouse".to_owned(), what.to_owned(), error.to_string());
+                    self.status.set(Status::Waiting { on, what, error, failures });
+                }
             }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {},
+                _ = self.stop.changed() => {},
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {},
-            _ = stop.changed() => {},
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 
@@ -222,6 +255,14 @@ mod tests {
         assert!(!is_retryable(&bad));
         assert!(is_retryable(&busy) && is_retryable(&timeout) && is_retryable(&Error::TimedOut));
         assert!(!is_too_many_partitions(&busy) && !is_too_many_partitions(&bad));
+        // Code 32 from a Distributed table whose replica was killed mid-insert: the rows are fine.
+        let lost_peer = Error::BadResponse(
+            "Code: 32, e.displayText() = DB::Exception: Attempt to read after eof: while receiving packet from \
+             127.0.0.1:11944: Insertion status:"
+                .into(),
+        );
+        let cut_short = Error::BadResponse("Code: 32. DB::Exception: Attempt to read after eof".into());
+        assert!(is_retryable(&lost_peer) && !is_retryable(&cut_short));
         // Same code as `busy`, but the same insert fails every time: retrying would stall the sink.
         let partitions = Error::BadResponse(
             "Code: 252. DB::Exception: Too many partitions for single INSERT block (more than 100). The limit is \

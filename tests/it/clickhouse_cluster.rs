@@ -10,8 +10,10 @@ use schemas::migrations::{MIGRATIONS, SHARDED};
 
 use crate::support::clickhouse_cluster::PrivateClickHouseCluster;
 use crate::support::edge::{post_signals, TestEdge};
-use crate::support::pipeline::{await_count, await_recovered, start_processor, start_sink};
-use crate::support::{sigstage, stderr, test_vars, TestDb};
+use crate::support::pipeline::{
+    assert_no_row_twice_in, await_count, await_recovered, readyz, start_processor, start_ready, start_sink,
+};
+use crate::support::{sigstage, stderr, test_vars};
 
 /// `query` on `client` until it answers `expected`, for up to 30 s (replicas catch up on their own).
 async fn await_answer<T>(client: &clickhouse::Client, query: &str, expected: T)
@@ -138,11 +140,7 @@ async fn migrate_makes_the_schema_on_a_cluster_sharded_by_visitor_and_lead() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_on_a_cluster_rehydrates_once_and_answers_as_one_server() {
     let cluster = PrivateClickHouseCluster::start();
-    let db = TestDb::migrated_with(|vars| {
-        vars.insert("SIGSTAGE_CLICKHOUSE_URL".into(), cluster.url(1));
-        vars.insert("SIGSTAGE_CLICKHOUSE_CLUSTER".into(), "sigstage".into());
-    })
-    .await;
+    let db = cluster.migrated_db(1).await;
     let database = db.config.clickhouse.database.clone();
     let edge = TestEdge::start_on(db).await;
     let key = edge.key("acme", &[]).await;
@@ -184,7 +182,7 @@ async fn the_pipeline_on_a_cluster_rehydrates_once_and_answers_as_one_server() {
             cluster.client(first, &database).query(held).fetch_one().await.expect("rows held");
         await_answer(&cluster.client(second, &database), held, rows).await;
         for node in [first, second] {
-            crate::support::pipeline::assert_no_row_twice_in(&cluster.client(node, &database), "_local").await;
+            assert_no_row_twice_in(&cluster.client(node, &database), "_local").await;
         }
         per_shard.push(rows);
     }
@@ -202,11 +200,7 @@ async fn the_pipeline_on_a_cluster_rehydrates_once_and_answers_as_one_server() {
 async fn a_replica_killed_under_load_loses_nothing_and_catches_up() {
     let cluster = PrivateClickHouseCluster::start();
     // Through node 3 (shard 2), which forwards shard 1's rows to whichever of nodes 1 and 2 is up.
-    let db = TestDb::migrated_with(|vars| {
-        vars.insert("SIGSTAGE_CLICKHOUSE_URL".into(), cluster.url(3));
-        vars.insert("SIGSTAGE_CLICKHOUSE_CLUSTER".into(), "sigstage".into());
-    })
-    .await;
+    let db = cluster.migrated_db(3).await;
     let database = db.config.clickhouse.database.clone();
     let edge = TestEdge::start_on(db).await;
     let key = edge.key("acme", &[]).await;
@@ -221,9 +215,11 @@ async fn a_replica_killed_under_load_loses_nothing_and_catches_up() {
     let killed_at = Instant::now();
     let (during, refused) = post_signals(&edge, &uri, 300, 900).await;
     assert_eq!((during.len(), refused), (600, 0), "the edge does not wait on ClickHouse");
+    // Written while node 1 was down: through node 2. (Rows node 1 took just before it was
+    // killed may not have reached node 2 yet: those are on node 1's disk, and counted below.)
+    let during_ids = during.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    await_count(client, &format!("SELECT count() FROM signals_hot WHERE signal_id IN ({during_ids})"), 600).await;
     accepted.extend(during);
-    // Written while node 1 was down: through node 2.
-    await_count(client, "SELECT count() FROM signals_hot", accepted.len() as u64).await;
     cluster.restart();
     let down_for = killed_at.elapsed();
     let restarted_at = Instant::now();
@@ -264,10 +260,94 @@ async fn a_replica_killed_under_load_loses_nothing_and_catches_up() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     for node in 1..=4 {
-        crate::support::pipeline::assert_no_row_twice_in(&cluster.client(node, &database), "_local").await;
+        assert_no_row_twice_in(&cluster.client(node, &database), "_local").await;
     }
     eprintln!(
         "{total} signals accepted; node 1 down for {down_for:?}, caught up {caught_up:?} after its restart; \
          shard 1 holds {survivor:?} (hot rows, leads)"
     );
+}
+
+/// ZooKeeper lost for a while under load: the replicated tables refuse writes, so the sink
+/// waits, and its `/readyz` says on what; once ZooKeeper is back it goes on by itself, and every
+/// signal that got a 202 has one hot row, counted physically, a shard's replicas alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_waits_out_a_zookeeper_outage_and_loses_nothing() {
+    let cluster = PrivateClickHouseCluster::start();
+    let edge = TestEdge::start_on(cluster.migrated_db(3).await).await;
+    let database = edge.db.config.clickhouse.database.clone();
+    let key = edge.key("acme", &[]).await;
+    let uri = format!("/api/signal-staging/webhook/{key}");
+    let processor = start_processor(&edge.db.config);
+    let sink = start_ready(&edge.db.vars, &["sink"], &[])
+        .await
+        .unwrap_or_else(|(status, logs)| panic!("sigstage sink: {status}: {logs}"));
+    let (mut accepted, _) = post_signals(&edge, &uri, 0, 200).await;
+    let client = &edge.db.client;
+    await_count(client, "SELECT count() FROM signals_hot", accepted.len() as u64).await;
+    let (code, ready) = readyz(&sink.addr).await;
+    assert_eq!(code, 200, "{ready}");
+
+    cluster.kill_zookeeper();
+    let lost_at = Instant::now();
+    let (during, refused) = post_signals(&edge, &uri, 200, 500).await;
+    assert_eq!((during.len(), refused), (300, 0), "the edge does not wait on ClickHouse");
+    accepted.extend(during);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let waiting = loop {
+        let (code, ready) = readyz(&sink.addr).await;
+        if ready["stages"]["sink"]["status"] == "waiting" {
+            assert_eq!(code, 503, "{ready}");
+            break ready["stages"]["sink"].clone();
+        }
+        assert!(Instant::now() < deadline, "the sink never showed as waiting: {ready}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(waiting["on"], "clickhouse", "{waiting}");
+    assert!(waiting["failures"].as_u64() > Some(0), "{waiting}");
+    cluster.restart();
+    let down_for = lost_at.elapsed();
+    let (after, _) = post_signals(&edge, &uri, 500, 600).await;
+    accepted.extend(after);
+
+    let total = accepted.len() as u64;
+    await_recovered(client, "SELECT count() FROM signals_hot", total).await;
+    await_count(client, "SELECT uniqExact(signal_id) FROM signals_hot", total).await;
+    let ids = accepted.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    await_count(client, &format!("SELECT count() FROM signals_hot WHERE signal_id IN ({ids})"), total).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, ready) = readyz(&sink.addr).await;
+        if code == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sink never showed as ready again: {ready}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    sink.stop().await;
+    processor.stop().await;
+    let held = "SELECT (SELECT count() FROM signals_hot_local), (SELECT count() FROM leads_local)";
+    for (first, second) in [(1, 2), (3, 4)] {
+        let rows: (u64, u64) = cluster.client(first, &database).query(held).fetch_one().await.expect("rows held");
+        await_answer(&cluster.client(second, &database), held, rows).await;
+    }
+    for node in 1..=4 {
+        assert_no_row_twice_in(&cluster.client(node, &database), "_local").await;
+    }
+    eprintln!("{total} signals accepted; ZooKeeper down for {down_for:?}; the sink waited on: {waiting}");
+}
+
+/// The sink killed mid-batch on a cluster, at each point the one-server tests kill it
+/// (`exactly_once::sink_killed_at`): every row once through the Distributed tables, and on
+/// every replica's local tables, counted physically.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_killed_mid_batch_on_a_cluster_writes_each_row_once() {
+    let cluster = PrivateClickHouseCluster::start();
+    for fault in ["sink.some_rows_written:1", "sink.rehydrating:1", "sink.before_commit:1"] {
+        let db = cluster.migrated_db(1).await;
+        crate::exactly_once::sink_killed_at(&db, fault).await;
+        for node in 1..=4 {
+            assert_no_row_twice_in(&cluster.client(node, &db.config.clickhouse.database), "_local").await;
+        }
+    }
 }

@@ -92,15 +92,15 @@ async fn stream_killed_after_all_outputs_before_commit() {
     stream_killed_at("stream.before_commit:2", &[]).await;
 }
 
-/// The sink's tables exactly once: no row twice, counted without FINAL.
-async fn sink_killed_at(fault: &str) {
-    let db = TestDb::migrated().await;
+/// The sink, on `db`, killed at `fault` with a raw topic of [`TOTAL`] signals processed, then
+/// started again: every row once, counted physically. On a cluster too (`db` made so).
+pub async fn sink_killed_at(db: &TestDb, fault: &str) {
     let config = &db.config;
     fill(config, &config.kafka.topic(topics::SIGNALS_RAW), 1, TOTAL, "webhook").await;
     let processor = start_processor(config);
     caught_up(config).await;
     processor.stop().await;
-    killed_by_fault(start_with_fault(&db, "sink", fault), fault).await;
+    killed_by_fault(start_with_fault(db, "sink", fault), fault).await;
     let sink = start_sink(config, db.client.clone());
     let client = &db.client;
     // Hot: every signal but the first hundred tracks directly, and those hundred rehydrated.
@@ -116,15 +116,15 @@ async fn sink_killed_at(fault: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_killed_after_some_rows() {
-    sink_killed_at("sink.some_rows_written:1").await;
+    sink_killed_at(&TestDb::migrated().await, "sink.some_rows_written:1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_killed_mid_rehydration() {
-    sink_killed_at("sink.rehydrating:1").await;
+    sink_killed_at(&TestDb::migrated().await, "sink.rehydrating:1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_killed_after_all_rows_before_commit() {
-    sink_killed_at("sink.before_commit:1").await;
+    sink_killed_at(&TestDb::migrated().await, "sink.before_commit:1").await;
 }

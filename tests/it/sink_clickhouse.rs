@@ -287,18 +287,16 @@ async fn a_statement_refused_for_good_fails_the_sink_with_its_reason() {
     let identify = r#"{"type":"identify","anonymousId":"v9","messageId":"i1","traits":{"email":"kim@acme.io"}}"#;
     assert_eq!(edge.post_json(&uri, identify).await.status, 202);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let (ready, sink_status) = loop {
-        let ready = crate::support::pipeline::http(&sink.addr, "GET /readyz", "").await;
-        let body = ready.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-        let status = serde_json::from_str::<serde_json::Value>(body).map(|body| body["stages"]["sink"].clone());
-        match status {
-            Ok(status) if status["status"] == "down" => break (ready, status),
-            _ => assert!(std::time::Instant::now() < deadline, "the sink never showed as down: {ready}"),
+    let (code, ready) = loop {
+        let (code, ready) = crate::support::pipeline::readyz(&sink.addr).await;
+        if ready["stages"]["sink"]["status"] == "down" {
+            break (code, ready);
         }
+        assert!(std::time::Instant::now() < deadline, "the sink never showed as down: {ready}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
-    let error = sink_status["error"].as_str().unwrap_or_default();
+    assert_eq!(code, 503, "{ready}");
+    let error = ready["stages"]["sink"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("Code: 6") && error.contains("Cannot parse string"), "{ready}");
 
     // Mended: the batch is read again, and its visitor's cold signal is rehydrated once.

@@ -38,6 +38,13 @@ pub enum Status {
         records: u64,
     },
     Running,
+    /// Running, but `what` keeps failing on `on` (a server it needs), retried until it succeeds.
+    Waiting {
+        on: String,
+        what: String,
+        error: String,
+        failures: u64,
+    },
     /// Failed; restarted after `retry_in_ms`.
     Down {
         error: String,

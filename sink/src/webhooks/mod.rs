@@ -23,10 +23,11 @@ use runtime::kafka::reader::{BatchReader, Batching};
 use runtime::kafka::{self, topics, Assignments};
 use runtime::reload::keep_loaded;
 use runtime::stage::batches::{run_batches, BatchStage, Flow};
-use runtime::stage::StageError;
+use runtime::stage::{Stage, StageError};
 use schemas::events::Envelope;
 use tokio::sync::{watch, Notify};
 
+use crate::store::Retries;
 use delivery::Deliverer;
 use scheduler::Scheduler;
 
@@ -70,7 +71,8 @@ pub async fn run(
     consumer.subscribe(&[&outbox])?;
     let mut reader = BatchReader::new(consumer, Batching { max: BATCH_MAX, wait: BATCH_WAIT, idle: BATCH_WAIT });
     tracing::info!(%outbox, "webhook sink consuming");
-    let mut dispatcher = Dispatcher { clickhouse, subscriptions, wake };
+    let status = stage.clone();
+    let mut dispatcher = Dispatcher { clickhouse, subscriptions, wake, status };
     let ended = run_batches(&mut reader, &mut dispatcher, &stage, &mut stop).await;
     let _ = stop_scheduler.send(true);
     let _ = scheduler.await;
@@ -85,6 +87,8 @@ struct Dispatcher {
     clickhouse: clickhouse::Client,
     subscriptions: watch::Receiver<Arc<Vec<Subscription>>>,
     wake: Arc<Notify>,
+    /// Shows in `/readyz` that a write waits on ClickHouse.
+    status: Stage,
 }
 
 impl BatchStage for Dispatcher {
@@ -115,7 +119,8 @@ impl BatchStage for Dispatcher {
         let current = self.subscriptions.borrow_and_update().clone();
         let owed = deliveries_owed(&events, &current);
         let clickhouse = &self.clickhouse;
-        let kept = crate::store::with_retries("webhook_events", stop, || async {
+        let mut retries = Retries { stop, status: &self.status };
+        let kept = retries.run("webhook_events", || async {
             webhooks::store_events(clickhouse, &events).await?;
             deliveries::write(clickhouse, &owed).await
         });

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::brokers::{free_base, stack, walk};
-use super::unique;
+use super::{unique, TestDb};
 
 pub struct PrivateClickHouseCluster {
     dir: PathBuf,
@@ -31,11 +31,21 @@ impl PrivateClickHouseCluster {
 
     /// SIGKILLs node `n` (1-4): no clean shutdown, its ZooKeeper session left to expire.
     pub fn kill(&self, n: u16) {
-        let pidfile = self.dir.join(format!("node-{n}/clickhouse.pid"));
-        let pid = std::fs::read_to_string(&pidfile).expect("node's pid file");
+        self.kill_of(&format!("node-{n}/clickhouse.pid"));
+    }
+
+    /// SIGKILLs ZooKeeper: every node loses its session, and their replicated tables refuse
+    /// writes (reads go on) until [`Self::restart`] brings it back.
+    pub fn kill_zookeeper(&self) {
+        self.kill_of("zookeeper/zookeeper.pid");
+    }
+
+    /// SIGKILLs the process `pidfile` (under the cluster's folder) names, and waits until it is gone.
+    fn kill_of(&self, pidfile: &str) {
+        let pid = std::fs::read_to_string(self.dir.join(pidfile)).expect("a pid file");
         let status = std::process::Command::new("kill").args(["-KILL", pid.trim()]).status().expect("kill runs");
-        assert!(status.success(), "node {n} (pid {pid}) was running");
-        // `stack.sh clickhouse-cluster` starts a node whose pid file names no live process.
+        assert!(status.success(), "{pidfile} (pid {pid}) was running");
+        // `stack.sh clickhouse-cluster` starts what a pid file names no live process for.
         while std::process::Command::new("kill").args(["-0", pid.trim()]).status().is_ok_and(|status| status.success())
         {
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -45,6 +55,16 @@ impl PrivateClickHouseCluster {
     /// Node `n`'s (1-4) HTTP URL: nodes 1 and 2 are shard 1, nodes 3 and 4 shard 2.
     pub fn url(&self, n: u16) -> String {
         format!("http://127.0.0.1:{}", self.base + 10 * n)
+    }
+
+    /// A test database on this cluster (`SIGSTAGE_CLICKHOUSE_CLUSTER`), migrated, whose stages
+    /// talk to node `n`.
+    pub async fn migrated_db(&self, n: u16) -> TestDb {
+        TestDb::migrated_with(|vars| {
+            vars.insert("SIGSTAGE_CLICKHOUSE_URL".into(), self.url(n));
+            vars.insert("SIGSTAGE_CLICKHOUSE_CLUSTER".into(), "sigstage".into());
+        })
+        .await
     }
 
     /// A client of node `n`, in `database`.

@@ -65,7 +65,10 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let client = runtime::clickhouse::server_client(&self.config.clickhouse);
+        // On a cluster, a node the test killed and left down would hold the drop for its
+        // default 180 s: the test's cluster goes with it anyway.
+        let client = runtime::clickhouse::server_client(&self.config.clickhouse)
+            .with_setting("distributed_ddl_task_timeout", "10");
         let on_cluster = self.config.clickhouse.cluster.as_ref().map(|name| format!(" ON CLUSTER {name}"));
         let statement =
             format!("DROP DATABASE IF EXISTS {}{}", self.config.clickhouse.database, on_cluster.unwrap_or_default());

@@ -231,6 +231,14 @@ impl Ready {
     }
 }
 
+/// `GET /readyz` of the process listening on `addr`: the status code and the body.
+pub async fn readyz(addr: &str) -> (u16, serde_json::Value) {
+    let answer = http(addr, "GET /readyz", "").await;
+    let status = answer.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
 /// A request to `addr` over a connection of its own (`Connection: close`): the whole answer, head
 /// and body.
 pub async fn http(addr: &str, request_line: &str, body: &str) -> String {
