@@ -33,8 +33,11 @@ enum Command {
     Stream,
     /// Run the ClickHouse and webhook sinks only.
     Sink,
-    /// Apply pending ClickHouse migrations (idempotent).
-    Migrate,
+    /// Apply pending ClickHouse migrations (idempotent); `--print` shows their DDL instead.
+    Migrate(commands::migrate::MigrateArgs),
+    /// Copy every table of another sigstage database (one server's or a cluster's) into this
+    /// one, migrated first: from one ClickHouse server to a cluster, and back.
+    Copy(commands::copy::CopyArgs),
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
@@ -82,7 +85,9 @@ fn main() -> ExitCode {
             Command::Ingest => commands::serve::run(config, commands::serve::Roles::INGEST, None).await,
             Command::Stream => commands::serve::run(config, commands::serve::Roles::STREAM, None).await,
             Command::Sink => commands::serve::run(config, commands::serve::Roles::SINK, None).await,
-            Command::Migrate => commands::migrate::run(&config).await,
+            Command::Migrate(args) if args.print => commands::migrate::print(&config),
+            Command::Migrate(_) => commands::migrate::run(&config).await,
+            Command::Copy(args) => commands::copy::run(&config, args).await,
             Command::Keys(command) => commands::keys::run(&config, command).await,
             Command::Limits(command) => commands::limits::run(&config, command).await,
             Command::Rules(command) => commands::rules::run(&config, command).await,

@@ -9,6 +9,14 @@ pub fn client(config: &ClickHouseConfig) -> Client {
     server_client(config).with_database(&config.database)
 }
 
+/// The settings of every statement on a cluster. An insert through a Distributed table answers
+/// once each shard has its rows; a subquery over a Distributed table inside a distributed query
+/// is run once and sent to the shards (GLOBAL), which 18.16 otherwise refuses (code 288); and
+/// every query goes to the first replica of a shard that answers, so a read sees what the last
+/// insert wrote while that replica is up (an insert waits for one replica only).
+pub const CLUSTER_SETTINGS: [(&str, &str); 3] =
+    [("insert_distributed_sync", "1"), ("distributed_product_mode", "global"), ("load_balancing", "in_order")];
+
 /// A client bound to no database, for statements such as `CREATE DATABASE`.
 pub fn server_client(config: &ClickHouseConfig) -> Client {
     let client = Client::default()
@@ -18,15 +26,7 @@ pub fn server_client(config: &ClickHouseConfig) -> Client {
         .with_validation(false)
         .with_compression(if config.lz4 { clickhouse::Compression::Lz4 } else { clickhouse::Compression::None });
     let client = match config.cluster {
-        // On a cluster: an insert through a Distributed table answers once each shard has its
-        // rows; a subquery over a Distributed table inside a distributed query is run once and
-        // sent to the shards (GLOBAL), which 18.16 otherwise refuses (code 288); and every query
-        // goes to the first replica of a shard that answers, so a read sees what the last insert
-        // wrote while that replica is up (an insert waits for one replica only).
-        Some(_) => client
-            .with_setting("insert_distributed_sync", "1")
-            .with_setting("distributed_product_mode", "global")
-            .with_setting("load_balancing", "in_order"),
+        Some(_) => CLUSTER_SETTINGS.iter().fold(client, |client, (name, value)| client.with_setting(*name, *value)),
         None => client,
     };
     match &config.password {

@@ -62,6 +62,11 @@ pub const SHARDED: [(&str, &str); 4] = [
     ("leads", "cityHash64(org_id, email)"),
 ];
 
+/// The table `statement` creates, when it is a `CREATE TABLE IF NOT EXISTS name ...`.
+pub fn created_table(statement: &str) -> Option<&str> {
+    statement.strip_prefix("CREATE TABLE IF NOT EXISTS ")?.split_whitespace().next()
+}
+
 impl Layout<'_> {
     /// How `layout` is recorded in `schema_migrations` (as the name of version 0).
     pub fn recorded(&self) -> String {

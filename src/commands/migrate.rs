@@ -1,7 +1,19 @@
-//! `sigstage migrate`.
+//! `sigstage migrate`, and `sigstage migrate --print`.
+
+use std::io::Write;
 
 use anyhow::Context;
-use runtime::config::Config;
+use runtime::config::{ClickHouseConfig, Config};
+use schemas::migrations::{Layout, MIGRATIONS, MIGRATIONS_TABLE_DDL};
+
+#[derive(clap::Args)]
+pub struct MigrateArgs {
+    /// Print every DDL statement migrate would send for this configuration
+    /// (SIGSTAGE_CLICKHOUSE_DATABASE, SIGSTAGE_CLICKHOUSE_CLUSTER), each ended by `;`, and exit
+    /// without connecting to ClickHouse.
+    #[arg(long)]
+    pub print: bool,
+}
 
 pub async fn run(config: &Config) -> anyhow::Result<()> {
     let report = runtime::migrate::run(&config.clickhouse).await.with_context(|| {
@@ -15,4 +27,67 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         config.clickhouse.database, report.applied, report.already_applied
     );
     Ok(())
+}
+
+/// `migrate --print`: the statements of [`plan`] on stdout, a `--` comment line before each
+/// group, so the output is a script `clickhouse-client --multiquery` reads, and a DBA can review.
+pub fn print(config: &Config) -> anyhow::Result<()> {
+    let clickhouse = &config.clickhouse;
+    let layout = layout(clickhouse);
+    let plan = plan(clickhouse)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "-- sigstage migrate --print: database {}, {}; every statement in order, run only for what \
+         schema_migrations does not record yet",
+        clickhouse.database,
+        layout.recorded()
+    )?;
+    if layout == Layout::Single {
+        writeln!(out, "-- table names are unqualified: migrate runs them in database {}", clickhouse.database)?;
+    }
+    for (what, statements) in plan {
+        writeln!(out, "\n-- {what}")?;
+        for statement in statements {
+            writeln!(out, "{statement};")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn layout(config: &ClickHouseConfig) -> Layout<'_> {
+    match &config.cluster {
+        Some(name) => Layout::Cluster { name, database: &config.database },
+        None => Layout::Single,
+    }
+}
+
+/// Every DDL statement `runtime::migrate::run` sends for `config`, in its order, by group: the
+/// database, the `schema_migrations` table, then each migration. Between them, migrate records
+/// the layout (version 0) and each migration it applies in `schema_migrations`, and skips a
+/// migration recorded already.
+pub fn plan(config: &ClickHouseConfig) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let layout = layout(config);
+    let on_cluster = config.cluster.as_ref().map(|name| format!(" ON CLUSTER {name}")).unwrap_or_default();
+    let mut plan = vec![
+        ("database".to_owned(), vec![format!("CREATE DATABASE IF NOT EXISTS {}{on_cluster}", config.database)]),
+        (
+            format!("schema_migrations, where migrate then records `{}` as version 0", layout.recorded()),
+            layout.create(MIGRATIONS_TABLE_DDL).map_err(anyhow::Error::msg).context("schema_migrations")?,
+        ),
+    ];
+    for migration in MIGRATIONS {
+        let mut statements = Vec::new();
+        for statement in migration.statements() {
+            let created = layout
+                .create(&statement)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("migration {} ({})", migration.version, migration.name))?;
+            statements.extend(created);
+        }
+        let what = format!("migration {} ({}), checksum {}", migration.version, migration.name, migration.checksum());
+        plan.push((what, statements));
+    }
+    Ok(plan)
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand family.
 
+pub mod copy;
 pub mod import;
 pub mod keys;
 pub mod limits;

@@ -13,7 +13,7 @@ use crate::support::edge::{post_signals, TestEdge};
 use crate::support::pipeline::{
     assert_no_row_twice_in, await_count, await_recovered, readyz, start_processor, start_ready, start_sink,
 };
-use crate::support::{sigstage, stderr, test_vars};
+use crate::support::{sigstage, stderr, test_vars, TestDb};
 
 /// `query` on `client` until it answers `expected`, for up to 30 s (replicas catch up on their own).
 async fn await_answer<T>(client: &clickhouse::Client, query: &str, expected: T)
@@ -350,4 +350,66 @@ async fn the_sink_killed_mid_batch_on_a_cluster_writes_each_row_once() {
             assert_no_row_twice_in(&cluster.client(node, &db.config.clickhouse.database), "_local").await;
         }
     }
+}
+
+/// From one server to a cluster, and back, as docs/clickhouse-cluster.md tells a user to:
+/// `sigstage copy` into a database in the cluster layout takes every row of every table,
+/// counted without `FINAL` against its source, each lead's rows on one shard; a second copy into
+/// it is refused; and the cluster's tables copied back into a database on one server hold
+/// exactly the first one's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_moves_from_one_server_to_the_cluster_and_back() {
+    let cluster = PrivateClickHouseCluster::start();
+    let single = TestDb::migrated().await;
+    for statement in [
+        "INSERT INTO orgs (org_id, name, version) VALUES ('acme', 'Acme', 1), ('acme', 'Acme Inc', 2)",
+        "INSERT INTO signals_hot (org_id, lead_email, signal_id, event_ms, rules) SELECT 'acme', \
+         concat('lead', toString(number % 50), '@acme.io'), number, 1795000000000 + number * 3600000, ['r1'] \
+         FROM system.numbers LIMIT 3000",
+        "INSERT INTO signals_cold (org_id, anonymous_id, signal_id, event_ms) SELECT 'acme', \
+         concat('v', toString(number % 70)), 100000 + number, 1795000000000 FROM system.numbers LIMIT 2000",
+        "INSERT INTO identities (org_id, anonymous_id, email) SELECT 'acme', concat('v', toString(number)), \
+         concat('lead', toString(number), '@acme.io') FROM system.numbers LIMIT 40",
+        "INSERT INTO leads (org_id, email) SELECT 'acme', concat('lead', toString(number), '@acme.io') \
+         FROM system.numbers LIMIT 50",
+    ] {
+        single.client.query(statement).execute().await.expect(statement);
+    }
+    // What a database holds, physically: each table's rows and a checksum of them.
+    let contents = "SELECT (SELECT count() FROM orgs), (SELECT count() FROM signals_hot), \
+                    (SELECT sum(cityHash64(lead_email, signal_id, event_date, rules)) FROM signals_hot), \
+                    (SELECT count() FROM signals_cold), (SELECT count() FROM identities), (SELECT count() FROM leads)";
+    let original: (u64, u64, u64, u64, u64, u64) = single.client.query(contents).fetch_one().await.expect("contents");
+    assert_eq!((original.0, original.1, original.3, original.4, original.5), (2, 3000, 2000, 40, 50));
+    let copy_from = |db: &TestDb, url: &str, database: &str| {
+        sigstage(&["copy", "--from-url", url, "--from-database", database], &db.vars)
+    };
+
+    let on_cluster = cluster.migrated_db(2).await;
+    let copied = copy_from(&on_cluster, &single.config.clickhouse.url, &single.config.clickhouse.database);
+    assert!(copied.status.success(), "{}", stderr(&copied));
+    assert!(stderr(&copied).contains("copy: signals_hot: 3000 rows"), "{}", stderr(&copied));
+    let there: (u64, u64, u64, u64, u64, u64) = on_cluster.client.query(contents).fetch_one().await.expect("contents");
+    assert_eq!(there, original);
+    // Sharded by lead: each lead's hot rows on one shard, both shards used, nothing twice.
+    let database = &on_cluster.config.clickhouse.database;
+    let leads_of = "SELECT groupUniqArray(lead_email) FROM signals_hot_local";
+    let (first, second): (Vec<String>, Vec<String>) = (
+        cluster.client(1, database).query(leads_of).fetch_one().await.expect("shard 1"),
+        cluster.client(3, database).query(leads_of).fetch_one().await.expect("shard 2"),
+    );
+    assert!(!first.is_empty() && !second.is_empty() && first.iter().all(|lead| !second.contains(lead)));
+    assert_eq!(first.len() + second.len(), 50);
+    for node in 1..=4 {
+        assert_no_row_twice_in(&cluster.client(node, database), "_local").await;
+    }
+    let again = copy_from(&on_cluster, &single.config.clickhouse.url, &single.config.clickhouse.database);
+    assert!(!again.status.success(), "{}", stderr(&again));
+    assert!(stderr(&again).contains("holds 2 rows already: copy into a database no role"), "{}", stderr(&again));
+
+    let back = TestDb::migrated().await;
+    let copied = copy_from(&back, &cluster.url(4), database);
+    assert!(copied.status.success(), "{}", stderr(&copied));
+    let returned: (u64, u64, u64, u64, u64, u64) = back.client.query(contents).fetch_one().await.expect("contents");
+    assert_eq!(returned, original);
 }
