@@ -23,9 +23,13 @@ pub struct CopyArgs {
     /// The source database [default: this one's name, SIGSTAGE_CLICKHOUSE_DATABASE].
     #[arg(long)]
     from_database: Option<String>,
-    /// The source's user; its password, if any, is read from SIGSTAGE_COPY_FROM_PASSWORD.
+    /// The source's user.
     #[arg(long, default_value = "default")]
     from_user: String,
+    /// A file holding the source user's password (its first line), if it has one: a password
+    /// on the command line would show in every process listing.
+    #[arg(long)]
+    from_password_file: Option<std::path::PathBuf>,
 }
 
 /// A ClickHouse server spoken to over HTTP: its URL, database and credentials.
@@ -78,6 +82,13 @@ pub async fn run(config: &Config, args: CopyArgs) -> anyhow::Result<()> {
     if args.from_url.trim_end_matches('/') == target.url.trim_end_matches('/') && from_database == target.database {
         bail!("--from-url and --from-database name this database itself; copy from another one");
     }
+    let password = match &args.from_password_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            Some(text.lines().next().unwrap_or_default().to_owned())
+        }
+        None => None,
+    };
     super::migrate::run(config).await?;
     let to = Server {
         url: &target.url,
@@ -90,7 +101,7 @@ pub async fn run(config: &Config, args: CopyArgs) -> anyhow::Result<()> {
         url: &args.from_url,
         database: from_database,
         user: &args.from_user,
-        password: std::env::var("SIGSTAGE_COPY_FROM_PASSWORD").ok(),
+        password,
         // Any node of a cluster reads every shard; these settings are harmless on one server.
         settings: &runtime::clickhouse::CLUSTER_SETTINGS,
     };
