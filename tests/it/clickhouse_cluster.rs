@@ -31,6 +31,16 @@ where
     }
 }
 
+/// Every signal of `accepted` (ids that got a 202) has one hot row, counted physically through
+/// both shards, once the stages have recovered.
+async fn await_each_hot_once(client: &clickhouse::Client, accepted: &[u64]) {
+    let total = accepted.len() as u64;
+    await_recovered(client, "SELECT count() FROM signals_hot", total).await;
+    await_count(client, "SELECT uniqExact(signal_id) FROM signals_hot", total).await;
+    let ids = accepted.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    await_count(client, &format!("SELECT count() FROM signals_hot WHERE signal_id IN ({ids})"), total).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_makes_the_schema_on_a_cluster_sharded_by_visitor_and_lead() {
     let cluster = PrivateClickHouseCluster::start();
@@ -228,10 +238,7 @@ async fn a_replica_killed_under_load_loses_nothing_and_catches_up() {
 
     // Every accepted signal once: counted physically, through both shards.
     let total = accepted.len() as u64;
-    await_recovered(client, "SELECT count() FROM signals_hot", total).await;
-    await_count(client, "SELECT uniqExact(signal_id) FROM signals_hot", total).await;
-    let ids = accepted.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
-    await_count(client, &format!("SELECT count() FROM signals_hot WHERE signal_id IN ({ids})"), total).await;
+    await_each_hot_once(client, &accepted).await;
     sink.stop().await;
     processor.stop().await;
 
@@ -311,10 +318,7 @@ async fn the_sink_waits_out_a_zookeeper_outage_and_loses_nothing() {
     accepted.extend(after);
 
     let total = accepted.len() as u64;
-    await_recovered(client, "SELECT count() FROM signals_hot", total).await;
-    await_count(client, "SELECT uniqExact(signal_id) FROM signals_hot", total).await;
-    let ids = accepted.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
-    await_count(client, &format!("SELECT count() FROM signals_hot WHERE signal_id IN ({ids})"), total).await;
+    await_each_hot_once(client, &accepted).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (code, ready) = readyz(&sink.addr).await;
