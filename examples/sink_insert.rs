@@ -1,14 +1,21 @@
 //! The sink's ClickHouse write path (processed records parsed, turned into rows, written as
-//! batched RowBinary inserts of 5000) beside `clickhouse-client` inserting the same rows from a
-//! JSONEachRow file, alternating, into a freshly truncated `signals_cold`. Prints rows/s medians.
+//! batched RowBinary inserts of 5000) beside a baseline, alternating, into a freshly truncated
+//! `signals_cold`. Prints rows/s medians and their ratio.
 //!
-//! `cargo run --release --example sink_insert -- ROWS ROUNDS` with the `SIGSTAGE_*` environment
-//! of a migrated database (see `scripts/bench/sink.sh`).
+//! - `sink_insert ROWS ROUNDS`: the baseline is `clickhouse-client` inserting the same rows from
+//!   a JSONEachRow file into the same server.
+//! - `sink_insert ROWS ROUNDS CLUSTER_URL`: the baseline is the sink's path into the one server
+//!   of the environment, beside the same path into cluster `sigstage` through a node at
+//!   CLUSTER_URL (the Distributed table, with the sink's cluster settings), migrated in the same
+//!   database.
+//!
+//! `cargo run --release --example sink_insert -- ROWS ROUNDS [CLUSTER_URL]` with the `SIGSTAGE_*`
+//! environment of a migrated database (see `scripts/bench/sink.sh` and `sink-cluster.sh`).
 
 use std::io::Write;
 use std::time::Instant;
 
-use runtime::config::Config;
+use runtime::config::{ClickHouseConfig, Config};
 use schemas::processed::{self, Processed};
 use sink::rows::SignalRow;
 
@@ -18,15 +25,25 @@ mod mix;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, rows, rounds] = args.as_slice() else {
-        anyhow::bail!("usage: sink_insert ROWS ROUNDS");
+    let (rows, rounds, cluster_url) = match args.as_slice() {
+        [_, rows, rounds] => (rows, rounds, None),
+        [_, rows, rounds, url] => (rows, rounds, Some(url.clone())),
+        _ => anyhow::bail!("usage: sink_insert ROWS ROUNDS [CLUSTER_URL]"),
     };
     let (count, rounds): (usize, usize) = (rows.parse()?, rounds.parse()?);
     let config = Config::from_env()?;
     let client = runtime::clickhouse::client(&config.clickhouse);
     let records = processed_records(count);
+    let (baseline, ours) = match cluster_url {
+        None => ("clickhouse-client", "sink"),
+        Some(_) => ("sink into one server", "sink into the cluster"),
+    };
+    let cluster = cluster_url.map(|url| {
+        let settings = ClickHouseConfig { url, cluster: Some("sigstage".into()), ..config.clickhouse.clone() };
+        runtime::clickhouse::client(&settings)
+    });
     let file = std::env::temp_dir().join(format!("sigstage-sink-bench-{}.jsonl", std::process::id()));
-    {
+    if cluster.is_none() {
         let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
         for record in &records {
             let processed = processed::decode(record)?;
@@ -34,34 +51,61 @@ async fn main() -> anyhow::Result<()> {
             out.write_all(b"\n")?;
         }
     }
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut their_rates, mut our_rates) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        client.query("TRUNCATE TABLE signals_cold").execute().await?;
-        let started = Instant::now();
-        let output = std::process::Command::new("clickhouse-client")
-            .args(["--database", &config.clickhouse.database, "--query", "INSERT INTO signals_cold FORMAT JSONEachRow"])
-            .stdin(std::fs::File::open(&file)?)
-            .output()?;
-        anyhow::ensure!(output.status.success(), "clickhouse-client: {}", String::from_utf8_lossy(&output.stderr));
-        let client_rate = count as f64 / started.elapsed().as_secs_f64();
-        client.query("TRUNCATE TABLE signals_cold").execute().await?;
-        let started = Instant::now();
-        for chunk in records.chunks(5000) {
-            let parsed: Vec<Processed<'_>> = chunk.iter().map(|r| processed::decode(r)).collect::<Result<_, _>>()?;
-            let rows: Vec<SignalRow<'_>> = parsed.iter().map(|p| SignalRow::of(p, None, 1)).collect();
-            runtime::clickhouse::insert::<SignalRow<'static>, _>(&client, "signals_cold", &rows).await?;
+        match &cluster {
+            None => {
+                client.query("TRUNCATE TABLE signals_cold").execute().await?;
+                let started = Instant::now();
+                let output = std::process::Command::new("clickhouse-client")
+                    .args([
+                        "--database",
+                        &config.clickhouse.database,
+                        "--query",
+                        "INSERT INTO signals_cold FORMAT JSONEachRow",
+                    ])
+                    .stdin(std::fs::File::open(&file)?)
+                    .output()?;
+                anyhow::ensure!(
+                    output.status.success(),
+                    "clickhouse-client: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                their_rates.push(count as f64 / started.elapsed().as_secs_f64());
+            }
+            Some(_) => their_rates.push(sink_rate(&client, "TRUNCATE TABLE signals_cold", &records).await?),
         }
-        let sink_rate = count as f64 / started.elapsed().as_secs_f64();
-        let written: u64 = client.query("SELECT count() FROM signals_cold").fetch_one().await?;
-        anyhow::ensure!(written == count as u64, "the sink wrote {written} of {count} rows");
-        eprintln!("round {round}: clickhouse-client {client_rate:.0} rows/s, sink {sink_rate:.0} rows/s");
-        theirs.push(client_rate);
-        ours.push(sink_rate);
+        let ours_rate = match &cluster {
+            None => sink_rate(&client, "TRUNCATE TABLE signals_cold", &records).await?,
+            Some(cluster) => {
+                sink_rate(cluster, "TRUNCATE TABLE signals_cold_local ON CLUSTER sigstage", &records).await?
+            }
+        };
+        our_rates.push(ours_rate);
+        eprintln!("round {round}: {baseline} {:.0} rows/s, {ours} {ours_rate:.0} rows/s", their_rates[round - 1]);
     }
-    std::fs::remove_file(&file)?;
-    let (ours, theirs) = (median(ours), median(theirs));
-    println!("clickhouse-client {theirs:.0} rows/s, sink {ours:.0} rows/s, ratio {:.2}", ours / theirs);
+    if cluster.is_none() {
+        std::fs::remove_file(&file)?;
+    }
+    let (theirs, ours_median) = (median(their_rates), median(our_rates));
+    println!("{baseline} {theirs:.0} rows/s, {ours} {ours_median:.0} rows/s, ratio {:.2}", ours_median / theirs);
     Ok(())
+}
+
+/// Empties `signals_cold` with `truncate`, writes `records` through the sink's path in inserts of
+/// 5000, checks every row is there (counted without FINAL) and answers rows/s.
+async fn sink_rate(client: &clickhouse::Client, truncate: &str, records: &[Vec<u8>]) -> anyhow::Result<f64> {
+    client.query(truncate).execute().await?;
+    let started = Instant::now();
+    for chunk in records.chunks(5000) {
+        let parsed: Vec<Processed<'_>> = chunk.iter().map(|r| processed::decode(r)).collect::<Result<_, _>>()?;
+        let rows: Vec<SignalRow<'_>> = parsed.iter().map(|p| SignalRow::of(p, None, 1)).collect();
+        runtime::clickhouse::insert::<SignalRow<'static>, _>(client, "signals_cold", &rows).await?;
+    }
+    let rate = records.len() as f64 / started.elapsed().as_secs_f64();
+    let written: u64 = client.query("SELECT count() FROM signals_cold").fetch_one().await?;
+    anyhow::ensure!(written == records.len() as u64, "the sink wrote {written} of {} rows", records.len());
+    Ok(rate)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -52,10 +52,7 @@ pub async fn run(config: &ClickHouseConfig) -> Result<Report, MigrateError> {
     if !is_identifier(&config.database) {
         return Err(MigrateError::BadDatabase(config.database.clone()));
     }
-    let layout = match &config.cluster {
-        Some(name) => Layout::Cluster { name, database: &config.database },
-        None => Layout::Single,
-    };
+    let layout = layout(config);
     let server = crate::clickhouse::server_client(config);
     let made: u64 = server
         .query("SELECT count() FROM system.tables WHERE database = ? AND name = 'schema_migrations'")
@@ -68,10 +65,8 @@ pub async fn run(config: &ClickHouseConfig) -> Result<Report, MigrateError> {
         recorded = client.query("SELECT ?fields FROM schema_migrations FINAL ORDER BY version").fetch_all().await?;
         check_layout(config, &layout, &recorded)?;
     }
-    let on_cluster = config.cluster.as_ref().map(|name| format!(" ON CLUSTER {name}")).unwrap_or_default();
-    server.query(&format!("CREATE DATABASE IF NOT EXISTS {}{on_cluster}", config.database)).execute().await?;
-    let not_for_cluster = |reason| MigrateError::NotForCluster { version: 0, name: "schema_migrations", reason };
-    for statement in layout.create(MIGRATIONS_TABLE_DDL).map_err(not_for_cluster)? {
+    server.query(&create_database(config)).execute().await?;
+    for statement in migrations_table(&layout)? {
         client.query(&statement).execute().await?;
     }
     if !recorded.iter().any(|row| row.version == 0) {
@@ -98,6 +93,37 @@ pub async fn run(config: &ClickHouseConfig) -> Result<Report, MigrateError> {
         }
     }
     Ok(report)
+}
+
+/// The layout `config` asks for: `ON CLUSTER` when it names a cluster, else one server.
+pub fn layout(config: &ClickHouseConfig) -> Layout<'_> {
+    match &config.cluster {
+        Some(name) => Layout::Cluster { name, database: &config.database },
+        None => Layout::Single,
+    }
+}
+
+/// The statement that creates the database, on every node of a cluster.
+pub fn create_database(config: &ClickHouseConfig) -> String {
+    let on_cluster = config.cluster.as_ref().map(|name| format!(" ON CLUSTER {name}")).unwrap_or_default();
+    format!("CREATE DATABASE IF NOT EXISTS {}{on_cluster}", config.database)
+}
+
+/// The statements that create `schema_migrations` in `layout`.
+pub fn migrations_table(layout: &Layout<'_>) -> Result<Vec<String>, MigrateError> {
+    let not_for_cluster = |reason| MigrateError::NotForCluster { version: 0, name: "schema_migrations", reason };
+    layout.create(MIGRATIONS_TABLE_DDL).map_err(not_for_cluster)
+}
+
+/// The statements `migration` runs in `layout`, in order.
+pub fn statements(layout: &Layout<'_>, migration: &Migration) -> Result<Vec<String>, MigrateError> {
+    let not_for_cluster =
+        |reason| MigrateError::NotForCluster { version: migration.version, name: migration.name, reason };
+    let mut all = Vec::new();
+    for statement in migration.statements() {
+        all.extend(layout.create(&statement).map_err(not_for_cluster)?);
+    }
+    Ok(all)
 }
 
 /// Refuses to migrate a database made in another layout. One made before layouts were
@@ -129,12 +155,8 @@ fn check_unchanged(migration: &Migration, row: &AppliedRow) -> Result<(), Migrat
 
 async fn apply(client: &clickhouse::Client, layout: &Layout<'_>, migration: &Migration) -> Result<(), MigrateError> {
     let failed = |source| MigrateError::Statement { version: migration.version, name: migration.name, source };
-    let not_for_cluster =
-        |reason| MigrateError::NotForCluster { version: migration.version, name: migration.name, reason };
-    for statement in migration.statements() {
-        for statement in layout.create(&statement).map_err(not_for_cluster)? {
-            client.query(&statement).execute().await.map_err(failed)?;
-        }
+    for statement in statements(layout, migration)? {
+        client.query(&statement).execute().await.map_err(failed)?;
     }
     let applied = AppliedRow {
         version: migration.version,

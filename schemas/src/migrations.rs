@@ -83,10 +83,8 @@ impl Layout<'_> {
     /// `Replicated*MergeTree` copied to every node.
     pub fn create(&self, statement: &str) -> Result<Vec<String>, String> {
         let Layout::Cluster { name: cluster, database } = *self else { return Ok(vec![statement.to_owned()]) };
-        let rest = statement
-            .strip_prefix("CREATE TABLE IF NOT EXISTS ")
-            .ok_or_else(|| format!("not a CREATE TABLE IF NOT EXISTS: {statement}"))?;
-        let (table, columns_and_engine) = rest.split_once(' ').ok_or_else(|| format!("no columns: {statement}"))?;
+        let table = created_table(statement).ok_or_else(|| format!("not a CREATE TABLE IF NOT EXISTS: {statement}"))?;
+        let columns_and_engine = statement["CREATE TABLE IF NOT EXISTS ".len() + table.len()..].trim_start();
         let (columns, engine_and_keys) =
             columns_and_engine.rsplit_once(") ENGINE = ").ok_or_else(|| format!("no ENGINE: {statement}"))?;
         let (engine, args_and_keys) =

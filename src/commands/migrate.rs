@@ -4,7 +4,8 @@ use std::io::Write;
 
 use anyhow::Context;
 use runtime::config::{ClickHouseConfig, Config};
-use schemas::migrations::{Layout, MIGRATIONS, MIGRATIONS_TABLE_DDL};
+use runtime::migrate;
+use schemas::migrations::{Layout, MIGRATIONS};
 
 #[derive(clap::Args)]
 pub struct MigrateArgs {
@@ -33,7 +34,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
 /// group, so the output is a script `clickhouse-client --multiquery` reads, and a DBA can review.
 pub fn print(config: &Config) -> anyhow::Result<()> {
     let clickhouse = &config.clickhouse;
-    let layout = layout(clickhouse);
+    let layout = migrate::layout(clickhouse);
     let plan = plan(clickhouse)?;
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -56,38 +57,22 @@ pub fn print(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn layout(config: &ClickHouseConfig) -> Layout<'_> {
-    match &config.cluster {
-        Some(name) => Layout::Cluster { name, database: &config.database },
-        None => Layout::Single,
-    }
-}
-
 /// Every DDL statement `runtime::migrate::run` sends for `config`, in its order, by group: the
 /// database, the `schema_migrations` table, then each migration. Between them, migrate records
 /// the layout (version 0) and each migration it applies in `schema_migrations`, and skips a
 /// migration recorded already.
 pub fn plan(config: &ClickHouseConfig) -> anyhow::Result<Vec<(String, Vec<String>)>> {
-    let layout = layout(config);
-    let on_cluster = config.cluster.as_ref().map(|name| format!(" ON CLUSTER {name}")).unwrap_or_default();
+    let layout = migrate::layout(config);
     let mut plan = vec![
-        ("database".to_owned(), vec![format!("CREATE DATABASE IF NOT EXISTS {}{on_cluster}", config.database)]),
+        ("database".to_owned(), vec![migrate::create_database(config)]),
         (
             format!("schema_migrations, where migrate then records `{}` as version 0", layout.recorded()),
-            layout.create(MIGRATIONS_TABLE_DDL).map_err(anyhow::Error::msg).context("schema_migrations")?,
+            migrate::migrations_table(&layout)?,
         ),
     ];
     for migration in MIGRATIONS {
-        let mut statements = Vec::new();
-        for statement in migration.statements() {
-            let created = layout
-                .create(&statement)
-                .map_err(anyhow::Error::msg)
-                .with_context(|| format!("migration {} ({})", migration.version, migration.name))?;
-            statements.extend(created);
-        }
         let what = format!("migration {} ({}), checksum {}", migration.version, migration.name, migration.checksum());
-        plan.push((what, statements));
+        plan.push((what, migrate::statements(&layout, migration)?));
     }
     Ok(plan)
 }
