@@ -55,12 +55,25 @@ pub enum Layout<'a> {
 /// The tables sharded on a cluster, each with its shard key: a prefix of its `ORDER BY` key,
 /// so every version of a row lands on one shard (and `FINAL` folds them there). A visitor's
 /// cold signals and links share a shard; a lead's hot signals and its row share another.
-pub const SHARDED: [(&str, &str); 4] = [
+/// The rollups (migration 9) are sharded too: their views write each node's share of an
+/// insert to that node's local table, so a rollup has a shard's part of every key, and is read
+/// through its Distributed table with GROUP BY (its key only says where a direct insert goes).
+pub const SHARDED: [(&str, &str); 8] = [
     ("signals_hot", "cityHash64(org_id, lead_email)"),
     ("signals_cold", "cityHash64(org_id, anonymous_id)"),
     ("identities", "cityHash64(org_id, anonymous_id)"),
     ("leads", "cityHash64(org_id, email)"),
+    ("signals_daily", "cityHash64(org_id)"),
+    ("active_daily", "cityHash64(org_id)"),
+    ("lead_touches", "cityHash64(org_id, lead_email)"),
+    ("visitors", "cityHash64(org_id, anonymous_id)"),
 ];
+
+/// The tables materialized views fill (migration 9). `sigstage copy` leaves them out: copying
+/// the signal tables fills them again through the views.
+pub const ROLLUPS: [&str; 4] = ["signals_daily", "active_daily", "lead_touches", "visitors"];
+
+const CREATE_VIEW: &str = "CREATE MATERIALIZED VIEW IF NOT EXISTS ";
 
 /// The table `statement` creates, when it is a `CREATE TABLE IF NOT EXISTS name ...`.
 pub fn created_table(statement: &str) -> Option<&str> {
@@ -76,13 +89,20 @@ impl Layout<'_> {
         }
     }
 
-    /// `statement` (a `CREATE TABLE IF NOT EXISTS name (...) ENGINE = Engine(args) ...` of a
-    /// migration) as this layout creates it. On a cluster, every statement runs `ON CLUSTER`;
+    /// `statement` (a `CREATE TABLE IF NOT EXISTS name (...) ENGINE = Engine(args) ...`, or a
+    /// `CREATE MATERIALIZED VIEW IF NOT EXISTS name TO target AS SELECT ... FROM source ...`, of
+    /// a migration) as this layout creates it. On a cluster, every statement runs `ON CLUSTER`;
     /// a sharded table becomes `name_local` (`Replicated*MergeTree` under the shard's path)
     /// beneath a `Distributed` table of the name analysts use, and any other table is one
-    /// `Replicated*MergeTree` copied to every node.
+    /// `Replicated*MergeTree` copied to every node. A view goes from a sharded local table to
+    /// another, on each node.
     pub fn create(&self, statement: &str) -> Result<Vec<String>, String> {
         let Layout::Cluster { name: cluster, database } = *self else { return Ok(vec![statement.to_owned()]) };
+        if let Some(view) = statement.strip_prefix(CREATE_VIEW) {
+            return Ok(vec![local_view(cluster, database, view).ok_or_else(|| {
+                format!("not a view TO a sharded table FROM a sharded table: {statement}")
+            })?]);
+        }
         let table = created_table(statement).ok_or_else(|| format!("not a CREATE TABLE IF NOT EXISTS: {statement}"))?;
         let columns_and_engine = statement["CREATE TABLE IF NOT EXISTS ".len() + table.len()..].trim_start();
         let (columns, engine_and_keys) =
@@ -114,6 +134,24 @@ impl Layout<'_> {
     }
 }
 
+/// `view` (what follows `CREATE MATERIALIZED VIEW IF NOT EXISTS `) on every node of `cluster`,
+/// from the local table of its sharded source to the local table of its sharded target.
+fn local_view(cluster: &str, database: &str, view: &str) -> Option<String> {
+    let sharded = |table: &str| SHARDED.iter().any(|(name, _)| *name == table);
+    let (name, rest) = view.split_once(' ')?;
+    let (target, rest) = rest.strip_prefix("TO ")?.split_once(char::is_whitespace)?;
+    let select = rest.trim_start().strip_prefix("AS")?.trim_start();
+    let (projection, after_from) = select.rsplit_once("\nFROM ")?;
+    let (source, tail) = after_from.split_once(|c: char| c.is_whitespace()).unwrap_or((after_from, ""));
+    (sharded(target) && sharded(source)).then(|| {
+        let view = format!(
+            "{CREATE_VIEW}{database}.{name} ON CLUSTER {cluster} TO {database}.{target}_local AS {projection}\n\
+             FROM {database}.{source}_local {tail}"
+        );
+        view.trim_end().to_owned()
+    })
+}
+
 /// The table that records which migrations ran; created before any migration.
 pub const MIGRATIONS_TABLE_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version UInt32,
@@ -132,6 +170,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 6, name: "webhooks", sql: include_str!("../migrations/0006_webhooks.sql") },
     Migration { version: 7, name: "webhook_queue", sql: include_str!("../migrations/0007_webhook_queue.sql") },
     Migration { version: 8, name: "api_key_names", sql: include_str!("../migrations/0008_api_key_names.sql") },
+    Migration { version: 9, name: "rollups", sql: include_str!("../migrations/0009_rollups.sql") },
 ];
 
 #[cfg(test)]
@@ -152,7 +191,7 @@ mod tests {
             assert!(!statements.is_empty(), "migration {} is empty", migration.version);
             for statement in statements {
                 assert!(
-                    statement.starts_with("CREATE TABLE IF NOT EXISTS"),
+                    statement.starts_with("CREATE TABLE IF NOT EXISTS") || statement.starts_with(CREATE_VIEW),
                     "migration {}: not idempotent: {statement}",
                     migration.version
                 );
@@ -186,6 +225,12 @@ mod tests {
         }
         let hot = statements.iter().find(|s| s.contains("db.signals_hot_local ")).expect("signals_hot");
         assert!(hot.contains("ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/signals_hot_local', '{replica}', written_ms) PARTITION BY toYYYYMM(event_date)"), "{hot}");
+        let view = statements.iter().find(|s| s.contains("db.signals_daily_from_hot ")).expect("a view");
+        assert!(view.starts_with("CREATE MATERIALIZED VIEW IF NOT EXISTS db.signals_daily_from_hot ON CLUSTER sigstage TO db.signals_daily_local AS SELECT "), "{view}");
+        assert!(view.ends_with("\nFROM db.signals_hot_local WHERE attributed_by != 'rehydrated'\nGROUP BY org_id, day, source, kind, event"), "{view}");
+        for rollup in ROLLUPS {
+            assert!(SHARDED.iter().any(|(table, _)| *table == rollup), "{rollup} is not sharded");
+        }
         let keys = statements.iter().find(|s| s.contains("db.api_keys ")).expect("api_keys");
         assert!(keys.contains("ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/db/api_keys', '{shard}-{replica}', version) ORDER BY key_id"), "{keys}");
         let queue = statements.iter().find(|s| s.contains("db.signal_queue ")).expect("signal_queue");
@@ -195,6 +240,7 @@ mod tests {
             ["CREATE TABLE IF NOT EXISTS t (x UInt8) ENGINE = Memory"]
         );
         assert!(cluster.create("DROP TABLE t").is_err());
+        assert!(cluster.create("CREATE MATERIALIZED VIEW IF NOT EXISTS v TO api_keys AS SELECT 1\nFROM signals_hot").is_err());
     }
 
     #[test]
