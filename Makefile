@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 STATE ?= .state
 
-.PHONY: run test stack-up stack-down stack-status build release lint bench bench-load bench-stream bench-sink bench-sink-cluster bench-import bench-tracking
+.PHONY: run test stack-up stack-down stack-status build release lint bench bench-load bench-stream bench-sink bench-sink-cluster bench-import bench-tracking bench-analyst
 
 ## run: install what is missing, start Apache Kafka and ClickHouse, migrate, run every role on 127.0.0.1:8080
 ## (the console is on http://127.0.0.1:8081/console; sign in with the token in .state/admin-token, made once)
@@ -57,6 +57,10 @@ bench-stream: stack-up
 ## bench-sink: the sink figures of the README (inserts vs clickhouse-client, webhooks, latency)
 bench-sink: stack-up
 	scripts/bench/sink.sh
+
+## bench-analyst: every analyst query over 100 M synthetic signals, beside the raw tables where a rollup answers (N=…)
+bench-analyst: stack-up
+	scripts/bench/analyst.sh
 
 ## bench-sink-cluster: the sink's insert rate on a 2x2 ClickHouse cluster beside one server, in one run
 bench-sink-cluster: stack-up

@@ -49,6 +49,8 @@ enum Command {
     /// Add, list and remove an org's mapping rules.
     #[command(subcommand)]
     Rules(commands::rules::RulesCommand),
+    /// Ask a question of the analysts' query library (schemas/queries/); --list shows them.
+    Query(commands::query::QueryArgs),
     /// Show the signal queue: signals no mapping rule matched, by source and event.
     Queue(commands::queue::QueueArgs),
     /// Create and manage webhook subscriptions; see and re-send deliveries.
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
             Command::Keys(command) => commands::keys::run(&config, command).await,
             Command::Limits(command) => commands::limits::run(&config, command).await,
             Command::Rules(command) => commands::rules::run(&config, command).await,
+            Command::Query(args) => commands::query::run(&config, args).await,
             Command::Queue(args) => commands::queue::run(&config, args).await,
             Command::Webhooks(command) => commands::webhooks::run(&config, command).await,
             Command::Import(args) => commands::import::run(args).await,

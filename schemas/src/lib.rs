@@ -6,6 +6,7 @@ pub mod mapping;
 pub mod migrations;
 pub mod person;
 pub mod processed;
+pub mod queries;
 pub mod record;
 pub mod rules;
 

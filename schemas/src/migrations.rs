@@ -99,9 +99,8 @@ impl Layout<'_> {
     pub fn create(&self, statement: &str) -> Result<Vec<String>, String> {
         let Layout::Cluster { name: cluster, database } = *self else { return Ok(vec![statement.to_owned()]) };
         if let Some(view) = statement.strip_prefix(CREATE_VIEW) {
-            return Ok(vec![local_view(cluster, database, view).ok_or_else(|| {
-                format!("not a view TO a sharded table FROM a sharded table: {statement}")
-            })?]);
+            return Ok(vec![local_view(cluster, database, view)
+                .ok_or_else(|| format!("not a view TO a sharded table FROM a sharded table: {statement}"))?]);
         }
         let table = created_table(statement).ok_or_else(|| format!("not a CREATE TABLE IF NOT EXISTS: {statement}"))?;
         let columns_and_engine = statement["CREATE TABLE IF NOT EXISTS ".len() + table.len()..].trim_start();
@@ -240,7 +239,9 @@ mod tests {
             ["CREATE TABLE IF NOT EXISTS t (x UInt8) ENGINE = Memory"]
         );
         assert!(cluster.create("DROP TABLE t").is_err());
-        assert!(cluster.create("CREATE MATERIALIZED VIEW IF NOT EXISTS v TO api_keys AS SELECT 1\nFROM signals_hot").is_err());
+        assert!(cluster
+            .create("CREATE MATERIALIZED VIEW IF NOT EXISTS v TO api_keys AS SELECT 1\nFROM signals_hot")
+            .is_err());
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub const ROWS_SKIPPED_TOTAL: &str = "sigstage_sink_rows_skipped_total";
 
 /// The metadata of an intent: records up to (excluding) this offset may be written.
 const INTENT: &str = "writing-to:";
+/// The metadata of a finished batch's offsets: every record below them is written.
+const WRITTEN: &str = "written";
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -142,7 +144,7 @@ impl BatchStage for Sink {
             }
         }
         stage::fault_point("sink.before_commit");
-        kafka::commit_offsets(consumer, kafka::next_offsets(batch)).await?;
+        kafka::commit_offsets(consumer, written(batch)).await?;
         for message in batch {
             let key = (message.topic().to_owned(), message.partition());
             if self.unsure.get(&key).is_some_and(|&end| message.offset() + 1 >= end) {
@@ -175,8 +177,21 @@ fn intent(batch: &[BorrowedMessage<'_>]) -> TopicPartitionList {
     list
 }
 
+/// The end offsets of a finished `batch`, marked as a sink's.
+fn written(batch: &[BorrowedMessage<'_>]) -> TopicPartitionList {
+    let ends = kafka::next_offsets(batch);
+    for mut element in ends.elements() {
+        element.set_metadata(WRITTEN);
+    }
+    ends
+}
+
 /// Reads the group's committed offsets of newly `assigned` partitions of `topics`: an intent
-/// left there by a sink that did not finish its batch marks records that may be written.
+/// left there by a sink that did not finish its batch marks records that may be written. An
+/// offset without a sink's metadata was moved by someone else (an operator rewinding the group
+/// with `kafka-consumer-groups --reset-offsets`, or a sink older than this marking): every
+/// record up to the partition's end may be written, so until the sink is past it, it writes
+/// only the rows its tables do not hold, and the rollups' views see each row once.
 async fn intents_of(
     consumer: &Arc<StreamConsumer<Assignments>>,
     topics: &[&str],
@@ -190,20 +205,25 @@ async fn intents_of(
         }
     }
     let asking = Arc::clone(consumer);
-    let committed = tokio::task::spawn_blocking(move || asking.committed_offsets(wanted, Duration::from_secs(30)))
-        .await
-        .unwrap_or(Err(KafkaError::Canceled))?;
-    for element in committed.elements() {
-        let end = element.metadata().strip_prefix(INTENT).and_then(|end| end.parse::<i64>().ok());
-        if let Some(end) = end {
-            tracing::info!(
-                topic = element.topic(),
-                partition = element.partition(),
-                end,
-                "replaying an unfinished batch"
-            );
-            unsure.insert((element.topic().to_owned(), element.partition()), end);
+    let moved = tokio::task::spawn_blocking(move || -> Result<Vec<(String, i32, i64)>, KafkaError> {
+        let mut moved = Vec::new();
+        for element in asking.committed_offsets(wanted, Duration::from_secs(30))?.elements() {
+            let (topic, partition) = (element.topic().to_owned(), element.partition());
+            if let Some(end) = element.metadata().strip_prefix(INTENT).and_then(|end| end.parse::<i64>().ok()) {
+                tracing::info!(%topic, partition, end, "replaying an unfinished batch");
+                moved.push((topic, partition, end));
+            } else if element.metadata() != WRITTEN && matches!(element.offset(), Offset::Offset(_)) {
+                let (_, end) = asking.fetch_watermarks(&topic, partition, Duration::from_secs(30))?;
+                tracing::info!(%topic, partition, end, "the group's offset was moved: writing only rows not stored yet");
+                moved.push((topic, partition, end));
+            }
         }
+        Ok(moved)
+    })
+    .await
+    .unwrap_or(Err(KafkaError::Canceled))?;
+    for (topic, partition, end) in moved {
+        unsure.insert((topic, partition), end);
     }
     Ok(())
 }

@@ -90,9 +90,13 @@ async fn a_reidentified_visitor_keeps_its_past_and_moves_its_future() {
     }
     await_count(client, "SELECT count() FROM signals_hot", 6).await;
     caught_up(&edge.db.config).await;
-    let per_lead: Vec<(String, u64, u64, u64, u64)> =
-        client.query(include_str!("../../schemas/queries/signals_per_lead.sql")).fetch_all().await.expect("per lead");
-    let per_lead: Vec<(&str, u64, u64)> = per_lead.iter().map(|r| (r.0.as_str(), r.1, r.2)).collect();
+    let per_lead: Vec<(String, String, String, u64, String, String, u64, u64, u64)> = client
+        .query(&crate::support::pipeline::library_query("first_and_last_touch", "acme", &[]))
+        .fetch_all()
+        .await
+        .expect("per lead");
+    let mut per_lead: Vec<(&str, u64, u64)> = per_lead.iter().map(|r| (r.0.as_str(), r.7, r.8)).collect();
+    per_lead.sort();
     assert_eq!(per_lead, [("jo@acme.io", 4, 2), ("sam@acme.io", 2, 0)]);
     await_count(
         client,

@@ -169,7 +169,7 @@ async fn the_pipeline_on_a_cluster_rehydrates_once_and_answers_as_one_server() {
 
     // 3 rehydrated, the identify, and the track after it; the analysts' invariant holds.
     await_count(client, "SELECT count() FROM signals_hot FINAL WHERE lead_email = 'jo@acme.io'", 5).await;
-    await_count(client, include_str!("../../schemas/queries/unlinked_cold_signals.sql"), 0).await;
+    await_count(client, &crate::support::pipeline::library_query("unlinked_cold_signals", "acme", &[]), 0).await;
     await_count(client, "SELECT count() FROM leads FINAL WHERE email = 'jo@acme.io'", 1).await;
     await_count(client, "SELECT count() FROM identities FINAL WHERE anonymous_id = 'v1'", 1).await;
     let attributions: Vec<(String, u64)> = client

@@ -3,6 +3,7 @@
 //! Each test works in its own random topic names and ClickHouse database.
 
 mod admin_api;
+mod analytics;
 mod attribution;
 mod clickhouse_cluster;
 mod clickhouse_io;

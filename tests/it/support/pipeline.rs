@@ -87,6 +87,15 @@ pub fn start_sink(config: &Config, clickhouse: clickhouse::Client) -> Running {
 }
 
 /// Polls `query` (one UInt64) until it answers `expected`; panics with the last answer after 30 s.
+/// A question of the analysts' library (`schemas/queries/`) for `org` over every day, with
+/// `params`, bound as `sigstage query` binds it.
+pub fn library_query(name: &str, org: &str, params: &[(&str, &str)]) -> String {
+    let query = schemas::queries::Query::named(name).unwrap_or_else(|| panic!("no query {name}"));
+    let all_days = [("org", org), ("since", "2000-01-01"), ("until", "2100-12-31")];
+    let values = all_days.iter().chain(params).map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+    query.bind(&values).unwrap_or_else(|error| panic!("{error}"))
+}
+
 pub async fn await_count(client: &clickhouse::Client, query: &str, expected: u64) {
     await_count_within(client, query, expected, Duration::from_secs(30)).await
 }
