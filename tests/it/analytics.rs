@@ -127,7 +127,7 @@ pub async fn library_answers_exactly(edge: &TestEdge) {
         ]
     );
 
-    let touches: Vec<(String, String, String, u64, String, String, u64, u64, u64)> =
+    let touches: Vec<crate::support::pipeline::TouchRow> =
         client.query(&ask("first_and_last_touch", &[])).fetch_all().await.expect("touches");
     let expected = [
         (

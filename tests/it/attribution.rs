@@ -90,7 +90,7 @@ async fn a_reidentified_visitor_keeps_its_past_and_moves_its_future() {
     }
     await_count(client, "SELECT count() FROM signals_hot", 6).await;
     caught_up(&edge.db.config).await;
-    let per_lead: Vec<(String, String, String, u64, String, String, u64, u64, u64)> = client
+    let per_lead: Vec<crate::support::pipeline::TouchRow> = client
         .query(&crate::support::pipeline::library_query("first_and_last_touch", "acme", &[]))
         .fetch_all()
         .await

@@ -417,3 +417,13 @@ async fn a_database_moves_from_one_server_to_the_cluster_and_back() {
     let returned: (u64, u64, u64, u64, u64, u64) = back.client.query(contents).fetch_one().await.expect("contents");
     assert_eq!(returned, original);
 }
+
+/// The analysts' library on a cluster: the rollups' views run on every node, from each shard's
+/// signal tables to its share of the rollups, and every question answers exactly as on one
+/// server (see `analytics::library_answers_exactly`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_library_query_answers_exactly_on_a_cluster() {
+    let cluster = PrivateClickHouseCluster::start();
+    let edge = TestEdge::start_on(cluster.migrated_db(1).await).await;
+    crate::analytics::library_answers_exactly(&edge).await;
+}

@@ -87,6 +87,10 @@ pub fn start_sink(config: &Config, clickhouse: clickhouse::Client) -> Running {
 }
 
 /// Polls `query` (one UInt64) until it answers `expected`; panics with the last answer after 30 s.
+/// A row of `first_and_last_touch`: lead, first source, event and time, last source, event and
+/// time, signals, signals sent while anonymous.
+pub type TouchRow = (String, String, String, u64, String, String, u64, u64, u64);
+
 /// A question of the analysts' library (`schemas/queries/`) for `org` over every day, with
 /// `params`, bound as `sigstage query` binds it.
 pub fn library_query(name: &str, org: &str, params: &[(&str, &str)]) -> String {
