@@ -11,6 +11,7 @@
 //! Every operation is one entry of [`operations`], from which both the router and the OpenAPI
 //! document (`GET /api/admin/openapi.json`) are built, so the two cannot drift apart.
 
+mod analytics;
 mod console;
 mod keys;
 mod limits;
@@ -150,6 +151,17 @@ pub(crate) fn operations() -> Vec<Operation> {
             "Signals per source, usage, refusals, dead letters and webhook health over the last 24 h",
             overview::overview,
         ),
+        op(
+            Method::GET,
+            "/api/admin/orgs/{org}/analytics/{query}",
+            "A question of the analysts' library (schemas/queries/) for the org, as ClickHouse's JSON",
+            analytics::ask,
+        )
+        .query(&[
+            ("since", "first day, YYYY-MM-DD (default: 30 days ago)"),
+            ("until", "last day, included (default: today, UTC)"),
+            ("…", "any other parameter the query takes (lead, first, then, days)"),
+        ]),
         op(Method::GET, "/api/admin/orgs/{org}/rules", "The org's mapping rules, in the order they apply", rules::list),
         op(Method::POST, "/api/admin/orgs/{org}/rules", "Add a mapping rule; 201 with its id", rules::add)
             .body("a rule: {name, source?, event?, conditions: [{path, op, value|values}], map: {field: path}}"),

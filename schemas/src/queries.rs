@@ -95,6 +95,27 @@ impl Query {
     }
 }
 
+/// How many days before `until` a range starts when `since` is not given.
+pub const DEFAULT_DAYS: i64 = 30;
+
+/// Fills in the range a caller left out: `until` today (UTC), `since` [`DEFAULT_DAYS`] before
+/// `until`.
+pub fn default_range(values: &mut BTreeMap<String, String>) -> Result<(), BindError> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let today = time::OffsetDateTime::now_utc().date();
+    let until = values.entry("until".to_owned()).or_insert_with(|| today.to_string()).clone();
+    if !values.contains_key("since") {
+        let last = time::Date::parse(&until, &format).map_err(|_| BindError::Malformed {
+            name: "until".to_owned(),
+            value: until.clone(),
+            kind: "Date".to_owned(),
+            what: "write it YYYY-MM-DD",
+        })?;
+        values.insert("since".to_owned(), (last - time::Duration::days(DEFAULT_DAYS)).to_string());
+    }
+    Ok(())
+}
+
 /// Every `{name:Type}` outside comment lines: its byte range, name and type.
 fn placeholders(sql: &str) -> Vec<(std::ops::Range<usize>, &str, &str)> {
     let mut found = Vec::new();
@@ -174,6 +195,18 @@ mod tests {
         }
         assert_eq!(Query::named("funnel").map(|q| q.name), Some("funnel"));
         assert_eq!(Query::named("nope"), None);
+    }
+
+    #[test]
+    fn a_range_left_out_is_the_last_thirty_days() {
+        let mut given = values(&[("until", "2026-03-31")]);
+        default_range(&mut given).expect("a range");
+        assert_eq!(given, values(&[("since", "2026-03-01"), ("until", "2026-03-31")]));
+        let mut bad = values(&[("until", "31/03/2026")]);
+        assert!(default_range(&mut bad).unwrap_err().to_string().contains("is not a Date"));
+        let mut none = BTreeMap::new();
+        default_range(&mut none).expect("a range");
+        assert_eq!(none["until"], time::OffsetDateTime::now_utc().date().to_string());
     }
 
     #[test]

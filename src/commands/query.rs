@@ -89,20 +89,12 @@ pub async fn run(config: &Config, args: QueryArgs) -> anyhow::Result<()> {
 /// The parameters as the query binds them: --org, the range (with its defaults) and each
 /// --param.
 fn values(args: &QueryArgs) -> anyhow::Result<BTreeMap<String, String>> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    let today = time::OffsetDateTime::now_utc().date();
-    let until = args.until.clone().unwrap_or(today.format(&format)?);
-    let since = match &args.since {
-        Some(since) => since.clone(),
-        None => {
-            let last = time::Date::parse(&until, &format)
-                .with_context(|| format!("--until {until:?} is not a date: write it YYYY-MM-DD"))?;
-            (last - time::Duration::days(30)).format(&format)?
+    let mut values = BTreeMap::new();
+    let given = [("org", &args.org), ("since", &args.since), ("until", &args.until)];
+    for (name, value) in given {
+        if let Some(value) = value {
+            values.insert(name.to_owned(), value.clone());
         }
-    };
-    let mut values = BTreeMap::from([("since".to_owned(), since), ("until".to_owned(), until)]);
-    if let Some(org) = &args.org {
-        values.insert("org".to_owned(), org.clone());
     }
     for param in &args.params {
         let (name, value) = param.split_once('=').with_context(|| format!("--param {param:?}: write it NAME=VALUE"))?;
@@ -110,6 +102,7 @@ fn values(args: &QueryArgs) -> anyhow::Result<BTreeMap<String, String>> {
             bail!("--param {name} is given twice, or is --org, --since or --until: give each once");
         }
     }
+    schemas::queries::default_range(&mut values)?;
     Ok(values)
 }
 

@@ -159,6 +159,16 @@ async function main() {
   await page.waitForSelector('#toast:has-text("Limits saved")');
   await until('the saved plan shown', async () => (await page.inputValue('[name=plan]')) === '1000');
   await shot('12-limits-usage');
+  step('the Analytics page charts the signals sent, per day and source, from the rollups');
+  await visit('analytics', '[data-test=chart-signals]');
+  await until('the chart counts the signals sent', async () => {
+    await page.reload();
+    await page.waitForSelector('[data-test=chart-signals]');
+    return Number(await page.getAttribute('[data-test=chart-signals]', 'data-total')) >= 2;
+  });
+  check(await page.$$eval('[data-test=chart-signals] rect', bars => bars.length) >= 1, 'the signals chart has a bar');
+  await page.waitForSelector('[data-test=chart-identification] polyline', { state: 'attached' });
+  await shot('14-analytics');
   await visit('overview', '[data-test=signals-24h]');
   const filled = await page.$eval('[data-test=usage-bar]', el => el.getBoundingClientRect().width);
   check(filled > 0, `the usage bar shows the plan's use (${filled}px)`);
@@ -168,7 +178,7 @@ async function main() {
   await page.waitForSelector('[data-test=signals-24h]');
   await shot('11-overview-phone');
   // Every page fits a phone's width: wide tables scroll inside their card, not the page.
-  for (const [name, wait] of [['overview', '[data-test=signals-24h]'], ['keys', '#key-list'], ['queue', 'h1'],
+  for (const [name, wait] of [['overview', '[data-test=signals-24h]'], ['analytics', '[data-test=chart-signals]'], ['keys', '#key-list'], ['queue', 'h1'],
     ['rules', '#rule-list'], ['tail', '#tail-status'], ['webhooks', '#new-webhook'], ['limits', 'form button[type=submit]']]) {
     await visit(name, wait);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

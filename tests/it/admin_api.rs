@@ -555,3 +555,61 @@ async fn the_openapi_document_matches_the_routes() {
     let (_, _, body) = send(&router, "GET", "/api/admin/orgs/acme/nothing", &[("authorization", &bearer)], "").await;
     assert_eq!(body["error"], "not_found");
 }
+
+/// The console's Analytics page reads the analysts' library through the admin API: an answer
+/// as ClickHouse's JSON, and bad questions refused with what is wrong.
+#[tokio::test]
+async fn library_queries_through_http() {
+    let db = TestDb::migrated().await;
+    db.client
+        .query(
+            "INSERT INTO signals_cold (org_id, anonymous_id, signal_id, source, event, event_ms) VALUES \
+             ('acme', 'v1', 1, 'segment', 'Viewed', 1772445600000), ('acme', 'v2', 2, 'pixel', 'Viewed', 1772445600000), \
+             ('globex', 'v3', 3, 'segment', 'Viewed', 1772445600000)",
+        )
+        .execute()
+        .await
+        .expect("signals");
+    let uri = "/api/admin/orgs/acme/analytics/signals_by_source_and_day?since=2026-03-01&until=2026-03-31";
+    let (status, body) = call(&db, Some(TOKEN), "GET", uri, "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rows: Vec<(&str, &str, &str)> = body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|row| (row["day"].as_str().unwrap(), row["source"].as_str().unwrap(), row["signals"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rows, [("2026-03-02", "pixel", "1"), ("2026-03-02", "segment", "1")]);
+
+    for (uri, status, code, says) in [
+        (
+            "/api/admin/orgs/acme/analytics/nope",
+            StatusCode::NOT_FOUND,
+            "unknown_query",
+            "the library has signals_by_source_and_day",
+        ),
+        (
+            "/api/admin/orgs/acme/analytics/top_events?since=March",
+            StatusCode::BAD_REQUEST,
+            "bad_parameter",
+            "since \"March\" is not a Date",
+        ),
+        ("/api/admin/orgs/acme/analytics/funnel", StatusCode::BAD_REQUEST, "bad_parameter", "needs days (UInt32)"),
+        (
+            "/api/admin/orgs/acme/analytics/top_events?org=globex",
+            StatusCode::BAD_REQUEST,
+            "bad_parameter",
+            "the org is the path's",
+        ),
+        (
+            "/api/admin/orgs/acme/analytics/top_events?color=red",
+            StatusCode::BAD_REQUEST,
+            "bad_parameter",
+            "no parameter color",
+        ),
+    ] {
+        let (got, body) = call(&db, Some(TOKEN), "GET", uri, "").await;
+        assert_eq!((got, body["error"].as_str()), (status, Some(code)), "{uri}: {body}");
+        assert!(body["message"].as_str().unwrap_or_default().contains(says), "{uri}: {body}");
+    }
+}

@@ -116,6 +116,7 @@ async fn a_person_signs_in_maps_a_signal_subscribes_and_revokes_in_chromium() {
         "11-overview-phone",
         "12-limits-usage",
         "13-key-revoked",
+        "14-analytics",
     ] {
         let size = std::fs::metadata(shots.join(format!("{page}.png"))).map(|m| m.len()).unwrap_or(0);
         assert!(size > 10_000, "screenshot {page}: {size} bytes");

@@ -144,7 +144,7 @@ async function route() {
     link.href = org ? `#/orgs/${encodeURIComponent(org)}/${link.dataset.page}` : '#/new-org';
   }
   if (!org || page === 'new-org') return newOrg();
-  const pages = { overview, keys, queue, rules, tail, webhooks, webhook, limits };
+  const pages = { overview, analytics, keys, queue, rules, tail, webhooks, webhook, limits };
   const show = view();
   show(h('p', { class: 'muted' }, 'Loading…'));
   try { await (pages[page] || overview)(org, id); } catch (error) { show(failure(error)); }
@@ -560,6 +560,75 @@ async function limits(org) {
   show(h('h1', {}, `Limits & usage · ${org}`), form, h('div', { class: 'grid' },
     h('section', { class: 'card' }, h('h2', {}, 'Per month'), usage(monthly.usage, 'Month')),
     h('section', { class: 'card' }, h('h2', {}, 'Per day, last 31 days'), usage(daily.usage, 'Day'))));
+}
+
+// ---- analytics ---------------------------------------------------------------------------
+// Charts of the rollups, drawn as SVG from the library's answers (schemas/queries/), over the
+// last 30 days. Every shape is an attribute, never an inline style, which the CSP refuses.
+const SVG = 'http://www.w3.org/2000/svg';
+const PALETTE = ['#3b6fd4', '#e08a2c', '#3a9d5d', '#c2455b', '#7a5cc7', '#2a9fb0', '#9a7b3c', '#666'];
+function svg(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs || {})) el.setAttribute(name, value);
+  el.append(...children);
+  return el;
+}
+const lastDays = n => Array.from({ length: n }, (_, i) => new Date(Date.now() - (n - 1 - i) * 86400000).toISOString().slice(0, 10));
+// A chart of `series` ([{name, values: {day: n}}]) over `days`: stacked bars, or lines.
+function chart(test, days, series, kind) {
+  const width = 720, height = 220, left = 40, bottom = 24, top = 8;
+  const totals = days.map(d => series.reduce((sum, s) => sum + (kind === 'bars' ? s.values[d] || 0 : 0), 0));
+  const peak = Math.max(1, ...(kind === 'bars' ? totals : series.flatMap(s => days.map(d => s.values[d] || 0))));
+  const x = i => left + (i * (width - left)) / days.length;
+  const y = n => top + (height - top - bottom) * (1 - n / peak);
+  const step = (width - left) / days.length;
+  const shapes = [];
+  if (kind === 'bars') {
+    days.forEach((d, i) => {
+      let base = 0;
+      series.forEach((s, k) => {
+        const n = s.values[d] || 0;
+        if (n) shapes.push(svg('rect', { x: x(i) + 1, y: y(base + n), width: Math.max(1, step - 2), height: y(base) - y(base + n), fill: PALETTE[k % PALETTE.length] },
+          svg('title', {}, `${d} · ${s.name}: ${n}`)));
+        base += n;
+      });
+    });
+  } else {
+    series.forEach((s, k) => shapes.push(svg('polyline', { fill: 'none', stroke: PALETTE[k % PALETTE.length], 'stroke-width': 2,
+      points: days.map((d, i) => `${x(i) + step / 2},${y(s.values[d] || 0)}`).join(' ') })));
+  }
+  const axis = [svg('line', { x1: left, y1: y(0), x2: width, y2: y(0), stroke: '#999' }),
+    svg('text', { x: left - 6, y: y(peak) + 4, 'text-anchor': 'end', 'font-size': 11 }, String(peak)),
+    svg('text', { x: left - 6, y: y(0), 'text-anchor': 'end', 'font-size': 11 }, '0'),
+    svg('text', { x: left, y: height - 6, 'font-size': 11 }, days[0]),
+    svg('text', { x: width, y: height - 6, 'text-anchor': 'end', 'font-size': 11 }, days[days.length - 1])];
+  const total = series.reduce((sum, s) => sum + Object.values(s.values).reduce((a, b) => a + b, 0), 0);
+  return h('figure', { class: 'chart', 'data-test': test, 'data-total': total },
+    svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': test }, ...axis, ...shapes),
+    h('figcaption', {}, series.map((s, k) => h('span', { class: 'legend' }, h('b', { class: `swatch c${k % PALETTE.length}` }, '■'), ` ${s.name}`))));
+}
+async function analytics(org) {
+  const show = view();
+  const ask = name => api('GET', orgPath(org, `/analytics/${name}`));
+  const [bySource, identification, active] = await Promise.all([ask('signals_by_source_and_day'), ask('identification_by_day'), ask('daily_active')]);
+  const days = lastDays(31);
+  const per = (rows, key, field) => {
+    const values = {};
+    for (const row of rows) if (!key || row.source === key) values[row.day] = (values[row.day] || 0) + Number(row[field]);
+    return values;
+  };
+  const sources = [...new Set(bySource.data.map(r => r.source))].sort();
+  show(h('h1', {}, `Analytics · ${org}`),
+    h('p', { class: 'muted' }, 'The last 31 days, from the rollups (each signal counted once). The same questions, and more, are in schemas/queries/ and `sigstage query`.'),
+    h('section', { class: 'card wide' }, h('h2', {}, 'Signals per day, by source'),
+      sources.length ? chart('chart-signals', days, sources.map(source => ({ name: source, values: per(bySource.data, source, 'signals') })), 'bars')
+        : h('p', { class: 'muted', 'data-test': 'chart-signals', 'data-total': 0 }, 'No signals in the last 31 days.')),
+    h('section', { class: 'card wide' }, h('h2', {}, 'Identification: visitors first seen and identified, per day'),
+      chart('chart-identification', days, [{ name: 'first seen', values: per(identification.data, null, 'first_seen') },
+        { name: 'identified', values: per(identification.data, null, 'identified') }], 'lines')),
+    h('section', { class: 'card wide' }, h('h2', {}, 'Active visitors and leads, per day'),
+      chart('chart-active', days, [{ name: 'visitors', values: per(active.data, null, 'visitors') },
+        { name: 'leads', values: per(active.data, null, 'leads') }], 'lines')));
 }
 
 // ---- start -------------------------------------------------------------------------------
