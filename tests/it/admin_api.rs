@@ -577,7 +577,10 @@ async fn library_queries_through_http() {
         .as_array()
         .expect("data")
         .iter()
-        .map(|row| (row["day"].as_str().unwrap(), row["source"].as_str().unwrap(), row["signals"].as_str().unwrap()))
+        .map(|row| {
+            let field = |name: &str| row[name].as_str().unwrap_or_else(|| panic!("{name} in {row}"));
+            (field("day"), field("source"), field("signals"))
+        })
         .collect();
     assert_eq!(rows, [("2026-03-02", "pixel", "1"), ("2026-03-02", "segment", "1")]);
 
