@@ -7,12 +7,27 @@ What `sigstage migrate` and the sink send, on a fresh database in a temporary fo
    does, applied in order (twice: they must be idempotent) in database `sigstage`, after the
    `schema_migrations` table, as runtime/src/migrate.rs does;
 2. a few rows in signals_hot, signals_cold, identities and leads, written as the sink writes
-   them (rehydration with the sink's own statement, sink/src/sql/), then every analyst query of
-   schemas/queries/, each checked against what the rows imply;
+   them (rehydration with the sink's own statement, sink/src/sql/, run twice); then, in a
+   database of their own, the signals of tests/it/analytics.rs as the sink writes them, the
+   rollups filled by their views, and every query of schemas/queries/ bound as `sigstage query
+   NAME --print` binds it, each answering exactly what that test expects on 18.16;
 3. one insert of signals spanning 150 months, which current ClickHouse refuses (code 252, more
    than `max_partitions_per_insert_block` = 100 partitions), then the same rows split as the sink
    splits them (sink/src/rows.rs, MAX_MONTHS_PER_INSERT), all stored; and the same for
-   rehydrating a visitor with that history.
+   rehydrating a visitor with that history;
+4. the cluster layout, in a second session given scripts/chdb/cluster.xml (an in-process
+   testkeeper, the macros, cluster `sigstage` of one shard whose replica is this process): every
+   statement `sigstage migrate --print` prints with SIGSTAGE_CLICKHOUSE_CLUSTER=sigstage (the
+   binary is built first with `cargo build --bin sigstage`, a no-op when it is current;
+   SIGSTAGE_BIN names another), each parsed as printed (formatQuery), then run without its
+   `ON CLUSTER` (chdb refuses it, code 392), twice: every Replicated*MergeTree table registered
+   in the keeper under its expanded macros, every Distributed table answering. chdb never
+   activates a replicated table (it has no interserver address, so the table stays read-only and
+   a write is refused, code 242, which is checked), so the sink's writes of step 2 then go,
+   with runtime::clickhouse::CLUSTER_SETTINGS, through the same Distributed tables and views over
+   MergeTree twins of the local tables (the printed cluster DDL with `Replicated` and its ZooKeeper
+   arguments taken out), and every table must hold what the same writes leave in a database of
+   the single layout, row for row.
 
 Prints the engine's version and one summary line; exits 1 naming what failed. Run it through
 scripts/chdb/check.sh, which provides chdb.
@@ -22,6 +37,7 @@ import datetime
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +52,7 @@ from chdb import session as chdb_session  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DATABASE = "sigstage"
+CLUSTER = "sigstage"  # the cluster of scripts/chdb/cluster.xml
 DAY_MS = 86_400_000
 
 
@@ -271,7 +288,7 @@ def migrate(db):
 
 
 def analyst_data(db, sink):
-    """A small org as the sink leaves it, replays included; answers the rows written."""
+    """A small org as the sink leaves it, rehydration run twice; answers the rows written."""
     hot, cold = [], []
     # Visitor v1: three tracks while anonymous, then identified as jo@acme.io; v3 is jo on
     # another device; v2 never identified; globex is another org.
@@ -296,16 +313,15 @@ def analyst_data(db, sink):
         {"org_id": "acme", "email": "sam@acme.io", "name": "Sam", "company": "Acme Corp", "title": "",
          "first_signal_id": 6, "created_ms": BASE_MS + 2 * DAY_MS},
     ]
-    # A batch and its replay: the same rows again, written later.
+    # Each row once, as the sink writes them (docs/exactly-once.md); rehydration runs twice,
+    # as a replayed batch would run it.
+    written = BASE_MS + DAY_MS
+    insert(db, "signals_cold", SIGNAL_COLUMNS, [dict(r, written_ms=written) for r in cold], "insert signals_cold")
+    insert(db, "signals_hot", SIGNAL_COLUMNS, [dict(r, written_ms=written) for r in hot], "insert signals_hot")
+    insert(db, "identities", IDENTITY_COLUMNS, links, "insert identities")
+    insert(db, "leads", LEAD_COLUMNS, leads, "insert leads")
     for replay in (0, 1):
-        written = BASE_MS + DAY_MS + replay
-        insert(db, "signals_cold", SIGNAL_COLUMNS, [dict(r, written_ms=written) for r in cold], "insert signals_cold")
-        insert(db, "signals_hot", SIGNAL_COLUMNS, [dict(r, written_ms=written) for r in hot], "insert signals_hot")
-        insert(db, "identities", IDENTITY_COLUMNS, [dict(r, linked_ms=r["linked_ms"] + replay) for r in links],
-               "insert identities")
-        insert(db, "leads", LEAD_COLUMNS, [dict(r, created_ms=r["created_ms"] + replay) for r in leads],
-               "insert leads")
-        sink.rehydrate([("acme", link["anonymous_id"], link["email"]) for link in links], written)
+        sink.rehydrate([("acme", link["anonymous_id"], link["email"]) for link in links], written + replay)
     rehydrated = [dict(r, lead_email="jo@acme.io", attributed_by="rehydrated") for r in cold
                   if r["org_id"] == "acme" and r["anonymous_id"] in ("v1", "v3")]
     # Rehydration leaves out what is hot already: run twice, it wrote each row once, physically.
@@ -319,46 +335,96 @@ def analyst_data(db, sink):
     return hot + rehydrated, cold
 
 
-def query(db, name):
-    path = ROOT / "schemas/queries" / name
-    return db.run(path.read_text(), f"schemas/queries/{name}")
+ALL_DAYS = ("2000-01-01", "2100-12-31")
 
 
-def analyst_queries(db, sink, hot, cold):
-    acme_hot = [r for r in hot if r["org_id"] == "acme"]
-    per_lead = {}
-    for r in acme_hot:
-        per_lead.setdefault(r["lead_email"], []).append(r)
-    want = sorted(
-        ([lead, str(len(rs)), str(sum(r["attributed_by"] == "rehydrated" for r in rs)),
-          str(min(r["event_ms"] for r in rs)), str(max(r["event_ms"] for r in rs))] for lead, rs in per_lead.items()),
-        key=lambda row: (-int(row[1]), row[0]),
-    )
-    expect("schemas/queries/signals_per_lead.sql", query(db, "signals_per_lead.sql"), want)
+def library_sql(binary, name, org, *params, days=ALL_DAYS):
+    """A query of schemas/queries/ bound as `sigstage query NAME --print` binds it (checked
+    literals: 18.16 has no query parameters, and this engine reads the same SQL)."""
+    command = [binary, "query", name, "--org", org, "--since", days[0], "--until", days[1], "--print"]
+    for param in params:
+        command += ["--param", param]
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SIGSTAGE_")}
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    if run.returncode != 0:
+        raise Failed(f"sigstage query {name} --print: exit {run.returncode}: {run.stderr.strip()}")
+    return run.stdout
 
-    daily = {}
-    for r in acme_hot + [r for r in cold if r["org_id"] == "acme"]:
-        day = datetime.datetime.fromtimestamp(r["event_ms"] / 1000, datetime.timezone.utc).date().isoformat()
-        daily.setdefault((day, r["source"]), set()).add(r["signal_id"])
-    want = [[day, source, str(len(ids))] for (day, source), ids in sorted(daily.items())]
-    expect("schemas/queries/daily_signals_by_source.sql", query(db, "daily_signals_by_source.sql"), want)
 
-    # jo@acme.io was identified on two devices (v1, v3); sam@acme.io on none.
-    want = [["jo@acme.io", "Acme", "CTO", "2"], ["sam@acme.io", "Acme Corp", "", "0"]]
-    expect("schemas/queries/leads_with_identities.sql", query(db, "leads_with_identities.sql"), want)
+def ms(text):
+    return int(datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
-    expect("schemas/queries/unlinked_cold_signals.sql (after rehydration)", query(db, "unlinked_cold_signals.sql"),
-           [["0"]])
-    # The invariant query must see a link the sink has not rehydrated yet: v2's one cold signal.
-    insert(db, "identities", IDENTITY_COLUMNS, [{"org_id": "acme", "anonymous_id": "v2", "email": "sam@acme.io",
-           "name": "", "company": "", "title": "", "signal_id": 6, "linked_ms": BASE_MS + 3 * DAY_MS}],
-           "insert identities (v2)")
-    expect("schemas/queries/unlinked_cold_signals.sql (v2 linked, not rehydrated)",
-           query(db, "unlinked_cold_signals.sql"), [["1"]])
-    sink.rehydrate([("acme", "v2", "sam@acme.io")], BASE_MS + 3 * DAY_MS)
-    expect("schemas/queries/unlinked_cold_signals.sql (v2 rehydrated)", query(db, "unlinked_cold_signals.sql"),
-           [["0"]])
-    return len(list((ROOT / "schemas/queries").glob("*.sql")))
+
+def library_queries(scratch_db, binary):
+    """Every query of the library on the signals of tests/it/analytics.rs, written as the sink
+    writes them into a database of their own; each answer must be the one that test expects on
+    18.16 through the whole pipeline."""
+    db = scratch_db
+    db.run("CREATE DATABASE IF NOT EXISTS library", "CREATE DATABASE library")
+    db.run("USE library", "USE library")
+    migrations, _ = rust_migrations()
+    for version, name, path in migrations:
+        for statement in statements(path.read_text()):
+            db.run(statement, f"library: migration {version} ({name})")
+    def track(org, n, visitor, event, at, **hot):
+        return signal(org, n, visitor, ms(at), event=event, **hot)
+    jo = {"lead": "jo@acme.io"}
+    cold = [track("acme", 1, "v1", "Pricing Page Viewed", "2026-03-01T10:00:00Z"),
+            track("acme", 2, "v1", "Demo Requested", "2026-03-02T10:00:00Z"),
+            track("acme", 4, "v2", "Pricing Page Viewed", "2026-03-01T12:00:00Z"),
+            track("acme", 5, "v2", "Demo Requested", "2026-03-10T12:00:00Z"),
+            track("other", 6, "v1", "Pricing Page Viewed", "2026-03-01T10:00:00Z")]
+    hot = [dict(r, lead_email="jo@acme.io", attributed_by="rehydrated") for r in cold[:2]] + [
+        signal("acme", 3, "v1", ms("2026-03-03T10:00:00Z"), **jo, attributed_by="signal", kind="identify", event="identify"),
+        track("acme", 7, "v1", "Page Viewed", "2026-03-04T10:00:00Z", **jo, attributed_by="identity"),
+        signal("acme", 8, "", ms("2026-03-02T09:00:00Z"), lead="sam@acme.io", attributed_by="signal", source="hubspot",
+               kind="signal", event="Form Submitted")]
+    insert(db, "signals_cold", SIGNAL_COLUMNS, [dict(r, written_ms=BASE_MS) for r in cold], "library: signals_cold")
+    insert(db, "signals_hot", SIGNAL_COLUMNS, [dict(r, written_ms=BASE_MS) for r in hot], "library: signals_hot")
+    insert(db, "identities", IDENTITY_COLUMNS, [{"org_id": "acme", "anonymous_id": "v1", "email": "jo@acme.io",
+           "name": "", "company": "", "title": "", "signal_id": 3, "linked_ms": BASE_MS}], "library: identities")
+
+    def ask(name, *params, org="acme", days=ALL_DAYS):
+        return db.run(library_sql(binary, name, org, *params, days=days), f"schemas/queries/{name}.sql")
+    t = lambda at: str(ms(at))  # noqa: E731
+    day = 86_400_000
+    wanted = {
+        ("signals_by_source_and_day",): [
+            ["2026-03-01", "segment", "2", "2"], ["2026-03-02", "hubspot", "1", "0"], ["2026-03-02", "segment", "1", "1"],
+            ["2026-03-03", "segment", "1", "0"], ["2026-03-04", "segment", "1", "0"], ["2026-03-10", "segment", "1", "1"]],
+        ("top_events",): [["Demo Requested", "track", "2"], ["Pricing Page Viewed", "track", "2"],
+                          ["Form Submitted", "signal", "1"], ["Page Viewed", "track", "1"], ["identify", "identify", "1"]],
+        ("daily_active",): [["2026-03-01", "2", "1"], ["2026-03-02", "1", "2"], ["2026-03-03", "1", "1"],
+                            ["2026-03-04", "1", "1"], ["2026-03-10", "1", "0"]],
+        ("lead_timeline", "lead=jo@acme.io"): [
+            [t("2026-03-01T10:00:00Z"), "1", "segment", "track", "Pricing Page Viewed", "rehydrated", "v1"],
+            [t("2026-03-02T10:00:00Z"), "2", "segment", "track", "Demo Requested", "rehydrated", "v1"],
+            [t("2026-03-03T10:00:00Z"), "3", "segment", "identify", "identify", "signal", "v1"],
+            [t("2026-03-04T10:00:00Z"), "7", "segment", "track", "Page Viewed", "identity", "v1"]],
+        ("first_and_last_touch",): [
+            ["jo@acme.io", "segment", "Pricing Page Viewed", t("2026-03-01T10:00:00Z"), "segment", "Page Viewed",
+             t("2026-03-04T10:00:00Z"), "4", "2"],
+            ["sam@acme.io", "hubspot", "Form Submitted", t("2026-03-02T09:00:00Z"), "hubspot", "Form Submitted",
+             t("2026-03-02T09:00:00Z"), "1", "0"]],
+        ("leads_by_first_touch",): [["hubspot", "1", "0"], ["segment", "1", "1"]],
+        ("time_to_identification",): [["1", "0", str(2 * day), str(2 * day)]],
+        ("identification_by_day",): [["2026-03-01", "2", "0"], ["2026-03-03", "0", "1"]],
+        ("funnel", "first=Pricing Page Viewed", "then=Demo Requested", "days=7"): [["2", "1"]],
+        ("funnel", "first=Pricing Page Viewed", "then=Demo Requested", "days=10"): [["2", "2"]],
+        ("unlinked_cold_signals",): [["0"]],
+    }
+    for (name, *params), want in wanted.items():
+        expect(f"schemas/queries/{name}.sql {' '.join(params)}", ask(name, *params), want)
+    expect("signals_by_source_and_day for org other", ask("signals_by_source_and_day", org="other"),
+           [["2026-03-01", "segment", "1", "1"]])
+    expect("signals_by_source_and_day on 2026-03-02 only",
+           len(ask("signals_by_source_and_day", days=("2026-03-02", "2026-03-02"))), 2)
+    # The invariant finds a cold signal of an identified visitor left without its hot row.
+    insert(db, "signals_cold", SIGNAL_COLUMNS, [dict(signal("acme", 9, "v1", ms("2026-03-05T00:00:00Z")),
+           written_ms=BASE_MS)], "library: an unattributed cold row")
+    expect("schemas/queries/unlinked_cold_signals.sql (one left unattributed)", ask("unlinked_cold_signals"), [["1"]])
+    db.run(f"USE {DATABASE}", f"USE {DATABASE}")
+    return len(wanted) + 3
 
 
 def months_of_history(db, sink):
@@ -404,7 +470,8 @@ def months_of_history(db, sink):
     insert(db, "identities", IDENTITY_COLUMNS, [{"org_id": "backfill", "anonymous_id": "archive",
            "email": "archivist@backfill.io", "name": "", "company": "", "title": "", "signal_id": 1000,
            "linked_ms": BASE_MS}], "insert identities (archive)")
-    expect("schemas/queries/unlinked_cold_signals.sql (150 months)", query(db, "unlinked_cold_signals.sql"), [["0"]])
+    invariant = library_sql(sigstage_binary()[0], "unlinked_cold_signals", "backfill", days=("2012-01-01", "2024-12-31"))
+    expect("schemas/queries/unlinked_cold_signals.sql (150 months)", db.run(invariant, "the invariant"), [["0"]])
     return len(chunks), max_months, statements_sent
 
 
@@ -421,6 +488,212 @@ def edge_months(db):
                yyyymm(month_of(int(event_ms))), int(partition))
 
 
+# --- The cluster layout ---------------------------------------------------------------------
+
+CLUSTER_CONFIG = ROOT / "scripts/chdb/cluster.xml"
+ON_CLUSTER = re.compile(rf" ON CLUSTER {CLUSTER}\b")
+# `ENGINE = ReplicatedX('path', 'replica'[, args])`: the engine and its ZooKeeper arguments.
+REPLICATED = re.compile(r"ENGINE = Replicated(\w+)\('([^']*)', '([^']*)'(?:, )?")
+CREATED = re.compile(r"^CREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS (?:\w+\.)?(\w+) ")
+ENGINE = re.compile(r" ENGINE = (\w+)\(")
+
+
+def head(statement):
+    return " ".join(statement.split()[:6]) + " ..."
+
+
+def sigstage_binary():
+    """The sigstage binary and how it was found: SIGSTAGE_BIN, else target/debug/sigstage, built
+    first (`cargo build --bin sigstage`, a no-op when it is current)."""
+    named = os.environ.get("SIGSTAGE_BIN")
+    if named:
+        if not os.access(named, os.X_OK):
+            raise Failed(f"SIGSTAGE_BIN={named} is not an executable; unset it to build target/debug/sigstage")
+        return named, "SIGSTAGE_BIN"
+    started = time.monotonic()
+    command = ["cargo", "build", "--quiet", "--bin", "sigstage", "--message-format=json-render-diagnostics"]
+    try:
+        built = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    except FileNotFoundError:
+        raise Failed("cargo is not on PATH: install Rust (rustup), or set SIGSTAGE_BIN to a sigstage binary") from None
+    if built.returncode != 0:
+        raise Failed(f"{' '.join(command[:5])} failed (exit {built.returncode}, see above); fix the build first")
+    executables = [message["executable"] for message in map(json.loads, built.stdout.splitlines())
+                   if message.get("reason") == "compiler-artifact" and message.get("executable")
+                   and message["target"]["name"] == "sigstage"]
+    if not executables:
+        raise Failed(f"{' '.join(command[:5])} named no sigstage executable; set SIGSTAGE_BIN")
+    return executables[-1], f"built or current in {time.monotonic() - started:.1f} s"
+
+
+def printed(binary, **settings):
+    """The statements `sigstage migrate --print` prints for these SIGSTAGE_CLICKHOUSE_* settings
+    (and no other SIGSTAGE_ variable), split as check.py splits a migration (schemas/src/
+    migrations.rs splits them on `;`, so none holds one), and a name for them."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SIGSTAGE_")}
+    env.update({f"SIGSTAGE_CLICKHOUSE_{name.upper()}": value for name, value in settings.items()})
+    what = "migrate --print with " + " ".join(f"SIGSTAGE_CLICKHOUSE_{n.upper()}={v}" for n, v in settings.items())
+    run = subprocess.run([binary, "migrate", "--print"], env=env, capture_output=True, text=True, timeout=60)
+    if run.returncode != 0:
+        raise Failed(f"{what}: exit {run.returncode}: {one_line(run.stderr)}")
+    found = statements(run.stdout)
+    if not found:
+        raise Failed(f"{what}: printed no statement")
+    return found, what
+
+
+def cluster_settings():
+    """runtime::clickhouse::CLUSTER_SETTINGS: what every role's client sets on a cluster."""
+    source = (ROOT / "runtime/src/clickhouse.rs").read_text()
+    found = re.search(r"pub const CLUSTER_SETTINGS: [^=]+=\s*\[(.*?)\];", source, re.S)
+    pairs = re.findall(r'\("(\w+)", "([^"]*)"\)', found.group(1)) if found else []
+    if not pairs:
+        raise Failed("runtime/src/clickhouse.rs: cannot find CLUSTER_SETTINGS; update check.py")
+    return pairs
+
+
+def engines(printed_statements, database):
+    """{table: engine} of what the statements create, as system.tables names them."""
+    made = {}
+    for statement in printed_statements:
+        created, engine = CREATED.match(statement), ENGINE.search(statement)
+        if created and created.group(1) == "MATERIALIZED VIEW":
+            made[created.group(2)] = "MaterializedView"
+        elif created and engine:
+            made[created.group(2)] = engine.group(1)
+        elif not statement.startswith(f"CREATE DATABASE IF NOT EXISTS {database}"):
+            raise Failed(f"cannot tell what this statement creates: {head(statement)}; update check.py")
+    return made
+
+
+def cluster_schema(db, cluster, what):
+    """The cluster statements: parsed as printed, then applied twice without ON CLUSTER; every
+    table as printed, the replicated ones in the keeper under the macros, the Distributed ones
+    answering; a write to a replicated table refused (chdb never activates one)."""
+    expect(f"{CLUSTER_CONFIG.relative_to(ROOT)}: cluster {CLUSTER} (shard, replica, is_local)",
+           db.run(f"SELECT shard_num, replica_num, is_local FROM system.clusters WHERE cluster = '{CLUSTER}'",
+                  "system.clusters"), [["1", "1", "1"]])
+    for n, statement in enumerate(cluster, 1):
+        if not ON_CLUSTER.search(statement):
+            raise Failed(f"{what}, statement {n} [{head(statement)}]: no ON CLUSTER {CLUSTER}")
+        db.run(f"SELECT formatQuery({literal(statement)})", f"{what}, statement {n} [{head(statement)}] as printed")
+    for run in (1, 2):
+        for n, statement in enumerate(cluster, 1):
+            db.run(ON_CLUSTER.sub("", statement), f"{what}, statement {n} [{head(statement)}] without ON CLUSTER"
+                   + (", applied again" if run == 2 else ""))
+
+    want = engines(cluster, DATABASE)
+    got = dict(db.run(f"SELECT name, engine FROM system.tables WHERE database = '{DATABASE}'", "system.tables"))
+    expect(f"{what}: tables and engines made", got, want)
+    macros = dict(db.run("SELECT macro, substitution FROM system.macros", "system.macros"))
+
+    def expand(text):
+        return re.sub(r"\{(\w+)\}", lambda m: macros.get(m.group(1), m.group(0)), text)
+
+    want = sorted([CREATED.match(s).group(2), expand(r.group(2)), expand(r.group(3)), "1"]
+                  for s in cluster for r in [REPLICATED.search(s)] if r)
+    got = db.run(f"SELECT table, zookeeper_path, replica_name, is_readonly FROM system.replicas "
+                 f"WHERE database = '{DATABASE}' ORDER BY table", "system.replicas")
+    expect(f"{what}: replicated tables in the keeper (table, path, replica, read-only)", got, want)
+    distributed = sorted(name for name, engine in engines(cluster, DATABASE).items() if engine == "Distributed")
+    for table in distributed:
+        expect(f"{what}: SELECT count() FROM Distributed table {table}",
+               db.one(f"SELECT count() FROM {DATABASE}.{table}", f"Distributed table {table}"), "0")
+
+    row = signal("acme", 1, "v1", BASE_MS)
+    error = db.refused(
+        f"INSERT INTO {DATABASE}.signals_cold ({', '.join(SIGNAL_COLUMNS)}) SETTINGS insert_distributed_sync = 1, "
+        f"insert_keeper_max_retries = 0 VALUES ({', '.join(literal(row[c]) for c in SIGNAL_COLUMNS)})",
+        "a write through Distributed table signals_cold to its replicated table")
+    if error_code(error) != 242:
+        raise Failed(f"a write to a replicated table in chdb: expected code 242 (TABLE_IS_READ_ONLY: chdb has no "
+                     f"interserver address, so it never activates a replica), got: {one_line(error)}")
+    return {"replicated": len(want), "distributed": len(distributed),
+            "views": sum(e == "MaterializedView" for e in engines(cluster, DATABASE).values())}
+
+
+def select_all(db, database, table):
+    """Every physical row of a table (no FINAL), aggregate states finalized, sorted."""
+    columns = db.run(f"SELECT name, type FROM system.columns WHERE database = '{database}' AND table = '{table}' "
+                     f"ORDER BY position", f"columns of {database}.{table}")
+    select = ", ".join(f"finalizeAggregation({name})" if kind.startswith("AggregateFunction") else name
+                       for name, kind in columns)
+    return sorted(db.run(f"SELECT {select} FROM {database}.{table}", f"rows of {database}.{table}"))
+
+
+def sink_writes_through_distributed(db, twin, twin_what, single, single_what):
+    """The sink's writes of analyst_data, once into a database of the single layout, once through
+    the cluster layout's Distributed tables and views over MergeTree twins of its local tables,
+    with CLUSTER_SETTINGS: every table the same, row for row, and nothing twice under a
+    Distributed table. Answers the tables compared and how many hold rows."""
+    single_db, twin_db = f"{DATABASE}_single", f"{DATABASE}_twin"
+    # Rows counted physically: merges would fold replays at their own pace in each database.
+    db.run("SYSTEM STOP MERGES", "SYSTEM STOP MERGES")
+    for n, statement in enumerate(single, 1):
+        db.run(statement, f"{single_what}, statement {n} [{head(statement)}]")
+        if n == 1:  # CREATE DATABASE; the rest name no database (migrate runs them in it)
+            db.run(f"USE {single_db}", f"USE {single_db}")
+    twins = [REPLICATED.sub(lambda m: f"ENGINE = {m.group(1)}(", ON_CLUSTER.sub("", s)) for s in twin]
+    for n, statement in enumerate(twins, 1):
+        if "Replicated" in statement:
+            raise Failed(f"{twin_what}, statement {n} [{head(statement)}]: a Replicated engine check.py cannot "
+                         f"make a MergeTree twin of; update REPLICATED in check.py")
+        db.run(statement, f"{twin_what}, statement {n} [{head(statement)}] as a MergeTree twin")
+
+    what = f"the sink's writes into database {single_db} (single layout)"
+    try:
+        analyst_data(db, Sink(db))
+        settings = cluster_settings()
+        db.run("SET " + ", ".join(f"{name} = {literal(value)}" for name, value in settings), "CLUSTER_SETTINGS")
+        db.run(f"USE {twin_db}", f"USE {twin_db}")
+        what = (f"the sink's writes through database {twin_db}'s Distributed tables "
+                f"({', '.join(f'{n}={v}' for n, v in settings)})")
+        analyst_data(db, Sink(db))
+    except Failed as failure:
+        raise Failed(f"{what}: {failure}") from None
+
+    tables = [name for name, engine in engines(single, single_db).items() if engine != "MaterializedView"]
+    distributed = {name for name, engine in engines(twin, twin_db).items() if engine == "Distributed"}
+    with_rows = 0
+    for table in tables:
+        want = select_all(db, single_db, table)
+        got = select_all(db, twin_db, table)
+        if got != want:
+            kind = "Distributed table" if table in distributed else "table"
+            raise Failed(f"table {table}: through {twin_db}'s {kind} {len(got)} rows, {len(want)} on one server; "
+                         f"first differences: "
+                         f"{[r for r in got if r not in want][:2]} / {[r for r in want if r not in got][:2]}")
+        if table in distributed:
+            expect(f"{twin_db}.{table}_local (physical rows beneath the Distributed table)",
+                   select_all(db, twin_db, f"{table}_local"), got)
+        with_rows += bool(want)
+    if with_rows < 4:
+        raise Failed(f"only {with_rows} tables hold rows after the sink's writes; expected at least signals_hot, "
+                     f"signals_cold, identities and leads")
+    return len(tables), with_rows
+
+
+def cluster_layout():
+    """Step 4 of the docstring, in a session of its own given scripts/chdb/cluster.xml."""
+    binary, build = sigstage_binary()
+    cluster, what = printed(binary, cluster=CLUSTER, database=DATABASE)
+    twin, twin_what = printed(binary, cluster=CLUSTER, database=f"{DATABASE}_twin")
+    single, single_what = printed(binary, database=f"{DATABASE}_single")
+    with tempfile.TemporaryDirectory(prefix="sigstage-chdb-cluster-") as scratch:
+        db = Db(f"{scratch}?config-file={CLUSTER_CONFIG}")
+        try:
+            made = cluster_schema(db, cluster, what)
+            tables, with_rows = sink_writes_through_distributed(db, twin, twin_what, single, single_what)
+        finally:
+            # Closing a session that holds read-only replicated tables hangs (chdb 4.4): drop them.
+            try:
+                db.session.query(f"DROP DATABASE IF EXISTS {DATABASE} SYNC")
+            finally:
+                db.close()
+    return dict(made, statements=len(cluster), build=build, tables=f"{tables} tables ({with_rows} with rows)",
+                queries=db.queries)
+
+
 def main():
     started, version = time.monotonic(), "?"
     with tempfile.TemporaryDirectory(prefix="sigstage-chdb-") as scratch:
@@ -431,8 +704,8 @@ def main():
             print(f"chdb {chdb_version}, ClickHouse {version}")
             migrations, statement_count = migrate(db)
             sink = Sink(db)
-            hot, cold = analyst_data(db, sink)
-            queries = analyst_queries(db, sink, hot, cold)
+            analyst_data(db, sink)
+            queries = library_queries(db, sigstage_binary()[0])
             chunks, max_months, rehydrations = months_of_history(db, sink)
             edge_months(db)
         except Failed as failure:
@@ -440,11 +713,22 @@ def main():
             return 1
         finally:
             db.close()
+    statements_sent = db.queries
+    try:
+        cluster = cluster_layout()
+    except Failed as failure:
+        print(f"chdb check FAILED on ClickHouse {version}, cluster layout: {failure}", file=sys.stderr)
+        return 1
     print(
         f"chdb check OK: ClickHouse {version}: {migrations} migrations ({statement_count} statements, applied twice), "
-        f"{queries} analyst queries with the expected results, sink rehydration; 150 months in one insert refused "
+        f"the library's queries with {queries} expected answers (those of tests/it/analytics.rs), sink rehydration; 150 months in one insert refused "
         f"(code 252), stored as {chunks} inserts of <= {max_months} months and {rehydrations} rehydration "
-        f"statements; {db.queries} statements in {time.monotonic() - started:.1f} s"
+        f"statements; cluster {CLUSTER}: {cluster['statements']} statements of migrate --print "
+        f"(binary {cluster['build']}) parsed with ON CLUSTER and applied twice without it on a testkeeper "
+        f"({cluster['replicated']} Replicated*MergeTree under their macros, {cluster['distributed']} Distributed, "
+        f"{cluster['views']} views), a write to a replicated table refused in process (code 242), the sink's writes "
+        f"through the Distributed tables over MergeTree twins: {cluster['tables']} as on one server, row for "
+        f"row; {statements_sent + cluster['queries']} statements in {time.monotonic() - started:.1f} s"
     )
     return 0
 
