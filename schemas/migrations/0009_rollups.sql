@@ -7,7 +7,7 @@
 -- is identified, one hot row `rehydrated` under the lead; any other signal is one hot row. So
 -- counts of signals read cold rows and hot rows that are not `rehydrated` (each signal once);
 -- what belongs to a lead (its touches, its active days) reads every hot row, its anonymous past
--- included; distinct visitors and leads are uniq states, which a repeat cannot inflate.
+-- included; distinct visitors and leads are uniqHLL12 states, which a repeat cannot inflate.
 --
 -- Read them with GROUP BY and sum / -Merge, never row by row: SummingMergeTree and
 -- AggregatingMergeTree fold rows of one key only when parts merge, and on a cluster one key has
@@ -38,23 +38,25 @@ WHERE attributed_by != 'rehydrated'
 GROUP BY org_id, day, source, kind, event;
 
 -- Distinct visitors (anonymous ids) and leads active per org and day. A lead is active on the
--- days of its anonymous past too, once rehydrated. uniq: exact to within about 1% at volume.
+-- days of its anonymous past too, once rehydrated. uniqHLL12: a state of 2.5 KB whatever the
+-- day's traffic (uniq's grows to 256 KB, and unmerged parts hold one per insert), exact up to
+-- 16 ids, within about 1.6% beyond.
 CREATE TABLE IF NOT EXISTS active_daily (
     org_id String,
     day Date,
-    visitors AggregateFunction(uniq, String),
-    leads AggregateFunction(uniq, String)
+    visitors AggregateFunction(uniqHLL12, String),
+    leads AggregateFunction(uniqHLL12, String)
 ) ENGINE = AggregatingMergeTree() PARTITION BY toYYYYMM(day) ORDER BY (org_id, day);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS active_daily_from_cold TO active_daily AS
-SELECT org_id, event_date AS day, uniqStateIf(anonymous_id, anonymous_id != '') AS visitors,
-       uniqStateIf(lead_email, 0) AS leads
+SELECT org_id, event_date AS day, uniqHLL12StateIf(anonymous_id, anonymous_id != '') AS visitors,
+       uniqHLL12StateIf(lead_email, 0) AS leads
 FROM signals_cold
 GROUP BY org_id, day;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS active_daily_from_hot TO active_daily AS
-SELECT org_id, event_date AS day, uniqStateIf(anonymous_id, anonymous_id != '') AS visitors,
-       uniqState(lead_email) AS leads
+SELECT org_id, event_date AS day, uniqHLL12StateIf(anonymous_id, anonymous_id != '') AS visitors,
+       uniqHLL12State(lead_email) AS leads
 FROM signals_hot
 GROUP BY org_id, day;
 

@@ -8,7 +8,7 @@ FROM (
         SELECT minMerge(first_seen_ms) AS first_seen_ms, minMerge(identified_ms) AS identified_ms
         FROM visitors
         WHERE org_id = {org:String}
-        GROUP BY anonymous_id
+        GROUP BY cityHash64(anonymous_id)
     )
     ARRAY JOIN arrayFilter(t -> tupleElement(t, 2) != 0, [('first_seen', first_seen_ms), ('identified', identified_ms)]) AS touch
 )

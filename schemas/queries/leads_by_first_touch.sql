@@ -7,7 +7,7 @@ FROM (
            countMerge(anonymous_before) AS anonymous_before
     FROM lead_touches
     WHERE org_id = {org:String}
-    GROUP BY lead_email
+    GROUP BY cityHash64(lead_email)
 )
 WHERE toDate(toDateTime(intDiv(first_ms, 1000))) BETWEEN {since:Date} AND {until:Date}
 GROUP BY source

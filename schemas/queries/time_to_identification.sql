@@ -9,6 +9,6 @@ FROM (
     SELECT minMerge(first_seen_ms) AS first_seen_ms, minMerge(identified_ms) AS identified_ms
     FROM visitors
     WHERE org_id = {org:String}
-    GROUP BY anonymous_id
+    GROUP BY cityHash64(anonymous_id)
 )
 WHERE identified_ms != 0 AND toDate(toDateTime(intDiv(identified_ms, 1000))) BETWEEN {since:Date} AND {until:Date}

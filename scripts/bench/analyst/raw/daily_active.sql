@@ -1,5 +1,5 @@
 -- daily_active over the signal tables instead of its rollup.
-SELECT day, uniqIf(anonymous_id, anonymous_id != '') AS visitors, uniqIf(lead_email, lead_email != '') AS leads
+SELECT day, uniqHLL12If(anonymous_id, anonymous_id != '') AS visitors, uniqHLL12If(lead_email, lead_email != '') AS leads
 FROM (
     SELECT event_date AS day, anonymous_id, lead_email FROM signals_cold
     WHERE org_id = {org:String} AND event_date BETWEEN {since:Date} AND {until:Date}
