@@ -4,8 +4,7 @@
 -- Reads: signals_cold, signals_hot.
 SELECT count() AS did_first, countIf(converted) AS then_did_second
 FROM (
-    SELECT visitor,
-           arrayExists(a -> arrayExists(b -> b >= a AND b - a <= {days:UInt32} * 86400000, groupArrayIf(event_ms, event = {then:String})),
+    SELECT arrayExists(a -> arrayExists(b -> b >= a AND b - a <= {days:UInt32} * 86400000, groupArrayIf(event_ms, event = {then:String})),
                        groupArrayIf(event_ms, event = {first:String})) AS converted,
            countIf(event = {first:String}) AS firsts
     FROM (
@@ -19,6 +18,6 @@ FROM (
         WHERE org_id = {org:String} AND event_date BETWEEN {since:Date} AND {until:Date}
           AND event IN ({first:String}, {then:String}) AND attributed_by != 'rehydrated'
     )
-    GROUP BY visitor
+    GROUP BY cityHash64(visitor)
 )
 WHERE firsts > 0
