@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use schemas::migrations::{MIGRATIONS, SHARDED};
+use schemas::migrations::{MIGRATIONS, ROLLUPS, SHARDED};
 
 use crate::support::clickhouse_cluster::PrivateClickHouseCluster;
 use crate::support::edge::{post_signals, TestEdge};
@@ -71,7 +71,15 @@ async fn migrate_makes_the_schema_on_a_cluster_sharded_by_visitor_and_lead() {
         let engine_of = |table: &str| tables.iter().find(|(name, _)| name == table).map(|(_, engine)| engine.as_str());
         for (table, _) in SHARDED {
             assert_eq!(engine_of(table), Some("Distributed"), "node {node}: {tables:?}");
-            assert_eq!(engine_of(&format!("{table}_local")), Some("ReplicatedReplacingMergeTree"), "node {node}");
+            let engine = match table {
+                "signals_daily" => "ReplicatedSummingMergeTree",
+                table if ROLLUPS.contains(&table) => "ReplicatedAggregatingMergeTree",
+                _ => "ReplicatedReplacingMergeTree",
+            };
+            assert_eq!(engine_of(&format!("{table}_local")), Some(engine), "node {node}: {table}");
+        }
+        for view in ["signals_daily_from_cold", "active_daily_from_hot", "lead_touches_from_hot", "visitors_from_cold"] {
+            assert_eq!(engine_of(view), Some("MaterializedView"), "node {node}: {view}");
         }
         for table in ["api_keys", "orgs", "mapping_rules", "webhook_queue", "schema_migrations"] {
             assert_eq!(engine_of(table), Some("ReplicatedReplacingMergeTree"), "node {node}: {table}");
