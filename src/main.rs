@@ -49,6 +49,9 @@ enum Command {
     /// Add, list and remove an org's mapping rules.
     #[command(subcommand)]
     Rules(commands::rules::RulesCommand),
+    /// Rebuild the analysts' rollups from the signal tables (with the sink stopped).
+    #[command(subcommand)]
+    Rollups(commands::rollups::RollupsCommand),
     /// Ask a question of the analysts' query library (schemas/queries/); --list shows them.
     Query(commands::query::QueryArgs),
     /// Show the signal queue: signals no mapping rule matched, by source and event.
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
             Command::Keys(command) => commands::keys::run(&config, command).await,
             Command::Limits(command) => commands::limits::run(&config, command).await,
             Command::Rules(command) => commands::rules::run(&config, command).await,
+            Command::Rollups(command) => commands::rollups::run(&config, command).await,
             Command::Query(args) => commands::query::run(&config, args).await,
             Command::Queue(args) => commands::queue::run(&config, args).await,
             Command::Webhooks(command) => commands::webhooks::run(&config, command).await,

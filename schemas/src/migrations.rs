@@ -133,6 +133,31 @@ impl Layout<'_> {
     }
 }
 
+/// A materialized view of the migrations: it fills `target` from each insert into `source`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    pub name: String,
+    pub target: String,
+    pub source: String,
+    /// Its `SELECT … FROM source …`: what it writes for an insert of those rows.
+    pub select: String,
+}
+
+/// Every materialized view the migrations create, in order.
+pub fn views() -> Vec<View> {
+    MIGRATIONS
+        .iter()
+        .flat_map(|migration| migration.statements())
+        .filter_map(|statement| {
+            let (name, rest) = statement.strip_prefix(CREATE_VIEW)?.split_once(' ')?;
+            let (target, rest) = rest.strip_prefix("TO ")?.split_once(char::is_whitespace)?;
+            let select = rest.trim_start().strip_prefix("AS")?.trim_start();
+            let source = select.rsplit_once("\nFROM ")?.1.split_whitespace().next()?;
+            Some(View { name: name.into(), target: target.into(), source: source.into(), select: select.into() })
+        })
+        .collect()
+}
+
 /// `view` (what follows `CREATE MATERIALIZED VIEW IF NOT EXISTS `) on every node of `cluster`,
 /// from the local table of its sharded source to the local table of its sharded target.
 fn local_view(cluster: &str, database: &str, view: &str) -> Option<String> {
@@ -229,6 +254,16 @@ mod tests {
         assert!(view.ends_with("\nFROM db.signals_hot_local WHERE attributed_by != 'rehydrated'\nGROUP BY org_id, day, source, kind, event"), "{view}");
         for rollup in ROLLUPS {
             assert!(SHARDED.iter().any(|(table, _)| *table == rollup), "{rollup} is not sharded");
+            assert!(views().iter().any(|view| view.target == rollup), "no view fills {rollup}");
+        }
+        let views = views();
+        assert_eq!(views.len(), 7, "{views:#?}");
+        assert!(views.iter().all(|view| ["signals_cold", "signals_hot"].contains(&view.source.as_str())), "{views:#?}");
+        for view in &views {
+            assert!(
+                view.select.starts_with("SELECT ") && view.select.contains(&format!("\nFROM {}\n", view.source)),
+                "{view:#?}"
+            );
         }
         let keys = statements.iter().find(|s| s.contains("db.api_keys ")).expect("api_keys");
         assert!(keys.contains("ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/db/api_keys', '{shard}-{replica}', version) ORDER BY key_id"), "{keys}");

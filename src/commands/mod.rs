@@ -7,6 +7,7 @@ pub mod limits;
 pub mod migrate;
 pub mod query;
 pub mod queue;
+pub mod rollups;
 pub mod rules;
 pub mod serve;
 pub mod webhooks;
