@@ -98,8 +98,9 @@ impl Layout<'_> {
     /// another, on each node.
     pub fn create(&self, statement: &str) -> Result<Vec<String>, String> {
         let Layout::Cluster { name: cluster, database } = *self else { return Ok(vec![statement.to_owned()]) };
-        if let Some(view) = statement.strip_prefix(CREATE_VIEW) {
-            return Ok(vec![local_view(cluster, database, view)
+        if statement.starts_with(CREATE_VIEW) {
+            return Ok(vec![View::of(statement)
+                .and_then(|view| local_view(cluster, database, &view))
                 .ok_or_else(|| format!("not a view TO a sharded table FROM a sharded table: {statement}"))?]);
         }
         let table = created_table(statement).ok_or_else(|| format!("not a CREATE TABLE IF NOT EXISTS: {statement}"))?;
@@ -143,30 +144,34 @@ pub struct View {
     pub select: String,
 }
 
+impl View {
+    /// The view `statement` creates, when it is a `CREATE MATERIALIZED VIEW IF NOT EXISTS name
+    /// TO target AS SELECT … FROM source …` with its `FROM` at the start of a line.
+    pub fn of(statement: &str) -> Option<View> {
+        let (name, rest) = statement.strip_prefix(CREATE_VIEW)?.split_once(' ')?;
+        let (target, rest) = rest.strip_prefix("TO ")?.split_once(char::is_whitespace)?;
+        let select = rest.trim_start().strip_prefix("AS")?.trim_start();
+        let source = select.rsplit_once("\nFROM ")?.1.split_whitespace().next()?;
+        Some(View { name: name.into(), target: target.into(), source: source.into(), select: select.into() })
+    }
+}
+
 /// Every materialized view the migrations create, in order.
 pub fn views() -> Vec<View> {
     MIGRATIONS
         .iter()
         .flat_map(|migration| migration.statements())
-        .filter_map(|statement| {
-            let (name, rest) = statement.strip_prefix(CREATE_VIEW)?.split_once(' ')?;
-            let (target, rest) = rest.strip_prefix("TO ")?.split_once(char::is_whitespace)?;
-            let select = rest.trim_start().strip_prefix("AS")?.trim_start();
-            let source = select.rsplit_once("\nFROM ")?.1.split_whitespace().next()?;
-            Some(View { name: name.into(), target: target.into(), source: source.into(), select: select.into() })
-        })
+        .filter_map(|statement| View::of(&statement))
         .collect()
 }
 
-/// `view` (what follows `CREATE MATERIALIZED VIEW IF NOT EXISTS `) on every node of `cluster`,
-/// from the local table of its sharded source to the local table of its sharded target.
-fn local_view(cluster: &str, database: &str, view: &str) -> Option<String> {
+/// `view` on every node of `cluster`, from the local table of its sharded source to the local
+/// table of its sharded target.
+fn local_view(cluster: &str, database: &str, view: &View) -> Option<String> {
     let sharded = |table: &str| SHARDED.iter().any(|(name, _)| *name == table);
-    let (name, rest) = view.split_once(' ')?;
-    let (target, rest) = rest.strip_prefix("TO ")?.split_once(char::is_whitespace)?;
-    let select = rest.trim_start().strip_prefix("AS")?.trim_start();
-    let (projection, after_from) = select.rsplit_once("\nFROM ")?;
-    let (source, tail) = after_from.split_once(|c: char| c.is_whitespace()).unwrap_or((after_from, ""));
+    let (projection, after_from) = view.select.rsplit_once("\nFROM ")?;
+    let tail = after_from[view.source.len()..].trim_start();
+    let View { name, target, source, .. } = view;
     (sharded(target) && sharded(source)).then(|| {
         let view = format!(
             "{CREATE_VIEW}{database}.{name} ON CLUSTER {cluster} TO {database}.{target}_local AS {projection}\n\
