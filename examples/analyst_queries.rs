@@ -39,7 +39,8 @@ async fn main() -> anyhow::Result<()> {
         let (raw, same) = match std::fs::read_to_string(raw_dir.join(format!("{}.sql", query.name))) {
             Ok(raw) => {
                 let raw = Query { name: query.name, sql: Box::leak(raw.into_boxed_str()) }.bind(&values)?;
-                let same = answer(&client, &sql).await? == answer(&client, &raw).await?;
+                let tsv = |sql: &str| runtime::clickhouse::answer_bytes(client.query_raw(sql), "TSV");
+                let same = tsv(&sql).await? == tsv(&raw).await?;
                 (format!("{:.3}", time(&client, &raw, runs).await?), if same { "yes" } else { "**no**" })
             }
             Err(_) => ("(no rollup: it reads the raw tables)".to_owned(), ""),
@@ -64,23 +65,12 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The answer to `sql`, as TSV.
-async fn answer(client: &clickhouse::Client, sql: &str) -> anyhow::Result<Vec<u8>> {
-    let mut answer = client.query_raw(sql).fetch_bytes("TSV")?;
-    let mut all = Vec::new();
-    while let Some(chunk) = answer.next().await? {
-        all.extend_from_slice(&chunk);
-    }
-    Ok(all)
-}
-
 /// The median time of `runs` runs of `sql`, in seconds.
 async fn time(client: &clickhouse::Client, sql: &str, runs: usize) -> anyhow::Result<f64> {
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let started = Instant::now();
-        let mut answer = client.query_raw(sql).fetch_bytes("Null")?;
-        while answer.next().await?.is_some() {}
+        runtime::clickhouse::answer_bytes(client.query_raw(sql), "Null").await?;
         times.push(started.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);

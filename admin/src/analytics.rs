@@ -43,28 +43,19 @@ pub async fn ask(
         Ok(sql) => sql,
         Err(refused) => return error(StatusCode::BAD_REQUEST, "bad_parameter", refused.to_string()),
     };
-    let answer = admin
+    let query = admin
         .client
         .query_raw(&sql)
         .with_setting("max_result_rows", MAX_ROWS)
-        .with_setting("result_overflow_mode", "throw")
-        .fetch_bytes("JSON");
-    let mut cursor = match answer {
-        Ok(cursor) => cursor,
+        .with_setting("result_overflow_mode", "throw");
+    let body = match runtime::clickhouse::answer_bytes(query, "JSON").await {
+        Ok(body) => body,
+        // Code 396: more than MAX_ROWS rows.
+        Err(failure) if failure.to_string().contains("Code: 396") => {
+            let message = format!("{name} answers more than {MAX_ROWS} rows: narrow the range");
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "answer_too_large", message);
+        }
         Err(failure) => return unavailable(failure),
     };
-    let mut body = Vec::new();
-    loop {
-        match cursor.next().await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            Ok(None) => break,
-            // Code 396: more than MAX_ROWS rows.
-            Err(failure) if failure.to_string().contains("Code: 396") => {
-                let message = format!("{name} answers more than {MAX_ROWS} rows: narrow the range");
-                return error(StatusCode::UNPROCESSABLE_ENTITY, "answer_too_large", message);
-            }
-            Err(failure) => return unavailable(failure),
-        }
-    }
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

@@ -52,6 +52,17 @@ where
     insert.end().await
 }
 
+/// The whole answer to `query` in ClickHouse's output `format` (`TSV`, `JSON`, …), for an
+/// answer known to be small (a bound set on the query, or a test's).
+pub async fn answer_bytes(query: clickhouse::query::Query, format: &str) -> Result<Vec<u8>, clickhouse::error::Error> {
+    let mut cursor = query.fetch_bytes(format)?;
+    let mut all = Vec::new();
+    while let Some(chunk) = cursor.next().await? {
+        all.extend_from_slice(&chunk);
+    }
+    Ok(all)
+}
+
 /// Answers whether the server is reachable and working.
 pub async fn ping(client: &Client) -> Result<(), clickhouse::error::Error> {
     client.query("SELECT 1").fetch_one::<u8>().await.map(drop)

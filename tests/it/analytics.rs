@@ -199,11 +199,8 @@ pub async fn rollup_answers(client: &clickhouse::Client) -> Vec<String> {
         "time_to_identification",
         "identification_by_day",
     ] {
-        let mut cursor = client.query_raw(&library_query(name, "acme", &[])).fetch_bytes("TSV").expect(name);
-        let mut answer = Vec::new();
-        while let Some(chunk) = cursor.next().await.expect(name) {
-            answer.extend_from_slice(&chunk);
-        }
+        let query = client.query_raw(&library_query(name, "acme", &[]));
+        let answer = runtime::clickhouse::answer_bytes(query, "TSV").await.expect(name);
         answers.push(format!("{name}:\n{}", String::from_utf8_lossy(&answer)));
     }
     answers
