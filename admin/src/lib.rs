@@ -45,6 +45,8 @@ pub(crate) struct Admin {
     pub(crate) public_url: std::sync::Arc<str>,
     /// Wrong tokens per client address (sign-ins and bearer tokens alike).
     pub(crate) failures: std::sync::Arc<throttle::Failures>,
+    /// The live tails open now, and how many and how idle they may be.
+    pub(crate) tails: std::sync::Arc<tail::Tails>,
 }
 
 impl Admin {
@@ -76,6 +78,21 @@ pub struct Settings {
     pub tokens: Vec<AdminToken>,
     /// Where senders reach the edge, e.g. `http://127.0.0.1:8080`.
     pub public_url: String,
+    pub tails: TailLimits,
+}
+
+/// Live tails served at once, and how long one may send no signal before it ends.
+#[derive(Debug, Clone, Copy)]
+pub struct TailLimits {
+    pub most: usize,
+    pub idle: std::time::Duration,
+}
+
+impl Default for TailLimits {
+    /// `SIGSTAGE_ADMIN_MAX_TAILS` and `SIGSTAGE_ADMIN_TAIL_IDLE_MS`'s defaults.
+    fn default() -> Self {
+        TailLimits { most: 8, idle: std::time::Duration::from_secs(30 * 60) }
+    }
 }
 
 /// Who is calling, as the authorisation found it; handlers that list orgs read it.
@@ -86,10 +103,16 @@ pub(crate) struct Caller {
 
 /// The admin API and the console.
 pub fn router(client: clickhouse::Client, settings: Settings) -> Router {
-    let Settings { kafka, tokens, public_url } = settings;
+    let Settings { kafka, tokens, public_url, tails } = settings;
     tail::Open::describe();
-    let admin =
-        Admin { client, kafka, tokens: tokens.into(), public_url: public_url.into(), failures: Default::default() };
+    let admin = Admin {
+        client,
+        kafka,
+        tokens: tokens.into(),
+        public_url: public_url.into(),
+        failures: Default::default(),
+        tails: std::sync::Arc::new(tail::Tails::new(tails)),
+    };
     let mut api = Router::new();
     for operation in operations() {
         api = api.route(operation.path, operation.route);
@@ -405,6 +428,9 @@ mod tests {
         }
         // Building the router panics on overlapping or malformed routes.
         let client = clickhouse::Client::default();
-        let _ = router(client, Settings { kafka: None, tokens: Vec::new(), public_url: String::new() });
+        let _ = router(
+            client,
+            Settings { kafka: None, tokens: Vec::new(), public_url: String::new(), tails: TailLimits::default() },
+        );
     }
 }

@@ -23,11 +23,22 @@ use runtime::kafka::{self, topics, ReaderContext};
 
 /// Signals a tail sends per second at most; the others are counted as skipped.
 const TAIL_PER_SECOND: u32 = 20;
-/// Tails open at once per process; more are refused.
-const MAX_TAILS: usize = 8;
 /// The gauge of tails open now.
 pub const TAILS_OPEN: &str = "sigstage_admin_tails_open";
-static TAILS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_TAILS);
+
+/// The tails a process serves: at most `limits.most` at once, each ended after `limits.idle`
+/// without a signal to send (a tail is long-lived by design, so the listener's idle limit, which
+/// its keep-alive comments satisfy, does not end it).
+pub(crate) struct Tails {
+    open: Arc<tokio::sync::Semaphore>,
+    limits: crate::TailLimits,
+}
+
+impl Tails {
+    pub(crate) fn new(limits: crate::TailLimits) -> Self {
+        Tails { open: Arc::new(tokio::sync::Semaphore::new(limits.most)), limits }
+    }
+}
 
 /// A reader and the partitions of `topic` (its full name), each at the offset `start` gives:
 /// the partitions it should read, not yet assigned.
@@ -76,13 +87,15 @@ pub struct TailQuery {
 /// [`TAIL_PER_SECOND`] a second; `skipped` says how many were left out before each. A `ready`
 /// event comes first, once the reader is in place.
 pub async fn tail(State(admin): State<Admin>, Path(org): Path<String>, Query(filter): Query<TailQuery>) -> Response {
-    let Ok(permit) = TAILS.try_acquire() else {
+    let Ok(permit) = Arc::clone(&admin.tails.open).try_acquire_owned() else {
+        let most = admin.tails.limits.most;
         return error(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_tails",
-            format!("at most {MAX_TAILS} live tails at once"),
+            format!("at most {most} live tails at once (SIGSTAGE_ADMIN_MAX_TAILS); close another one"),
         );
     };
+    let idle = admin.tails.limits.idle;
     // From each partition's current end, resolved before `ready` is sent, so nothing that
     // arrives after `ready` is missed.
     let at_end = |consumer: &StreamConsumer<ReaderContext>, list: TopicPartitionList| {
@@ -105,7 +118,10 @@ pub async fn tail(State(admin): State<Admin>, Path(org): Path<String>, Query(fil
     tokio::spawn(async move {
         let (_permit, _open) = (permit, open);
         if sender.send(Event::default().event("ready").data("{}")).await.is_ok() {
-            tail_loop(&consumer, &sender, &format!("{org}:"), &filter).await;
+            if tail_loop(&consumer, &sender, &format!("{org}:"), &filter, idle).await {
+                let why = format!("no signal for {} s (SIGSTAGE_ADMIN_TAIL_IDLE_MS)", idle.as_secs());
+                let _ = sender.send(Event::default().event("end").data(json!({"reason": why}).to_string())).await;
+            }
         }
         close(consumer);
     });
@@ -120,17 +136,20 @@ fn close(consumer: Arc<StreamConsumer<ReaderContext>>) {
     tokio::task::spawn_blocking(move || drop(consumer));
 }
 
-/// Sends the org's signals until the client goes away.
+/// Sends the org's signals until the client goes away (false) or none was sent for `idle` (true).
 async fn tail_loop(
     consumer: &StreamConsumer<ReaderContext>,
     sender: &tokio::sync::mpsc::Sender<Event>,
     prefix: &str,
     filter: &TailQuery,
-) {
+    idle: Duration,
+) -> bool {
     let (mut window, mut sent, mut skipped) = (tokio::time::Instant::now(), 0u32, 0u64);
+    let mut last_sent = tokio::time::Instant::now();
     loop {
         let message = tokio::select! {
-            () = sender.closed() => return,
+            () = sender.closed() => return false,
+            () = tokio::time::sleep_until(last_sent + idle) => return true,
             message = consumer.recv() => message,
         };
         let Ok(message) = message else { continue }; // a partition's end, or a passing error
@@ -149,8 +168,9 @@ async fn tail_loop(
         let data = json!({"skipped": skipped, "signal": shown});
         skipped = 0;
         if sender.send(Event::default().event("signal").data(data.to_string())).await.is_err() {
-            return;
+            return false;
         }
+        last_sent = tokio::time::Instant::now();
     }
 }
 

@@ -39,6 +39,9 @@ pub async fn read_raw(headers: &HeaderMap, body: Body, limit: usize) -> Result<B
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) if error.is::<LengthLimitError>() => return Err(EdgeError::TooLarge { limit }),
+        Err(error) if runtime::serve::min_rate::is_too_slow(&*error) => {
+            return Err(EdgeError::BodyTooSlow(error.to_string()))
+        }
         Err(error) => return Err(EdgeError::InvalidPayload(format!("could not read the request body: {error}"))),
     };
     match encoding(headers)? {

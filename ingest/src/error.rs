@@ -32,6 +32,8 @@ pub enum EdgeError {
     TooManySignals { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    BodyTooSlow(String),
     #[error("the organisation's request rate limit is reached; retry after {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
     #[error("the organisation's monthly raw signal limit is reached; upgrade the plan or enable overages")]
@@ -49,6 +51,7 @@ impl EdgeError {
             EdgeError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             EdgeError::TooLarge { .. } | EdgeError::TooManySignals { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             EdgeError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            EdgeError::BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             EdgeError::RateLimited { .. } | EdgeError::PlanLimitReached { .. } => StatusCode::TOO_MANY_REQUESTS,
             EdgeError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -64,6 +67,7 @@ impl EdgeError {
             EdgeError::TooLarge { .. } => "payload_too_large",
             EdgeError::TooManySignals { .. } => "too_many_signals",
             EdgeError::UnsupportedMediaType(_) => "unsupported_media_type",
+            EdgeError::BodyTooSlow(_) => "body_too_slow",
             EdgeError::RateLimited { .. } => "rate_limited",
             EdgeError::PlanLimitReached { .. } => "plan_limit_reached",
             EdgeError::Unavailable { .. } => "broker_unavailable",
@@ -101,7 +105,7 @@ impl EdgeError {
         if let Some(seconds) = self.retry_after_s() {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
-        if let EdgeError::TooLarge { .. } = self {
+        if let EdgeError::TooLarge { .. } | EdgeError::BodyTooSlow(_) = self {
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
     }
@@ -119,6 +123,7 @@ mod tests {
             (EdgeError::TooLarge { limit: 10 }, 413, None),
             (EdgeError::TooManySignals { limit: 10 }, 413, None),
             (EdgeError::UnsupportedMediaType("x".into()), 415, None),
+            (EdgeError::BodyTooSlow("x".into()), 408, None),
             (EdgeError::RateLimited { retry_after_s: 0 }, 429, Some("1")),
             (EdgeError::PlanLimitReached { retry_after_s: 3600 }, 429, Some("3600")),
             (EdgeError::Unavailable { retry_after_s: 2 }, 503, Some("2")),
@@ -137,6 +142,7 @@ mod tests {
             error.into_response().headers().get(header::CONNECTION).is_some_and(|value| value == "close")
         };
         assert!(closes(EdgeError::TooLarge { limit: 10 }));
+        assert!(closes(EdgeError::BodyTooSlow("x".into())), "the rest of a slow body is never read");
         assert!(!closes(EdgeError::TooManySignals { limit: 10 }), "that body was read whole");
         assert!(!closes(EdgeError::InvalidJson("x".into())));
     }

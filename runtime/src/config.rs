@@ -16,6 +16,25 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (HTTP_MAX_BULK_BODY_BYTES, "33554432", "largest bulk body, after decompression"),
     (HTTP_MAX_BATCH_SIGNALS, "2500", "most signals one batch request may hold (Segment's limit)"),
     (HTTP_MAX_BULK_SIGNALS, "10000", "most signals one bulk request may hold"),
+    (HTTP_HEAD_TIMEOUT_MS, "10000", "how long a client may take to send a request's head, and to send anything at all once connected"),
+    (
+        HTTP_BODY_MIN_RATE,
+        "1024",
+        "bytes per second a request body must keep arriving at, over each window of the head timeout (slower: 408)",
+    ),
+    (HTTP_IDLE_TIMEOUT_MS, "60000", "how long a kept-alive connection may wait for its next request"),
+    (HTTP_SHUTDOWN_TIMEOUT_MS, "10000", "how long a stopping listener waits for requests in flight before it closes them"),
+    (
+        HTTP_MAX_CONNECTIONS,
+        "10000",
+        "connections each listener (edge, admin) holds at once, lowered to half the open-file limit left after 256 (503 past it)",
+    ),
+    (HTTP_MAX_CONNECTIONS_PER_CLIENT, "256", "connections (or, through a trusted proxy, requests in flight) one client address holds at once"),
+    (
+        HTTP_TRUSTED_PROXIES,
+        "",
+        "addresses or CIDR ranges of proxies whose X-Forwarded-For names the client, comma-separated (empty: none)",
+    ),
     (TRACKING_MAX_EVENT_BYTES, "32768", "Segment Tracking API: largest event, alone or in a batch (Segment: 32 KB)"),
     (TRACKING_MAX_BATCH_BYTES, "512000", "Segment Tracking API: largest /v1/batch request, decompressed (Segment: 500 KB)"),
     (TRACKING_MAX_BATCH_EVENTS, "2500", "Segment Tracking API: most events in one /v1/batch (Segment: 2500)"),
@@ -57,6 +76,8 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (ADMIN_ADDR, "127.0.0.1:8081", "host:port of the admin listener (/api/admin), apart from the public one"),
     (ADMIN_TOKEN, "", "bearer token for /api/admin, full access (empty, with no SIGSTAGE_ADMIN_TOKENS: admin API off)"),
     (ADMIN_TOKENS, "", "more admin tokens, as id:scope:token pairs separated by commas; scope read (GET only) or full"),
+    (ADMIN_MAX_TAILS, "8", "live tails (server-sent events) the admin API serves at once; more are answered 429"),
+    (ADMIN_TAIL_IDLE_MS, "1800000", "how long a live tail may send no signal before it ends (the console offers to reopen it)"),
     (
         CONTROL_REFRESH_MS,
         "5000",
@@ -93,6 +114,13 @@ pub const HTTP_MAX_BODY_BYTES: &str = "SIGSTAGE_HTTP_MAX_BODY_BYTES";
 pub const HTTP_MAX_BULK_BODY_BYTES: &str = "SIGSTAGE_HTTP_MAX_BULK_BODY_BYTES";
 pub const HTTP_MAX_BATCH_SIGNALS: &str = "SIGSTAGE_HTTP_MAX_BATCH_SIGNALS";
 pub const HTTP_MAX_BULK_SIGNALS: &str = "SIGSTAGE_HTTP_MAX_BULK_SIGNALS";
+pub const HTTP_HEAD_TIMEOUT_MS: &str = "SIGSTAGE_HTTP_HEAD_TIMEOUT_MS";
+pub const HTTP_BODY_MIN_RATE: &str = "SIGSTAGE_HTTP_BODY_MIN_RATE";
+pub const HTTP_IDLE_TIMEOUT_MS: &str = "SIGSTAGE_HTTP_IDLE_TIMEOUT_MS";
+pub const HTTP_SHUTDOWN_TIMEOUT_MS: &str = "SIGSTAGE_HTTP_SHUTDOWN_TIMEOUT_MS";
+pub const HTTP_MAX_CONNECTIONS: &str = "SIGSTAGE_HTTP_MAX_CONNECTIONS";
+pub const HTTP_MAX_CONNECTIONS_PER_CLIENT: &str = "SIGSTAGE_HTTP_MAX_CONNECTIONS_PER_CLIENT";
+pub const HTTP_TRUSTED_PROXIES: &str = "SIGSTAGE_HTTP_TRUSTED_PROXIES";
 pub const TRACKING_MAX_EVENT_BYTES: &str = "SIGSTAGE_TRACKING_MAX_EVENT_BYTES";
 pub const TRACKING_MAX_BATCH_BYTES: &str = "SIGSTAGE_TRACKING_MAX_BATCH_BYTES";
 pub const TRACKING_MAX_BATCH_EVENTS: &str = "SIGSTAGE_TRACKING_MAX_BATCH_EVENTS";
@@ -114,6 +142,8 @@ pub const CLICKHOUSE_CLUSTER: &str = "SIGSTAGE_CLICKHOUSE_CLUSTER";
 pub const ADMIN_ADDR: &str = "SIGSTAGE_ADMIN_ADDR";
 pub const ADMIN_TOKEN: &str = "SIGSTAGE_ADMIN_TOKEN";
 pub const ADMIN_TOKENS: &str = "SIGSTAGE_ADMIN_TOKENS";
+pub const ADMIN_MAX_TAILS: &str = "SIGSTAGE_ADMIN_MAX_TAILS";
+pub const ADMIN_TAIL_IDLE_MS: &str = "SIGSTAGE_ADMIN_TAIL_IDLE_MS";
 pub const CONTROL_REFRESH_MS: &str = "SIGSTAGE_CONTROL_REFRESH_MS";
 pub const LOG_FORMAT: &str = "SIGSTAGE_LOG_FORMAT";
 pub const INSTANCE_ID: &str = "SIGSTAGE_INSTANCE_ID";
@@ -143,6 +173,9 @@ pub struct Config {
     pub admin_addr: SocketAddr,
     /// Bearer tokens of the admin API; none disables it.
     pub admin_tokens: Vec<AdminToken>,
+    /// Live tails served at once, and how long one may send nothing.
+    pub admin_max_tails: usize,
+    pub admin_tail_idle: Duration,
     pub control_refresh_ms: u64,
     /// Part of every signal id; give each instance its own to rule out collisions.
     pub instance_id: Option<u16>,
@@ -176,6 +209,67 @@ pub struct HttpConfig {
     pub max_bulk_signals: usize,
     /// The Segment Tracking API's limits.
     pub tracking: TrackingLimits,
+    /// What both listeners (edge and admin) allow a connection.
+    pub serve: ServeLimits,
+}
+
+/// How long a client may take and how many connections it may hold, on each listener.
+#[derive(Debug, Clone)]
+pub struct ServeLimits {
+    /// Sending a request's head once connected or kept alive (hyper's `header_read_timeout`),
+    /// and the window over which a body's rate is measured.
+    pub head_timeout: Duration,
+    /// The least bytes per second a body must arrive at.
+    pub body_min_rate: u64,
+    /// A kept-alive connection's wait for its next request.
+    pub idle_timeout: Duration,
+    /// A stopping listener's wait for requests in flight.
+    pub shutdown_timeout: Duration,
+    /// Connections a listener holds at once (before the open-file limit lowers it).
+    pub max_connections: usize,
+    /// Connections, or requests in flight through a trusted proxy, of one client address.
+    pub max_per_client: usize,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpRange>,
+}
+
+/// An address range, `10.0.0.0/8` or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl IpRange {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        let ip = match ip {
+            V6(v6) => v6.to_ipv4_mapped().map_or(V6(v6), V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (V4(range), V4(ip)) => prefix_matches(&range.octets(), &ip.octets(), self.prefix),
+            (V6(range), V6(ip)) => prefix_matches(&range.octets(), &ip.octets(), self.prefix),
+            _ => false,
+        }
+    }
+}
+
+fn prefix_matches(range: &[u8], ip: &[u8], prefix: u8) -> bool {
+    let (whole, rest) = (usize::from(prefix / 8), prefix % 8);
+    range[..whole] == ip[..whole] && (rest == 0 || (range[whole] ^ ip[whole]) >> (8 - rest) == 0)
+}
+
+impl FromStr for IpRange {
+    type Err = ();
+
+    fn from_str(value: &str) -> Result<Self, ()> {
+        let (addr, prefix) = value.split_once('/').unwrap_or((value, ""));
+        let addr: std::net::IpAddr = addr.trim().parse().map_err(|_| ())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if prefix.is_empty() { max } else { prefix.trim().parse().map_err(|_| ())? };
+        (prefix <= max).then_some(IpRange { addr, prefix }).ok_or(())
+    }
 }
 
 /// The Segment Tracking API's limits (Segment's own by default).
@@ -285,6 +379,31 @@ impl Config {
                     max_batch_bytes: parse_in(TRACKING_MAX_BATCH_BYTES, get(TRACKING_MAX_BATCH_BYTES), 64..=64 << 20)?,
                     max_batch_events: parse_in(TRACKING_MAX_BATCH_EVENTS, get(TRACKING_MAX_BATCH_EVENTS), 1..=100_000)?,
                 },
+                serve: ServeLimits {
+                    head_timeout: millis(HTTP_HEAD_TIMEOUT_MS, get(HTTP_HEAD_TIMEOUT_MS), 100..=600_000)?,
+                    body_min_rate: parse_in(HTTP_BODY_MIN_RATE, get(HTTP_BODY_MIN_RATE), 0..=1 << 30)?,
+                    idle_timeout: millis(HTTP_IDLE_TIMEOUT_MS, get(HTTP_IDLE_TIMEOUT_MS), 100..=3_600_000)?,
+                    shutdown_timeout: millis(HTTP_SHUTDOWN_TIMEOUT_MS, get(HTTP_SHUTDOWN_TIMEOUT_MS), 0..=600_000)?,
+                    max_connections: parse_in(HTTP_MAX_CONNECTIONS, get(HTTP_MAX_CONNECTIONS), 1..=1_000_000)?,
+                    max_per_client: parse_in(
+                        HTTP_MAX_CONNECTIONS_PER_CLIENT,
+                        get(HTTP_MAX_CONNECTIONS_PER_CLIENT),
+                        1..=1_000_000,
+                    )?,
+                    trusted_proxies: get(HTTP_TRUSTED_PROXIES)
+                        .split(',')
+                        .filter(|range| !range.trim().is_empty())
+                        .map(|range| {
+                            range.parse().map_err(|()| {
+                                invalid(
+                                    HTTP_TRUSTED_PROXIES,
+                                    range,
+                                    "addresses or CIDR ranges such as 10.0.0.0/8,192.168.1.7",
+                                )
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
+                },
             },
             kafka: KafkaConfig {
                 brokers: check(KAFKA_BROKERS, get(KAFKA_BROKERS), "comma-separated host:port pairs", |v| {
@@ -331,6 +450,8 @@ impl Config {
             },
             admin_addr: parse(ADMIN_ADDR, get(ADMIN_ADDR), "a socket address such as 127.0.0.1:8081")?,
             admin_tokens: admin_tokens(non_empty_secret(ADMIN_TOKEN), get(ADMIN_TOKENS))?,
+            admin_max_tails: parse_in(ADMIN_MAX_TAILS, get(ADMIN_MAX_TAILS), 0..=10_000)?,
+            admin_tail_idle: millis(ADMIN_TAIL_IDLE_MS, get(ADMIN_TAIL_IDLE_MS), 1000..=86_400_000)?,
             control_refresh_ms: parse_in(CONTROL_REFRESH_MS, get(CONTROL_REFRESH_MS), 100..=60_000)?,
             instance_id: match get(INSTANCE_ID) {
                 "" => None,
@@ -511,6 +632,10 @@ fn retry_schedule(value: &str) -> Result<Vec<Duration>, ConfigError> {
     }
 }
 
+fn millis(name: &'static str, value: &str, range: std::ops::RangeInclusive<u64>) -> Result<Duration, ConfigError> {
+    parse_in(name, value, range).map(Duration::from_millis)
+}
+
 fn parse<T: FromStr>(name: &'static str, value: &str, expected: &'static str) -> Result<T, ConfigError> {
     value.trim().parse().map_err(|_| invalid(name, value, expected))
 }
@@ -593,6 +718,22 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_are_addresses_and_ranges() {
+        let config = Config::from_vars(&vars(&[(HTTP_TRUSTED_PROXIES, "10.1.0.0/16, 192.168.1.7,fd00::/8")]))
+            .expect("valid ranges");
+        let trusted = |ip: &str| config.http.serve.trusted_proxies.iter().any(|r| r.contains(ip.parse().expect("ip")));
+        assert!(trusted("10.1.255.3"));
+        assert!(!trusted("10.2.0.1"));
+        assert!(trusted("192.168.1.7"));
+        assert!(!trusted("192.168.1.8"));
+        assert!(trusted("::ffff:10.1.0.9"), "an IPv4 peer seen through an IPv6 socket");
+        assert!(trusted("fdab::1"));
+        assert!(!trusted("fe80::1"));
+        let none = Config::from_vars(&BTreeMap::new()).expect("defaults");
+        assert!(none.http.serve.trusted_proxies.is_empty(), "no proxy is trusted by default");
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         let cases = [
             (HTTP_ADDR, "localhost"),
@@ -605,6 +746,9 @@ mod tests {
             (LOG_FORMAT, "xml"),
             (HTTP_MAX_BODY_BYTES, "-1"),
             (INSTANCE_ID, "1024"),
+            (HTTP_HEAD_TIMEOUT_MS, "0"),
+            (HTTP_TRUSTED_PROXIES, "10.0.0.0/33"),
+            (HTTP_TRUSTED_PROXIES, "proxy.internal"),
             (KAFKA_REPLICATION_FACTOR, "0"),
             (KAFKA_MIN_INSYNC_REPLICAS, "two"),
             (KAFKA_RETENTION_HOURS, "signals.raw"),

@@ -130,6 +130,8 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
     })?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, roles = %roles.names(), "listening");
+    runtime::serve::describe_metrics();
+    let cap = runtime::serve::connection_cap(&config.http.serve, if config.admin_tokens.is_empty() { 1 } else { 2 });
     // The admin API only on a listener of its own (loopback by default), and only with a token.
     let admin = if config.admin_tokens.is_empty() {
         None
@@ -146,17 +148,11 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
             kafka: Some(config.kafka.clone()),
             tokens: config.admin_tokens.clone(),
             public_url: format!("http://{public}"),
+            tails: admin::TailLimits { most: config.admin_max_tails, idle: config.admin_tail_idle },
         };
         let router = admin::router(clickhouse.clone(), settings);
-        let mut stopped = stop.clone();
-        let serving = tokio::spawn(async move {
-            // With each client's address, for the admin API's wrong-token throttle.
-            axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                })
-                .await
-        });
+        let (limits, stop) = (config.http.serve.clone(), stop.clone());
+        let serving = tokio::spawn(runtime::serve::serve("admin", listener, router, limits, cap, stop));
         Some((admin_addr, serving))
     };
     // The ready lines are for whoever started the process; if stdout is closed, serve anyway.
@@ -175,17 +171,12 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
     }
     let mut stdout = std::io::stdout();
     let _ = std::io::Write::write_all(&mut stdout, ready.as_bytes()).and_then(|()| std::io::Write::flush(&mut stdout));
-    let mut stopped = stop.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        })
-        .await?;
+    runtime::serve::serve("edge", listener, app, config.http.serve.clone(), cap, stop.clone()).await;
     for stage in supervised {
         stage.await.context("a stage panicked")?;
     }
     if let Some((_, admin)) = admin {
-        admin.await.context("the admin listener panicked")?.context("the admin listener failed")?;
+        admin.await.context("the admin listener panicked")?;
     }
 
     if let Some(edge) = edge {

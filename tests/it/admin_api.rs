@@ -35,7 +35,12 @@ fn tokens(full: Option<&str>) -> Vec<AdminToken> {
 }
 
 fn admin_router(db: &TestDb, full: Option<&str>) -> axum::Router {
-    let settings = admin::Settings { kafka: None, tokens: tokens(full), public_url: "http://127.0.0.1:1".into() };
+    let settings = admin::Settings {
+        kafka: None,
+        tokens: tokens(full),
+        public_url: "http://127.0.0.1:1".into(),
+        tails: admin::TailLimits::default(),
+    };
     admin::router(db.client.clone(), settings)
 }
 

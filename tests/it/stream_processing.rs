@@ -151,6 +151,7 @@ async fn poison_records_go_to_the_dlq_and_the_partition_moves_on() {
                 secret: runtime::config::Secret::new("admin-token-of-the-dlq-test"),
             }],
             public_url: String::new(),
+            tails: admin::TailLimits::default(),
         };
         let router = admin::router(edge.db.client.clone(), settings);
         async move {

@@ -428,6 +428,14 @@ async function tail(org) {
     state.tail = stream;
     status.textContent = 'connecting';
     stream.addEventListener('ready', () => { status.textContent = 'live'; status.className = 'pill ok'; });
+    // The server ends a tail that had nothing to show for a while; reopening it is one click.
+    stream.addEventListener('end', message => {
+      stopTail();
+      paused = true;
+      pause.textContent = 'Resume';
+      status.textContent = `ended: ${JSON.parse(message.data).reason}; press Resume to reopen`;
+      status.className = 'pill';
+    });
     stream.addEventListener('signal', message => {
       const { skipped, signal: s } = JSON.parse(message.data);
       const mapped = s.mapped ? h('span', { class: 'pill ok' }, `mapped by ${(s.rules || []).join(', ')}`) : h('span', { class: 'pill' }, 'unmapped');
