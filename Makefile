@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 STATE ?= .state
 
-.PHONY: run test stack-up stack-down stack-status build release lint bench bench-load bench-stream bench-sink bench-sink-cluster bench-import bench-tracking bench-analyst
+.PHONY: run test stack-up stack-down stack-status build release lint bench bench-load bench-stream bench-sink bench-sink-cluster bench-import bench-tracking bench-analyst bench-soak
 
 ## run: install what is missing, start Apache Kafka and ClickHouse, migrate, run every role on 127.0.0.1:8080
 ## (the console is on http://127.0.0.1:8081/console; sign in with the token in .state/admin-token, made once)
@@ -69,6 +69,10 @@ bench-sink-cluster: stack-up
 ## bench-tracking: /v1/batch beside bulk with the same Segment events (the Tracking API figure of the README)
 bench-tracking: stack-up
 	scripts/bench/tracking.sh
+
+## bench-soak: the edge under stalled heads and trickled bodies beside the same load without them, in one run (10 min)
+bench-soak: stack-up
+	scripts/bench/soak.sh
 
 ## bench-import: the bulk import figure of the README (100 000 signals into make run's stack)
 bench-import: stack-up

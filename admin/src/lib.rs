@@ -195,6 +195,13 @@ pub(crate) fn operations() -> Vec<Operation> {
             rules::dry_run,
         )
         .body("a rule, as for POST …/rules"),
+        op(
+            Method::POST,
+            "/api/admin/orgs/{org}/rules/suggest",
+            "A first rule for a signal queue group, read off its sample; not saved",
+            rules::suggest,
+        )
+        .body("{source, event?, sample?}: a queue group, and optionally a sample to read instead of its own"),
         op(Method::PUT, "/api/admin/orgs/{org}/rules/order", "Put the org's rules in a new order", rules::reorder)
             .body("{rule_ids: [every rule id, in the new order]}"),
         op(

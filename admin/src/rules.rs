@@ -93,6 +93,61 @@ pub async fn queue(State(admin): State<Admin>, Path(org): Path<String>) -> Respo
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuggestRequest {
+    source: String,
+    /// The group's event; absent or empty: signals without one.
+    #[serde(default)]
+    event: Option<String>,
+    /// A sample to read instead of the queue group's own: a JSON object, or its text.
+    #[serde(default)]
+    sample: Option<serde_json::Value>,
+}
+
+/// A first rule for a signal queue group, read off its sample (or the one given): the
+/// group's source and event, a few `exists` conditions, and the lead fields a person would map.
+/// Not saved: the console opens it in the rule editor.
+pub async fn suggest(
+    State(admin): State<Admin>,
+    Path(org): Path<String>,
+    request: Result<Json<SuggestRequest>, JsonRejection>,
+) -> Response {
+    let request = match body(request, "invalid_suggestion") {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
+    let event = request.event.unwrap_or_default();
+    let sample = match request.sample {
+        Some(serde_json::Value::String(text)) => match serde_json::from_str(&text) {
+            Ok(sample) => Some(sample),
+            Err(why) => {
+                return error(StatusCode::BAD_REQUEST, "invalid_sample", format!("the sample is not JSON: {why}"))
+            }
+        },
+        other => other,
+    };
+    let suggested = match sample {
+        Some(sample) => {
+            Ok(schemas::suggest::suggest(&request.source, Some(event.as_str()).filter(|e| !e.is_empty()), &sample))
+        }
+        None => signal_queue::suggest(&admin.client, &org, &request.source, &event).await,
+    };
+    match suggested {
+        Ok(rule) => Json(rule).into_response(),
+        Err(why @ signal_queue::SuggestError::NoGroup { .. }) => {
+            error(StatusCode::NOT_FOUND, "queue_group_not_found", why.to_string())
+        }
+        Err(why @ signal_queue::SuggestError::SampleCut) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, "sample_cut", why.to_string())
+        }
+        Err(why @ signal_queue::SuggestError::ClickHouse(_)) => {
+            tracing::error!(error = %why, "admin API request failed");
+            error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", why.to_string())
+        }
+    }
+}
+
 /// Runs a rule, unsaved, over the sample of every group in the org's signal queue: which
 /// groups it would match, and what it would map from each sample (its own mappings first, then
 /// the defaults, as the stream applies them).

@@ -41,3 +41,30 @@ pub async fn list(client: &clickhouse::Client, org_id: &str) -> Result<Vec<Queue
         .fetch_all()
         .await
 }
+
+/// Why no rule is suggested for a group.
+#[derive(Debug, thiserror::Error)]
+pub enum SuggestError {
+    #[error("the signal queue of {org} has no group of source {from:?} and event {event:?} (`sigstage queue --org {org}` lists them)")]
+    NoGroup { org: String, from: String, event: String },
+    #[error("the group's sample was cut at 4 KiB and is not whole JSON; give a whole sample instead")]
+    SampleCut,
+    #[error("reading the signal queue: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+}
+
+/// The rule [`schemas::suggest`] proposes for the org's queue group of `source` and `event`
+/// (empty: signals without one), read off the group's sample.
+pub async fn suggest(
+    client: &clickhouse::Client,
+    org_id: &str,
+    source: &str,
+    event: &str,
+) -> Result<schemas::rules::RuleSpec, SuggestError> {
+    let groups = list(client, org_id).await?;
+    let Some(group) = groups.into_iter().find(|group| group.source == source && group.event == event) else {
+        return Err(SuggestError::NoGroup { org: org_id.to_owned(), from: source.to_owned(), event: event.to_owned() });
+    };
+    let sample: serde_json::Value = serde_json::from_str(&group.sample).map_err(|_| SuggestError::SampleCut)?;
+    Ok(schemas::suggest::suggest(source, Some(event).filter(|event| !event.is_empty()), &sample))
+}

@@ -9,6 +9,7 @@ pub mod processed;
 pub mod queries;
 pub mod record;
 pub mod rules;
+pub mod suggest;
 
 /// Org ids appear in Kafka keys (`org:identity`), so `:` and spaces are not allowed.
 pub fn valid_org_id(org_id: &str) -> bool {

@@ -1,4 +1,4 @@
-//! `sigstage rules add | list | remove`: an org's mapping rules. Processors pick changes up
+//! `sigstage rules add | suggest | list | remove`: an org's mapping rules. Processors pick changes up
 //! within SIGSTAGE_CONTROL_REFRESH_MS, without a restart.
 
 use std::io::Read;
@@ -22,6 +22,18 @@ pub enum RulesCommand {
         /// Read the rule's JSON from this file.
         #[arg(long)]
         file: Option<PathBuf>,
+    },
+    /// Propose a rule for a signal queue group, read off its sample (the lead fields a person
+    /// would map); prints its JSON, which `rules add --org ORG -` takes as it is or edited.
+    Suggest {
+        #[arg(long)]
+        org: String,
+        /// The group's source, as `sigstage queue` shows it.
+        #[arg(long)]
+        source: String,
+        /// The group's event (leave out for signals without one).
+        #[arg(long, default_value = "")]
+        event: String,
     },
     /// List an org's rules, in the order they apply, one JSON object per line.
     List {
@@ -56,6 +68,15 @@ pub async fn run(config: &Config, command: RulesCommand) -> anyhow::Result<()> {
             let rule = rules::add(&client, &org, spec).await?;
             println!("{}", serde_json::to_string(&rule)?);
             eprintln!("rule {} added to {org}; processors apply it within the refresh interval", rule.id);
+        }
+        RulesCommand::Suggest { org, source, event } => {
+            let rule = control::signal_queue::suggest(&client, &org, &source, &event).await?;
+            println!("{}", serde_json::to_string_pretty(&rule)?);
+            if !rule.map.contains_key("email") {
+                eprintln!(
+                    "no email found in the sample: add one to \"map\" before saving, or the rule attributes nothing"
+                );
+            }
         }
         RulesCommand::List { org } => {
             for rule in rules::list(&client, Some(&org)).await? {

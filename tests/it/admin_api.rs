@@ -363,10 +363,7 @@ async fn rules_are_edited_reordered_and_dry_run_on_the_queue() {
     let (status, run) = call(&db, token, "POST", &format!("{rules}/dry-run"), rule).await;
     assert_eq!(status, StatusCode::OK, "{run}");
     assert_eq!((run["matched_groups"].as_u64(), run["matched_signals"].as_u64()), (Some(1), Some(4)), "{run}");
-    let result = |event: &str| {
-        run["samples"].as_array().expect("samples").iter().find(|s| s["event"] == event).expect("sample")["result"]
-            .clone()
-    };
+    let result = |event: &str| result_of(&run, event);
     assert_eq!(
         result("Demo Requested"),
         serde_json::json!({"checked": true, "matches": true, "email": "ada@acme.io", "fields": {"custom.plan": "pro", "title": "CTO"}})
@@ -377,6 +374,51 @@ async fn rules_are_edited_reordered_and_dry_run_on_the_queue() {
     assert_eq!(listed["rules"].as_array().map(Vec::len), Some(3), "a dry run saves nothing");
     let (status, body) = call(&db, token, "POST", &format!("{rules}/dry-run"), r#"{"name":""}"#).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_rule")));
+
+    // "Create rule" on a group: its email at properties.work_email is pre-filled (it once was not).
+    let suggest = format!("{rules}/suggest");
+    let (status, suggested) =
+        call(&db, token, "POST", &suggest, r#"{"source":"segment","event":"Demo Requested"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{suggested}");
+    assert_eq!(suggested["map"], serde_json::json!({"email": "properties.work_email", "title": "traits.title"}));
+    assert_eq!(suggested["conditions"], serde_json::json!([{"path": "properties.plan", "op": "exists"}]));
+    assert_eq!(suggested["name"], "Demo Requested from segment");
+    // The suggestion is a rule as POST …/rules takes it, and its dry run maps the email.
+    let (status, run) = call(&db, token, "POST", &format!("{rules}/dry-run"), &suggested.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(result_of(&run, "Demo Requested")["email"], "ada@acme.io", "{run}");
+    let typeform = r#"{"source":"typeform","sample":{"form_response":{"answers":[
+        {"type":"email","email":"bo@acme.io","field":{"ref":"email"}}]}}}"#;
+    let (status, given) = call(&db, token, "POST", &suggest, typeform).await;
+    assert_eq!((status, given["map"]["email"].as_str()), (StatusCode::OK, Some("form_response.answers.0.email")));
+    assert_eq!(given["name"], "Any event from typeform", "no event: any");
+    for (body, expected, code) in [
+        (r#"{"source":"segment","event":"Nothing"}"#, StatusCode::NOT_FOUND, "queue_group_not_found"),
+        (r#"{"source":"segment","event":"Cut"}"#, StatusCode::UNPROCESSABLE_ENTITY, "sample_cut"),
+        (r#"{"source":"segment","sample":"{not json"}"#, StatusCode::BAD_REQUEST, "invalid_sample"),
+        (r#"{"event":"Demo Requested"}"#, StatusCode::UNPROCESSABLE_ENTITY, "invalid_suggestion"),
+    ] {
+        let (status, answer) = call(&db, token, "POST", &suggest, body).await;
+        assert_eq!((status, answer["error"].as_str()), (expected, Some(code)), "{body}: {answer}");
+        assert!(!answer["message"].as_str().unwrap_or_default().is_empty(), "{answer}");
+    }
+    // The CLI reads the same group the same way.
+    let cli = crate::support::sigstage(
+        &["rules", "suggest", "--org", "acme", "--source", "segment", "--event", "Demo Requested"],
+        &db.vars,
+    );
+    assert!(cli.status.success(), "{}", crate::support::stderr(&cli));
+    let printed: Value = serde_json::from_slice(&cli.stdout).expect("the rule's JSON");
+    assert_eq!(printed, suggested);
+    let cli = crate::support::sigstage(
+        &["rules", "suggest", "--org", "acme", "--source", "segment", "--event", "Clicked"],
+        &db.vars,
+    );
+    assert!(crate::support::stderr(&cli).contains("no email found"), "{}", crate::support::stderr(&cli));
+}
+
+fn result_of(run: &Value, event: &str) -> Value {
+    run["samples"].as_array().expect("samples").iter().find(|s| s["event"] == event).expect("sample")["result"].clone()
 }
 
 #[tokio::test]

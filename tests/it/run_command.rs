@@ -96,7 +96,21 @@ async fn run_prints_a_working_demo_key_and_reuses_it() {
     assert!(accepted.starts_with("HTTP/1.1 202"), "the printed curl example works: {accepted}");
     let refused = http(&first.addr, "POST /api/signal-staging/webhook/sgk_not-a-real-key", "{}").await;
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    // The stages' client statistics have arrived (the lag of the partitions that took the signal
+    // is in /metrics): they feed the metric, and no client logs them (rdkafka's default context
+    // logs kilobytes every 5 s, and every client had lived past its first 5 s by then).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = http(&first.addr, "GET /metrics", "").await;
+        let lag = |stage: &str| metrics.contains(&format!(r#"sigstage_stage_consumer_lag{{stage="{stage}""#));
+        if ["stream", "sink"].into_iter().all(lag) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no lag from the statistics after 60 s: {metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let logs = first.stop().await;
+    assert!(!logs.contains("Client stats") && !logs.contains("Statistics {"), "statistics in the log: {logs}");
     assert!(logs.contains(r#"route="webhook" status=202"#), "requests are logged by route: {logs}");
     assert!(!logs.contains(&key) && !logs.contains("sgk_not-a-real-key"), "no API key in the logs");
 

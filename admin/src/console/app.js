@@ -264,24 +264,14 @@ async function keys(org) {
 // ---- Signal Queue ------------------------------------------------------------------------
 // A rule's conditions and mappings, guessed from a sample's structure (seed 001): the event's
 // own properties must exist, emails and traits map to the lead.
-function suggestRule(group) {
-  let sample = null;
-  try { sample = JSON.parse(group.sample); } catch (_) { /* cut at 4 KiB */ }
-  const paths = [];
-  const walk = (value, prefix, depth) => {
-    if (value === null || typeof value !== 'object' || Array.isArray(value) || depth > 3) { if (prefix) paths.push(prefix); return; }
-    for (const [key, inner] of Object.entries(value)) if (/^[A-Za-z0-9_$-]+$/.test(key)) walk(inner, prefix ? `${prefix}.${key}` : key, depth + 1);
-  };
-  walk(sample || {}, '', 0);
-  const conditions = paths.filter(p => p.startsWith('properties.') && !/email/i.test(p)).slice(0, 3).map(path => ({ path, op: 'exists' }));
-  const map = {};
-  const email = ['traits.email', 'properties.email', 'context.traits.email', 'email'].find(p => paths.includes(p)) || paths.find(p => /(^|\.)email$/i.test(p));
-  if (email) map.email = email;
-  for (const field of ['name', 'company', 'title']) {
-    const path = [`traits.${field}`, `properties.${field}`, `context.traits.${field}`].find(p => paths.includes(p));
-    if (path) map[field] = path;
+// The server reads the group's sample (schemas::suggest), as `sigstage rules suggest` does.
+async function suggestRule(org, group) {
+  try {
+    return await api('POST', orgPath(org, '/rules/suggest'), { source: group.source, event: group.event || '' });
+  } catch (error) {
+    toast(`No fields pre-filled: ${error.message}`);
+    return { name: `${group.event || 'Any event'} from ${group.source}`, source: group.source, event: group.event || null, conditions: [], map: {} };
   }
-  return { name: `${group.event || 'Any event'} from ${group.source}`, source: group.source, event: group.event || null, conditions, map };
 }
 
 async function queue(org) {
@@ -294,7 +284,7 @@ async function queue(org) {
         h('td', {}, g.source), h('td', {}, g.event || h('span', { class: 'muted' }, '(none)')), h('td', { class: 'num' }, num(g.signals)),
         h('td', {}, when(g.first_seen_ms)), h('td', {}, when(g.last_seen_ms)),
         h('td', {}, h('details', {}, h('summary', {}, 'payload'), h('pre', {}, pretty(g.sample)))),
-        h('td', {}, h('button', { 'data-test': 'create-rule', onclick: () => { sessionStorage.setItem('draft', JSON.stringify(suggestRule(g))); go(org, 'rules', 'new'); } }, 'Create rule')))),
+        h('td', {}, h('button', { 'data-test': 'create-rule', onclick: event => act(event.target, async () => { sessionStorage.setItem('draft', JSON.stringify(await suggestRule(org, g))); go(org, 'rules', 'new'); }) }, 'Create rule')))),
       'The queue is empty: every signal matched a rule.')));
 }
 function pretty(text) { try { return JSON.stringify(JSON.parse(text), null, 2); } catch (_) { return text; } }

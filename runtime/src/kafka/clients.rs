@@ -103,7 +103,12 @@ pub fn stage_consumer<C: ConsumerContext + 'static>(
     group_id: &str,
     context: C,
 ) -> Result<StreamConsumer<C>, KafkaError> {
-    consumer_config(config, group_id).set("enable.auto.commit", "false").create_with_context(context)
+    consumer_config(config, group_id)
+        .set("enable.auto.commit", "false")
+        // For the lag metric: the stages' context (`Assignments`) reads them; rdkafka's default
+        // context would log each, several kilobytes every 5 s, so no other client asks for them.
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(context)
 }
 
 /// A consumer that reads assigned partitions to their end (it reports each end as a
@@ -155,7 +160,6 @@ fn consumer_config(config: &KafkaConfig, group_id: &str) -> ClientConfig {
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", SESSION_TIMEOUT.as_millis().to_string())
-        .set("statistics.interval.ms", "5000")
         .set("enable.partition.eof", "false")
         // Fetch up to 32 MiB per partition, so a record far above what sigstage writes (from
         // another writer) still arrives and is dead-lettered instead of stalling its partition.
