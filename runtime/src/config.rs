@@ -26,7 +26,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (HTTP_SHUTDOWN_TIMEOUT_MS, "10000", "how long a stopping listener waits for requests in flight before it closes them"),
     (
         HTTP_MAX_CONNECTIONS,
-        "10000",
+        "4096",
         "connections each listener (edge, admin) holds at once, lowered to half the open-file limit left after 256 (503 past it)",
     ),
     (HTTP_MAX_CONNECTIONS_PER_CLIENT, "256", "connections (or, through a trusted proxy, requests in flight) one client address holds at once"),

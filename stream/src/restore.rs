@@ -129,13 +129,26 @@ async fn read_to_end(
     progress: &(dyn Fn(u64) + Sync),
     mut apply: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<bool, KafkaError> {
-    let reader = kafka::partition_reader(config)?;
+    let reader = std::sync::Arc::new(kafka::partition_reader(config)?);
+    // An empty partition has nothing to read: its end is known without waiting for a fetch.
+    let (asking, name, wanted) = (std::sync::Arc::clone(&reader), topic.to_owned(), partitions.to_vec());
+    let mut left = tokio::task::spawn_blocking(move || {
+        let mut holding = Vec::new();
+        for partition in wanted {
+            let (low, high) = asking.fetch_watermarks(&name, partition, Duration::from_secs(30))?;
+            if high > low {
+                holding.push(partition);
+            }
+        }
+        Ok::<_, KafkaError>(holding)
+    })
+    .await
+    .unwrap_or(Err(KafkaError::Canceled))?;
     let mut assignment = TopicPartitionList::new();
-    for &partition in partitions {
+    for &partition in &left {
         assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
     }
     reader.assign(&assignment)?;
-    let mut left: Vec<i32> = partitions.to_vec();
     let mut quiet_since = Instant::now();
     while !left.is_empty() {
         let next = tokio::select! {

@@ -13,12 +13,20 @@ pub struct Assignments {
     stage: &'static str,
     pending: Mutex<Vec<i32>>,
     rebalances: std::sync::atomic::AtomicU64,
+    /// Woken by an assignment, so a stage restores at once rather than at its first record.
+    assigned: tokio::sync::Notify,
 }
 
 impl Assignments {
     /// For the stage named `stage` (the label of its lag metric).
     pub fn new(stage: &'static str) -> Self {
-        Self { stage, pending: Mutex::default(), rebalances: Default::default() }
+        Self { stage, ..Self::default() }
+    }
+
+    /// Resolves once partitions were assigned (or were, since the last wait) that [`Self::take`]
+    /// has not answered yet.
+    pub async fn assignment(&self) {
+        self.assigned.notified().await;
     }
 
     /// How many rebalances (revocations and assignments) this consumer has seen. A batch read
@@ -66,6 +74,7 @@ impl ConsumerContext for Assignments {
                     pending.push(element.partition());
                 }
             }
+            self.assigned.notify_one();
         }
     }
 }

@@ -117,6 +117,9 @@ pub fn partition_reader(config: &KafkaConfig) -> Result<StreamConsumer<ReaderCon
     consumer_config(config, &config.topic("reader"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
+        // A partition's end is reported after a fetch answers: do not let the broker hold one
+        // for its default half second when there is nothing more.
+        .set("fetch.wait.max.ms", "50")
         .create_with_context(ReaderContext)
 }
 

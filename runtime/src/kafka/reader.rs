@@ -145,6 +145,17 @@ impl BatchReader {
                 }
                 // Not assigned yet, or the broker did not answer: look again shortly.
                 _ = tokio::time::sleep(Duration::from_millis(20)), if waiting => continue,
+                // Partitions to restore before their first record: an empty topic has none to wait for.
+                () = consumer.context().assignment() => {
+                    let assigned = consumer.context().take();
+                    if assigned.is_empty() {
+                        continue;
+                    }
+                    if lower.is_some() {
+                        (*main_due, *lower_open, *generation, *split_again) = (None, false, *generation + 1, true);
+                    }
+                    return Ok(Some(Read { assigned, batch: Vec::new() }));
+                }
             };
             let mut batch = match first {
                 Ok(message) => vec![message],
