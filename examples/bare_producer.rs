@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::join_all;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use runtime::config::Config;
-use schemas::record::headers;
+
+#[path = "../benches/record_shape.rs"]
+mod record_shape;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -50,15 +51,9 @@ async fn send_batch(producer: &FutureProducer, topic: &str, records: &[Bytes], w
         .iter()
         .enumerate()
         .filter_map(|(i, payload)| {
-            let key = format!("bench:{worker}-{i}");
-            let headers = OwnedHeaders::new_with_capacity(6)
-                .insert(Header { key: headers::SIGNAL_ID, value: Some("123456789012345678") })
-                .insert(Header { key: headers::ORG, value: Some("bench") })
-                .insert(Header { key: headers::KEY_ID, value: Some("key_0123456789abcdef") })
-                .insert(Header { key: headers::ENDPOINT, value: Some("bulk") })
-                .insert(Header { key: headers::SOURCE, value: Some("segment") })
-                .insert(Header { key: headers::RECEIVED_MS, value: Some("1795000000000") });
-            producer.send_result(FutureRecord::to(topic).key(&key).payload(payload.as_ref()).headers(headers)).ok()
+            let key = record_shape::key(worker, i);
+            let record = FutureRecord::to(topic).key(&key).payload(payload.as_ref()).headers(record_shape::headers());
+            producer.send_result(record).ok()
         })
         .collect();
     join_all(deliveries).await.into_iter().filter(|d| matches!(d, Ok(Ok(_)))).count() as u64

@@ -663,3 +663,58 @@ async fn library_queries_through_http() {
         assert!(body["message"].as_str().unwrap_or_default().contains(says), "{uri}: {body}");
     }
 }
+
+/// A live tail is long-lived by design, so it has a cap of its own and ends after its idle
+/// limit without a signal to show, saying why; its place is then free again.
+#[tokio::test]
+async fn live_tails_are_capped_and_end_when_idle() {
+    let db = TestDb::migrated().await;
+    runtime::kafka::prepare_topics(&db.config.kafka).await.expect("topics");
+    let settings = admin::Settings {
+        kafka: Some(db.config.kafka.clone()),
+        tokens: tokens(Some(TOKEN)),
+        public_url: "http://127.0.0.1:1".into(),
+        tails: admin::TailLimits { most: 1, idle: std::time::Duration::from_secs(1) },
+    };
+    let router = admin::router(db.client.clone(), settings);
+    let open = || {
+        let request = Request::get("/api/admin/orgs/acme/tail")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .expect("request");
+        router.clone().oneshot(request)
+    };
+    let tail = open().await.expect("answer");
+    assert_eq!(tail.status(), StatusCode::OK);
+    let second = open().await.expect("answer");
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    let refusal: Value = serde_json::from_slice(&second.into_body().collect().await.expect("body").to_bytes())
+        .expect("json");
+    assert_eq!(refusal["error"], "too_many_tails");
+    assert!(refusal["message"].as_str().unwrap_or_default().contains("SIGSTAGE_ADMIN_MAX_TAILS"), "{refusal}");
+
+    let started = std::time::Instant::now();
+    let mut body = tail.into_body();
+    let mut said = String::new();
+    while let Some(frame) = tokio::time::timeout(std::time::Duration::from_secs(30), body.frame())
+        .await
+        .expect("the tail ends within 30 s")
+    {
+        if let Ok(data) = frame.expect("frame").into_data() {
+            said.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert!(said.contains("event: ready"), "{said}");
+    assert!(said.contains("event: end") && said.contains("SIGSTAGE_ADMIN_TAIL_IDLE_MS"), "{said}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "ended after {:?}", started.elapsed());
+    // The ended tail gave its place back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let again = open().await.expect("answer");
+        if again.status() == StatusCode::OK {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the place of an ended tail was not given back");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
