@@ -688,17 +688,16 @@ async fn live_tails_are_capped_and_end_when_idle() {
     assert_eq!(tail.status(), StatusCode::OK);
     let second = open().await.expect("answer");
     assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
-    let refusal: Value = serde_json::from_slice(&second.into_body().collect().await.expect("body").to_bytes())
-        .expect("json");
+    let refusal: Value =
+        serde_json::from_slice(&second.into_body().collect().await.expect("body").to_bytes()).expect("json");
     assert_eq!(refusal["error"], "too_many_tails");
     assert!(refusal["message"].as_str().unwrap_or_default().contains("SIGSTAGE_ADMIN_MAX_TAILS"), "{refusal}");
 
     let started = std::time::Instant::now();
     let mut body = tail.into_body();
     let mut said = String::new();
-    while let Some(frame) = tokio::time::timeout(std::time::Duration::from_secs(30), body.frame())
-        .await
-        .expect("the tail ends within 30 s")
+    while let Some(frame) =
+        tokio::time::timeout(std::time::Duration::from_secs(30), body.frame()).await.expect("the tail ends within 30 s")
     {
         if let Ok(data) = frame.expect("frame").into_data() {
             said.push_str(&String::from_utf8_lossy(&data));
