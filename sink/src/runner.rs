@@ -51,13 +51,16 @@ const WRITTEN: &str = "written";
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub batch_max: usize,
-    /// How long a batch may stay open after its first record.
+    /// How long a batch may stay open after its first record ...
     pub batch_wait: Duration,
+    /// ... or after its last, when no more came: each insert is a part to merge, so the sink
+    /// waits longer than the stream, but a trickle is not held for the whole window.
+    pub batch_idle: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { batch_max: 5000, batch_wait: Duration::from_millis(200) }
+        Self { batch_max: 5000, batch_wait: Duration::from_millis(200), batch_idle: Duration::from_millis(30) }
     }
 }
 
@@ -79,7 +82,7 @@ pub async fn run(
         Arc::new(kafka::stage_consumer(config, &config.topic("sink"), Assignments::new("sink"))?);
     consumer.subscribe(&[&processed, &identities])?;
     // No idle bound: a batch waits its whole window, for fewer, larger inserts.
-    let batching = Batching { max: settings.batch_max, wait: settings.batch_wait, idle: settings.batch_wait };
+    let batching = Batching { max: settings.batch_max, wait: settings.batch_wait, idle: settings.batch_idle };
     let mut reader = BatchReader::new(consumer, batching);
     let producer = kafka::producer(config)?;
     tracing::info!(%processed, %identities, "ClickHouse sink consuming");

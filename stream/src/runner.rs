@@ -51,7 +51,7 @@ impl Default for Settings {
         Self {
             batch_max: 5000,
             batch_wait: Duration::from_millis(100),
-            batch_idle: Duration::from_millis(20),
+            batch_idle: Duration::from_millis(5),
             dedupe_entries: 10_000_000,
             dedupe_window: kafka::DEDUPE_WINDOW,
             refresh: Duration::from_secs(5),
