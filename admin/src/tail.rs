@@ -117,11 +117,11 @@ pub async fn tail(State(admin): State<Admin>, Path(org): Path<String>, Query(fil
     let open = Open::new();
     tokio::spawn(async move {
         let (_permit, _open) = (permit, open);
-        if sender.send(Event::default().event("ready").data("{}")).await.is_ok() {
-            if tail_loop(&consumer, &sender, &format!("{org}:"), &filter, idle).await {
-                let why = format!("no signal for {} s (SIGSTAGE_ADMIN_TAIL_IDLE_MS)", idle.as_secs());
-                let _ = sender.send(Event::default().event("end").data(json!({"reason": why}).to_string())).await;
-            }
+        if sender.send(Event::default().event("ready").data("{}")).await.is_ok()
+            && tail_loop(&consumer, &sender, &format!("{org}:"), &filter, idle).await
+        {
+            let why = format!("no signal for {} s (SIGSTAGE_ADMIN_TAIL_IDLE_MS)", idle.as_secs());
+            let _ = sender.send(Event::default().event("end").data(json!({"reason": why}).to_string())).await;
         }
         close(consumer);
     });

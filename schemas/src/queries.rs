@@ -203,7 +203,7 @@ mod tests {
         default_range(&mut given).expect("a range");
         assert_eq!(given, values(&[("since", "2026-03-01"), ("until", "2026-03-31")]));
         let mut bad = values(&[("until", "31/03/2026")]);
-        assert!(default_range(&mut bad).unwrap_err().to_string().contains("is not a Date"));
+        assert!(default_range(&mut bad).expect_err("a bad date").to_string().contains("is not a Date"));
         let mut none = BTreeMap::new();
         default_range(&mut none).expect("a range");
         assert_eq!(none["until"], time::OffsetDateTime::now_utc().date().to_string());
@@ -222,14 +222,17 @@ mod tests {
             sql,
             "-- {not:Param} in a comment\nSELECT 'it\\'s a \\\\ test', toDate('2026-02-28'), 7, 'it\\'s a \\\\ test'"
         );
-        let missing = query.bind(&values(&[("org", "a"), ("since", "2026-02-28")])).unwrap_err();
+        let missing = query.bind(&values(&[("org", "a"), ("since", "2026-02-28")])).expect_err("a missing parameter");
         assert_eq!(missing.to_string(), "query t needs n (UInt32)");
-        let bad_date = query.bind(&values(&[("org", "a"), ("since", "2026-02-30"), ("n", "1")])).unwrap_err();
+        let bad_date =
+            query.bind(&values(&[("org", "a"), ("since", "2026-02-30"), ("n", "1")])).expect_err("a bad date");
         assert!(bad_date.to_string().contains("is not a Date"), "{bad_date}");
-        let bad_number = query.bind(&values(&[("org", "a"), ("since", "2026-02-01"), ("n", "-1")])).unwrap_err();
+        let bad_number =
+            query.bind(&values(&[("org", "a"), ("since", "2026-02-01"), ("n", "-1")])).expect_err("a bad number");
         assert!(bad_number.to_string().contains("is not a UInt32"), "{bad_number}");
-        let unknown =
-            query.bind(&values(&[("org", "a"), ("since", "2026-02-01"), ("n", "1"), ("x", "1")])).unwrap_err();
+        let unknown = query
+            .bind(&values(&[("org", "a"), ("since", "2026-02-01"), ("n", "1"), ("x", "1")]))
+            .expect_err("an unknown parameter");
         assert_eq!(unknown.to_string(), "query t has no parameter x (it takes: org, since, n)");
     }
 }
