@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use crate::support::{sigstage, stdout, TestDb};
+use crate::support::{peak_rss_mib, sigstage, stdout, TestDb};
 
 const BULK_LIMIT: usize = 32 << 20;
 
@@ -28,12 +28,6 @@ async fn post(addr: &str, path: &str, extra_headers: &str, body: &[u8]) -> Strin
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response).await;
     String::from_utf8_lossy(&response).into_owned()
-}
-
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let line = status.lines().find(|line| line.starts_with("VmHWM:")).expect("VmHWM");
-    line.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).expect("kB") / 1024
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

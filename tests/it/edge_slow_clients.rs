@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::support::pipeline::start_ready;
-use crate::support::{sigstage, stdout, TestDb};
+use crate::support::{peak_rss_mib, sigstage, stdout, TestDb};
 
 const HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -36,12 +36,6 @@ async fn until_closed(stream: &mut TcpStream, limit: Duration) -> (String, Insta
 fn metric(metrics: &str, name: &str, labels: &str) -> f64 {
     let line = metrics.lines().find(|line| line.starts_with(name) && line.contains(labels));
     line.and_then(|line| line.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-}
-
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let line = status.lines().find(|line| line.starts_with("VmHWM:")).expect("VmHWM");
-    line.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).expect("kB") / 1024
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
