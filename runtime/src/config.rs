@@ -22,7 +22,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "1024",
         "bytes per second a request body must keep arriving at, over each window of the head timeout (slower: 408)",
     ),
-    (HTTP_IDLE_TIMEOUT_MS, "60000", "how long a kept-alive connection may wait for its next request"),
+    (
+        HTTP_IDLE_TIMEOUT_MS,
+        "60000",
+        "how long a connection may move no byte between requests or while an answer streams (keep it above 15 s: live tails send a keep-alive every 15 s)",
+    ),
     (HTTP_SHUTDOWN_TIMEOUT_MS, "10000", "how long a stopping listener waits for requests in flight before it closes them"),
     (
         HTTP_MAX_CONNECTIONS,
