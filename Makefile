@@ -44,7 +44,7 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 bench:
-	cargo bench --bench edge --bench stream --bench auth
+	cargo bench --bench edge --bench stream --bench dedupe --bench auth
 
 ## bench-load: the load figures of the README (wrk against the edge and its baselines)
 bench-load: stack-up
