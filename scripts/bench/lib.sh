@@ -20,3 +20,16 @@ private_kafka() { # port (its controller listens on port+10)
     say "starting a private Kafka broker on 127.0.0.1:$1"
     scripts/stack.sh broker "$work/kafka" "$1" $(($1 + 10))
 }
+
+# Starts `sigstage ingest` (release build) on 127.0.0.1:PORT against a private broker, with a
+# database, a topic prefix and a key of its own: sets $key and $edge (its pid).
+start_edge() { # port kafka_port database prefix org
+    export SIGSTAGE_KAFKA_BROKERS=127.0.0.1:$2 SIGSTAGE_CLICKHOUSE_DATABASE=$3 SIGSTAGE_TOPIC_PREFIX=$4
+    export SIGSTAGE_HTTP_ADDR=127.0.0.1:$1 SIGSTAGE_LOG_FORMAT=json RUST_LOG=warn
+    private_kafka "$2"
+    target/release/sigstage migrate 2>/dev/null
+    key=$(target/release/sigstage keys create --org "$5" 2>/dev/null)
+    target/release/sigstage ingest >"$work/edge.out" 2>"$work/edge.log" &
+    edge=$!
+    pids+=("$edge")
+}

@@ -20,18 +20,7 @@ scripts/stack.sh status >/dev/null 2>&1 || scripts/stack.sh up
 say "building release binaries"
 cargo build -q --release --bin sigstage --example noop_server --example bare_producer --example kafka_server
 
-export SIGSTAGE_KAFKA_BROKERS=127.0.0.1:19092
-export SIGSTAGE_CLICKHOUSE_DATABASE=sigstage_bench
-export SIGSTAGE_TOPIC_PREFIX=bench.
-export SIGSTAGE_HTTP_ADDR=127.0.0.1:18080
-export SIGSTAGE_LOG_FORMAT=json
-export RUST_LOG=warn
-
-private_kafka 19092
-target/release/sigstage migrate 2>/dev/null
-key=$(target/release/sigstage keys create --org bench 2>/dev/null)
-target/release/sigstage ingest >"$work/edge.out" 2>"$work/edge.log" &
-pids+=($!)
+start_edge 18080 19092 sigstage_bench bench. bench
 target/release/examples/noop_server 127.0.0.1:18081 2>/dev/null &
 pids+=($!)
 target/release/examples/kafka_server 127.0.0.1:18082 2>/dev/null &

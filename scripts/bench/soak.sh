@@ -16,19 +16,7 @@ scripts/stack.sh status >/dev/null 2>&1 || scripts/stack.sh up
 say "building release binaries"
 cargo build -q --release --bin sigstage --example soak
 
-export SIGSTAGE_KAFKA_BROKERS=127.0.0.1:19093
-export SIGSTAGE_CLICKHOUSE_DATABASE=sigstage_bench_soak
-export SIGSTAGE_TOPIC_PREFIX=soak.
-export SIGSTAGE_HTTP_ADDR=127.0.0.1:18090
-export SIGSTAGE_LOG_FORMAT=json
-export RUST_LOG=warn
-
-private_kafka 19093
-target/release/sigstage migrate 2>/dev/null
-key=$(target/release/sigstage keys create --org soak 2>/dev/null)
-target/release/sigstage ingest >"$work/edge.out" 2>"$work/edge.log" &
-edge=$!
-pids+=("$edge")
+start_edge 18090 19093 sigstage_bench_soak soak. soak
 for _ in $(seq 100); do
     curl -fs http://127.0.0.1:18090/readyz >/dev/null && break
     sleep 0.2
