@@ -4,11 +4,8 @@
 //! same records, and a bare copier that reads them and writes each unchanged to another topic in
 //! batches of 5000 (acks awaited per batch), without and with a transaction per batch: the Kafka
 //! work a processor cannot avoid, and what exactly-once adds to it.
-//! The processor runs twice a round, on two raw topics filled alike: with its commits pipelined
-//! (the default: a batch's commit answers while the next batch is processed) and with each
-//! commit awaited before the next batch, in alternating order.
 //! Each round fills a fresh raw topic with `RECORDS` signals of the bench mix (edge headers
-//! included, every one distinct), then times each reader from its first record to its
+//! included, every one distinct), then times both readers from their first record to their
 //! last, so group joins and start-up are left out. Alternates for `ROUNDS`; prints medians.
 //!
 //! `cargo run --release --example stream_throughput -- RECORDS ROUNDS` with the `SIGSTAGE_*`
@@ -40,40 +37,24 @@ async fn main() -> anyhow::Result<()> {
     let (records, rounds): (usize, usize) = (records.parse()?, rounds.parse()?);
     let base = Config::from_env()?;
     let (mut bare, mut copied, mut copied_txn, mut processed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut serial = Vec::new();
     for round in 1..=rounds {
         let mut config = base.clone();
         config.kafka.topic_prefix = format!("{}r{}-{}.", base.kafka.topic_prefix, std::process::id(), round);
-        let mut serial_config = config.clone();
-        serial_config.kafka.topic_prefix = format!("{}s.", config.kafka.topic_prefix);
         fill(&config, records).await?;
-        fill(&serial_config, records).await?;
         let bare_rate = bare_consumer(&config, records).await?;
         let copier_rate = copier(&config, records, false).await?;
         let copier_txn_rate = copier(&config, records, true).await?;
-        let (processor_rate, serial_rate) = if round % 2 == 1 {
-            (processor(&config, records, true).await?, processor(&serial_config, records, false).await?)
-        } else {
-            let serial_rate = processor(&serial_config, records, false).await?;
-            (processor(&config, records, true).await?, serial_rate)
-        };
+        let processor_rate = processor(&config, records).await?;
         eprintln!(
             "round {round}: bare consumer {bare_rate:.0} records/s, copier {copier_rate:.0} records/s, \
-             transactional copier {copier_txn_rate:.0} records/s, processor {processor_rate:.0} signals/s \
-             (commits awaited in turn: {serial_rate:.0})"
+             transactional copier {copier_txn_rate:.0} records/s, processor {processor_rate:.0} signals/s"
         );
         bare.push(bare_rate);
         copied.push(copier_rate);
         copied_txn.push(copier_txn_rate);
         processed.push(processor_rate);
-        serial.push(serial_rate);
     }
     let (bare, copied, copied_txn, processed) = (median(bare), median(copied), median(copied_txn), median(processed));
-    let serial = median(serial);
-    println!(
-        "pipelined commits: {processed:.0} signals/s beside {serial:.0} with each commit awaited in turn ({:.2})",
-        processed / serial
-    );
     println!(
         "bare consumer {bare:.0} records/s, copier {copied:.0} records/s, transactional copier {copied_txn:.0} \
          records/s, processor {processed:.0} signals/s; exactly-once costs the copier {:.2} of its rate; the \
@@ -191,7 +172,7 @@ async fn copier(config: &Config, count: usize, transactions: bool) -> anyhow::Re
 }
 
 /// Signals/s of the stream processor, timed on its output topic.
-async fn processor(config: &Config, count: usize, pipelined_commits: bool) -> anyhow::Result<f64> {
+async fn processor(config: &Config, count: usize) -> anyhow::Result<f64> {
     let watcher: StreamConsumer = runtime::kafka::consumer(&config.kafka, &config.kafka.topic("watcher"))?;
     let processed = config.kafka.topic(topics::SIGNALS_PROCESSED);
     watcher.subscribe(&[&processed])?;
@@ -199,8 +180,7 @@ async fn processor(config: &Config, count: usize, pipelined_commits: bool) -> an
     let (kafka, clickhouse) = (config.kafka.clone(), runtime::clickhouse::client(&config.clickhouse));
     let running = tokio::spawn(async move {
         let (id, stage) = (runtime::kafka::transactional_id(&kafka, "stream"), Stages::default().stage("stream"));
-        let settings = stream::runner::Settings { pipelined_commits, ..stream::runner::Settings::default() };
-        stream::runner::run(&kafka, clickhouse, settings, &id, stage, stop).await
+        stream::runner::run(&kafka, clickhouse, stream::runner::Settings::default(), &id, stage, stop).await
     });
     let rate = read(&watcher, count).await;
     stop_tx.send(true)?;

@@ -50,9 +50,6 @@ pub struct Settings {
     pub refresh: Duration,
     /// Larger raw records go to the dead-letter topic (their outputs could not be written).
     pub max_record_bytes: usize,
-    /// A batch's commit answers while the next batch is read and processed (true), or before
-    /// it (false: kept so `make bench-stream` can set the two side by side).
-    pub pipelined_commits: bool,
 }
 
 impl Default for Settings {
@@ -65,7 +62,6 @@ impl Default for Settings {
             dedupe_window: kafka::DEDUPE_WINDOW,
             refresh: Duration::from_secs(5),
             max_record_bytes: 2 << 20,
-            pipelined_commits: true,
         }
     }
 }
@@ -196,9 +192,6 @@ impl BatchStage for Processing {
         let (producer, offsets) = (self.producer.clone(), kafka::next_offsets(batch));
         self.committing =
             Some(tokio::spawn(async move { kafka::commit_transaction(&producer, offsets, group, "stream").await }));
-        if !self.settings.pipelined_commits {
-            self.committed().await?;
-        }
         if self.last_flush.elapsed() >= self.settings.refresh {
             crate::signal_queue::flush(&self.clickhouse, self.processor.queue()).await;
             self.last_flush = Instant::now();
