@@ -5,12 +5,6 @@
 //! the run with the error; the supervisor starts it again, and the new run restores its state
 //! from what was committed (see [`crate::restore`]).
 //!
-//! Commits are pipelined: batch N's commit runs while batch N+1 is read and processed in
-//! memory, and N+1's transaction begins once N's commit has answered. A producer has one
-//! transaction open at a time, so nothing of N+1 reaches Kafka before N is committed. When N's
-//! commit fails, N+1 is never written and the run ends with the error: the state N+1 changed in
-//! memory goes with it, and the next run restores what was committed.
-//!
 //! The live lane goes first: the historical topic is the reader's lower lane (see
 //! [`runtime::kafka::reader`]), read only when the live lane has nothing ready, so a bulk import
 //! never delays live signals by more than one batch.
@@ -114,7 +108,6 @@ pub async fn run(
         settings,
         stage: stage.clone(),
         last_flush: Instant::now(),
-        committing: None,
     };
     tracing::info!(%live, %historical, "stream processor consuming");
     run_batches(&mut reader, &mut processing, &stage, &mut stop).await?;
@@ -135,18 +128,6 @@ struct Processing {
     settings: Settings,
     stage: Stage,
     last_flush: Instant,
-    /// The last batch's commit, answering while the next batch is read and processed.
-    committing: Option<tokio::task::JoinHandle<Result<(), rdkafka::error::KafkaError>>>,
-}
-
-impl Processing {
-    /// Waits for the last batch's commit; its error ends the run.
-    async fn committed(&mut self) -> Result<(), StageError> {
-        match self.committing.take() {
-            Some(commit) => Ok(commit.await.map_err(|_| "the commit task ended without an answer")??),
-            None => Ok(()),
-        }
-    }
 }
 
 impl BatchStage for Processing {
@@ -158,7 +139,6 @@ impl BatchStage for Processing {
         partitions: &[i32],
         stop: &mut watch::Receiver<bool>,
     ) -> Result<Flow, StageError> {
-        self.committed().await?;
         let (config, topics) = (&self.config, &self.raw_topics);
         let restored =
             restore::restore(config, consumer, topics, partitions, &mut self.processor, &self.stage, stop).await?;
@@ -179,9 +159,6 @@ impl BatchStage for Processing {
         for message in batch {
             outputs::route(&mut self.processor, message, &self.to, self.settings.max_record_bytes, &mut outputs);
         }
-        // Processed in memory; the last batch's commit may still be in flight.
-        runtime::stage::fault_point("stream.processed");
-        self.committed().await?;
         self.producer.begin_transaction()?;
         if let Err(error) = outputs::write(&self.producer, &self.to.dlq, outputs).await {
             kafka::abort_transaction(&self.producer).await;
@@ -189,9 +166,7 @@ impl BatchStage for Processing {
         }
         // The generation the batch was read in: no rebalance came since its first record.
         let group = consumer.group_metadata().ok_or("the consumer has no group metadata")?;
-        let (producer, offsets) = (self.producer.clone(), kafka::next_offsets(batch));
-        self.committing =
-            Some(tokio::spawn(async move { kafka::commit_transaction(&producer, offsets, group, "stream").await }));
+        kafka::commit_transaction(&self.producer, kafka::next_offsets(batch), group, "stream").await?;
         if self.last_flush.elapsed() >= self.settings.refresh {
             crate::signal_queue::flush(&self.clickhouse, self.processor.queue()).await;
             self.last_flush = Instant::now();
@@ -199,24 +174,7 @@ impl BatchStage for Processing {
         Ok(Flow::Go)
     }
 
-    async fn failure(&mut self) -> StageError {
-        // Polled by reference: if the next batch comes first, the commit stays awaited by it.
-        if let Some(commit) = self.committing.as_mut() {
-            let answer = commit.await;
-            self.committing = None;
-            match answer {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => return error.into(),
-                Err(_) => return "the commit task ended without an answer".into(),
-            }
-        }
-        std::future::pending().await
-    }
-
     async fn stopped(&mut self) {
-        if let Err(error) = self.committed().await {
-            tracing::warn!(%error, "the last batch's commit failed as the stream stopped; the next run restores and reads it again");
-        }
         crate::signal_queue::flush(&self.clickhouse, self.processor.queue()).await;
     }
 }
