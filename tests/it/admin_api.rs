@@ -684,7 +684,15 @@ async fn live_tails_are_capped_and_end_when_idle() {
             .expect("request");
         router.clone().oneshot(request)
     };
-    let tail = open().await.expect("answer");
+    // Topics seconds old may not be in the broker's metadata yet: the tail answers 503 until then.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let tail = loop {
+        let tail = open().await.expect("answer");
+        if tail.status() != StatusCode::SERVICE_UNAVAILABLE || std::time::Instant::now() > deadline {
+            break tail;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(tail.status(), StatusCode::OK);
     let second = open().await.expect("answer");
     assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
