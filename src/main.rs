@@ -49,7 +49,7 @@ enum Command {
     /// Add, list and remove an org's mapping rules.
     #[command(subcommand)]
     Rules(commands::rules::RulesCommand),
-    /// Rebuild the analysts' rollups from the signal tables (with the sink stopped).
+    /// Rebuild the analysts' rollups from the signal tables (with the sink stopped), or compact them.
     #[command(subcommand)]
     Rollups(commands::rollups::RollupsCommand),
     /// Ask a question of the analysts' query library (schemas/queries/); --list shows them.

@@ -77,6 +77,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "",
         "a cluster of the servers' remote_servers to make the schema on: signal tables sharded and replicated, the rest on every node (empty: one server)",
     ),
+    (
+        ROLLUPS_COMPACT_INTERVAL_MS,
+        "3600000",
+        "how often the sink merges the per-visitor and per-lead rollups to one part, which their questions read fastest (0: never)",
+    ),
     (ADMIN_ADDR, "127.0.0.1:8081", "host:port of the admin listener (/api/admin), apart from the public one"),
     (ADMIN_TOKEN, "", "bearer token for /api/admin, full access (empty, with no SIGSTAGE_ADMIN_TOKENS: admin API off)"),
     (ADMIN_TOKENS, "", "more admin tokens, as id:scope:token pairs separated by commas; scope read (GET only) or full"),
@@ -143,6 +148,7 @@ pub const CLICKHOUSE_USER: &str = "SIGSTAGE_CLICKHOUSE_USER";
 pub const CLICKHOUSE_PASSWORD: &str = "SIGSTAGE_CLICKHOUSE_PASSWORD";
 pub const CLICKHOUSE_COMPRESSION: &str = "SIGSTAGE_CLICKHOUSE_COMPRESSION";
 pub const CLICKHOUSE_CLUSTER: &str = "SIGSTAGE_CLICKHOUSE_CLUSTER";
+pub const ROLLUPS_COMPACT_INTERVAL_MS: &str = "SIGSTAGE_ROLLUPS_COMPACT_INTERVAL_MS";
 pub const ADMIN_ADDR: &str = "SIGSTAGE_ADMIN_ADDR";
 pub const ADMIN_TOKEN: &str = "SIGSTAGE_ADMIN_TOKEN";
 pub const ADMIN_TOKENS: &str = "SIGSTAGE_ADMIN_TOKENS";
@@ -173,6 +179,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub kafka: KafkaConfig,
     pub clickhouse: ClickHouseConfig,
+    /// How often the sink compacts the rollups kept per visitor and lead; `None`: never.
+    pub rollups_compact_every: Option<Duration>,
     /// The admin listener's address.
     pub admin_addr: SocketAddr,
     /// Bearer tokens of the admin API; none disables it.
@@ -451,6 +459,14 @@ impl Config {
                     "" => None,
                     name => Some(check(CLICKHOUSE_CLUSTER, name, "letters, digits and '_'", is_identifier)?),
                 },
+            },
+            rollups_compact_every: match parse_in(
+                ROLLUPS_COMPACT_INTERVAL_MS,
+                get(ROLLUPS_COMPACT_INTERVAL_MS),
+                0..=604_800_000,
+            )? {
+                0 => None,
+                every => Some(Duration::from_millis(every)),
             },
             admin_addr: parse(ADMIN_ADDR, get(ADMIN_ADDR), "a socket address such as 127.0.0.1:8081")?,
             admin_tokens: admin_tokens(non_empty_secret(ADMIN_TOKEN), get(ADMIN_TOKENS))?,

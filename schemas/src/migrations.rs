@@ -73,6 +73,10 @@ pub const SHARDED: [(&str, &str); 8] = [
 /// the signal tables fills them again through the views.
 pub const ROLLUPS: [&str; 4] = ["signals_daily", "active_daily", "lead_touches", "visitors"];
 
+/// The rollups kept per visitor or lead, which questions fold key by key: each row a key has in
+/// another part costs every such fold, so the sink merges them to one part on a schedule.
+pub const ENTITY_ROLLUPS: [&str; 2] = ["lead_touches", "visitors"];
+
 const CREATE_VIEW: &str = "CREATE MATERIALIZED VIEW IF NOT EXISTS ";
 
 /// The table `statement` creates, when it is a `CREATE TABLE IF NOT EXISTS name ...`.

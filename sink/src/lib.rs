@@ -1,6 +1,7 @@
 //! Sinks: batched writes of processed signals to ClickHouse (hot and cold), identities and leads,
 //! rehydration of cold signals when their visitor is identified, and signed webhook delivery.
 
+pub mod compact;
 pub mod rows;
 pub mod runner;
 pub mod store;
@@ -10,6 +11,7 @@ pub mod webhooks;
 pub fn register_metrics() {
     runtime::stage::register_metrics("sink");
     runtime::stage::register_metrics("webhooks");
+    compact::register_metrics();
     metrics::describe_counter!(runner::ROWS_TOTAL, "rows written to ClickHouse, by table");
     metrics::describe_counter!(runner::ROWS_SKIPPED_TOTAL, "rows of a replay left out because their table held them");
     metrics::describe_counter!(webhooks::worker::ATTEMPTS_TOTAL, "webhook delivery attempts, by outcome");

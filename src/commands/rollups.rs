@@ -1,6 +1,7 @@
 //! `sigstage rollups rebuild`: the rollups (migration 9) computed again from the signal tables,
 //! for a database that held signals before its views existed, or after rows were written or
-//! removed by hand.
+//! removed by hand. `sigstage rollups compact`: the per-visitor and per-lead rollups merged to
+//! one part now, as the sink does on its schedule (see `sink::compact`).
 
 use anyhow::Context;
 use runtime::config::Config;
@@ -12,10 +13,13 @@ pub enum RollupsCommand {
     /// statements of its views. Run it with the sink stopped: rows it writes meanwhile would be
     /// counted twice, or not at all.
     Rebuild,
+    /// Merge the rollups kept per visitor and per lead to one part each, which their questions
+    /// read fastest. The sink does it every SIGSTAGE_ROLLUPS_COMPACT_INTERVAL_MS; safe at any
+    /// time, the sink running or not.
+    Compact,
 }
 
 pub async fn run(config: &Config, command: RollupsCommand) -> anyhow::Result<()> {
-    let RollupsCommand::Rebuild = command;
     let clickhouse = &config.clickhouse;
     let client = runtime::clickhouse::client(clickhouse);
     let hint = || {
@@ -24,6 +28,15 @@ pub async fn run(config: &Config, command: RollupsCommand) -> anyhow::Result<()>
             clickhouse.database, clickhouse.url
         )
     };
+    if let RollupsCommand::Compact = command {
+        let took = sink::compact::compact(&client, clickhouse.cluster.as_deref())
+            .await
+            .with_context(|| format!("compacting the rollups of {}", hint()))?;
+        for (rollup, took) in took {
+            eprintln!("rollups: {rollup} merged to one part ({:.1} s)", took.as_secs_f64());
+        }
+        return Ok(());
+    }
     for rollup in ROLLUPS {
         // On a cluster, each node's share is its local table; a Distributed table holds none.
         let truncate = match &clickhouse.cluster {

@@ -115,6 +115,10 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
             let (kafka, clickhouse) = (kafka.clone(), sink_clickhouse.clone());
             async move { sink::runner::run(&kafka, clickhouse, sink::runner::Settings::default(), stage, stop).await }
         })));
+        if let Some(every) = config.rollups_compact_every {
+            let cluster = config.clickhouse.cluster.clone();
+            tokio::spawn(sink::compact::run(clickhouse.clone(), cluster, every, stop.clone()));
+        }
         let (kafka, clickhouse) = (config.kafka.clone(), clickhouse.clone());
         let (settings, refresh) = (config.webhooks.clone(), Duration::from_millis(config.control_refresh_ms));
         supervised.push(tokio::spawn(stage::supervise(stages.stage("webhooks"), stop.clone(), move |stage, stop| {

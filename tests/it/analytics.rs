@@ -236,3 +236,56 @@ async fn rollups_rebuilt_from_the_signal_tables_answer_as_the_views_did() {
         assert_eq!(rollup_answers(&db.client).await, by_views, "run {run}");
     }
 }
+
+/// `sigstage rollups compact` (what the sink does every SIGSTAGE_ROLLUPS_COMPACT_INTERVAL_MS)
+/// folds the per-visitor and per-lead rollups to one row a key, counted physically, and changes
+/// no answer.
+#[tokio::test]
+async fn compacted_rollups_hold_a_row_a_key_and_answer_the_same() {
+    let db = crate::support::TestDb::migrated().await;
+    let columns = "org_id, lead_email, signal_id, anonymous_id, source, kind, event, attributed_by, event_ms";
+    // One insert a row: each is a part of its own, so each key has a row in several parts, kept
+    // apart (no background merge) until they are counted.
+    let merges = |what: &'static str| {
+        let client = db.client.clone();
+        async move {
+            for rollup in schemas::migrations::ENTITY_ROLLUPS {
+                client.query(&format!("SYSTEM {what} MERGES {rollup}")).execute().await.expect(what);
+            }
+        }
+    };
+    merges("STOP").await;
+    for (table, row) in [
+        ("signals_cold", "('acme', '', 1, 'v1', 'segment', 'track', 'Pricing Page Viewed', '', 1772359200000)"),
+        ("signals_cold", "('acme', '', 2, 'v2', 'pixel', 'page', 'page_view', '', 1772445600000)"),
+        ("signals_cold", "('acme', '', 5, 'v2', 'pixel', 'page', 'page_view', '', 1772532000000)"),
+        (
+            "signals_hot",
+            "('acme', 'jo@acme.io', 1, 'v1', 'segment', 'track', 'Pricing Page Viewed', 'rehydrated', 1772359200000)",
+        ),
+        ("signals_hot", "('acme', 'jo@acme.io', 3, 'v1', 'segment', 'identify', 'identify', 'signal', 1772532000000)"),
+        (
+            "signals_hot",
+            "('acme', 'jo@acme.io', 6, 'v1', 'segment', 'track', 'Page Viewed', 'identity', 1772618400000)",
+        ),
+    ] {
+        let insert = format!("INSERT INTO {table} ({columns}) VALUES {row}");
+        db.client.query(&insert).execute().await.expect(table);
+    }
+    let rows = |table: &'static str| {
+        let client = db.client.clone();
+        async move { client.query(&format!("SELECT count() FROM {table}")).fetch_one::<u64>().await.expect(table) }
+    };
+    let (visitors, leads) = (rows("visitors").await, rows("lead_touches").await);
+    assert!(visitors >= 5 && leads >= 3, "a row an insert: {visitors} visitors rows, {leads} lead rows");
+    let before = rollup_answers(&db.client).await;
+    merges("START").await;
+    for run in 1..=2 {
+        let compacted = crate::support::sigstage(&["rollups", "compact"], &db.vars);
+        let said = crate::support::stderr(&compacted);
+        assert!(compacted.status.success(), "run {run}: {said}");
+        assert!(said.contains("visitors merged to one part") && said.contains("lead_touches merged"), "{said}");
+        assert_eq!((rows("visitors").await, rows("lead_touches").await), (2, 1), "run {run}: a row a key");
+        assert_eq!(rollup_answers(&db.client).await, before, "run {run}");
+    }
+}

@@ -10,10 +10,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::support::pipeline::{http, start_ready, Ready};
 use crate::support::{unique, TestDb};
 
-/// `sigstage run` with its demo key in `key_file`, an admin token, and debug logs.
+/// `sigstage run` with its demo key in `key_file`, an admin token, debug logs, and the rollups
+/// compacted every second.
 async fn start(db: &TestDb, key_file: &Path) -> Ready {
     let key_file = key_file.to_str().expect("a UTF-8 path");
-    let extra = [("RUST_LOG", "debug"), ("SIGSTAGE_ADMIN_ADDR", "127.0.0.1:0"), ("SIGSTAGE_ADMIN_TOKEN", ADMIN_TOKEN)];
+    let extra = [
+        ("RUST_LOG", "debug"),
+        ("SIGSTAGE_ADMIN_ADDR", "127.0.0.1:0"),
+        ("SIGSTAGE_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("SIGSTAGE_ROLLUPS_COMPACT_INTERVAL_MS", "1000"),
+    ];
     start_ready(&db.vars, &["run", "--demo-key-file", key_file], &extra)
         .await
         .unwrap_or_else(|(status, logs)| panic!("sigstage run: {status}: {logs}"))
@@ -81,6 +87,7 @@ async fn run_prints_a_working_demo_key_and_reuses_it() {
         "sigstage_stream_dedupe_evicted_early_total 0",
         r#"sigstage_sink_rows_skipped_total{table="signals_hot"} 0"#,
         r#"sigstage_ingest_signals_total{endpoint="collect",outcome="accepted"} 0"#,
+        r#"sigstage_rollups_compactions_total{result="failed"} 0"#,
     ] {
         assert!(metrics.contains(line), "/metrics lacks {line}: {metrics}");
     }
@@ -99,13 +106,17 @@ async fn run_prints_a_working_demo_key_and_reuses_it() {
     // The stages' client statistics have arrived (the sink's lag of the partitions that took the
     // signal is in /metrics): they feed the metric, and no client logs them (rdkafka's default
     // context logs kilobytes every 5 s, and every client had lived past its first 5 s by then).
+    // The sink has compacted the rollups on its schedule by then too.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let metrics = http(&first.addr, "GET /metrics", "").await;
-        if metrics.contains(r#"sigstage_stage_consumer_lag{stage="sink""#) {
+        let compacted = metrics.contains(r#"sigstage_rollups_compactions_total{result="done"}"#)
+            && !metrics.contains(r#"sigstage_rollups_compactions_total{result="done"} 0"#);
+        if metrics.contains(r#"sigstage_stage_consumer_lag{stage="sink""#) && compacted {
+            assert!(metrics.contains(r#"sigstage_rollups_compactions_total{result="failed"} 0"#), "{metrics}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no lag from the statistics after 60 s: {metrics}");
+        assert!(std::time::Instant::now() < deadline, "no lag, or no compaction, after 60 s: {metrics}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let logs = first.stop().await;
