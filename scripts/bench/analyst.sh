@@ -3,8 +3,10 @@
 # rollups' views fill as it goes) with N synthetic signals generated inside ClickHouse
 # (scripts/bench/analyst/signals.sql and fill.sql: hot, cold, links and leads over ~200 days
 # and 100 orgs, org-0 holding four in ten), parts left as the inserts make them (no OPTIMIZE);
-# then times every query of schemas/queries/ for org-0 over the whole range, and each rollup's
-# question over the raw tables beside it (examples/analyst_queries: 3 runs, the median).
+# then times every query of schemas/queries/ for org-0 over the whole range and the last 30 days,
+# and each rollup's question over the raw tables beside it (examples/analyst_queries: 3 runs, the
+# median); then compacts the per-visitor and per-lead rollups as the sink does every hour
+# (sigstage rollups compact) and times the library again.
 #
 #   scripts/bench/analyst.sh     (N=100000000 SLICE=10000000 RUNS=3 KEEP=1 keeps the database)
 source "$(dirname "$0")/lib.sh"
@@ -44,5 +46,10 @@ echo "SELECT 'rows: cold', count() FROM signals_cold UNION ALL SELECT 'hot', cou
       SELECT 'links', count() FROM identities UNION ALL SELECT 'leads', count() FROM leads UNION ALL
       SELECT 'active parts', count() FROM system.parts WHERE database = currentDatabase() AND active" | ch | paste -sd' '
 lead=$(echo "SELECT lead_email FROM signals_hot WHERE org_id = 'org-0' LIMIT 1" | ch)
-say "timing every library query for org-0, 2026-01-01 to 2026-12-31 (lead $lead)"
+say "timing every library query for org-0, as the merges left the parts (lead $lead)"
 target/release/examples/analyst_queries org-0 2026-01-01 2026-12-31 "$lead" "${RUNS:-3}"
+say "compacting the per-visitor and per-lead rollups, as the sink does every SIGSTAGE_ROLLUPS_COMPACT_INTERVAL_MS"
+target/release/sigstage rollups compact
+echo "SELECT 'rollup rows: visitors', count() FROM visitors UNION ALL SELECT 'lead_touches', count() FROM lead_touches" | ch | paste -sd' '
+say "timing every library query for org-0 again, after the compaction"
+RAW=0 target/release/examples/analyst_queries org-0 2026-01-01 2026-12-31 "$lead" "${RUNS:-3}"
