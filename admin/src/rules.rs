@@ -36,6 +36,20 @@ impl Refusal for RuleAdminError {
     }
 }
 
+impl Refusal for signal_queue::SuggestError {
+    fn refusal(self) -> Response {
+        let (status, code) = match &self {
+            signal_queue::SuggestError::NoGroup { .. } => (StatusCode::NOT_FOUND, "queue_group_not_found"),
+            signal_queue::SuggestError::SampleCut => (StatusCode::UNPROCESSABLE_ENTITY, "sample_cut"),
+            signal_queue::SuggestError::ClickHouse(_) => {
+                tracing::error!(error = %self, "admin API request failed");
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+            }
+        };
+        error(status, code, self.to_string())
+    }
+}
+
 pub async fn list(State(admin): State<Admin>, Path(org): Path<String>) -> Response {
     answer(StatusCode::OK, rules::list(&admin.client, Some(&org)).await.map(|rules| json!({"rules": rules})))
 }
@@ -133,19 +147,7 @@ pub async fn suggest(
         }
         None => signal_queue::suggest(&admin.client, &org, &request.source, &event).await,
     };
-    match suggested {
-        Ok(rule) => Json(rule).into_response(),
-        Err(why @ signal_queue::SuggestError::NoGroup { .. }) => {
-            error(StatusCode::NOT_FOUND, "queue_group_not_found", why.to_string())
-        }
-        Err(why @ signal_queue::SuggestError::SampleCut) => {
-            error(StatusCode::UNPROCESSABLE_ENTITY, "sample_cut", why.to_string())
-        }
-        Err(why @ signal_queue::SuggestError::ClickHouse(_)) => {
-            tracing::error!(error = %why, "admin API request failed");
-            error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", why.to_string())
-        }
-    }
+    answer(StatusCode::OK, suggested)
 }
 
 /// Runs a rule, unsaved, over the sample of every group in the org's signal queue: which

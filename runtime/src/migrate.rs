@@ -47,7 +47,7 @@ pub struct Report {
 /// layout the configuration asks for (one server, or `ON CLUSTER`; see [`Layout`]). The layout
 /// a database was made in is recorded (as version 0), and a run for the other one is refused
 /// before it changes anything. Safe to run again and from several processes: every statement
-/// is `IF NOT EXISTS`.
+/// is `IF NOT EXISTS`, or a `DROP TABLE IF EXISTS` of a table no later statement makes again.
 pub async fn run(config: &ClickHouseConfig) -> Result<Report, MigrateError> {
     if !is_identifier(&config.database) {
         return Err(MigrateError::BadDatabase(config.database.clone()));

@@ -55,10 +55,10 @@ pub enum Layout<'a> {
 /// The tables sharded on a cluster, each with its shard key: a prefix of its `ORDER BY` key,
 /// so every version of a row lands on one shard (and `FINAL` folds them there). A visitor's
 /// cold signals and links share a shard; a lead's hot signals and its row share another.
-/// The rollups (migration 9) are sharded too: their views write each node's share of an
+/// The rollups (migrations 9 and 10) are sharded too: their views write each node's share of an
 /// insert to that node's local table, so a rollup has a shard's part of every key, and is read
 /// through its Distributed table with GROUP BY (its key only says where a direct insert goes).
-pub const SHARDED: [(&str, &str); 8] = [
+pub const SHARDED: [(&str, &str); 9] = [
     ("signals_hot", "cityHash64(org_id, lead_email)"),
     ("signals_cold", "cityHash64(org_id, anonymous_id)"),
     ("identities", "cityHash64(org_id, anonymous_id)"),
@@ -66,18 +66,27 @@ pub const SHARDED: [(&str, &str); 8] = [
     ("signals_daily", "cityHash64(org_id)"),
     ("active_daily", "cityHash64(org_id)"),
     ("lead_touches", "cityHash64(org_id, lead_email)"),
+    ("lead_summaries", "cityHash64(org_id, lead_email)"),
     ("visitors", "cityHash64(org_id, anonymous_id)"),
 ];
 
-/// The tables materialized views fill (migration 9). `sigstage copy` leaves them out: copying
+/// The tables materialized views fill (migrations 9 and 10). `sigstage copy` leaves them out: copying
 /// the signal tables fills them again through the views.
-pub const ROLLUPS: [&str; 4] = ["signals_daily", "active_daily", "lead_touches", "visitors"];
+pub const ROLLUPS: [&str; 4] = ["signals_daily", "active_daily", "lead_summaries", "visitors"];
 
 /// The rollups kept per visitor or lead, which questions fold key by key: each row a key has in
 /// another part costs every such fold, so the sink merges them to one part on a schedule.
-pub const ENTITY_ROLLUPS: [&str; 2] = ["lead_touches", "visitors"];
+pub const ENTITY_ROLLUPS: [&str; 2] = ["lead_summaries", "visitors"];
 
 const CREATE_VIEW: &str = "CREATE MATERIALIZED VIEW IF NOT EXISTS ";
+
+const DROP_TABLE: &str = "DROP TABLE IF EXISTS ";
+
+/// The table (or view) `statement` drops, when it is a `DROP TABLE IF EXISTS name`.
+fn dropped_table(statement: &str) -> Option<&str> {
+    let table = statement.strip_prefix(DROP_TABLE)?.trim();
+    (!table.is_empty() && !table.contains(char::is_whitespace)).then_some(table)
+}
 
 /// The table `statement` creates, when it is a `CREATE TABLE IF NOT EXISTS name ...`.
 pub fn created_table(statement: &str) -> Option<&str> {
@@ -99,9 +108,16 @@ impl Layout<'_> {
     /// a sharded table becomes `name_local` (`Replicated*MergeTree` under the shard's path)
     /// beneath a `Distributed` table of the name analysts use, and any other table is one
     /// `Replicated*MergeTree` copied to every node. A view goes from a sharded local table to
-    /// another, on each node.
+    /// another, on each node. A `DROP TABLE IF EXISTS name` drops it on every node, and its
+    /// local table beneath it when it is sharded.
     pub fn create(&self, statement: &str) -> Result<Vec<String>, String> {
         let Layout::Cluster { name: cluster, database } = *self else { return Ok(vec![statement.to_owned()]) };
+        if let Some(table) = dropped_table(statement) {
+            // A sharded table is its Distributed table and the local one beneath it.
+            let sharded = SHARDED.iter().any(|(name, _)| *name == table);
+            let drop = |table: &str| format!("{DROP_TABLE}{database}.{table} ON CLUSTER {cluster}");
+            return Ok(if sharded { vec![drop(table), drop(&format!("{table}_local"))] } else { vec![drop(table)] });
+        }
         if statement.starts_with(CREATE_VIEW) {
             return Ok(vec![View::of(statement)
                 .and_then(|view| local_view(cluster, database, &view))
@@ -160,13 +176,17 @@ impl View {
     }
 }
 
-/// Every materialized view the migrations create, in order.
+/// Every materialized view the migrations leave, in order: one a later migration drops is gone.
 pub fn views() -> Vec<View> {
-    MIGRATIONS
-        .iter()
-        .flat_map(|migration| migration.statements())
-        .filter_map(|statement| View::of(&statement))
-        .collect()
+    let mut views: Vec<View> = Vec::new();
+    for statement in MIGRATIONS.iter().flat_map(|migration| migration.statements()) {
+        if let Some(dropped) = dropped_table(&statement) {
+            views.retain(|view| view.name != dropped);
+        } else if let Some(view) = View::of(&statement) {
+            views.push(view);
+        }
+    }
+    views
 }
 
 /// `view` on every node of `cluster`, from the local table of its sharded source to the local
@@ -204,6 +224,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 7, name: "webhook_queue", sql: include_str!("../migrations/0007_webhook_queue.sql") },
     Migration { version: 8, name: "api_key_names", sql: include_str!("../migrations/0008_api_key_names.sql") },
     Migration { version: 9, name: "rollups", sql: include_str!("../migrations/0009_rollups.sql") },
+    Migration { version: 10, name: "lead_summaries", sql: include_str!("../migrations/0010_lead_summaries.sql") },
 ];
 
 #[cfg(test)]
@@ -224,7 +245,9 @@ mod tests {
             assert!(!statements.is_empty(), "migration {} is empty", migration.version);
             for statement in statements {
                 assert!(
-                    statement.starts_with("CREATE TABLE IF NOT EXISTS") || statement.starts_with(CREATE_VIEW),
+                    statement.starts_with("CREATE TABLE IF NOT EXISTS")
+                        || statement.starts_with(CREATE_VIEW)
+                        || dropped_table(&statement).is_some(),
                     "migration {}: not idempotent: {statement}",
                     migration.version
                 );
@@ -232,6 +255,19 @@ mod tests {
                     assert!(!statement.contains(banned), "{banned} is not valid on ClickHouse 18.16: {statement}");
                 }
             }
+        }
+    }
+
+    /// A table once dropped is never made again: a replica's path in ZooKeeper can outlive its
+    /// table (when a replica was down at the drop), and a concurrent migrate could drop the new one.
+    #[test]
+    fn a_dropped_table_is_not_made_again() {
+        let statements: Vec<String> = MIGRATIONS.iter().flat_map(|migration| migration.statements()).collect();
+        for (n, statement) in statements.iter().enumerate() {
+            let Some(dropped) = dropped_table(statement) else { continue };
+            let made = |s: &String| created_table(s) == Some(dropped) || View::of(s).is_some_and(|v| v.name == dropped);
+            assert!(!statements[n..].iter().any(made), "{dropped} is made again after it is dropped");
+            assert!(statements[..n].iter().any(made), "{dropped} is dropped but never made");
         }
     }
 
@@ -243,7 +279,20 @@ mod tests {
             .flat_map(|migration| migration.statements())
             .flat_map(|statement| cluster.create(&statement).expect("every migration has the usual shape"))
             .collect();
-        assert!(statements.iter().all(|statement| statement.contains(" ON CLUSTER sigstage ")), "{statements:#?}");
+        let on_cluster = |statement: &String| {
+            statement.contains(" ON CLUSTER sigstage ") || statement.ends_with(" ON CLUSTER sigstage")
+        };
+        assert!(statements.iter().all(on_cluster), "{statements:#?}");
+        // Migration 10 drops lead_touches (for lead_summaries): its view, then the table and its shards.
+        let drops: Vec<&String> = statements.iter().filter(|s| s.starts_with("DROP")).collect();
+        assert_eq!(
+            drops,
+            [
+                "DROP TABLE IF EXISTS db.lead_touches_from_hot ON CLUSTER sigstage",
+                "DROP TABLE IF EXISTS db.lead_touches ON CLUSTER sigstage",
+                "DROP TABLE IF EXISTS db.lead_touches_local ON CLUSTER sigstage",
+            ]
+        );
         for (table, key) in SHARDED {
             let local = statements.iter().find(|s| s.contains(&format!("db.{table}_local ON CLUSTER"))).expect(table);
             assert!(

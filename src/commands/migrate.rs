@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 use runtime::config::{ClickHouseConfig, Config};
 use runtime::migrate;
-use schemas::migrations::{Layout, MIGRATIONS};
+use schemas::migrations::{Layout, View, MIGRATIONS};
 
 #[derive(clap::Args)]
 pub struct MigrateArgs {
@@ -27,6 +27,22 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         "migrate: database {}: applied {:?}, {} already applied",
         config.clickhouse.database, report.applied, report.already_applied
     );
+    // A view made now counts only what is written from now on.
+    let applied = MIGRATIONS.iter().filter(|migration| report.applied.contains(&migration.version));
+    if applied.flat_map(|migration| migration.statements()).any(|statement| View::of(&statement).is_some()) {
+        let client = runtime::clickhouse::client(&config.clickhouse);
+        let stored: u64 = client
+            .query("SELECT (SELECT count() FROM signals_hot) + (SELECT count() FROM signals_cold)")
+            .fetch_one()
+            .await
+            .context("counting the signal rows already stored")?;
+        if stored > 0 {
+            eprintln!(
+                "migrate: new rollups count only what is written from now on; to count the {stored} signal rows \
+                 already stored, stop the sink and run `sigstage rollups rebuild`"
+            );
+        }
+    }
     Ok(())
 }
 

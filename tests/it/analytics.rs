@@ -276,7 +276,7 @@ async fn compacted_rollups_hold_a_row_a_key_and_answer_the_same() {
         let client = db.client.clone();
         async move { client.query(&format!("SELECT count() FROM {table}")).fetch_one::<u64>().await.expect(table) }
     };
-    let (visitors, leads) = (rows("visitors").await, rows("lead_touches").await);
+    let (visitors, leads) = (rows("visitors").await, rows("lead_summaries").await);
     assert!(visitors >= 5 && leads >= 3, "a row an insert: {visitors} visitors rows, {leads} lead rows");
     let before = rollup_answers(&db.client).await;
     merges("START").await;
@@ -284,8 +284,8 @@ async fn compacted_rollups_hold_a_row_a_key_and_answer_the_same() {
         let compacted = crate::support::sigstage(&["rollups", "compact"], &db.vars);
         let said = crate::support::stderr(&compacted);
         assert!(compacted.status.success(), "run {run}: {said}");
-        assert!(said.contains("visitors merged to one part") && said.contains("lead_touches merged"), "{said}");
-        assert_eq!((rows("visitors").await, rows("lead_touches").await), (2, 1), "run {run}: a row a key");
+        assert!(said.contains("visitors merged to one part") && said.contains("lead_summaries merged"), "{said}");
+        assert_eq!((rows("visitors").await, rows("lead_summaries").await), (2, 1), "run {run}: a row a key");
         assert_eq!(rollup_answers(&db.client).await, before, "run {run}");
     }
 }

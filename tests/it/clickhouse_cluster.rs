@@ -78,7 +78,8 @@ async fn migrate_makes_the_schema_on_a_cluster_sharded_by_visitor_and_lead() {
             };
             assert_eq!(engine_of(&format!("{table}_local")), Some(engine), "node {node}: {table}");
         }
-        for view in ["signals_daily_from_cold", "active_daily_from_hot", "lead_touches_from_hot", "visitors_from_cold"]
+        for view in
+            ["signals_daily_from_cold", "active_daily_from_hot", "lead_summaries_from_hot", "visitors_from_cold"]
         {
             assert_eq!(engine_of(view), Some("MaterializedView"), "node {node}: {view}");
         }

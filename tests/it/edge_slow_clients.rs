@@ -33,9 +33,9 @@ async fn until_closed(stream: &mut TcpStream, limit: Duration) -> (String, Insta
     (String::from_utf8_lossy(&answer).into_owned(), Instant::now())
 }
 
+/// A counter's value; 0 before it is first counted.
 fn metric(metrics: &str, name: &str, labels: &str) -> f64 {
-    let line = metrics.lines().find(|line| line.starts_with(name) && line.contains(labels));
-    line.and_then(|line| line.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    crate::support::pipeline::metric(metrics, name, labels).unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use control::keys::{Endpoint, KeySet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::pipeline::{http, start_ready, Ready};
+use crate::support::pipeline::{http, metric, start_ready, Ready};
 use crate::support::{unique, TestDb};
 
 /// `sigstage run` with its demo key in `key_file`, an admin token, debug logs, and the rollups
@@ -110,10 +110,11 @@ async fn run_prints_a_working_demo_key_and_reuses_it() {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let metrics = http(&first.addr, "GET /metrics", "").await;
-        let compacted = metrics.contains(r#"sigstage_rollups_compactions_total{result="done"}"#)
-            && !metrics.contains(r#"sigstage_rollups_compactions_total{result="done"} 0"#);
-        if metrics.contains(r#"sigstage_stage_consumer_lag{stage="sink""#) && compacted {
-            assert!(metrics.contains(r#"sigstage_rollups_compactions_total{result="failed"} 0"#), "{metrics}");
+        let compactions = |result| metric(&metrics, "sigstage_rollups_compactions_total", result);
+        if metrics.contains(r#"sigstage_stage_consumer_lag{stage="sink""#)
+            && compactions(r#"result="done""#) >= Some(1.0)
+        {
+            assert_eq!(compactions(r#"result="failed""#), Some(0.0), "{metrics}");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "no lag, or no compaction, after 60 s: {metrics}");
@@ -207,12 +208,8 @@ async fn a_fresh_stream_restores_before_any_record_arrives() {
         assert!(std::time::Instant::now() < deadline, "no restore 20 s after start, with no record sent: {metrics}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let took = metrics
-        .lines()
-        .find(|line| line.starts_with(r#"sigstage_stage_restore_seconds_sum{stage="stream"}"#))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|seconds| seconds.parse::<f64>().ok())
-        .expect("the restore's duration");
+    let took =
+        metric(&metrics, "sigstage_stage_restore_seconds_sum", r#"stage="stream""#).expect("the restore's duration");
     eprintln!(
         "fresh stream: restored {:.2} s after start, the restore itself {took:.3} s",
         started.elapsed().as_secs_f64()

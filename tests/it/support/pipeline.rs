@@ -252,6 +252,13 @@ pub async fn readyz(addr: &str) -> (u16, serde_json::Value) {
     (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
 }
 
+/// The value of the first series of metric `name` whose labels contain `labels`, in a
+/// `/metrics` answer.
+pub fn metric(metrics: &str, name: &str, labels: &str) -> Option<f64> {
+    let line = metrics.lines().find(|line| line.starts_with(name) && line.contains(labels))?;
+    line.rsplit(' ').next()?.parse().ok()
+}
+
 /// A request to `addr` over a connection of its own (`Connection: close`): the whole answer, head
 /// and body.
 pub async fn http(addr: &str, request_line: &str, body: &str) -> String {
