@@ -42,14 +42,14 @@ else
     done
     echo "DROP TABLE IF EXISTS bench_signals" | ch
 fi
-echo "SELECT 'rows: cold', count() FROM signals_cold UNION ALL SELECT 'hot', count() FROM signals_hot UNION ALL
-      SELECT 'links', count() FROM identities UNION ALL SELECT 'leads', count() FROM leads UNION ALL
-      SELECT 'active parts', count() FROM system.parts WHERE database = currentDatabase() AND active" | ch | paste -sd' '
+echo "SELECT 'rows: cold', (SELECT count() FROM signals_cold), 'hot', (SELECT count() FROM signals_hot),
+      'links', (SELECT count() FROM identities), 'leads', (SELECT count() FROM leads), 'active parts',
+      (SELECT count() FROM system.parts WHERE database = currentDatabase() AND active)" | ch
 lead=$(echo "SELECT lead_email FROM signals_hot WHERE org_id = 'org-0' LIMIT 1" | ch)
 say "timing every library query for org-0, as the merges left the parts (lead $lead)"
 target/release/examples/analyst_queries org-0 2026-01-01 2026-12-31 "$lead" "${RUNS:-3}"
 say "compacting the per-visitor and per-lead rollups, as the sink does every SIGSTAGE_ROLLUPS_COMPACT_INTERVAL_MS"
 target/release/sigstage rollups compact
-echo "SELECT 'rollup rows: visitors', count() FROM visitors UNION ALL SELECT 'lead_touches', count() FROM lead_touches" | ch | paste -sd' '
+echo "SELECT 'rollup rows: visitors', (SELECT count() FROM visitors), 'lead_summaries', (SELECT count() FROM lead_summaries)" | ch
 say "timing every library query for org-0 again, after the compaction"
 RAW=0 target/release/examples/analyst_queries org-0 2026-01-01 2026-12-31 "$lead" "${RUNS:-3}"
