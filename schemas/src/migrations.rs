@@ -176,6 +176,20 @@ impl View {
     }
 }
 
+/// Every table the migrations leave (not their views), in order: one a later migration drops is
+/// gone.
+pub fn tables() -> Vec<String> {
+    let mut tables: Vec<String> = Vec::new();
+    for statement in MIGRATIONS.iter().flat_map(|migration| migration.statements()) {
+        if let Some(dropped) = dropped_table(&statement) {
+            tables.retain(|table| table != dropped);
+        } else if let Some(table) = created_table(&statement) {
+            tables.push(table.to_owned());
+        }
+    }
+    tables
+}
+
 /// Every materialized view the migrations leave, in order: one a later migration drops is gone.
 pub fn views() -> Vec<View> {
     let mut views: Vec<View> = Vec::new();
@@ -268,6 +282,8 @@ mod tests {
             let made = |s: &String| created_table(s) == Some(dropped) || View::of(s).is_some_and(|v| v.name == dropped);
             assert!(!statements[n..].iter().any(made), "{dropped} is made again after it is dropped");
             assert!(statements[..n].iter().any(made), "{dropped} is dropped but never made");
+            assert!(!tables().iter().any(|table| table == dropped), "tables() lists {dropped}");
+            assert!(views().iter().all(|view| view.name != dropped), "views() lists {dropped}");
         }
     }
 

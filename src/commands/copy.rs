@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use reqwest::Client;
 use runtime::config::{ClickHouseConfig, Config};
-use schemas::migrations::{created_table, MIGRATIONS, ROLLUPS};
+use schemas::migrations::ROLLUPS;
 
 #[derive(Args)]
 pub struct CopyArgs {
@@ -107,10 +107,8 @@ pub async fn run(config: &Config, args: CopyArgs) -> anyhow::Result<()> {
         settings: &runtime::clickhouse::CLUSTER_SETTINGS,
     };
     let client = Client::new();
-    let tables: Vec<String> = MIGRATIONS
-        .iter()
-        .flat_map(|migration| migration.statements())
-        .filter_map(|statement| created_table(&statement).map(str::to_owned))
+    let tables: Vec<String> = schemas::migrations::tables()
+        .into_iter()
         // The views fill the rollups again from the signal tables copied.
         .filter(|table| !ROLLUPS.contains(&table.as_str()))
         .collect();

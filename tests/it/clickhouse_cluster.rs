@@ -15,12 +15,13 @@ use crate::support::pipeline::{
 };
 use crate::support::{sigstage, stderr, test_vars, TestDb};
 
-/// `query` on `client` until it answers `expected`, for up to 30 s (replicas catch up on their own).
+/// `query` on `client` until it answers `expected`, for up to 90 s (replicas catch up on their own;
+/// after a ZooKeeper outage on a busy machine, one has taken over 30 s to fetch its shard's parts).
 async fn await_answer<T>(client: &clickhouse::Client, query: &str, expected: T)
 where
     T: PartialEq + std::fmt::Debug + Send + 'static + clickhouse::Row + for<'b> clickhouse::RowRead<Value<'b> = T>,
 {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let answer = client.query(query).fetch_all::<T>().await;
         if matches!(&answer, Ok(rows) if rows.len() == 1 && rows[0] == expected) {
@@ -69,7 +70,8 @@ async fn migrate_makes_the_schema_on_a_cluster_sharded_by_visitor_and_lead() {
             .await
             .expect("tables");
         let engine_of = |table: &str| tables.iter().find(|(name, _)| name == table).map(|(_, engine)| engine.as_str());
-        for (table, _) in SHARDED {
+        let standing = schemas::migrations::tables();
+        for &(table, _) in SHARDED.iter().filter(|(table, _)| standing.iter().any(|made| made == table)) {
             assert_eq!(engine_of(table), Some("Distributed"), "node {node}: {tables:?}");
             let engine = match table {
                 "signals_daily" => "ReplicatedSummingMergeTree",
