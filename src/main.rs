@@ -59,6 +59,8 @@ enum Command {
     /// Create and manage webhook subscriptions; see and re-send deliveries.
     #[command(subcommand)]
     Webhooks(commands::webhooks::WebhooksCommand),
+    /// Show everything sigstage did with one signal: its rows, links, leads, events, deliveries.
+    Trace(commands::trace::TraceArgs),
 }
 
 fn main() -> ExitCode {
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
             Command::Query(args) => commands::query::run(&config, args).await,
             Command::Queue(args) => commands::queue::run(&config, args).await,
             Command::Webhooks(command) => commands::webhooks::run(&config, command).await,
+            Command::Trace(args) => commands::trace::run(&config, args).await,
             Command::Import(args) => commands::import::run(args).await,
         }
     });

@@ -21,6 +21,7 @@ mod rules;
 mod session;
 mod tail;
 mod throttle;
+mod trace;
 mod webhooks;
 
 use axum::extract::{Request, State};
@@ -225,6 +226,12 @@ pub(crate) fn operations() -> Vec<Operation> {
             tail::tail,
         )
         .query(&[("source", "only signals of this source"), ("event", "only signals of this event")]),
+        op(
+            Method::GET,
+            "/api/admin/orgs/{org}/signals/{id}",
+            "What sigstage did with one signal: its rows, links, leads, events and deliveries",
+            trace::signal,
+        ),
         op(
             Method::GET,
             "/api/admin/orgs/{org}/webhooks",

@@ -8,4 +8,5 @@ pub mod limits;
 pub mod orgs;
 pub mod rules;
 pub mod signal_queue;
+pub mod trace;
 pub mod webhooks;

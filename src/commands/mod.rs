@@ -10,4 +10,5 @@ pub mod queue;
 pub mod rollups;
 pub mod rules;
 pub mod serve;
+pub mod trace;
 pub mod webhooks;

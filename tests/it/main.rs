@@ -26,6 +26,7 @@ mod kafka_topics;
 mod keys_lifecycle;
 mod migrations;
 mod run_command;
+mod signal_trace;
 mod sink_clickhouse;
 mod stream_processing;
 mod stream_recovery;

@@ -27,7 +27,7 @@ use crate::support::{sigstage, stderr, stdout};
 struct Seen(Arc<Mutex<Vec<(String, String, Value)>>>);
 
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     seen: Seen,
     secrets: Arc<Mutex<Vec<(String, String)>>>,
     /// Calls per (path, webhook-id).
@@ -80,7 +80,7 @@ async fn receive(
     (StatusCode::OK, "OK").into_response()
 }
 
-async fn start_receiver() -> (Receiver, String) {
+pub(crate) async fn start_receiver() -> (Receiver, String) {
     let receiver = Receiver { seen: Seen::default(), secrets: Arc::default(), calls: Arc::default() };
     let app = Router::new().route("/hook/{path}", post(receive)).with_state(receiver.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -89,7 +89,7 @@ async fn start_receiver() -> (Receiver, String) {
     (receiver, format!("http://{addr}/hook"))
 }
 
-fn subscribe(edge: &TestEdge, receiver: &Receiver, base: &str, path: &str) -> String {
+pub(crate) fn subscribe(edge: &TestEdge, receiver: &Receiver, base: &str, path: &str) -> String {
     let url = format!("{base}/{path}");
     let output =
         sigstage(&["webhooks", "create", "--org", "acme", "--url", &url, "--events", "lead.created"], &edge.db.vars);
@@ -146,7 +146,7 @@ fn attempts_of_first_event(log: &[Attempt]) -> Vec<Attempt> {
 }
 
 /// Starts the webhook sink on the edge's database and topics.
-fn start_sink(
+pub(crate) fn start_sink(
     edge: &TestEdge,
 ) -> (watch::Sender<bool>, tokio::task::JoinHandle<Result<(), runtime::stage::StageError>>) {
     let (stop, stopped) = watch::channel(false);
