@@ -54,6 +54,8 @@ pub struct Attempt {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Trace {
     pub org_id: String,
+    /// As a string in JSON, as the live tail sends it: a JavaScript number cannot hold 64 bits.
+    #[serde(serialize_with = "as_string")]
     pub signal_id: u64,
     pub rows: Vec<StoredRow>,
     pub links: Vec<Link>,
@@ -61,6 +63,10 @@ pub struct Trace {
     pub leads_created: Vec<String>,
     pub events: Vec<Event>,
     pub deliveries: Vec<Attempt>,
+}
+
+fn as_string<S: serde::Serializer>(id: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(id)
 }
 
 const COLUMNS: &str = "lead_email, anonymous_id, user_id, source, kind, event, attributed_by, mapped, rules, fields, \

@@ -135,6 +135,21 @@ async function main() {
   });
   await shot('07-live-tail-mapped');
 
+  step("open the mapped signal's trace from the tail: stored hot under its lead, and by which rule");
+  const link = '#tail-list .signal[data-mapped="true"] [data-test=trace-link]';
+  const id = decodeURIComponent((await page.getAttribute(link, 'href')).split('/').pop());
+  await page.click(link);
+  // The tail shows a signal as the stream processes it; the sink writes it a moment later.
+  await until('the signal stored, in its trace', async () => {
+    const row = await page.waitForSelector('[data-test=trace-rows] tr[data-table="signals_hot"]', { timeout: 2000 }).catch(() => null);
+    if (!row) await page.reload();
+    return row;
+  });
+  const traced = await page.textContent('[data-test=trace-rows]');
+  check(traced.includes('test@example.com') && traced.includes('by '), `the trace shows the lead and the rule: ${traced}`);
+  check((await page.textContent('h1')).includes(`Signal ${id}`), `the trace names signal ${id}, all 64 bits of it`);
+  await shot('07b-signal-trace');
+
   step('create a webhook to a local receiver, send a test event, see it in the history');
   await visit('webhooks', '#new-webhook');
   await page.fill('#new-webhook [name=url]', hooks.url);

@@ -86,6 +86,7 @@ async fn a_signal_is_traced_from_its_rows_links_and_leads() {
         .collect();
     assert_eq!(rows, [("signals_cold", "", ""), ("signals_hot", "jo@acme.io", "rehydrated")], "{trace}");
     assert_eq!(trace["rows"][0]["event"], "Pricing Page Viewed");
+    assert_eq!(trace["signal_id"], tracked.to_string(), "64 bits, as a string: {trace}");
     assert_eq!((trace["links"].clone(), trace["leads_created"].clone()), (json!([]), json!([])), "{trace}");
 
     let (status, trace) = get(&edge, &format!("/api/admin/orgs/acme/signals/{identified}")).await;

@@ -144,7 +144,7 @@ async function route() {
     link.href = org ? `#/orgs/${encodeURIComponent(org)}/${link.dataset.page}` : '#/new-org';
   }
   if (!org || page === 'new-org') return newOrg();
-  const pages = { overview, analytics, keys, queue, rules, tail, webhooks, webhook, limits };
+  const pages = { overview, analytics, keys, queue, rules, tail, signal, webhooks, webhook, limits };
   const show = view();
   show(h('p', { class: 'muted' }, 'Loading…'));
   try { await (pages[page] || overview)(org, id); } catch (error) { show(failure(error)); }
@@ -431,7 +431,8 @@ async function tail(org) {
       const mapped = s.mapped ? h('span', { class: 'pill ok' }, `mapped by ${(s.rules || []).join(', ')}`) : h('span', { class: 'pill' }, 'unmapped');
       list.prepend(h('div', { class: 'signal', 'data-event': s.event, 'data-mapped': String(Boolean(s.mapped)) },
         h('strong', {}, s.event || '(no event)'), ' ', h('span', { class: 'muted' }, `${s.source} · ${s.kind} · ${when(s.received_ms)}`), ' ', mapped,
-        s.email ? h('span', {}, ` · ${s.email}`) : null,
+        s.email ? h('span', {}, ` · ${s.email}`) : null, ' ',
+        h('a', { href: `#/orgs/${encodeURIComponent(org)}/signal/${encodeURIComponent(s.signal_id)}`, 'data-test': 'trace-link' }, 'trace'),
         skipped ? h('span', { class: 'muted' }, ` (${skipped} more not shown)`) : null,
         s.fields && Object.keys(s.fields).length ? h('div', { class: 'mono muted' }, JSON.stringify(s.fields)) : null));
       while (list.childNodes.length > 200) list.lastChild.remove();
@@ -447,6 +448,42 @@ async function tail(org) {
     h('label', {}, 'Source', source), h('label', {}, 'Event', event), h('button', { type: 'submit' }, 'Filter'), pause);
   show(h('h1', {}, `Live tail · ${org} `, status), h('p', { class: 'muted' }, 'Processed signals as they arrive, sampled to 20 a second while this page is open.'),
     filters, h('section', { class: 'card' }, list)) && connect();
+}
+
+// ---- One signal's trace ------------------------------------------------------------------
+// Everything sigstage did with one signal, read from where it is stored (GET …/signals/{id}).
+async function signal(org, id) {
+  const show = view();
+  let trace;
+  try {
+    trace = await api('GET', orgPath(org, `/signals/${encodeURIComponent(id)}`));
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 404) throw error;
+    return show(h('h1', {}, `Signal ${id}`), h('p', { class: 'muted', 'data-test': 'trace-missing' },
+      `${error.message}. The sink writes a signal within a second or so of the live tail showing it.`),
+    h('button', { type: 'button', onclick: () => route() }, 'Look again'));
+  }
+  const rows = table([['Table'], ['Source · kind'], ['Event'], ['Attributed'], ['Mapped'], ['Event time'], ['Written']],
+    trace.rows.map(r => h('tr', { 'data-table': r.table },
+      h('td', { class: 'mono' }, r.table),
+      h('td', {}, `${r.source} · ${r.kind}`), h('td', {}, r.event || '(no event)'),
+      h('td', {}, r.lead_email ? `${r.lead_email} (${r.attributed_by})` : 'anonymous', r.anonymous_id ? h('div', { class: 'muted' }, `visitor ${r.anonymous_id}`) : null),
+      h('td', {}, r.mapped ? h('span', { class: 'pill ok' }, `by ${r.rules.join(', ')}`) : h('span', { class: 'pill' }, 'unmapped'),
+        r.mapped ? h('div', { class: 'mono muted' }, r.fields) : null),
+      h('td', {}, when(r.event_ms)), h('td', {}, when(r.written_ms)))), 'No row.');
+  const made = [
+    ...trace.links.map(l => h('li', {}, `linked visitor ${l.anonymous_id} to lead ${l.email}`)),
+    ...trace.leads_created.map(email => h('li', {}, `first signal of lead ${email}`)),
+  ];
+  const deliveries = table([['Event'], ['Subscription'], ['Attempt', 'num'], ['Outcome'], ['When']],
+    trace.deliveries.map(d => h('tr', { 'data-outcome': d.outcome },
+      h('td', { class: 'mono' }, d.event_id), h('td', {}, h('a', { href: `#/orgs/${encodeURIComponent(org)}/webhook/${encodeURIComponent(d.subscription_id)}` }, d.subscription_id)),
+      h('td', { class: 'num' }, d.attempt), h('td', {}, h('span', { class: `pill ${d.outcome === 'delivered' ? 'ok' : 'bad'}` }, d.status_code || d.outcome), ' ', d.error),
+      h('td', {}, when(d.attempted_ms)))), trace.events.length ? 'Not delivered yet.' : 'It caused no webhook event.');
+  show(h('h1', {}, `Signal ${trace.signal_id} · ${org}`),
+    h('section', { class: 'card', 'data-test': 'trace-rows' }, h('h2', {}, 'Stored as'), rows),
+    h('section', { class: 'card' }, h('h2', {}, 'Identity'), made.length ? h('ul', {}, made) : h('p', { class: 'muted' }, 'It linked no visitor and made no lead.')),
+    h('section', { class: 'card' }, h('h2', {}, 'Webhook events'), h('p', { class: 'mono muted' }, trace.events.map(e => e.event_id).join(' · ')), deliveries));
 }
 
 // ---- Webhooks ----------------------------------------------------------------------------
