@@ -14,11 +14,7 @@ pub async fn signal(State(admin): State<Admin>, Path((org, id)): Path<(String, S
     };
     match control::trace::signal(&admin.client, &org, signal_id).await {
         Ok(Some(trace)) => Json(trace).into_response(),
-        Ok(None) => error(
-            StatusCode::NOT_FOUND,
-            "signal_not_found",
-            format!("no stored row of signal {signal_id} for org {org:?}: not written yet, another org's, or never accepted"),
-        ),
+        Ok(None) => error(StatusCode::NOT_FOUND, "signal_not_found", control::trace::missing(&org, signal_id)),
         Err(failure) => unavailable(failure),
     }
 }

@@ -72,8 +72,13 @@ fn as_string<S: serde::Serializer>(id: &u64, serializer: S) -> Result<S::Ok, S::
 const COLUMNS: &str = "lead_email, anonymous_id, user_id, source, kind, event, attributed_by, mapped, rules, fields, \
                        received_ms, event_ms, written_ms";
 
+/// What to say when [`signal`] finds no row of signal `id` of `org`.
+pub fn missing(org: &str, id: u64) -> String {
+    format!("no stored row of signal {id} for org {org:?}: not written yet, another org's, or never accepted")
+}
+
 /// The trace of signal `id` of `org`; `None` when no table holds a row of it (not stored yet,
-/// another org's, or never accepted).
+/// another org's, or never accepted: see [`missing`]).
 pub async fn signal(
     client: &clickhouse::Client,
     org: &str,

@@ -179,28 +179,25 @@ impl View {
 /// Every table the migrations leave (not their views), in order: one a later migration drops is
 /// gone.
 pub fn tables() -> Vec<String> {
-    let mut tables: Vec<String> = Vec::new();
-    for statement in MIGRATIONS.iter().flat_map(|migration| migration.statements()) {
-        if let Some(dropped) = dropped_table(&statement) {
-            tables.retain(|table| table != dropped);
-        } else if let Some(table) = created_table(&statement) {
-            tables.push(table.to_owned());
-        }
-    }
-    tables
+    left_by_migrations(|statement| created_table(statement).map(str::to_owned), |table| table)
 }
 
 /// Every materialized view the migrations leave, in order: one a later migration drops is gone.
 pub fn views() -> Vec<View> {
-    let mut views: Vec<View> = Vec::new();
+    left_by_migrations(View::of, |view| &view.name)
+}
+
+/// What the migrations' statements make (`made`, named by `name`) and no later one drops.
+fn left_by_migrations<T>(made: impl Fn(&str) -> Option<T>, name: impl Fn(&T) -> &str) -> Vec<T> {
+    let mut left: Vec<T> = Vec::new();
     for statement in MIGRATIONS.iter().flat_map(|migration| migration.statements()) {
         if let Some(dropped) = dropped_table(&statement) {
-            views.retain(|view| view.name != dropped);
-        } else if let Some(view) = View::of(&statement) {
-            views.push(view);
+            left.retain(|thing| name(thing) != dropped);
+        } else if let Some(thing) = made(&statement) {
+            left.push(thing);
         }
     }
-    views
+    left
 }
 
 /// `view` on every node of `cluster`, from the local table of its sharded source to the local

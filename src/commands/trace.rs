@@ -22,13 +22,7 @@ pub async fn run(config: &Config, args: TraceArgs) -> anyhow::Result<()> {
     let trace = control::trace::signal(&client, &args.org, args.id)
         .await
         .with_context(|| format!("reading signal {} from ClickHouse at {}", args.id, config.clickhouse.url))?;
-    let Some(trace) = trace else {
-        bail!(
-            "no stored row of signal {} for org {:?}: not written yet, another org's, or never accepted",
-            args.id,
-            args.org
-        );
-    };
+    let Some(trace) = trace else { bail!(control::trace::missing(&args.org, args.id)) };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&trace)?);
         return Ok(());
