@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real SDK clients the Tracking API tests drive (tests/it/tracking_sdks.rs) into
+# Installs the real SDK clients the Tracking API tests drive (tests/it/tracking_sdks.rs), and the
+# providers' signing libraries the signature tests use (tests/it/edge_signatures.rs), into
 # .state/sdk: the Python packages pinned in tests/sdk/requirements.txt (PyPI) and the npm
 # packages locked in tests/sdk/package-lock.json (`npm ci`). Does nothing when what is installed
 # came from the same files.

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::{body, error, Admin, Refusal};
 use control::keys::{self, ApiKeyRow, Endpoint, KeyAdminError, NewKey};
+use control::signing::{self, SetError};
 
 impl Refusal for KeyAdminError {
     fn refusal(self) -> Response {
@@ -34,6 +35,8 @@ struct ShownKey {
     /// The key's first characters, to tell keys apart.
     prefix: String,
     has_secret: bool,
+    /// The provider whose signatures the key's requests must carry (`stripe`, …), if any.
+    signing_provider: Option<String>,
     endpoints: Vec<String>,
     active: bool,
     expires_at_ms: u64,
@@ -47,6 +50,7 @@ impl From<ApiKeyRow> for ShownKey {
             name: String::new(),
             prefix: row.key_prefix,
             has_secret: !row.secret_hash.is_empty(),
+            signing_provider: None,
             endpoints: row.endpoints,
             active: row.active == 1,
             expires_at_ms: row.expires_at_ms,
@@ -56,15 +60,18 @@ impl From<ApiKeyRow> for ShownKey {
 }
 
 pub async fn list(State(admin): State<Admin>, Path(org): Path<String>) -> Response {
-    let (rows, mut names) = match tokio::try_join!(keys::list(&admin.client, &org), keys::names(&admin.client, &org)) {
-        Ok(found) => found,
-        Err(error) => return error.refusal(),
-    };
+    let providers = async { signing::providers(&admin.client, &org).await.map_err(KeyAdminError::from) };
+    let (rows, mut names, mut providers) =
+        match tokio::try_join!(keys::list(&admin.client, &org), keys::names(&admin.client, &org), providers) {
+            Ok(found) => found,
+            Err(error) => return error.refusal(),
+        };
     let shown: Vec<ShownKey> = rows
         .into_iter()
         .map(|row| {
             let name = names.remove(&row.key_id).unwrap_or_default();
-            ShownKey { name, ..ShownKey::from(row) }
+            let signing_provider = providers.remove(&row.key_id);
+            ShownKey { name, signing_provider, ..ShownKey::from(row) }
         })
         .collect();
     Json(json!({"keys": shown})).into_response()
@@ -135,6 +142,59 @@ pub async fn revoke(State(admin): State<Admin>, Path((org, key_id)): Path<(Strin
     // Only a key of this org, and only by its id: a key itself never travels in a URL.
     match keys::revoke_of(&admin.client, &org, &key_id).await {
         Ok(row) => Json(ShownKey::from(row)).into_response(),
+        Err(error) => error.refusal(),
+    }
+}
+
+impl Refusal for SetError {
+    fn refusal(self) -> Response {
+        match self {
+            SetError::Invalid(error) => super::error(StatusCode::BAD_REQUEST, "invalid_signing", error.to_string()),
+            SetError::ClickHouse(error) => KeyAdminError::ClickHouse(error).refusal(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningBody {
+    /// `stripe`, `github`, `hubspot`, `shopify`, `slack` or `standard_webhooks`.
+    provider: String,
+    /// The signing secret as the provider shows it (Standard Webhooks: `whsec_…`).
+    secret: String,
+}
+
+/// Requires the provider's signature on every request the key makes; the secret is never shown.
+pub async fn set_signing(
+    State(admin): State<Admin>,
+    Path((org, key_id)): Path<(String, String)>,
+    given: Result<Json<SigningBody>, JsonRejection>,
+) -> Response {
+    let given = match body(given, "invalid_signing") {
+        Ok(given) => given,
+        Err(refused) => return refused,
+    };
+    if let Err(error) = keys::find_of(&admin.client, &org, &key_id).await {
+        return error.refusal();
+    }
+    match signing::set(&admin.client, &org, &key_id, &given.provider, &given.secret).await {
+        Ok(set) => Json(json!({
+            "key_id": key_id,
+            "signing_provider": set.provider.as_str(),
+            "message": "requests with this key must now carry a valid signature (within the control refresh interval)"
+        }))
+        .into_response(),
+        Err(error) => error.refusal(),
+    }
+}
+
+/// Stops requiring a signature on the key's requests.
+pub async fn remove_signing(State(admin): State<Admin>, Path((org, key_id)): Path<(String, String)>) -> Response {
+    if let Err(error) = keys::find_of(&admin.client, &org, &key_id).await {
+        return error.refusal();
+    }
+    match signing::remove(&admin.client, &org, &key_id).await {
+        Ok(()) => Json(json!({"key_id": key_id, "signing_provider": null})).into_response(),
         Err(error) => error.refusal(),
     }
 }

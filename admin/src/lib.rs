@@ -285,6 +285,19 @@ pub(crate) fn operations() -> Vec<Operation> {
         op(Method::POST, "/api/admin/orgs/{org}/keys", "Create a key; 201 with the key, shown once", keys::create)
             .body("{name?, secret?, expires_at_ms?, endpoints?: [signal_staging|collect|ingress|tracking]}"),
         op(Method::DELETE, "/api/admin/orgs/{org}/keys/{key_id}", "Revoke a key", keys::revoke),
+        op(
+            Method::PUT,
+            "/api/admin/orgs/{org}/keys/{key_id}/signing",
+            "Require a provider's signature on the key's requests",
+            keys::set_signing,
+        )
+        .body("{provider: stripe|github|hubspot|shopify|slack|standard_webhooks, secret}"),
+        op(
+            Method::DELETE,
+            "/api/admin/orgs/{org}/keys/{key_id}/signing",
+            "Stop requiring a signature",
+            keys::remove_signing,
+        ),
         op(Method::GET, "/api/admin/orgs/{org}/limits", "Rate, plan and this month's usage", limits::get),
         op(Method::PUT, "/api/admin/orgs/{org}/limits", "Change the limits", limits::set)
             .body("{requests_per_second?, burst?, monthly_raw_signals?, allow_overages?}"),

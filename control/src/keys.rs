@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::signing::{Signing, SigningRow};
+
 pub const KEY_PREFIX: &str = "sgk_";
 const KEY_RANDOM_BYTES: usize = 24;
 const SHOWN_PREFIX_CHARS: usize = 12;
@@ -166,14 +168,18 @@ pub async fn revoke(client: &clickhouse::Client, key_or_id: &str) -> Result<ApiK
 
 /// Revokes the key `key_id` if it is one of `org_id`'s; answers the revoked key's row.
 pub async fn revoke_of(client: &clickhouse::Client, org_id: &str, key_id: &str) -> Result<ApiKeyRow, KeyAdminError> {
-    let row: ApiKeyRow = client
+    deactivate(client, find_of(client, org_id, key_id).await?).await
+}
+
+/// The key `key_id` if it is one of `org_id`'s.
+pub async fn find_of(client: &clickhouse::Client, org_id: &str, key_id: &str) -> Result<ApiKeyRow, KeyAdminError> {
+    client
         .query("SELECT ?fields FROM api_keys FINAL WHERE org_id = ? AND key_id = ?")
         .bind(org_id)
         .bind(key_id)
         .fetch_optional()
         .await?
-        .ok_or_else(|| KeyAdminError::NotFound(key_id.to_owned()))?;
-    deactivate(client, row).await
+        .ok_or_else(|| KeyAdminError::NotFound(key_id.to_owned()))
 }
 
 async fn deactivate(client: &clickhouse::Client, mut row: ApiKeyRow) -> Result<ApiKeyRow, KeyAdminError> {
@@ -295,6 +301,8 @@ pub struct KeyEntry {
     endpoints: Vec<Endpoint>,
     active: bool,
     expires_at_ms: u64,
+    /// The provider signature its requests must carry, if any.
+    pub signing: Option<Arc<Signing>>,
 }
 
 /// Every key, indexed by the SHA-256 of the key: an immutable snapshot, replaced on refresh.
@@ -304,13 +312,16 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// Reads the latest version of every key.
+    /// Reads the latest version of every key, and the signatures they require.
     pub async fn load(client: &clickhouse::Client) -> Result<Self, clickhouse::error::Error> {
         let rows: Vec<ApiKeyRow> = client.query("SELECT ?fields FROM api_keys FINAL").fetch_all().await?;
-        Ok(Self::from_rows(rows))
+        let signing: Vec<SigningRow> = client.query("SELECT ?fields FROM key_signing FINAL").fetch_all().await?;
+        Ok(Self::from_rows(rows, signing))
     }
 
-    pub fn from_rows(rows: impl IntoIterator<Item = ApiKeyRow>) -> Self {
+    pub fn from_rows(rows: impl IntoIterator<Item = ApiKeyRow>, signing: impl IntoIterator<Item = SigningRow>) -> Self {
+        let mut signing: HashMap<String, Arc<Signing>> =
+            signing.into_iter().filter_map(|row| Some((row.key_id.clone(), Arc::new(row.signing()?)))).collect();
         let decode = |hex_digest: &str| -> Option<[u8; 32]> {
             let mut out = [0u8; 32];
             hex::decode_to_slice(hex_digest, &mut out).ok().map(|()| out)
@@ -319,6 +330,7 @@ impl KeySet {
             .into_iter()
             .filter_map(|row| {
                 let entry = KeyEntry {
+                    signing: signing.remove(&row.key_id),
                     key_id: row.key_id.into(),
                     org_id: row.org_id.into(),
                     secret_hash: decode(&row.secret_hash),
@@ -339,7 +351,13 @@ impl KeySet {
             .bind(hash_hex(key))
             .fetch_all()
             .await?;
-        Ok(Self::from_rows(rows))
+        let Some(row) = rows.first() else { return Ok(Self::default()) };
+        let signing: Vec<SigningRow> = client
+            .query("SELECT ?fields FROM key_signing FINAL WHERE key_id = ?")
+            .bind(&row.key_id)
+            .fetch_all()
+            .await?;
+        Ok(Self::from_rows(rows, signing))
     }
 
     pub fn len(&self) -> usize {
@@ -401,13 +419,16 @@ mod tests {
 
     #[test]
     fn authenticate_cases() {
-        let keys = KeySet::from_rows([
-            row("plain", None, 1, 0, &[]),
-            row("secret", Some("s3"), 1, 0, &[]),
-            row("revoked", None, 0, 0, &[]),
-            row("expiring", None, 1, 1_000, &[]),
-            row("collect-only", None, 1, 0, &["collect"]),
-        ]);
+        let keys = KeySet::from_rows(
+            [
+                row("plain", None, 1, 0, &[]),
+                row("secret", Some("s3"), 1, 0, &[]),
+                row("revoked", None, 0, 0, &[]),
+                row("expiring", None, 1, 1_000, &[]),
+                row("collect-only", None, 1, 0, &["collect"]),
+            ],
+            [],
+        );
         let now = 999;
         type Case<'a> = (&'a str, Option<&'a str>, Endpoint, Result<(), AuthError>);
         let cases: [Case<'_>; 9] = [

@@ -8,5 +8,6 @@ pub mod limits;
 pub mod orgs;
 pub mod rules;
 pub mod signal_queue;
+pub mod signing;
 pub mod trace;
 pub mod webhooks;

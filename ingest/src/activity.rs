@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use control::keys::Endpoint;
 use serde_json::{Map, Value};
@@ -19,20 +19,17 @@ use crate::{body, Edge};
 
 pub const SOURCE: &str = "activity";
 
-pub async fn ingress(
-    State(edge): State<Arc<Edge>>,
-    Path(token): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle(&edge, &token, &headers, body).await.unwrap_or_else(IntoResponse::into_response)
+pub async fn ingress(State(edge): State<Arc<Edge>>, Path(token): Path<String>, request: Parts, body: Body) -> Response {
+    handle(&edge, &token, &request, body).await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn handle(edge: &Edge, token: &str, headers: &HeaderMap, body: Body) -> Result<Response, EdgeError> {
+async fn handle(edge: &Edge, token: &str, request: &Parts, body: Body) -> Result<Response, EdgeError> {
+    let headers = &request.headers;
     let caller = edge.admit(token, secret(headers), Endpoint::Ingress).await?;
     let checked = async {
         let hint = source_hint(headers, None)?;
         let (bytes, _) = body::read(headers, body, edge.max_body_bytes, false).await?;
+        edge.verify(&caller, request, &bytes)?;
         let prepared = prepare(bytes, hint.as_deref(), Some(SOURCE))?;
         let activity: Map<String, Value> = serde_json::from_slice(&prepared.payload)
             .map_err(|error| EdgeError::InvalidPayload(format!("an activity must be a JSON object: {error}")))?;

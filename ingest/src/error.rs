@@ -6,6 +6,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use control::keys::AuthError;
+
+use crate::verify::SignatureError;
 use serde::Serialize;
 use serde_json::json;
 
@@ -26,6 +28,8 @@ pub enum EdgeError {
     InvalidActivity(Vec<FieldError>),
     #[error("{0}")]
     Unauthorized(AuthError),
+    #[error("{0}")]
+    Signature(SignatureError),
     #[error("request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("the request holds more than {limit} signals; send at most {limit} per request")]
@@ -48,7 +52,7 @@ impl EdgeError {
             EdgeError::InvalidJson(_) | EdgeError::InvalidPayload(_) | EdgeError::InvalidActivity(_) => {
                 StatusCode::BAD_REQUEST
             }
-            EdgeError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            EdgeError::Unauthorized(_) | EdgeError::Signature(_) => StatusCode::UNAUTHORIZED,
             EdgeError::TooLarge { .. } | EdgeError::TooManySignals { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             EdgeError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             EdgeError::BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
@@ -64,6 +68,7 @@ impl EdgeError {
             EdgeError::InvalidPayload(_) => "invalid_payload",
             EdgeError::InvalidActivity(_) => "invalid_activity",
             EdgeError::Unauthorized(reason) => reason.code(),
+            EdgeError::Signature(reason) => reason.code(),
             EdgeError::TooLarge { .. } => "payload_too_large",
             EdgeError::TooManySignals { .. } => "too_many_signals",
             EdgeError::UnsupportedMediaType(_) => "unsupported_media_type",

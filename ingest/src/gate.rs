@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use control::keys::{self, AuthError, Endpoint, KeySet};
 use control::limits::OrgLimits;
+use control::signing::Signing;
 
 use crate::gcra::Gcra;
 use crate::usage::{self, Usage};
@@ -16,6 +17,8 @@ use crate::usage::{self, Usage};
 pub struct Caller {
     pub org: Arc<str>,
     pub key_id: Arc<str>,
+    /// The provider signature the key's requests must carry, if any.
+    pub signing: Option<Arc<Signing>>,
 }
 
 /// How many of a request's signals the plan admits.
@@ -104,7 +107,11 @@ impl Gate {
     ) -> Result<Caller, AuthError> {
         let caller = |keys: &KeySet| {
             let entry = keys.authenticate(key, secret, endpoint, now_ms)?;
-            Ok(Caller { org: Arc::clone(&entry.org_id), key_id: Arc::clone(&entry.key_id) })
+            Ok(Caller {
+                org: Arc::clone(&entry.org_id),
+                key_id: Arc::clone(&entry.key_id),
+                signing: entry.signing.clone(),
+            })
         };
         match caller(&read(&self.keys)) {
             Err(AuthError::Unknown) if keys::is_well_formed(key) => {}

@@ -19,9 +19,11 @@ pub mod sender;
 pub mod signals;
 pub mod tracking;
 pub mod usage;
+pub mod verify;
 
 use std::sync::Arc;
 
+use axum::http::request::Parts;
 use control::keys::Endpoint;
 use runtime::config::HttpConfig;
 
@@ -57,9 +59,16 @@ impl Edge {
     }
 
     /// Authenticates the key (and secret) for `endpoint`, then applies the org's request rate.
+    /// A key that requires a provider's signature is taken only where signatures are checked
+    /// (the signal-staging and ingress endpoints, through [`Edge::verify`]).
     pub async fn admit(&self, key: &str, secret: Option<&[u8]>, endpoint: Endpoint) -> Result<Caller, EdgeError> {
         let now_ms = runtime::time::now_ms();
         let caller = self.gate.authenticate(key, secret, endpoint, now_ms).await.map_err(EdgeError::Unauthorized)?;
+        if let (Some(signing), Endpoint::Collect | Endpoint::Tracking) = (&caller.signing, endpoint) {
+            let error = EdgeError::Signature(verify::unchecked(signing));
+            self.gate.count_rejected(&caller.org, error.code(), 1);
+            return Err(error);
+        }
         if let Err(retry_after_s) = self.gate.check_rate(&caller.org, now_ms) {
             let error = EdgeError::RateLimited { retry_after_s };
             self.gate.count_rejected(&caller.org, error.code(), 1);
@@ -69,11 +78,25 @@ impl Edge {
     }
 }
 
+impl Edge {
+    /// Checks the provider signature the caller's key requires, if any, over `body` as sent.
+    pub fn verify(&self, caller: &Caller, request: &Parts, body: &[u8]) -> Result<(), EdgeError> {
+        let Some(signing) = &caller.signing else { return Ok(()) };
+        let signed = verify::Signed { method: &request.method, uri: &request.uri, headers: &request.headers, body };
+        let now_s = (runtime::time::now_ms() / 1000) as i64;
+        verify::verify(signing, &signed, now_s).map_err(EdgeError::Signature)
+    }
+}
+
 /// Registers the edge's metrics at zero, with their descriptions.
 pub fn register_metrics() {
     metrics::describe_counter!(accept::SIGNALS_TOTAL, "signals answered, by endpoint type and outcome");
     metrics::describe_counter!(routes::REQUESTS_TOTAL, "requests answered, by route and status class");
     metrics::describe_histogram!(routes::REQUEST_SECONDS, "time to answer a request, by route");
+    metrics::describe_counter!(
+        verify::SIGNATURES_TOTAL,
+        "provider signatures checked, by provider and result (verified, missing, invalid, stale, unchecked)"
+    );
     for endpoint in Endpoint::ALL {
         metrics::counter!(accept::SIGNALS_TOTAL, "endpoint" => endpoint.as_str(), "outcome" => "accepted").absolute(0);
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -26,33 +27,28 @@ const SECRET_HEADER: &str = "x-api-secret";
 const SOURCE_HEADER: &str = "x-source";
 
 /// `POST /api/signal-staging/webhook/{apiKey}`
-pub async fn webhook(
-    State(edge): State<Arc<Edge>>,
-    Path(key): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    single(&edge, &key, None, &headers, body).await.unwrap_or_else(IntoResponse::into_response)
+pub async fn webhook(State(edge): State<Arc<Edge>>, Path(key): Path<String>, request: Parts, body: Body) -> Response {
+    single(&edge, &key, None, &request, body).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `POST /api/signal-staging/webhook/{source}/{apiKey}` and `.../webhook/{apiKey}/batch`.
 pub async fn webhook_with_source_or_batch(
     State(edge): State<Arc<Edge>>,
     Path((first, second)): Path<(String, String)>,
-    headers: HeaderMap,
+    request: Parts,
     body: Body,
 ) -> Response {
     let result = if second == "batch" {
-        many(&edge, &first, Via::Batch, &headers, body).await
+        many(&edge, &first, Via::Batch, &request, body).await
     } else {
-        single(&edge, &second, Some(&first), &headers, body).await
+        single(&edge, &second, Some(&first), &request, body).await
     };
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `POST /api/signal-staging/bulk/{apiKey}`
-pub async fn bulk(State(edge): State<Arc<Edge>>, Path(key): Path<String>, headers: HeaderMap, body: Body) -> Response {
-    many(&edge, &key, Via::Bulk, &headers, body).await.unwrap_or_else(IntoResponse::into_response)
+pub async fn bulk(State(edge): State<Arc<Edge>>, Path(key): Path<String>, request: Parts, body: Body) -> Response {
+    many(&edge, &key, Via::Bulk, &request, body).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 pub fn secret(headers: &HeaderMap) -> Option<&[u8]> {
@@ -131,13 +127,15 @@ async fn single(
     edge: &Edge,
     key: &str,
     path_source: Option<&str>,
-    headers: &HeaderMap,
+    request: &Parts,
     body: Body,
 ) -> Result<Response, EdgeError> {
+    let headers = &request.headers;
     let caller = edge.admit(key, secret(headers), Endpoint::SignalStaging).await?;
     let checked = async {
         let hint = source_hint(headers, path_source)?;
         let (bytes, _) = body::read(headers, body, edge.max_body_bytes, false).await?;
+        edge.verify(&caller, request, &bytes)?;
         prepare(bytes, hint.as_deref(), None)
     }
     .await;
@@ -250,7 +248,8 @@ impl<'de> serde::de::Visitor<'de> for Bounded {
     }
 }
 
-async fn many(edge: &Edge, key: &str, via: Via, headers: &HeaderMap, body: Body) -> Result<Response, EdgeError> {
+async fn many(edge: &Edge, key: &str, via: Via, request: &Parts, body: Body) -> Result<Response, EdgeError> {
+    let headers = &request.headers;
     let caller = edge.admit(key, secret(headers), Endpoint::SignalStaging).await?;
     let (limit, ndjson, max_signals) = match via {
         Via::Bulk => (edge.max_bulk_body_bytes, true, edge.max_bulk_signals),
@@ -259,6 +258,7 @@ async fn many(edge: &Edge, key: &str, via: Via, headers: &HeaderMap, body: Body)
     let checked = async {
         let hint = source_hint(headers, None)?;
         let (bytes, format) = body::read(headers, body, limit, ndjson).await?;
+        edge.verify(&caller, request, &bytes)?;
         let signals = split(&bytes, format, max_signals)?;
         if signals.is_empty() {
             return Err(EdgeError::InvalidPayload("the batch holds no signals".into()));

@@ -1,8 +1,9 @@
-//! `sigstage keys create | revoke | list`.
+//! `sigstage keys create | revoke | list | signing`.
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use control::keys::{self, Endpoint, NewKey};
+use control::signing;
 use runtime::config::Config;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -33,6 +34,20 @@ pub enum KeysCommand {
         #[arg(long)]
         org: String,
     },
+    /// Require a provider's signature on every request a key makes, checked at the edge before
+    /// its 202 (the signing secret is read from the first line of stdin, so it stays out of
+    /// shell history); or stop requiring one with --remove.
+    Signing {
+        /// The key's id (`key_…`, as `keys list` shows it).
+        key_id: String,
+        #[arg(long)]
+        org: String,
+        /// stripe, github, hubspot, shopify, slack or standard_webhooks.
+        #[arg(long, required_unless_present = "remove")]
+        provider: Option<String>,
+        #[arg(long, conflicts_with = "provider")]
+        remove: bool,
+    },
 }
 
 pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
@@ -59,11 +74,31 @@ pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
             let row = keys::revoke(&client, &key).await?;
             eprintln!("revoked {} ({}…) of org {}", row.key_id, row.key_prefix, row.org_id);
         }
+        KeysCommand::Signing { key_id, org, provider, remove } => {
+            keys::find_of(&client, &org, &key_id).await?;
+            match provider {
+                Some(provider) if !remove => {
+                    eprintln!("reading {provider}'s signing secret for {key_id} from stdin (one line)");
+                    let mut secret = String::new();
+                    std::io::stdin().read_line(&mut secret).context("reading the signing secret from stdin")?;
+                    let set = signing::set(&client, &org, &key_id, &provider, secret.trim()).await?;
+                    eprintln!(
+                        "{key_id} now takes only requests signed by {}; the edge applies it within the control refresh interval",
+                        set.provider.as_str()
+                    );
+                }
+                _ => {
+                    signing::remove(&client, &org, &key_id).await?;
+                    eprintln!("{key_id} no longer requires a signature");
+                }
+            }
+        }
         KeysCommand::List { org } => {
             let now = runtime::time::now_ms();
+            let mut providers = signing::providers(&client, &org).await?;
             println!(
-                "{:<22} {:<14} {:<8} {:<7} {:<26} {:<26} ENDPOINTS",
-                "KEY_ID", "PREFIX", "STATUS", "SECRET", "EXPIRES", "CREATED"
+                "{:<22} {:<14} {:<8} {:<7} {:<18} {:<26} {:<26} ENDPOINTS",
+                "KEY_ID", "PREFIX", "STATUS", "SECRET", "SIGNED_BY", "EXPIRES", "CREATED"
             );
             for row in keys::list(&client, &org).await? {
                 let status = match (row.active, row.expires_at_ms) {
@@ -74,12 +109,14 @@ pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
                 let expires = if row.expires_at_ms == 0 { "never".to_owned() } else { format_ms(row.expires_at_ms) };
                 let endpoints = if row.endpoints.is_empty() { "all".to_owned() } else { row.endpoints.join(",") };
                 let secret = if row.secret_hash.is_empty() { "no" } else { "yes" };
+                let signed_by = providers.remove(&row.key_id).unwrap_or_else(|| "-".to_owned());
                 println!(
-                    "{:<22} {:<14} {:<8} {:<7} {:<26} {:<26} {endpoints}",
+                    "{:<22} {:<14} {:<8} {:<7} {:<18} {:<26} {:<26} {endpoints}",
                     row.key_id,
                     format!("{}…", row.key_prefix),
                     status,
                     secret,
+                    signed_by,
                     expires,
                     format_ms(row.created_at_ms)
                 );

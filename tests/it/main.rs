@@ -14,6 +14,7 @@ mod edge_broker_outage;
 mod edge_collect_activity;
 mod edge_memory;
 mod edge_signals;
+mod edge_signatures;
 mod edge_slow_clients;
 mod exactly_once;
 mod group_changes;
