@@ -229,6 +229,26 @@ async fn keys_limits_and_usage_through_http() {
     let text = listed.to_string();
     assert!(!text.contains(key) && !text.contains("hash") && !text.contains("s3cret"), "never the key: {text}");
 
+    // A provider's signature, required and then no longer; the signing secret is never shown.
+    let signing = format!("{keys}/{key_id}/signing");
+    let (status, body) = call(&db, token, "PUT", &signing, r#"{"provider":"paypal","secret":"x"}"#).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_signing")), "{body}");
+    assert!(body["message"].as_str().expect("message").contains("standard_webhooks"), "{body}");
+    let (status, body) = call(&db, token, "PUT", &signing, r#"{"provider":"standard_webhooks","secret":"plain"}"#).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_signing")), "{body}");
+    let other = format!("/api/admin/orgs/other/keys/{key_id}/signing");
+    let (status, _) = call(&db, token, "PUT", &other, r#"{"provider":"github","secret":"gh-secret"}"#).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another org's key");
+    let (status, body) = call(&db, token, "PUT", &signing, r#"{"provider":"github","secret":"gh-secret"}"#).await;
+    assert_eq!((status, body["signing_provider"].as_str()), (StatusCode::OK, Some("github")), "{body}");
+    let (_, listed) = call(&db, token, "GET", keys, "").await;
+    assert_eq!(listed["keys"][0]["signing_provider"], "github");
+    assert!(!listed.to_string().contains("gh-secret"), "never the signing secret: {listed}");
+    let (status, _) = call(&db, token, "DELETE", &signing, "").await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, listed) = call(&db, token, "GET", keys, "").await;
+    assert_eq!(listed["keys"][0]["signing_provider"], Value::Null);
+
     let (status, _) = call(&db, token, "DELETE", &format!("/api/admin/orgs/other/keys/{key_id}"), "").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "another org's key");
     let (status, revoked) = call(&db, token, "DELETE", &format!("{keys}/{key_id}"), "").await;

@@ -246,7 +246,8 @@ async function keys(org) {
   const listing = h('section', { class: 'card', id: 'key-list' });
   const draw = rows => listing.replaceChildren(h('h2', {}, 'Keys'), table([['Name'], ['Key'], ['Endpoints'], ['State'], ['Created'], ['Expires'], ['']],
     rows.map(k => h('tr', { 'data-key-id': k.key_id },
-      h('td', {}, k.name || h('span', { class: 'muted' }, '—')), h('td', { class: 'mono' }, `${k.prefix}…`, k.has_secret ? h('div', { class: 'muted' }, 'with secret') : null),
+      h('td', {}, k.name || h('span', { class: 'muted' }, '—')), h('td', { class: 'mono' }, `${k.prefix}…`, k.has_secret ? h('div', { class: 'muted' }, 'with secret') : null,
+        k.signing_provider ? h('div', { class: 'muted', 'data-test': 'signed-by' }, `only signed ${k.signing_provider} webhooks`) : null),
       h('td', {}, k.endpoints.length ? k.endpoints.join(', ') : 'all'),
       h('td', {}, h('span', { class: `pill ${k.active ? 'ok' : 'bad'}` }, k.active ? 'active' : 'revoked')),
       h('td', {}, when(k.created_at_ms)), h('td', {}, k.expires_at_ms ? when(k.expires_at_ms) : 'never'),
