@@ -61,6 +61,9 @@ enum Command {
     Webhooks(commands::webhooks::WebhooksCommand),
     /// Show everything sigstage did with one signal: its rows, links, leads, events, deliveries.
     Trace(commands::trace::TraceArgs),
+    /// Delete a person everywhere (GDPR Article 17), and suppress, lift and audit.
+    #[command(subcommand)]
+    People(commands::people::PeopleCommand),
 }
 
 fn main() -> ExitCode {
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
             Command::Queue(args) => commands::queue::run(&config, args).await,
             Command::Webhooks(command) => commands::webhooks::run(&config, command).await,
             Command::Trace(args) => commands::trace::run(&config, args).await,
+            Command::People(command) => commands::people::run(&config, command).await,
             Command::Import(args) => commands::import::run(args).await,
         }
     });

@@ -17,6 +17,7 @@ mod keys;
 mod limits;
 mod openapi;
 mod overview;
+mod people;
 mod rules;
 mod session;
 mod tail;
@@ -48,6 +49,7 @@ pub(crate) struct Admin {
     pub(crate) failures: std::sync::Arc<throttle::Failures>,
     /// The live tails open now, and how many and how idle they may be.
     pub(crate) tails: std::sync::Arc<tail::Tails>,
+    pub(crate) people: std::sync::Arc<PeopleReach>,
 }
 
 impl Admin {
@@ -80,6 +82,22 @@ pub struct Settings {
     /// Where senders reach the edge, e.g. `http://127.0.0.1:8080`.
     pub public_url: String,
     pub tails: TailLimits,
+    /// Where a person's deletion reaches beyond ClickHouse (`control::people`).
+    pub people: PeopleReach,
+}
+
+/// What deleting a person needs beyond ClickHouse: the cluster the schema is on, and how long
+/// the stream and the sink take to load a suppression (`SIGSTAGE_CONTROL_REFRESH_MS`).
+#[derive(Debug, Clone)]
+pub struct PeopleReach {
+    pub cluster: Option<String>,
+    pub refresh: std::time::Duration,
+}
+
+impl Default for PeopleReach {
+    fn default() -> Self {
+        Self { cluster: None, refresh: std::time::Duration::from_secs(5) }
+    }
 }
 
 /// Live tails served at once, and how long one may send no signal before it ends.
@@ -100,11 +118,13 @@ impl Default for TailLimits {
 #[derive(Clone)]
 pub(crate) struct Caller {
     pub(crate) org: Option<String>,
+    /// The token's id (never the token): who did it, in the people audit.
+    pub(crate) token_id: String,
 }
 
 /// The admin API and the console.
 pub fn router(client: clickhouse::Client, settings: Settings) -> Router {
-    let Settings { kafka, tokens, public_url, tails } = settings;
+    let Settings { kafka, tokens, public_url, tails, people } = settings;
     tail::Open::describe();
     let admin = Admin {
         client,
@@ -113,6 +133,7 @@ pub fn router(client: clickhouse::Client, settings: Settings) -> Router {
         public_url: public_url.into(),
         failures: Default::default(),
         tails: std::sync::Arc::new(tail::Tails::new(tails)),
+        people: std::sync::Arc::new(people),
     };
     let mut api = Router::new();
     for operation in operations() {
@@ -298,6 +319,32 @@ pub(crate) fn operations() -> Vec<Operation> {
             "Stop requiring a signature",
             keys::remove_signing,
         ),
+        op(
+            Method::DELETE,
+            "/api/admin/orgs/{org}/people",
+            "Delete a person everywhere and suppress them; answers what was deleted",
+            people::delete,
+        )
+        .query(&[("email", "the person's email"), ("anonymous_id", "or one of their visitor ids")]),
+        op(
+            Method::GET,
+            "/api/admin/orgs/{org}/people/suppressions",
+            "Emails and visitors suppressed",
+            people::suppressions,
+        ),
+        op(
+            Method::DELETE,
+            "/api/admin/orgs/{org}/people/suppressions",
+            "Lift a suppression (and those its deletion made)",
+            people::lift,
+        )
+        .query(&[("email", "the email"), ("anonymous_id", "or the visitor id")]),
+        op(
+            Method::GET,
+            "/api/admin/orgs/{org}/people/audit",
+            "Deletions, suppressions and lifts: who, when, what, rows",
+            people::audit,
+        ),
         op(Method::GET, "/api/admin/orgs/{org}/limits", "Rate, plan and this month's usage", limits::get),
         op(Method::PUT, "/api/admin/orgs/{org}/limits", "Change the limits", limits::set)
             .body("{requests_per_second?, burst?, monthly_raw_signals?, allow_overages?}"),
@@ -383,7 +430,7 @@ async fn authorize(State(admin): State<Admin>, mut request: Request, next: Next)
             );
         }
     }
-    request.extensions_mut().insert(Caller { org: token.org.clone() });
+    request.extensions_mut().insert(Caller { org: token.org.clone(), token_id: token.id.clone() });
     let token_id = token.id.clone();
     let response = next.run(request).await;
     tracing::info!(token = %token_id, %method, %path, status = response.status().as_u16(), "admin request");

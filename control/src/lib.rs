@@ -6,6 +6,7 @@ pub mod deliveries;
 pub mod keys;
 pub mod limits;
 pub mod orgs;
+pub mod people;
 pub mod rules;
 pub mod signal_queue;
 pub mod signing;

@@ -62,8 +62,8 @@ impl Identity {
     /// The record's key: `link:ORG:VISITOR` or `lead:ORG:EMAIL`.
     pub fn key(&self) -> String {
         match self {
-            Identity::Link(link) => format!("link:{}:{}", link.org, link.anonymous_id),
-            Identity::Lead(lead) => format!("lead:{}:{}", lead.org, lead.email),
+            Identity::Link(link) => Forgotten::Link { org: &link.org, visitor: &link.anonymous_id }.key(),
+            Identity::Lead(lead) => Forgotten::Lead { org: &lead.org, email: &lead.email }.key(),
         }
     }
 
@@ -89,6 +89,35 @@ impl Identity {
         match kind {
             Some(kind) if kind == LEAD.as_bytes() => serde_json::from_slice(value).map(Identity::Lead),
             _ => serde_json::from_slice(value).map(Identity::Link),
+        }
+    }
+}
+
+/// What a tombstone (a record without a value) of the topic removes: the key of a link or a
+/// lead, written when a person is deleted, so that no restore brings them back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgotten<'a> {
+    Link { org: &'a str, visitor: &'a str },
+    Lead { org: &'a str, email: &'a str },
+}
+
+impl<'a> Forgotten<'a> {
+    pub fn key(&self) -> String {
+        match self {
+            Forgotten::Link { org, visitor } => format!("link:{org}:{visitor}"),
+            Forgotten::Lead { org, email } => format!("lead:{org}:{email}"),
+        }
+    }
+
+    /// The link or lead a record key names (org ids hold no `:`).
+    pub fn of_key(key: &'a [u8]) -> Option<Self> {
+        let key = std::str::from_utf8(key).ok()?;
+        let (kind, rest) = key.split_once(':')?;
+        let (org, value) = rest.split_once(':')?;
+        match kind {
+            "link" => Some(Forgotten::Link { org, visitor: value }),
+            "lead" => Some(Forgotten::Lead { org, email: value }),
+            _ => None,
         }
     }
 }
@@ -129,5 +158,15 @@ mod tests {
                 .key(),
             "link:a:v"
         );
+    }
+
+    #[test]
+    fn tombstone_keys_name_what_they_remove() {
+        let link = Forgotten::Link { org: "acme", visitor: "v:1" };
+        assert_eq!(link.key(), "link:acme:v:1");
+        assert_eq!(Forgotten::of_key(link.key().as_bytes()), Some(link));
+        let lead = Forgotten::Lead { org: "acme", email: "jo@acme.io" };
+        assert_eq!(Forgotten::of_key(lead.key().as_bytes()), Some(lead));
+        assert_eq!(Forgotten::of_key(b"other:acme:x"), None);
     }
 }

@@ -237,6 +237,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 9, name: "rollups", sql: include_str!("../migrations/0009_rollups.sql") },
     Migration { version: 10, name: "lead_summaries", sql: include_str!("../migrations/0010_lead_summaries.sql") },
     Migration { version: 11, name: "key_signing", sql: include_str!("../migrations/0011_key_signing.sql") },
+    Migration { version: 12, name: "people", sql: include_str!("../migrations/0012_people.sql") },
 ];
 
 #[cfg(test)]

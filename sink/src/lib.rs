@@ -14,6 +14,11 @@ pub fn register_metrics() {
     compact::register_metrics();
     metrics::describe_counter!(runner::ROWS_TOTAL, "rows written to ClickHouse, by table");
     metrics::describe_counter!(runner::ROWS_SKIPPED_TOTAL, "rows of a replay left out because their table held them");
+    metrics::describe_counter!(
+        runner::ROWS_SUPPRESSED_TOTAL,
+        "records not written because their person was deleted and is suppressed"
+    );
+    metrics::counter!(runner::ROWS_SUPPRESSED_TOTAL).absolute(0);
     metrics::describe_counter!(webhooks::worker::ATTEMPTS_TOTAL, "webhook delivery attempts, by outcome");
     metrics::describe_counter!(
         webhooks::scheduler::DISABLED_TOTAL,

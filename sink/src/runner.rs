@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use control::people::Suppressions;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -56,13 +57,23 @@ pub struct Settings {
     /// ... or after its last, when no more came: each insert is a part to merge, so the sink
     /// waits longer than the stream, but a trickle is not held for the whole window.
     pub batch_idle: Duration,
+    /// How often suppressions are reloaded (`SIGSTAGE_CONTROL_REFRESH_MS`).
+    pub refresh: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { batch_max: 5000, batch_wait: Duration::from_millis(200), batch_idle: Duration::from_millis(30) }
+        Self {
+            batch_max: 5000,
+            batch_wait: Duration::from_millis(200),
+            batch_idle: Duration::from_millis(30),
+            refresh: Duration::from_secs(5),
+        }
     }
 }
+
+/// Rows left out because their person was deleted and is suppressed (`control::people`).
+pub const ROWS_SUPPRESSED_TOTAL: &str = "sigstage_sink_rows_suppressed_total";
 
 /// Where records below an offset may already be in ClickHouse: (topic, partition) → offset.
 type Unsure = HashMap<(String, i32), i64>;
@@ -85,9 +96,20 @@ pub async fn run(
     let batching = Batching { max: settings.batch_max, wait: settings.batch_wait, idle: settings.batch_idle };
     let mut reader = BatchReader::new(consumer, batching);
     let producer = kafka::producer(config)?;
+    // What the stream let through before it held a new suppression is held back here.
+    let client = clickhouse.clone();
+    let load = move || {
+        let client = client.clone();
+        async move { control::people::Suppressions::load(&client).await }
+    };
+    let Some(suppressions) = runtime::reload::keep_loaded("suppressions", settings.refresh, stop.clone(), load).await
+    else {
+        return Ok(());
+    };
     tracing::info!(%processed, %identities, "ClickHouse sink consuming");
     let status = stage.clone();
-    let mut sink = Sink { clickhouse, producer, topics: [processed, identities], dlq, unsure: Unsure::new(), status };
+    let topics = [processed, identities];
+    let mut sink = Sink { clickhouse, producer, topics, dlq, unsure: Unsure::new(), status, suppressions };
     run_batches(&mut reader, &mut sink, &stage, &mut stop).await?;
     tracing::info!("ClickHouse sink stopped");
     Ok(())
@@ -103,6 +125,7 @@ struct Sink {
     unsure: Unsure,
     /// Shows in `/readyz` that a write waits on ClickHouse.
     status: Stage,
+    suppressions: watch::Receiver<Arc<Suppressions>>,
 }
 
 impl BatchStage for Sink {
@@ -131,7 +154,9 @@ impl BatchStage for Sink {
         });
         kafka::commit_offsets(consumer, intent(batch)).await?;
         let mut retries = Retries { stop, status: &self.status };
-        let dead = match write_batch(&self.clickhouse, batch, &self.topics[1], replay, &mut retries).await {
+        let suppressions = self.suppressions.borrow().clone();
+        let to = Destination { identities_topic: &self.topics[1], suppressions: &suppressions };
+        let dead = match write_batch(&self.clickhouse, batch, &to, replay, &mut retries).await {
             Ok(Some(dead)) => dead,
             Ok(None) => return Ok(Flow::Stop),
             Err(error) => return Err(format!("ClickHouse refused the batch ({error}); it will be read again").into()),
@@ -236,10 +261,16 @@ type DeadLetter<'m, 'b> = (&'b BorrowedMessage<'m>, &'static str, String);
 /// Writes one batch (`replay`: some of it may be in ClickHouse already); answers the records
 /// that could not be written (bad data), None when asked to stop before ClickHouse took
 /// everything, or the error of a statement ClickHouse refuses for good.
+/// Where a batch's records go, and who is kept out.
+struct Destination<'a> {
+    identities_topic: &'a str,
+    suppressions: &'a Suppressions,
+}
+
 async fn write_batch<'m, 'b>(
     clickhouse: &clickhouse::Client,
     batch: &'b [BorrowedMessage<'m>],
-    identities_topic: &str,
+    to: &Destination<'_>,
     replay: bool,
     retries: &mut Retries<'_>,
 ) -> Result<Option<Vec<DeadLetter<'m, 'b>>>, clickhouse::error::Error> {
@@ -247,10 +278,20 @@ async fn write_batch<'m, 'b>(
     let (mut new_links, mut leads, mut signals) = (Vec::new(), Vec::new(), Vec::new());
     // Links that rehydrate: a re-identified visitor's rows stay with the lead they went to.
     let mut rehydrating = Vec::new();
+    let mut suppressed = 0u64;
     for message in batch {
-        let payload = message.payload().unwrap_or_default();
-        if message.topic() != identities_topic {
+        // A tombstone: a deleted person's link or lead, already deleted from ClickHouse.
+        let Some(payload) = message.payload() else { continue };
+        if message.topic() != to.identities_topic {
             match processed::decode(payload) {
+                Ok(processed)
+                    if to.suppressions.holds_any(
+                        &processed.org,
+                        [processed.email.as_deref(), processed.anonymous_id.as_deref(), processed.user_id.as_deref()],
+                    ) =>
+                {
+                    suppressed += 1;
+                }
                 Ok(processed) => signals.push((message, processed)),
                 Err(error) => dead.push((message, "invalid_processed_record", error.to_string())),
             }
@@ -259,6 +300,14 @@ async fn write_batch<'m, 'b>(
         let kind =
             message.headers().and_then(|h| h.iter().find(|h| h.key == headers::IDENTITY_KIND)).and_then(|h| h.value);
         match Identity::decode(kind, payload) {
+            Ok(Identity::Lead(lead)) if to.suppressions.holds(&lead.org, &lead.email) => suppressed += 1,
+            Ok(Identity::Link(link))
+                if to
+                    .suppressions
+                    .holds_any(&link.org, [Some(link.email.as_str()), Some(link.anonymous_id.as_str())]) =>
+            {
+                suppressed += 1;
+            }
             Ok(Identity::Lead(lead)) => leads.push((message, LeadRow::from(lead))),
             Ok(Identity::Link(link)) => {
                 rehydrating.push(link.previous_email.is_none());
@@ -267,6 +316,7 @@ async fn write_batch<'m, 'b>(
             Err(error) => dead.push((message, "invalid_identity_record", error.to_string())),
         }
     }
+    metrics::counter!(ROWS_SUPPRESSED_TOTAL).increment(suppressed);
     // The lead of each visitor with cold signals here: linked in this batch, or before.
     let cold_visitors = signals
         .iter()

@@ -5,6 +5,7 @@ pub mod import;
 pub mod keys;
 pub mod limits;
 pub mod migrate;
+pub mod people;
 pub mod query;
 pub mod queue;
 pub mod rollups;

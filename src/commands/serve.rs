@@ -111,9 +111,14 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
     }
     if roles.sink {
         let (kafka, sink_clickhouse) = (config.kafka.clone(), clickhouse.clone());
+        let config_refresh_ms = config.control_refresh_ms;
         supervised.push(tokio::spawn(stage::supervise(stages.stage("sink"), stop.clone(), move |stage, stop| {
             let (kafka, clickhouse) = (kafka.clone(), sink_clickhouse.clone());
-            async move { sink::runner::run(&kafka, clickhouse, sink::runner::Settings::default(), stage, stop).await }
+            let settings = sink::runner::Settings {
+                refresh: Duration::from_millis(config_refresh_ms),
+                ..sink::runner::Settings::default()
+            };
+            async move { sink::runner::run(&kafka, clickhouse, settings, stage, stop).await }
         })));
         if let Some(every) = config.rollups_compact_every {
             let cluster = config.clickhouse.cluster.clone();
@@ -153,6 +158,10 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
             tokens: config.admin_tokens.clone(),
             public_url: format!("http://{public}"),
             tails: admin::TailLimits { most: config.admin_max_tails, idle: config.admin_tail_idle },
+            people: admin::PeopleReach {
+                cluster: config.clickhouse.cluster.clone(),
+                refresh: Duration::from_millis(config.control_refresh_ms),
+            },
         };
         let router = admin::router(clickhouse.clone(), settings);
         let (limits, stop) = (config.http.serve.clone(), stop.clone());

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 
 use rdkafka::message::{Headers, Message};
-use schemas::identities::Identity;
+use schemas::identities::{Forgotten, Identity};
 use schemas::record::headers;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -67,10 +67,30 @@ impl Identities {
         }
     }
 
-    /// Puts back a link read from the changelog.
+    /// Forgets `value` of `org`: the link of a visitor, or a lead (an email).
+    pub fn forget(&mut self, org: &str, value: &str) {
+        let key = key(org, value);
+        self.links.remove(&key);
+        self.leads.remove(&key);
+    }
+
     /// Puts back the link or lead an `identities` record holds (the changelog of this state; its
-    /// format is [`schemas::identities`]). False when the record is not one.
+    /// format is [`schemas::identities`]), or forgets what a tombstone (no value) names. False
+    /// when the record is neither.
     pub fn restore_record(&mut self, record: &impl Message) -> bool {
+        if record.payload().is_none() {
+            return match record.key().and_then(Forgotten::of_key) {
+                Some(Forgotten::Link { org, visitor }) => {
+                    self.links.remove(&key(org, visitor));
+                    true
+                }
+                Some(Forgotten::Lead { org, email }) => {
+                    self.leads.remove(&key(org, email));
+                    true
+                }
+                None => false,
+            };
+        }
         let kind = record.headers().and_then(|h| h.iter().find(|h| h.key == headers::IDENTITY_KIND)?.value);
         match Identity::decode(kind, record.payload().unwrap_or_default()) {
             Ok(Identity::Lead(lead)) => {

@@ -23,7 +23,7 @@ pub fn register_metrics() {
         dedupe::EVICTED_EARLY,
         "dedupe entries dropped before their time because the window was full"
     );
-    for outcome in ["processed", "duplicate", "dead_letter"] {
+    for outcome in ["processed", "duplicate", "suppressed", "dead_letter"] {
         metrics::counter!(outputs::PROCESSED_TOTAL, "outcome" => outcome).absolute(0);
     }
     metrics::gauge!(dedupe::ENTRIES).set(0.0);

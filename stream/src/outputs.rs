@@ -112,6 +112,7 @@ pub fn route(
             "processed"
         }
         Output::Duplicate => "duplicate",
+        Output::Suppressed => "suppressed",
         Output::Dead { reason, stage, detail } => {
             tracing::warn!(reason, stage, %detail, partition = message.partition(), offset = message.offset(), "dead letter");
             let own = message.headers().map(header_pairs);

@@ -18,6 +18,7 @@ use crate::dedupe::{Deduper, Verdict};
 use crate::identity::{Identities, Linked};
 use crate::inbound::Inbound;
 use crate::signal_queue::SignalQueue;
+use control::people::Suppressions;
 use schemas::identities::{IdentityLink, NewLead};
 use schemas::mapping::{Mapping, RuleSet};
 
@@ -30,6 +31,9 @@ pub enum Output {
     Processed { value: Vec<u8>, hash: u128, lead: Option<Box<NewLead>>, links: Vec<IdentityLink>, events: Vec<Event> },
     /// Seen before within the dedupe window: nothing to write.
     Duplicate,
+    /// Of a person deleted and suppressed (an email or visitor in [`Suppressions`]): nothing
+    /// is written, not even to the Signal Queue.
+    Suppressed,
     /// Cannot be processed: to the dead-letter topic with a reason and the stage that failed.
     Dead { reason: &'static str, stage: &'static str, detail: String },
 }
@@ -45,6 +49,7 @@ pub struct Processor {
     deduper: Deduper,
     identities: Identities,
     rules: Arc<RuleSet>,
+    suppressions: Arc<Suppressions>,
     /// Indexes of the rules that matched the current signal (reused).
     matched: Vec<usize>,
     queue: SignalQueue,
@@ -58,6 +63,7 @@ impl Processor {
             deduper: Deduper::new(dedupe_entries, dedupe_window),
             identities: Identities::default(),
             rules: Arc::default(),
+            suppressions: Arc::default(),
             matched: Vec::new(),
             queue: SignalQueue::default(),
             buffer: Vec::with_capacity(64 * 1024),
@@ -82,8 +88,24 @@ impl Processor {
         self.rules = rules;
     }
 
+    /// Applies from the next signal on; what the processor remembers of a suppressed person (their
+    /// visitors' links, their leads) is forgotten at once.
+    pub fn set_suppressions(&mut self, suppressions: Arc<Suppressions>) {
+        self.suppressions = suppressions;
+        self.forget_suppressed();
+    }
+
+    /// Forgets the links, leads and Signal Queue samples of suppressed people (after a restore,
+    /// too).
+    pub fn forget_suppressed(&mut self) {
+        for (org, value) in self.suppressions.iter() {
+            self.identities.forget(org, value);
+            self.queue.scrub(org, value);
+        }
+    }
+
     pub fn process(&mut self, inbound: &Inbound<'_>) -> Output {
-        let Self { deduper, identities, rules, matched, queue, buffer, buffers } = self;
+        let Self { deduper, identities, rules, suppressions, matched, queue, buffer, buffers } = self;
         if std::str::from_utf8(inbound.payload).is_err() {
             return dead("invalid_utf8", "parse", "the record is not UTF-8".into());
         }
@@ -104,14 +126,17 @@ impl Processor {
         let org_rules = rules.of(inbound.org);
         matched.clear();
         matched.extend((0..org_rules.len()).filter(|&i| org_rules[i].matches(inbound.source, event, &value)));
-        if matched.is_empty() {
-            queue.count(inbound.org, inbound.source, event, inbound.received_ms, inbound.payload);
-        }
         let mapping = Mapping { rules: org_rules, matched };
         let email = mapping.first("email", &value).and_then(|v| v.as_str()).and_then(person::normalise_email);
         let anonymous_id =
             person::visitor(text(&value, &["anonymousId"]), text(&value, &["session_id"]), text(&value, &["userId"]));
         let user_id = text(&value, &["userId"]);
+        if suppressions.holds_any(inbound.org, [email.as_deref(), anonymous_id, user_id]) {
+            return Output::Suppressed;
+        }
+        if mapping.matched.is_empty() {
+            queue.count(inbound.org, inbound.source, event, inbound.received_ms, inbound.payload);
+        }
         let hex = processed::hex128(hash);
         let mut record = Processed {
             signal_id: inbound.signal_id,
@@ -133,6 +158,11 @@ impl Processor {
             payload: None,
         };
         let link = resolve(identities, &mut record, anonymous_id, &mapping, &value);
+        if record.attributed_by.as_deref() == Some("identity")
+            && suppressions.holds_any(inbound.org, [record.email.as_deref()])
+        {
+            return Output::Suppressed;
+        }
         // Other ids of the same person: the userId beside an anonymous visitor, and an alias's
         // previousId. Linked too, so their signals are attributed wherever they arrive.
         let named = record.attributed_by.as_deref() == Some("signal");

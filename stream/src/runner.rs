@@ -88,6 +88,15 @@ pub async fn run(
     let Some(mut rules) = keep_loaded("mapping rules", settings.refresh, stop.clone(), load).await else {
         return Ok(()); // stopped before the rules could be loaded
     };
+    // Deleted people's emails and visitors, whose signals are not stored (control::people).
+    let client = clickhouse.clone();
+    let load = move || {
+        let client = client.clone();
+        async move { control::people::Suppressions::load(&client).await }
+    };
+    let Some(mut suppressions) = keep_loaded("suppressions", settings.refresh, stop.clone(), load).await else {
+        return Ok(());
+    };
     let producer = kafka::transactional_producer(config, transactional_id).await?;
     let group = config.topic("stream");
     let consumer: Arc<StreamConsumer<Assignments>> =
@@ -97,6 +106,7 @@ pub async fn run(
     let mut reader = BatchReader::new(consumer, batching).with_lower_lane(config, &group, &live, &historical);
     let mut processor = Processor::new(settings.dedupe_entries, settings.dedupe_window);
     processor.set_rules(Arc::new(RuleSet::compile(rules.borrow_and_update().to_vec())));
+    processor.set_suppressions(suppressions.borrow_and_update().clone());
     let mut processing = Processing {
         config: config.clone(),
         raw_topics: [live.clone(), historical.clone()],
@@ -104,6 +114,7 @@ pub async fn run(
         processor,
         producer,
         rules,
+        suppressions,
         clickhouse,
         settings,
         stage: stage.clone(),
@@ -124,6 +135,7 @@ struct Processing {
     processor: Processor,
     producer: FutureProducer,
     rules: watch::Receiver<Arc<Vec<schemas::rules::Rule>>>,
+    suppressions: watch::Receiver<Arc<control::people::Suppressions>>,
     clickhouse: clickhouse::Client,
     settings: Settings,
     stage: Stage,
@@ -142,6 +154,7 @@ impl BatchStage for Processing {
         let (config, topics) = (&self.config, &self.raw_topics);
         let restored =
             restore::restore(config, consumer, topics, partitions, &mut self.processor, &self.stage, stop).await?;
+        self.processor.forget_suppressed();
         Ok(if restored.is_some() { Flow::Go } else { Flow::Stop })
     }
 
@@ -153,6 +166,9 @@ impl BatchStage for Processing {
     ) -> Result<Flow, StageError> {
         if self.rules.has_changed().unwrap_or(false) {
             self.processor.set_rules(Arc::new(RuleSet::compile(self.rules.borrow_and_update().to_vec())));
+        }
+        if self.suppressions.has_changed().unwrap_or(false) {
+            self.processor.set_suppressions(self.suppressions.borrow_and_update().clone());
         }
         self.processor.deduper().expire(runtime::time::now_ms());
         let mut outputs = Vec::with_capacity(batch.len() + 16);

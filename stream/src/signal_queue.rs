@@ -42,6 +42,15 @@ impl SignalQueue {
         );
     }
 
+    /// Empties the samples of `org` that mention `value` (a deleted person's email or visitor).
+    pub fn scrub(&mut self, org: &str, value: &str) {
+        for group in self.groups.values_mut().filter(|group| group.org_id == org) {
+            if group.sample.contains(value) {
+                group.sample.clear();
+            }
+        }
+    }
+
     /// The groups counted since the last call.
     pub fn take(&mut self) -> Vec<QueuedGroup> {
         self.groups.drain().map(|(_, group)| group).collect()

@@ -40,6 +40,7 @@ fn admin_router(db: &TestDb, full: Option<&str>) -> axum::Router {
         tokens: tokens(full),
         public_url: "http://127.0.0.1:1".into(),
         tails: admin::TailLimits::default(),
+        people: admin::PeopleReach::default(),
     };
     admin::router(db.client.clone(), settings)
 }
@@ -234,7 +235,8 @@ async fn keys_limits_and_usage_through_http() {
     let (status, body) = call(&db, token, "PUT", &signing, r#"{"provider":"paypal","secret":"x"}"#).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_signing")), "{body}");
     assert!(body["message"].as_str().expect("message").contains("standard_webhooks"), "{body}");
-    let (status, body) = call(&db, token, "PUT", &signing, r#"{"provider":"standard_webhooks","secret":"plain"}"#).await;
+    let (status, body) =
+        call(&db, token, "PUT", &signing, r#"{"provider":"standard_webhooks","secret":"plain"}"#).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_signing")), "{body}");
     let other = format!("/api/admin/orgs/other/keys/{key_id}/signing");
     let (status, _) = call(&db, token, "PUT", &other, r#"{"provider":"github","secret":"gh-secret"}"#).await;
@@ -695,6 +697,7 @@ async fn live_tails_are_capped_and_end_when_idle() {
         tokens: tokens(Some(TOKEN)),
         public_url: "http://127.0.0.1:1".into(),
         tails: admin::TailLimits { most: 1, idle: std::time::Duration::from_secs(1) },
+        people: admin::PeopleReach::default(),
     };
     let router = admin::router(db.client.clone(), settings);
     let open = || {

@@ -26,6 +26,7 @@ mod kafka_roundtrip;
 mod kafka_topics;
 mod keys_lifecycle;
 mod migrations;
+mod people_deletion;
 mod run_command;
 mod signal_trace;
 mod sink_clickhouse;

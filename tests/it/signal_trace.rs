@@ -22,6 +22,7 @@ async fn get(edge: &TestEdge, uri: &str) -> (StatusCode, Value) {
         tokens: vec![AdminToken { id: "admin".into(), read_only: true, org: None, secret: Secret::new(TOKEN) }],
         public_url: "http://127.0.0.1:1".into(),
         tails: admin::TailLimits::default(),
+        people: admin::PeopleReach::default(),
     };
     let request = Request::builder().uri(uri).header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
     let response = admin::router(edge.db.client.clone(), settings)

@@ -152,6 +152,7 @@ async fn poison_records_go_to_the_dlq_and_the_partition_moves_on() {
             }],
             public_url: String::new(),
             tails: admin::TailLimits::default(),
+            people: admin::PeopleReach::default(),
         };
         let router = admin::router(edge.db.client.clone(), settings);
         async move {

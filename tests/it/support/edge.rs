@@ -132,6 +132,14 @@ pub async fn read_records(config: &Config, topic: &str, expected: usize) -> Vec<
 /// assert there is nothing beyond what it expects. A topic that does not exist yet holds none;
 /// broker trouble is waited out for 30 s.
 pub fn count_records(config: &Config, topic: &str) -> i64 {
+    let mut count = 0;
+    for_each_record(config, topic, |_| count += 1);
+    count
+}
+
+/// Hands every record of `topic` (all partitions, from the beginning to the end, as a
+/// `read_committed` reader sees them) to `visit`.
+pub fn for_each_record(config: &Config, topic: &str, mut visit: impl FnMut(&rdkafka::message::BorrowedMessage<'_>)) {
     use rdkafka::consumer::BaseConsumer;
     let consumer: BaseConsumer<runtime::kafka::ReaderContext> = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &config.kafka.brokers)
@@ -146,26 +154,25 @@ pub fn count_records(config: &Config, topic: &str) -> i64 {
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
     let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|partition| partition.id()).collect();
     if partitions.is_empty() {
-        return 0;
+        return;
     }
     let mut assignment = rdkafka::TopicPartitionList::new();
     for &partition in &partitions {
         assignment.add_partition_offset(topic, partition, rdkafka::Offset::Beginning).expect("partition");
     }
     consumer.assign(&assignment).expect("assign");
-    let (mut left, mut count) = (partitions, 0);
+    let mut left = partitions;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !left.is_empty() {
         assert!(std::time::Instant::now() < deadline, "{topic}: partitions {left:?} never reached their end");
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(_)) => count += 1,
+            Some(Ok(message)) => visit(&message),
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => left.retain(|&p| p != partition),
             Some(Err(error)) if runtime::kafka::is_transient(&error) => {}
-            Some(Err(error)) => panic!("counting {topic}: {error}"),
+            Some(Err(error)) => panic!("reading {topic}: {error}"),
             None => {}
         }
     }
-    count
 }
 
 pub fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {

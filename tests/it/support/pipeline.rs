@@ -74,7 +74,11 @@ pub async fn caught_up(config: &Config) {
 pub fn start_sink(config: &Config, clickhouse: clickhouse::Client) -> Running {
     let (stop, stopped) = watch::channel(false);
     let kafka = config.kafka.clone();
-    let settings = sink::runner::Settings { batch_wait: Duration::from_millis(50), ..Default::default() };
+    let settings = sink::runner::Settings {
+        batch_wait: Duration::from_millis(50),
+        refresh: Duration::from_millis(200),
+        ..Default::default()
+    };
     let task = tokio::spawn(async move {
         runtime::kafka::prepare_topics(&kafka).await.expect("topics");
         stage::supervise(Stages::default().stage("sink"), stopped, |stage, stop| {
