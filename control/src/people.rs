@@ -264,9 +264,10 @@ pub async fn forget(kafka: &KafkaConfig, org: &str, person: &Person) -> Result<u
 
 /// The statements that delete `person` from ClickHouse, one per table with its condition.
 fn deletions(person: &Person, signal_ids: &[u64]) -> Vec<(&'static str, String)> {
-    let list = |values: &[String]| {
-        let quoted: Vec<String> = values.iter().map(|value| quote(value)).collect();
-        format!("[{}]", quoted.join(","))
+    // An empty `[]` has no element type, which `has` refuses.
+    let list = |values: &[String]| match values {
+        [] => "emptyArrayString()".to_owned(),
+        values => format!("[{}]", values.iter().map(|value| quote(value)).collect::<Vec<_>>().join(",")),
     };
     let (emails, visitors) = (list(&person.emails), list(&person.visitors));
     let ids = format!("[{}]", signal_ids.iter().map(u64::to_string).collect::<Vec<_>>().join(","));
@@ -543,5 +544,7 @@ mod tests {
         assert!(statements[0].1.contains(r"['o\'neil@acme.io']"), "{}", statements[0].1);
         assert!(statements[6].1.contains("[7,8]"));
         assert_eq!(deletions(&person, &[]).len(), 7, "no webhook events without signals");
+        let email_only = Person { emails: vec!["jo@acme.io".into()], visitors: Vec::new() };
+        assert!(deletions(&email_only, &[]).iter().all(|(_, condition)| !condition.contains("[]")), "typed when empty");
     }
 }

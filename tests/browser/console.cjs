@@ -231,6 +231,19 @@ async function main() {
   }, 15);
   check(/revoked|inactive|invalid/i.test(refused.body), `the refusal says why: ${refused.body}`);
 
+  step('delete the person the signals named: gone from the trace, suppressed, audited; then lift it');
+  await visit('people', '#delete-person');
+  await page.fill('#delete-person [name=person]', 'test@example.com');
+  await page.click('#delete-person button[type=submit]');
+  await page.waitForSelector('#toast:has-text("Deleted test@example.com")', { timeout: 60000 });
+  await page.waitForSelector('#suppressions td:text-is("test@example.com")');
+  check((await page.textContent('#people-audit')).includes('delete'), 'the audit shows the deletion');
+  const gone = await api('GET', `/api/admin/orgs/${ORG}/signals/${id}`);
+  check(gone.status === 404, `the deleted person's signal is gone: ${JSON.stringify(gone)}`);
+  await shot('15-people');
+  await page.click('#suppressions [data-test=lift]');
+  await page.waitForSelector('#suppressions :text("Nobody is suppressed.")');
+
   step('a token for one org may not open another');
   await page.click('#sign-out');
   await page.waitForSelector('#sign-in');

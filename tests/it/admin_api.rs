@@ -604,6 +604,8 @@ async fn the_openapi_document_matches_the_routes() {
         "/webhooks",
         "/limits",
         "/usage",
+        "/people/suppressions",
+        "/people/audit",
     ] {
         assert!(script.contains(&format!("orgPath(org, '{used}")), "the console calls {used}");
         assert!(paths.contains_key(&format!("/api/admin/orgs/{{org}}{used}")), "{used} is documented");

@@ -119,7 +119,7 @@ async fn a_deleted_person_is_gone_from_every_table_and_topic_and_kept_out() {
     let again = [
         format!(r#"{{"type":"track","event":"Back Again","anonymousId":"{}","messageId":"j5"}}"#, JO_VISITORS[0]),
         format!(r#"{{"type":"identify","anonymousId":"visitor-jo-new","messageId":"j6","traits":{{"email":"{JO}"}}}}"#),
-        format!(r#"{{"type":"track","event":"Back Again","anonymousId":"visitor-sam","messageId":"s3"}}"#),
+        r#"{"type":"track","event":"Back Again","anonymousId":"visitor-sam","messageId":"s3"}"#.to_owned(),
     ];
     for signal in &again {
         assert_eq!(edge.post_json(&uri, signal).await.status, 202, "{signal}");

@@ -144,7 +144,7 @@ async function route() {
     link.href = org ? `#/orgs/${encodeURIComponent(org)}/${link.dataset.page}` : '#/new-org';
   }
   if (!org || page === 'new-org') return newOrg();
-  const pages = { overview, analytics, keys, queue, rules, tail, signal, webhooks, webhook, limits };
+  const pages = { overview, analytics, keys, queue, rules, tail, signal, webhooks, webhook, limits, people };
   const show = view();
   show(h('p', { class: 'muted' }, 'Loading…'));
   try { await (pages[page] || overview)(org, id); } catch (error) { show(failure(error)); }
@@ -596,6 +596,42 @@ async function limits(org) {
   show(h('h1', {}, `Limits & usage · ${org}`), form, h('div', { class: 'grid' },
     h('section', { class: 'card' }, h('h2', {}, 'Per month'), usage(monthly.usage, 'Month')),
     h('section', { class: 'card' }, h('h2', {}, 'Per day, last 31 days'), usage(daily.usage, 'Day'))));
+}
+
+// ---- people ------------------------------------------------------------------------------
+// Deleting a person everywhere (control::people): their rows, links, lead and webhook events go,
+// and their later signals are kept out until the suppression is lifted.
+async function people(org) {
+  const show = view();
+  const [listed, audit] = await Promise.all([api('GET', orgPath(org, '/people/suppressions')), api('GET', orgPath(org, '/people/audit'))]);
+  const who = h('input', { name: 'person', placeholder: 'jo@example.com, or a visitor id' });
+  const form = h('form', { class: 'card stack', id: 'delete-person', onsubmit: e => {
+    e.preventDefault();
+    act(form.querySelector('button'), async () => {
+      const value = who.value.trim();
+      if (!value) return;
+      const param = value.includes('@') ? 'email' : 'anonymous_id';
+      if (!confirm(`Delete ${value} everywhere? Their signals, links, lead and webhook events are deleted, and their new signals are kept out until the suppression is lifted.`)) return;
+      toast('Deleting: waiting for every stage to hold the suppression…');
+      const done = await api('DELETE', orgPath(org, `/people?${param}=${encodeURIComponent(value)}`));
+      toast(`Deleted ${value}: ${num(done.rows.reduce((sum, [, rows]) => sum + rows, 0))} rows`);
+      await people(org);
+    });
+  } }, h('h2', {}, 'Delete a person'),
+  h('p', { class: 'muted' }, 'Deletes their signals, identity links, lead, rollup rows and webhook events from ClickHouse and the identities topic, and keeps their later signals out. Raw topics keep their records until retention ends.'),
+  h('div', { class: 'row' }, h('label', {}, 'Email or visitor id', who)), h('div', {}, h('button', { type: 'submit', class: 'danger' }, 'Delete everywhere')));
+  const lift = s => h('button', { 'data-test': 'lift', onclick: event => act(event.target, async () => {
+    await api('DELETE', orgPath(org, `/people/suppressions?${s.kind}=${encodeURIComponent(s.value)}`));
+    toast('Suppression lifted');
+    await people(org);
+  }) }, 'Lift');
+  const suppressed = h('section', { class: 'card', id: 'suppressions' }, h('h2', {}, 'Suppressed'),
+    table([['Kind'], ['Value'], ['By'], ['Since'], ['']], listed.suppressions.map(s => h('tr', {},
+      h('td', {}, s.kind), h('td', { class: 'mono' }, s.value), h('td', {}, s.actor), h('td', {}, when(s.version)), h('td', {}, lift(s)))), 'Nobody is suppressed.'));
+  const log = h('section', { class: 'card', id: 'people-audit' }, h('h2', {}, 'Audit'),
+    table([['When'], ['Who'], ['Action'], ['Person'], ['Rows', 'num']], audit.audit.map(a => h('tr', {},
+      h('td', {}, when(a.at_ms)), h('td', {}, a.actor), h('td', {}, a.action), h('td', { class: 'mono' }, a.value), h('td', { class: 'num' }, num(a.rows)))), 'Nothing yet.'));
+  show(h('h1', {}, `People · ${org}`), form, suppressed, log);
 }
 
 // ---- analytics ---------------------------------------------------------------------------
