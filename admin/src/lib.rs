@@ -504,7 +504,13 @@ mod tests {
         let client = clickhouse::Client::default();
         let _ = router(
             client,
-            Settings { kafka: None, tokens: Vec::new(), public_url: String::new(), tails: TailLimits::default() },
+            Settings {
+                kafka: None,
+                tokens: Vec::new(),
+                public_url: String::new(),
+                tails: TailLimits::default(),
+                people: PeopleReach::default(),
+            },
         );
     }
 }
