@@ -33,8 +33,10 @@ pub struct Named {
 }
 
 impl Named {
-    fn subject(&self) -> Result<Subject, PeopleError> {
-        Subject::parse(self.email.as_deref(), self.anonymous_id.as_deref())
+    /// The person named, or the 400 that says how to name one.
+    #[allow(clippy::result_large_err)] // the refusal is answered at once
+    fn subject(&self) -> Result<Subject, Response> {
+        Subject::parse(self.email.as_deref(), self.anonymous_id.as_deref()).map_err(Refusal::refusal)
     }
 }
 
@@ -46,7 +48,7 @@ pub async fn delete(
 ) -> Response {
     let subject = match named.subject() {
         Ok(subject) => subject,
-        Err(refused) => return refused.refusal(),
+        Err(refused) => return refused,
     };
     let Some(kafka) = &admin.kafka else {
         let message = "this admin API has no Kafka configuration, so it cannot write the tombstones a deletion needs";
@@ -75,7 +77,7 @@ pub async fn lift(
 ) -> Response {
     let subject = match named.subject() {
         Ok(subject) => subject,
-        Err(refused) => return refused.refusal(),
+        Err(refused) => return refused,
     };
     answer(StatusCode::OK, people::lift(&admin.client, &org, &subject, &caller.token_id).await)
 }

@@ -226,6 +226,24 @@ pub struct AuditRow {
     pub detail: String,
 }
 
+impl AuditRow {
+    /// `actor`'s `action` on the person `subject` names, now, with no rows counted.
+    fn of(org: &str, actor: &str, action: &str, subject: &Subject, person: &Person) -> Self {
+        Self {
+            org_id: org.to_owned(),
+            at_ms: runtime::time::now_ms(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            kind: subject.kind().into(),
+            value: subject.value().to_owned(),
+            emails: person.emails.clone(),
+            visitors: person.visitors.clone(),
+            rows: 0,
+            detail: String::new(),
+        }
+    }
+}
+
 pub async fn record(client: &clickhouse::Client, row: &AuditRow) -> Result<(), PeopleError> {
     Ok(runtime::clickhouse::insert::<AuditRow, _>(client, "people_audit", std::slice::from_ref(row)).await?)
 }
@@ -354,22 +372,7 @@ pub async fn delete(
     let total = rows.iter().map(|(_, rows)| rows).sum();
     let detail = serde_json::to_string(&rows.iter().map(|(table, rows)| (*table, *rows)).collect::<HashMap<_, _>>())
         .expect("counts serialize");
-    record(
-        client,
-        &AuditRow {
-            org_id: org.to_owned(),
-            at_ms: runtime::time::now_ms(),
-            actor: actor.to_owned(),
-            action: "delete".into(),
-            kind: subject.kind().into(),
-            value: subject.value().to_owned(),
-            emails: person.emails.clone(),
-            visitors: person.visitors.clone(),
-            rows: total,
-            detail,
-        },
-    )
-    .await?;
+    record(client, &AuditRow { rows: total, detail, ..AuditRow::of(org, actor, "delete", subject, &person) }).await?;
     Ok(Deleted { person, tombstones, rows })
 }
 
@@ -402,22 +405,7 @@ pub async fn lift(
         (None, Subject::Visitor(visitor)) => Person { emails: Vec::new(), visitors: vec![visitor.clone()] },
     };
     set_suppressed(client, org, &person, false, actor).await?;
-    record(
-        client,
-        &AuditRow {
-            org_id: org.to_owned(),
-            at_ms: runtime::time::now_ms(),
-            actor: actor.to_owned(),
-            action: "lift".into(),
-            kind: subject.kind().into(),
-            value: subject.value().to_owned(),
-            emails: person.emails.clone(),
-            visitors: person.visitors.clone(),
-            rows: 0,
-            detail: String::new(),
-        },
-    )
-    .await?;
+    record(client, &AuditRow::of(org, actor, "lift", subject, &person)).await?;
     Ok(person)
 }
 
