@@ -212,6 +212,17 @@ async fn the_pipeline_on_a_cluster_rehydrates_once_and_answers_as_one_server() {
     assert!(per_shard[0].0 == 0 || per_shard[1].0 == 0, "a lead's hot rows on one shard: {per_shard:?}");
     assert_eq!(per_shard[0].1 + per_shard[1].1, 3, "cold rows: {per_shard:?}");
     assert_eq!((per_shard[0].2 + per_shard[1].2, per_shard[0].3 + per_shard[1].3), (1, 1), "{per_shard:?}");
+
+    // Deleting the person on a cluster: every node's local tables, each replica, hold none of it.
+    let deleted = sigstage(&["people", "delete", "--org", "acme", "--email", "jo@acme.io"], &edge.db.vars);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    let left = "SELECT (SELECT count() FROM signals_hot_local WHERE lead_email = 'jo@acme.io' OR anonymous_id = 'v1') \
+                + (SELECT count() FROM signals_cold_local WHERE anonymous_id = 'v1') \
+                + (SELECT count() FROM identities_local WHERE anonymous_id = 'v1') \
+                + (SELECT count() FROM leads_local WHERE email = 'jo@acme.io')";
+    for node in 1..=4 {
+        await_answer(&cluster.client(node, &database), left, 0u64).await;
+    }
 }
 
 /// Under steady load through the edge, the stream and the sink, SIGKILL the first replica of
