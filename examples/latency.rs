@@ -2,8 +2,10 @@
 //! second for SECONDS, each timed from its 202 to the moment its row is visible in ClickHouse
 //! (polled every 20 ms, so figures are at most 20 ms late). Prints p50, p99 and the maximum.
 //!
-//! `cargo run --release --example latency -- URL KEY RATE SECONDS` with the `SIGSTAGE_*`
-//! environment of the same database (see `scripts/bench/sink.sh`).
+//! `cargo run --release --example latency -- URL KEY RATE SECONDS [NOISY_KEY NOISY_RATE]` with the
+//! `SIGSTAGE_*` environment of the same database (see `scripts/bench/sink.sh`). With a noisy key,
+//! another org sends NOISY_RATE signals a second meanwhile (not timed): the others' latency beside
+//! a noisy org (`scripts/bench/overflow.sh`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,10 +16,17 @@ use runtime::config::Config;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, url, key, rate, seconds] = args.as_slice() else {
-        anyhow::bail!("usage: latency URL KEY RATE SECONDS");
+    let (url, key, rate, seconds, noisy) = match args.as_slice() {
+        [_, url, key, rate, seconds] => (url, key, rate, seconds, None),
+        [_, url, key, rate, seconds, noisy_key, noisy_rate] => {
+            (url, key, rate, seconds, Some((noisy_key.clone(), noisy_rate.parse::<u64>()?)))
+        }
+        _ => anyhow::bail!("usage: latency URL KEY RATE SECONDS [NOISY_KEY NOISY_RATE]"),
     };
     let (rate, seconds): (u64, u64) = (rate.parse()?, seconds.parse()?);
+    if let Some((noisy_key, noisy_rate)) = noisy {
+        tokio::spawn(noise(reqwest::Client::new(), format!("{url}/api/signal-staging/webhook/{noisy_key}"), noisy_rate, seconds));
+    }
     let clickhouse = runtime::clickhouse::client(&Config::from_env()?.clickhouse);
     let http = reqwest::Client::new();
     let accepted: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
@@ -64,6 +73,19 @@ async fn main() -> anyhow::Result<()> {
         latencies.last().copied().unwrap_or(0)
     );
     Ok(())
+}
+
+/// Another org's signals at `rate` a second for `seconds`, untimed.
+async fn noise(http: reqwest::Client, endpoint: String, rate: u64, seconds: u64) {
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+    for n in 0..rate * seconds {
+        ticker.tick().await;
+        let body = format!(r#"{{"type":"track","event":"Noise","anonymousId":"noise-{}","messageId":"n{n}"}}"#, n % 5000);
+        let request = http.post(&endpoint).header("content-type", "application/json").body(body);
+        tokio::spawn(async move {
+            let _ = request.send().await;
+        });
+    }
 }
 
 static SEEN: Mutex<Vec<u64>> = Mutex::new(Vec::new());

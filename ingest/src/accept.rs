@@ -80,7 +80,11 @@ impl Edge {
             records.push(encode(caller, via, id, now_ms, &signal));
             answers.push(Ok(Accepted { id, source: signal.source, cold_storage: signal.cold_storage }));
         }
-        let sent = self.sender.send(via.lane(), records).await;
+        let lane = match via.lane() {
+            Lane::Live if self.overflow.routes(&caller.org, records.len(), now_ms) => Lane::Historical,
+            lane => lane,
+        };
+        let sent = self.sender.send(lane, records).await;
         let mut produced = 0;
         for (answer, result) in answers.iter_mut().zip(sent) {
             match result {

@@ -14,6 +14,7 @@ pub mod gcra;
 pub mod ids;
 pub mod inspect;
 pub mod lease;
+pub mod overflow;
 pub mod routes;
 pub mod sender;
 pub mod signals;
@@ -42,6 +43,7 @@ pub struct Edge {
     pub max_batch_signals: usize,
     pub max_bulk_signals: usize,
     pub tracking: runtime::config::TrackingLimits,
+    pub overflow: overflow::Overflow,
 }
 
 impl Edge {
@@ -55,6 +57,10 @@ impl Edge {
             max_batch_signals: http.max_batch_signals,
             max_bulk_signals: http.max_bulk_signals,
             tracking: http.tracking,
+            overflow: overflow::Overflow::new(overflow::Limits {
+                share_percent: http.overflow.share_percent,
+                min_per_second: http.overflow.min_per_second,
+            }),
         }
     }
 
@@ -93,6 +99,11 @@ pub fn register_metrics() {
     metrics::describe_counter!(accept::SIGNALS_TOTAL, "signals answered, by endpoint type and outcome");
     metrics::describe_counter!(routes::REQUESTS_TOTAL, "requests answered, by route and status class");
     metrics::describe_histogram!(routes::REQUEST_SECONDS, "time to answer a request, by route");
+    metrics::describe_counter!(
+        overflow::OVERFLOW_TOTAL,
+        "live signals written to the overflow (historical) lane because their org was past its share"
+    );
+    metrics::counter!(overflow::OVERFLOW_TOTAL).absolute(0);
     metrics::describe_counter!(
         verify::SIGNATURES_TOTAL,
         "provider signatures checked, by provider and result (verified, missing, invalid, stale, unchecked)"

@@ -16,6 +16,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (HTTP_MAX_BULK_BODY_BYTES, "33554432", "largest bulk body, after decompression"),
     (HTTP_MAX_BATCH_SIGNALS, "2500", "most signals one batch request may hold (Segment's limit)"),
     (HTTP_MAX_BULK_SIGNALS, "10000", "most signals one bulk request may hold"),
+    (
+        OVERFLOW_SHARE_PERCENT,
+        "50",
+        "percent of an edge's recent live signals past which an org's signals go to the overflow (historical) lane, while another org sends too (100: never)",
+    ),
+    (
+        OVERFLOW_MIN_PER_SECOND,
+        "200",
+        "live signals per second an edge must take before any org overflows",
+    ),
     (HTTP_HEAD_TIMEOUT_MS, "10000", "how long a client may take to send a request's head, and to send anything at all once connected"),
     (
         HTTP_BODY_MIN_RATE,
@@ -123,6 +133,8 @@ pub const HTTP_MAX_BODY_BYTES: &str = "SIGSTAGE_HTTP_MAX_BODY_BYTES";
 pub const HTTP_MAX_BULK_BODY_BYTES: &str = "SIGSTAGE_HTTP_MAX_BULK_BODY_BYTES";
 pub const HTTP_MAX_BATCH_SIGNALS: &str = "SIGSTAGE_HTTP_MAX_BATCH_SIGNALS";
 pub const HTTP_MAX_BULK_SIGNALS: &str = "SIGSTAGE_HTTP_MAX_BULK_SIGNALS";
+pub const OVERFLOW_SHARE_PERCENT: &str = "SIGSTAGE_OVERFLOW_SHARE_PERCENT";
+pub const OVERFLOW_MIN_PER_SECOND: &str = "SIGSTAGE_OVERFLOW_MIN_PER_SECOND";
 pub const HTTP_HEAD_TIMEOUT_MS: &str = "SIGSTAGE_HTTP_HEAD_TIMEOUT_MS";
 pub const HTTP_BODY_MIN_RATE: &str = "SIGSTAGE_HTTP_BODY_MIN_RATE";
 pub const HTTP_IDLE_TIMEOUT_MS: &str = "SIGSTAGE_HTTP_IDLE_TIMEOUT_MS";
@@ -221,8 +233,17 @@ pub struct HttpConfig {
     pub max_bulk_signals: usize,
     /// The Segment Tracking API's limits.
     pub tracking: TrackingLimits,
+    /// When an org's live signals go to the overflow lane.
+    pub overflow: OverflowLimits,
     /// What both listeners (edge and admin) allow a connection.
     pub serve: ServeLimits,
+}
+
+/// When an org sends more than its share of an edge's live signals (`ingest::overflow`).
+#[derive(Debug, Clone, Copy)]
+pub struct OverflowLimits {
+    pub share_percent: u64,
+    pub min_per_second: u64,
 }
 
 /// How long a client may take and how many connections it may hold, on each listener.
@@ -386,6 +407,10 @@ impl Config {
                 max_bulk_body_bytes: parse_in(HTTP_MAX_BULK_BODY_BYTES, get(HTTP_MAX_BULK_BODY_BYTES), 1024..=1 << 32)?,
                 max_batch_signals: parse_in(HTTP_MAX_BATCH_SIGNALS, get(HTTP_MAX_BATCH_SIGNALS), 1..=100_000)?,
                 max_bulk_signals: parse_in(HTTP_MAX_BULK_SIGNALS, get(HTTP_MAX_BULK_SIGNALS), 1..=100_000)?,
+                overflow: OverflowLimits {
+                    share_percent: parse_in(OVERFLOW_SHARE_PERCENT, get(OVERFLOW_SHARE_PERCENT), 1..=100)?,
+                    min_per_second: parse_in(OVERFLOW_MIN_PER_SECOND, get(OVERFLOW_MIN_PER_SECOND), 0..=10_000_000)?,
+                },
                 tracking: TrackingLimits {
                     max_event_bytes: parse_in(TRACKING_MAX_EVENT_BYTES, get(TRACKING_MAX_EVENT_BYTES), 64..=4 << 20)?,
                     max_batch_bytes: parse_in(TRACKING_MAX_BATCH_BYTES, get(TRACKING_MAX_BATCH_BYTES), 64..=64 << 20)?,

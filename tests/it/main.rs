@@ -13,6 +13,7 @@ mod edge_auth_limits;
 mod edge_broker_outage;
 mod edge_collect_activity;
 mod edge_memory;
+mod edge_overflow;
 mod edge_signals;
 mod edge_signatures;
 mod edge_slow_clients;
