@@ -25,7 +25,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let (rate, seconds): (u64, u64) = (rate.parse()?, seconds.parse()?);
     if let Some((noisy_key, noisy_rate)) = noisy {
-        tokio::spawn(noise(reqwest::Client::new(), format!("{url}/api/signal-staging/webhook/{noisy_key}"), noisy_rate, seconds));
+        tokio::spawn(noise(
+            reqwest::Client::new(),
+            format!("{url}/api/signal-staging/webhook/{noisy_key}"),
+            noisy_rate,
+            seconds,
+        ));
     }
     let clickhouse = runtime::clickhouse::client(&Config::from_env()?.clickhouse);
     let http = reqwest::Client::new();
@@ -80,7 +85,8 @@ async fn noise(http: reqwest::Client, endpoint: String, rate: u64, seconds: u64)
     let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
     for n in 0..rate * seconds {
         ticker.tick().await;
-        let body = format!(r#"{{"type":"track","event":"Noise","anonymousId":"noise-{}","messageId":"n{n}"}}"#, n % 5000);
+        let body =
+            format!(r#"{{"type":"track","event":"Noise","anonymousId":"noise-{}","messageId":"n{n}"}}"#, n % 5000);
         let request = http.post(&endpoint).header("content-type", "application/json").body(body);
         tokio::spawn(async move {
             let _ = request.send().await;

@@ -61,6 +61,9 @@ enum Command {
     Webhooks(commands::webhooks::WebhooksCommand),
     /// Show everything sigstage did with one signal: its rows, links, leads, events, deliveries.
     Trace(commands::trace::TraceArgs),
+    /// Set, show and enforce how many days of each org's signals to keep.
+    #[command(subcommand)]
+    Retention(commands::retention::RetentionCommand),
     /// Delete a person everywhere (GDPR Article 17), and suppress, lift and audit.
     #[command(subcommand)]
     People(commands::people::PeopleCommand),
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
             Command::Webhooks(command) => commands::webhooks::run(&config, command).await,
             Command::Trace(args) => commands::trace::run(&config, args).await,
             Command::People(command) => commands::people::run(&config, command).await,
+            Command::Retention(command) => commands::retention::run(&config, command).await,
             Command::Import(args) => commands::import::run(args).await,
         }
     });

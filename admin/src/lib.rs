@@ -18,6 +18,7 @@ mod limits;
 mod openapi;
 mod overview;
 mod people;
+mod retention;
 mod rules;
 mod session;
 mod tail;
@@ -345,6 +346,14 @@ pub(crate) fn operations() -> Vec<Operation> {
             "Deletions, suppressions and lifts: who, when, what, rows",
             people::audit,
         ),
+        op(
+            Method::GET,
+            "/api/admin/orgs/{org}/retention",
+            "Days of the org's signals kept (0: for ever)",
+            retention::get,
+        ),
+        op(Method::PUT, "/api/admin/orgs/{org}/retention", "Change how many days of signals are kept", retention::set)
+            .body("{days}"),
         op(Method::GET, "/api/admin/orgs/{org}/limits", "Rate, plan and this month's usage", limits::get),
         op(Method::PUT, "/api/admin/orgs/{org}/limits", "Change the limits", limits::set)
             .body("{requests_per_second?, burst?, monthly_raw_signals?, allow_overages?}"),

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod limits;
 pub mod orgs;
 pub mod people;
+pub mod retention;
 pub mod rules;
 pub mod signal_queue;
 pub mod signing;

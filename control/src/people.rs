@@ -19,7 +19,7 @@
 //! suppression.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clickhouse::Row;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -432,7 +432,7 @@ pub async fn erase(
     }
     signal_ids.sort_unstable();
     signal_ids.dedup();
-    let lightweight = lightweight_deletes(client).await?;
+    let lightweight = runtime::clickhouse::server_version(client).await? >= (23, 3);
     let mut erased = Vec::new();
     for (table, condition) in deletions(person, &signal_ids) {
         let condition = format!("org_id = {} AND ({condition})", quote(org));
@@ -456,39 +456,10 @@ pub async fn erase(
         client.query(&statement).execute().await?;
     }
     let tables: Vec<&str> = erased.iter().map(|(table, _)| *table).collect();
-    await_mutations(client, &tables).await?;
+    runtime::clickhouse::await_mutations(client, &tables, Duration::from_secs(600))
+        .await?
+        .map_err(|pending| PeopleError::Unfinished(pending.join(", ")))?;
     Ok(erased)
-}
-
-/// True on servers with lightweight deletes (`DELETE FROM`, from ClickHouse 23.3).
-async fn lightweight_deletes(client: &clickhouse::Client) -> Result<bool, PeopleError> {
-    let version: String = client.query("SELECT version()").fetch_one().await?;
-    let mut parts = version.split('.').map(|part| part.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    Ok((major, minor) >= (23, 3))
-}
-
-/// Waits until ClickHouse has applied every mutation of `tables` (ten minutes at most).
-async fn await_mutations(client: &clickhouse::Client, tables: &[&str]) -> Result<(), PeopleError> {
-    let started = Instant::now();
-    loop {
-        let pending: Vec<String> = client
-            .query(
-                "SELECT DISTINCT table FROM system.mutations WHERE database = currentDatabase() \
-                 AND is_done = 0 AND (has(?, table) OR has(?, replaceRegexpOne(table, '_local$', '')))",
-            )
-            .bind(tables)
-            .bind(tables)
-            .fetch_all()
-            .await?;
-        if pending.is_empty() {
-            return Ok(());
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            return Err(PeopleError::Unfinished(pending.join(", ")));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[cfg(test)]

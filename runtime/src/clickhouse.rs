@@ -67,3 +67,38 @@ pub async fn answer_bytes(query: clickhouse::query::Query, format: &str) -> Resu
 pub async fn ping(client: &Client) -> Result<(), clickhouse::error::Error> {
     client.query("SELECT 1").fetch_one::<u8>().await.map(drop)
 }
+
+/// The server's (major, minor) version.
+pub async fn server_version(client: &Client) -> Result<(u32, u32), clickhouse::error::Error> {
+    let version: String = client.query("SELECT version()").fetch_one().await?;
+    let mut parts = version.split('.').map(|part| part.parse::<u32>().unwrap_or(0));
+    Ok((parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
+}
+
+/// Waits until the server has applied every mutation of `tables` (or of their `_local` tables on
+/// a cluster's node), at most `limit`; answers the tables still pending after it.
+pub async fn await_mutations(
+    client: &Client,
+    tables: &[&str],
+    limit: std::time::Duration,
+) -> Result<Result<(), Vec<String>>, clickhouse::error::Error> {
+    let started = std::time::Instant::now();
+    loop {
+        let pending: Vec<String> = client
+            .query(
+                "SELECT DISTINCT table FROM system.mutations WHERE database = currentDatabase() \
+                 AND is_done = 0 AND (has(?, table) OR has(?, replaceRegexpOne(table, '_local$', '')))",
+            )
+            .bind(tables)
+            .bind(tables)
+            .fetch_all()
+            .await?;
+        if pending.is_empty() {
+            return Ok(Ok(()));
+        }
+        if started.elapsed() > limit {
+            return Ok(Err(pending));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

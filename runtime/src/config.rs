@@ -92,6 +92,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "3600000",
         "how often the sink merges the per-visitor and per-lead rollups to one part, which their questions read fastest (0: never)",
     ),
+    (
+        RETENTION_INTERVAL_MS,
+        "3600000",
+        "how often the sink enforces each org's retention (sigstage retention set): a TTL where the server has one, else a delete of expired rows (0: never)",
+    ),
     (ADMIN_ADDR, "127.0.0.1:8081", "host:port of the admin listener (/api/admin), apart from the public one"),
     (ADMIN_TOKEN, "", "bearer token for /api/admin, full access (empty, with no SIGSTAGE_ADMIN_TOKENS: admin API off)"),
     (ADMIN_TOKENS, "", "more admin tokens, as id:scope:token pairs separated by commas; scope read (GET only) or full"),
@@ -161,6 +166,7 @@ pub const CLICKHOUSE_PASSWORD: &str = "SIGSTAGE_CLICKHOUSE_PASSWORD";
 pub const CLICKHOUSE_COMPRESSION: &str = "SIGSTAGE_CLICKHOUSE_COMPRESSION";
 pub const CLICKHOUSE_CLUSTER: &str = "SIGSTAGE_CLICKHOUSE_CLUSTER";
 pub const ROLLUPS_COMPACT_INTERVAL_MS: &str = "SIGSTAGE_ROLLUPS_COMPACT_INTERVAL_MS";
+pub const RETENTION_INTERVAL_MS: &str = "SIGSTAGE_RETENTION_INTERVAL_MS";
 pub const ADMIN_ADDR: &str = "SIGSTAGE_ADMIN_ADDR";
 pub const ADMIN_TOKEN: &str = "SIGSTAGE_ADMIN_TOKEN";
 pub const ADMIN_TOKENS: &str = "SIGSTAGE_ADMIN_TOKENS";
@@ -193,6 +199,8 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     /// How often the sink compacts the rollups kept per visitor and lead; `None`: never.
     pub rollups_compact_every: Option<Duration>,
+    /// How often the sink enforces each org's retention; `None`: never.
+    pub retention_every: Option<Duration>,
     /// The admin listener's address.
     pub admin_addr: SocketAddr,
     /// Bearer tokens of the admin API; none disables it.
@@ -490,6 +498,10 @@ impl Config {
                 get(ROLLUPS_COMPACT_INTERVAL_MS),
                 0..=604_800_000,
             )? {
+                0 => None,
+                every => Some(Duration::from_millis(every)),
+            },
+            retention_every: match parse_in(RETENTION_INTERVAL_MS, get(RETENTION_INTERVAL_MS), 0..=604_800_000)? {
                 0 => None,
                 every => Some(Duration::from_millis(every)),
             },

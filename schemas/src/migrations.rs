@@ -238,6 +238,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 10, name: "lead_summaries", sql: include_str!("../migrations/0010_lead_summaries.sql") },
     Migration { version: 11, name: "key_signing", sql: include_str!("../migrations/0011_key_signing.sql") },
     Migration { version: 12, name: "people", sql: include_str!("../migrations/0012_people.sql") },
+    Migration { version: 13, name: "retention", sql: include_str!("../migrations/0013_retention.sql") },
 ];
 
 #[cfg(test)]

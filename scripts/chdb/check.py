@@ -489,6 +489,44 @@ def edge_months(db):
                yyyymm(month_of(int(event_ms))), int(partition))
 
 
+def retention(db, binary):
+    """Per-org retention by TTL (control/src/retention.rs): the statements `sigstage retention sql`
+    prints (what `retention enforce` runs on a server with TTL) delete one org's signals older
+    than its days and nothing else, once merged; the table then shows a TTL (what enforce looks
+    for), and the statement for no policy removes it."""
+    now = int(time.time() * 1000)
+    today = now - now % DAY_MS + DAY_MS // 2
+    rows = [signal(org, 9_000 + n, "r", today - days * DAY_MS) for n, (org, days) in
+            enumerate([("ret-a", 100), ("ret-a", 10), ("ret-b", 100)])]
+    for table in ("signals_hot", "signals_cold"):
+        insert(db, table, SIGNAL_COLUMNS, rows, f"retention: {table}")
+
+    def sql(*policies):
+        run = subprocess.run([binary, "retention", "sql", *policies], capture_output=True, text=True, timeout=60)
+        if run.returncode != 0:
+            raise Failed(f"sigstage retention sql {' '.join(policies)}: {run.stderr.strip()}")
+        return [s for s in statements(run.stdout)]
+
+    for statement in sql("ret-a=30", "ret-c=30", "ret-d=7"):
+        db.run(statement, "control/src/retention.rs ttl_statement")
+    for table in ("signals_hot", "signals_cold"):
+        db.run(f"OPTIMIZE TABLE {table} FINAL", f"retention: merge {table}")
+        kept = db.run(f"SELECT org_id, dateDiff('day', event_date, toDate(fromUnixTimestamp64Milli({today}))) FROM {table} "
+                      "WHERE org_id LIKE 'ret-%' ORDER BY org_id, event_date", f"retention: {table} kept")
+        expect(f"retention TTL on {table}: ret-a's 100-day-old row gone, the rest kept", kept,
+               [["ret-a", "10"], ["ret-b", "100"]])
+        has_ttl = db.one("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = "
+                         f"'{table}' AND position(create_table_query, ' TTL ') > 0", "retention: the table shows its TTL")
+        expect(f"retention: {table} shows a TTL", has_ttl, "1")
+    for statement in sql():
+        db.run(statement, "control/src/retention.rs ttl_statement, no policy")
+    for table in ("signals_hot", "signals_cold"):
+        has_ttl = db.one("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = "
+                         f"'{table}' AND position(create_table_query, ' TTL ') > 0", "retention: TTL removed")
+        expect(f"retention: {table} TTL removed", has_ttl, "0")
+    return len(rows) * 2
+
+
 # --- The cluster layout ---------------------------------------------------------------------
 
 CLUSTER_CONFIG = ROOT / "scripts/chdb/cluster.xml"
@@ -732,6 +770,7 @@ def main():
             queries = library_queries(db, sigstage_binary()[0])
             chunks, max_months, rehydrations = months_of_history(db, sink)
             edge_months(db)
+            retained = retention(db, sigstage_binary()[0])
         except Failed as failure:
             print(f"chdb check FAILED on ClickHouse {version}: {failure}", file=sys.stderr)
             return 1
@@ -747,7 +786,7 @@ def main():
         f"chdb check OK: ClickHouse {version}: {migrations} migrations ({statement_count} statements, applied twice), "
         f"the library's queries with {queries} expected answers (those of tests/it/analytics.rs), sink rehydration; 150 months in one insert refused "
         f"(code 252), stored as {chunks} inserts of <= {max_months} months and {rehydrations} rehydration "
-        f"statements; cluster {CLUSTER}: {cluster['statements']} statements of migrate --print "
+        f"statements; per-org retention by TTL over {retained} rows; cluster {CLUSTER}: {cluster['statements']} statements of migrate --print "
         f"(binary {cluster['build']}) parsed with ON CLUSTER and applied twice without it on a testkeeper "
         f"({cluster['replicated']} Replicated*MergeTree under their macros, {cluster['distributed']} Distributed, "
         f"{cluster['views']} views), a write to a replicated table refused in process (code 242), the sink's writes "

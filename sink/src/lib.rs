@@ -2,6 +2,7 @@
 //! rehydration of cold signals when their visitor is identified, and signed webhook delivery.
 
 pub mod compact;
+pub mod retention;
 pub mod rows;
 pub mod runner;
 pub mod store;
@@ -12,6 +13,7 @@ pub fn register_metrics() {
     runtime::stage::register_metrics("sink");
     runtime::stage::register_metrics("webhooks");
     compact::register_metrics();
+    retention::register_metrics();
     metrics::describe_counter!(runner::ROWS_TOTAL, "rows written to ClickHouse, by table");
     metrics::describe_counter!(runner::ROWS_SKIPPED_TOTAL, "rows of a replay left out because their table held them");
     metrics::describe_counter!(

@@ -8,6 +8,7 @@ pub mod migrate;
 pub mod people;
 pub mod query;
 pub mod queue;
+pub mod retention;
 pub mod rollups;
 pub mod rules;
 pub mod serve;

@@ -124,6 +124,10 @@ pub async fn run(config: Config, roles: Roles, demo_key_file: Option<PathBuf>) -
             let cluster = config.clickhouse.cluster.clone();
             tokio::spawn(sink::compact::run(clickhouse.clone(), cluster, every, stop.clone()));
         }
+        if let Some(every) = config.retention_every {
+            let cluster = config.clickhouse.cluster.clone();
+            tokio::spawn(sink::retention::run(clickhouse.clone(), cluster, every, stop.clone()));
+        }
         let (kafka, clickhouse) = (config.kafka.clone(), clickhouse.clone());
         let (settings, refresh) = (config.webhooks.clone(), Duration::from_millis(config.control_refresh_ms));
         supervised.push(tokio::spawn(stage::supervise(stages.stage("webhooks"), stop.clone(), move |stage, stop| {

@@ -54,7 +54,8 @@ async fn a_noisy_org_overflows_while_the_others_stay_live() {
     for calm in ["calm-a", "calm-b"] {
         assert_eq!((live.get(calm), overflow.get(calm)), (Some(&20), None), "{calm} stays live: {live:?} {overflow:?}");
     }
-    let (noisy_live, noisy_overflow) = (live.get("noisy").copied().unwrap_or(0), overflow.get("noisy").copied().unwrap_or(0));
+    let (noisy_live, noisy_overflow) =
+        (live.get("noisy").copied().unwrap_or(0), overflow.get("noisy").copied().unwrap_or(0));
     assert_eq!(noisy_live + noisy_overflow, 200);
     // Its first two are within half of what the edge took, every later one past it (a couple
     // more may go live if the edge stalls past a whole counting window and starts afresh).

@@ -28,6 +28,7 @@ mod kafka_topics;
 mod keys_lifecycle;
 mod migrations;
 mod people_deletion;
+mod retention;
 mod run_command;
 mod signal_trace;
 mod sink_clickhouse;
