@@ -19,7 +19,7 @@ fn key_set(count: usize) -> (KeySet, Vec<String>) {
         created_at_ms: 0,
         version: 0,
     });
-    (KeySet::from_rows(rows, []), keys)
+    (KeySet::from_rows(rows, [], []), keys)
 }
 
 fn authenticate(c: &mut Criterion) {

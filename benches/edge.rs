@@ -16,7 +16,8 @@ use mix::mix;
 
 fn edge_path(c: &mut Criterion) {
     let signals = mix();
-    let caller = Caller { org: Arc::from("acme"), key_id: Arc::from("key_0123456789abcdef"), signing: None };
+    let caller =
+        Caller { org: Arc::from("acme"), key_id: Arc::from("key_0123456789abcdef"), signing: None, historical: false };
     let mut group = c.benchmark_group("edge");
     group.throughput(Throughput::Elements(signals.len() as u64));
     group.bench_function("serde_json_validate_only", |b| {

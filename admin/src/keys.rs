@@ -37,6 +37,8 @@ struct ShownKey {
     has_secret: bool,
     /// The provider whose signatures the key's requests must carry (`stripe`, …), if any.
     signing_provider: Option<String>,
+    /// Everything it sends goes to the historical lane.
+    historical: bool,
     endpoints: Vec<String>,
     active: bool,
     expires_at_ms: u64,
@@ -51,6 +53,7 @@ impl From<ApiKeyRow> for ShownKey {
             prefix: row.key_prefix,
             has_secret: !row.secret_hash.is_empty(),
             signing_provider: None,
+            historical: false,
             endpoints: row.endpoints,
             active: row.active == 1,
             expires_at_ms: row.expires_at_ms,
@@ -61,17 +64,23 @@ impl From<ApiKeyRow> for ShownKey {
 
 pub async fn list(State(admin): State<Admin>, Path(org): Path<String>) -> Response {
     let providers = async { signing::providers(&admin.client, &org).await.map_err(KeyAdminError::from) };
-    let (rows, mut names, mut providers) =
-        match tokio::try_join!(keys::list(&admin.client, &org), keys::names(&admin.client, &org), providers) {
-            Ok(found) => found,
-            Err(error) => return error.refusal(),
-        };
+    let found = tokio::try_join!(
+        keys::list(&admin.client, &org),
+        keys::names(&admin.client, &org),
+        providers,
+        keys::historical_of(&admin.client, &org)
+    );
+    let (rows, mut names, mut providers, historical) = match found {
+        Ok(found) => found,
+        Err(error) => return error.refusal(),
+    };
     let shown: Vec<ShownKey> = rows
         .into_iter()
         .map(|row| {
             let name = names.remove(&row.key_id).unwrap_or_default();
             let signing_provider = providers.remove(&row.key_id);
-            ShownKey { name, signing_provider, ..ShownKey::from(row) }
+            let historical = historical.contains(&row.key_id);
+            ShownKey { name, signing_provider, historical, ..ShownKey::from(row) }
         })
         .collect();
     Json(json!({"keys": shown})).into_response()
@@ -91,6 +100,9 @@ pub struct NewKeyBody {
     /// when absent or empty.
     #[serde(default)]
     endpoints: Vec<String>,
+    /// Everything the key sends goes to the historical lane.
+    #[serde(default)]
+    historical: bool,
 }
 
 pub async fn create(
@@ -125,6 +137,7 @@ pub async fn create(
             secret,
             expires_at_ms: new.expires_at_ms,
             endpoints: &endpoints,
+            historical: new.historical,
         },
     )
     .await;

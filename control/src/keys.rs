@@ -76,6 +76,8 @@ pub struct NewKey<'a> {
     pub expires_at_ms: Option<u64>,
     /// Empty: every endpoint.
     pub endpoints: &'a [Endpoint],
+    /// Everything the key sends goes to the historical lane.
+    pub historical: bool,
 }
 
 /// A created key. `key` is shown once and never stored.
@@ -132,6 +134,15 @@ pub async fn create(client: &clickhouse::Client, new: NewKey<'_>) -> Result<Crea
     if let Some(name) = new.name.map(str::trim).filter(|name| !name.is_empty()) {
         set_name(client, new.org_id, &key_id, name).await?;
     }
+    if new.historical {
+        let row = KeyLane {
+            org_id: new.org_id.to_owned(),
+            key_id: key_id.clone(),
+            lane: HISTORICAL.to_owned(),
+            version: runtime::time::now_ms(),
+        };
+        runtime::clickhouse::insert::<KeyLane, _>(client, "key_lanes", &[row]).await?;
+    }
     let now = runtime::time::now_ms();
     let row = ApiKeyRow {
         key_id: key_id.clone(),
@@ -187,6 +198,32 @@ async fn deactivate(client: &clickhouse::Client, mut row: ApiKeyRow) -> Result<A
     row.version = runtime::time::now_ms().max(row.version + 1);
     write(client, &row).await?;
     Ok(row)
+}
+
+/// The lane of a key marked historical.
+pub const HISTORICAL: &str = "historical";
+
+/// A key's lane as stored (`key_lanes`).
+#[derive(Debug, Clone, Row, Serialize, Deserialize)]
+pub struct KeyLane {
+    pub org_id: String,
+    pub key_id: String,
+    pub lane: String,
+    pub version: u64,
+}
+
+/// The ids of `org_id`'s keys marked historical.
+pub async fn historical_of(
+    client: &clickhouse::Client,
+    org_id: &str,
+) -> Result<std::collections::HashSet<String>, KeyAdminError> {
+    let ids: Vec<String> = client
+        .query("SELECT key_id FROM key_lanes FINAL WHERE org_id = ? AND lane = ?")
+        .bind(org_id)
+        .bind(HISTORICAL)
+        .fetch_all()
+        .await?;
+    Ok(ids.into_iter().collect())
 }
 
 #[derive(Debug, Row, Serialize, Deserialize)]
@@ -303,6 +340,8 @@ pub struct KeyEntry {
     expires_at_ms: u64,
     /// The provider signature its requests must carry, if any.
     pub signing: Option<Arc<Signing>>,
+    /// Everything it sends goes to the historical lane.
+    pub historical: bool,
 }
 
 /// Every key, indexed by the SHA-256 of the key: an immutable snapshot, replaced on refresh.
@@ -316,10 +355,17 @@ impl KeySet {
     pub async fn load(client: &clickhouse::Client) -> Result<Self, clickhouse::error::Error> {
         let rows: Vec<ApiKeyRow> = client.query("SELECT ?fields FROM api_keys FINAL").fetch_all().await?;
         let signing: Vec<SigningRow> = client.query("SELECT ?fields FROM key_signing FINAL").fetch_all().await?;
-        Ok(Self::from_rows(rows, signing))
+        let lanes: Vec<KeyLane> = client.query("SELECT ?fields FROM key_lanes FINAL").fetch_all().await?;
+        Ok(Self::from_rows(rows, signing, lanes))
     }
 
-    pub fn from_rows(rows: impl IntoIterator<Item = ApiKeyRow>, signing: impl IntoIterator<Item = SigningRow>) -> Self {
+    pub fn from_rows(
+        rows: impl IntoIterator<Item = ApiKeyRow>,
+        signing: impl IntoIterator<Item = SigningRow>,
+        lanes: impl IntoIterator<Item = KeyLane>,
+    ) -> Self {
+        let historical: std::collections::HashSet<String> =
+            lanes.into_iter().filter(|lane| lane.lane == HISTORICAL).map(|lane| lane.key_id).collect();
         let mut signing: HashMap<String, Arc<Signing>> =
             signing.into_iter().filter_map(|row| Some((row.key_id.clone(), Arc::new(row.signing()?)))).collect();
         let decode = |hex_digest: &str| -> Option<[u8; 32]> {
@@ -331,6 +377,7 @@ impl KeySet {
             .filter_map(|row| {
                 let entry = KeyEntry {
                     signing: signing.remove(&row.key_id),
+                    historical: historical.contains(&row.key_id),
                     key_id: row.key_id.into(),
                     org_id: row.org_id.into(),
                     secret_hash: decode(&row.secret_hash),
@@ -357,7 +404,9 @@ impl KeySet {
             .bind(&row.key_id)
             .fetch_all()
             .await?;
-        Ok(Self::from_rows(rows, signing))
+        let lanes: Vec<KeyLane> =
+            client.query("SELECT ?fields FROM key_lanes FINAL WHERE key_id = ?").bind(&row.key_id).fetch_all().await?;
+        Ok(Self::from_rows(rows, signing, lanes))
     }
 
     pub fn len(&self) -> usize {
@@ -427,6 +476,7 @@ mod tests {
                 row("expiring", None, 1, 1_000, &[]),
                 row("collect-only", None, 1, 0, &["collect"]),
             ],
+            [],
             [],
         );
         let now = 999;

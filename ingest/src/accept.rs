@@ -81,6 +81,7 @@ impl Edge {
             answers.push(Ok(Accepted { id, source: signal.source, cold_storage: signal.cold_storage }));
         }
         let lane = match via.lane() {
+            Lane::Live if caller.historical => Lane::Historical,
             Lane::Live if self.overflow.routes(&caller.org, records.len(), now_ms) => Lane::Historical,
             lane => lane,
         };

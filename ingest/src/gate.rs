@@ -19,6 +19,8 @@ pub struct Caller {
     pub key_id: Arc<str>,
     /// The provider signature the key's requests must carry, if any.
     pub signing: Option<Arc<Signing>>,
+    /// The key is marked historical: all it sends goes to the historical lane.
+    pub historical: bool,
 }
 
 /// How many of a request's signals the plan admits.
@@ -111,6 +113,7 @@ impl Gate {
                 org: Arc::clone(&entry.org_id),
                 key_id: Arc::clone(&entry.key_id),
                 signing: entry.signing.clone(),
+                historical: entry.historical,
             })
         };
         match caller(&read(&self.keys)) {

@@ -23,8 +23,8 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ),
     (
         OVERFLOW_MIN_PER_SECOND,
-        "200",
-        "live signals per second an edge must take before any org overflows",
+        "5000",
+        "live signals per second an edge must take before any org overflows (below it, one lane in order serves everyone best)",
     ),
     (HTTP_HEAD_TIMEOUT_MS, "10000", "how long a client may take to send a request's head, and to send anything at all once connected"),
     (

@@ -239,6 +239,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 11, name: "key_signing", sql: include_str!("../migrations/0011_key_signing.sql") },
     Migration { version: 12, name: "people", sql: include_str!("../migrations/0012_people.sql") },
     Migration { version: 13, name: "retention", sql: include_str!("../migrations/0013_retention.sql") },
+    Migration { version: 14, name: "key_lanes", sql: include_str!("../migrations/0014_key_lanes.sql") },
 ];
 
 #[cfg(test)]

@@ -26,6 +26,10 @@ pub enum KeysCommand {
         /// Limit the key to these endpoint types (signal_staging, collect, ingress, tracking); default all.
         #[arg(long, value_delimiter = ',')]
         endpoints: Vec<String>,
+        /// Send everything the key sends to the historical lane, read only when the live one is
+        /// idle (a backfill, a known noisy integration).
+        #[arg(long)]
+        historical: bool,
     },
     /// Revoke a key, given the key itself or its key id. Takes effect within the refresh interval.
     Revoke { key: String },
@@ -53,7 +57,7 @@ pub enum KeysCommand {
 pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
     let client = runtime::clickhouse::client(&config.clickhouse);
     match command {
-        KeysCommand::Create { org, name, secret, expires_at, endpoints } => {
+        KeysCommand::Create { org, name, secret, expires_at, endpoints, historical } => {
             let expires_at_ms =
                 expires_at.as_deref().map(|value| parse_rfc3339_ms("--expires-at", value)).transpose()?;
             let endpoints = endpoints
@@ -65,7 +69,14 @@ pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let secret = secret.as_deref().filter(|secret| !secret.is_empty());
-            let new = NewKey { org_id: &org, name: name.as_deref(), secret, expires_at_ms, endpoints: &endpoints };
+            let new = NewKey {
+                org_id: &org,
+                name: name.as_deref(),
+                secret,
+                expires_at_ms,
+                endpoints: &endpoints,
+                historical,
+            };
             let created = keys::create(&client, new).await.context("creating the key (has `sigstage migrate` run?)")?;
             eprintln!("created {} for org {org}; store the key now, it is not shown again", created.key_id);
             println!("{}", created.key);
@@ -96,6 +107,7 @@ pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::List { org } => {
             let now = runtime::time::now_ms();
             let mut providers = signing::providers(&client, &org).await?;
+            let historical = keys::historical_of(&client, &org).await?;
             println!(
                 "{:<22} {:<14} {:<8} {:<7} {:<18} {:<26} {:<26} ENDPOINTS",
                 "KEY_ID", "PREFIX", "STATUS", "SECRET", "SIGNED_BY", "EXPIRES", "CREATED"
@@ -107,7 +119,10 @@ pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
                     _ => "active",
                 };
                 let expires = if row.expires_at_ms == 0 { "never".to_owned() } else { format_ms(row.expires_at_ms) };
-                let endpoints = if row.endpoints.is_empty() { "all".to_owned() } else { row.endpoints.join(",") };
+                let mut endpoints = if row.endpoints.is_empty() { "all".to_owned() } else { row.endpoints.join(",") };
+                if historical.contains(&row.key_id) {
+                    endpoints.push_str(" (historical lane)");
+                }
                 let secret = if row.secret_hash.is_empty() { "no" } else { "yes" };
                 let signed_by = providers.remove(&row.key_id).unwrap_or_else(|| "-".to_owned());
                 println!(

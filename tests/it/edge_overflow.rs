@@ -27,6 +27,7 @@ fn per_org(edge: &TestEdge, topic: &str) -> HashMap<String, u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_noisy_org_overflows_while_the_others_stay_live() {
+    // A floor of 1/s: the test's few hundred signals are enough to overflow.
     let edge = TestEdge::start_with(|vars| {
         vars.insert("SIGSTAGE_OVERFLOW_SHARE_PERCENT".into(), "50".into());
         vars.insert("SIGSTAGE_OVERFLOW_MIN_PER_SECOND".into(), "1".into());
@@ -68,4 +69,21 @@ async fn a_noisy_org_overflows_while_the_others_stay_live() {
     await_count(&edge.db.client, "SELECT count() FROM signals_hot WHERE org_id = 'noisy'", 200).await;
     sink.stop().await;
     processor.stop().await;
+}
+
+/// A key marked historical (`keys create --historical`) sends everything to the historical lane,
+/// whatever its endpoint and however quiet the edge; another key of the same org stays live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_marked_historical_sends_to_the_historical_lane() {
+    let edge = TestEdge::start().await;
+    let backfill = edge.key("acme", &["--historical"]).await;
+    let live = edge.key("acme", &[]).await;
+    for (key, n) in [(&backfill, 1), (&backfill, 2), (&live, 3)] {
+        let body = format!(r#"{{"email":"p{n}@acme.io","event":"e{n}"}}"#);
+        assert_eq!(edge.post_json(&format!("/api/signal-staging/webhook/{key}"), &body).await.status, 202);
+    }
+    let (on_live, on_historical) = (per_org(&edge, topics::SIGNALS_RAW), per_org(&edge, topics::SIGNALS_HISTORICAL));
+    assert_eq!((on_live.get("acme"), on_historical.get("acme")), (Some(&1), Some(&2)));
+    let listed = crate::support::sigstage(&["keys", "list", "--org", "acme"], &edge.db.vars);
+    assert!(crate::support::stdout(&listed).contains("(historical lane)"), "{}", crate::support::stdout(&listed));
 }
