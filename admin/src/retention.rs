@@ -8,6 +8,9 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
+use axum::http::StatusCode;
+use control::retention::RetentionError;
+
 use super::{body, unavailable, Admin};
 
 pub async fn get(State(admin): State<Admin>, Path(org): Path<String>) -> Response {
@@ -36,6 +39,9 @@ pub async fn set(
     match control::retention::set(&admin.client, &org, days).await {
         Ok(()) => Json(json!({"days": days, "message": "the sink enforces it within SIGSTAGE_RETENTION_INTERVAL_MS"}))
             .into_response(),
-        Err(error) => unavailable(error),
+        Err(error @ RetentionError::TooLong(_)) => {
+            super::error(StatusCode::BAD_REQUEST, "invalid_retention", error.to_string())
+        }
+        Err(RetentionError::ClickHouse(error)) => unavailable(error),
     }
 }

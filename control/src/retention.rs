@@ -20,6 +20,10 @@ use serde::{Deserialize, Serialize};
 /// The tables retention applies to.
 pub const TABLES: [&str; 2] = ["signals_hot", "signals_cold"];
 
+/// The most days a retention may keep (27 years). ClickHouse's `Date` counts days from 1970 in 16
+/// bits, so `today() - days` past it would wrap to a date in the future and match every row.
+pub const MAX_DAYS: u32 = 10_000;
+
 /// One org's retention as stored; the highest `version` wins, 0 days keeps for ever.
 #[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
 pub struct Retention {
@@ -43,10 +47,23 @@ pub async fn of(client: &clickhouse::Client, org_id: &str) -> Result<u32, clickh
         .unwrap_or(0))
 }
 
-/// Keeps `days` of `org_id`'s signals (0: for ever).
-pub async fn set(client: &clickhouse::Client, org_id: &str, days: u32) -> Result<(), clickhouse::error::Error> {
+/// Keeps `days` of `org_id`'s signals (0: for ever); at most [`MAX_DAYS`].
+pub async fn set(client: &clickhouse::Client, org_id: &str, days: u32) -> Result<(), RetentionError> {
+    if days > MAX_DAYS {
+        return Err(RetentionError::TooLong(days));
+    }
     let row = Retention { org_id: org_id.to_owned(), days, version: runtime::time::now_ms() };
-    runtime::clickhouse::insert::<Retention, _>(client, "org_retention", &[row]).await
+    Ok(runtime::clickhouse::insert::<Retention, _>(client, "org_retention", &[row]).await?)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error(
+        "{0} days is more than sigstage keeps a retention for ({MAX_DAYS}, 27 years); use 0 to keep signals for ever"
+    )]
+    TooLong(u32),
+    #[error("ClickHouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
 }
 
 /// How a server enforces retention.
@@ -93,14 +110,17 @@ pub fn ttl_statement(table: &str, policies: &[Retention], cluster: Option<&str>)
     }
     let rules: Vec<String> = by_days
         .iter()
-        .map(|(days, orgs)| format!("event_date + toIntervalDay({days}) WHERE org_id IN ({})", orgs.join(", ")))
+        .map(|(days, orgs)| {
+            format!("event_date + toIntervalDay({}) WHERE org_id IN ({})", days.min(&MAX_DAYS), orgs.join(", "))
+        })
         .collect();
     format!("ALTER TABLE {target} MODIFY TTL {}", rules.join(", "))
 }
 
-/// The condition of `policy`'s expired rows on `today` (days since 1970).
+/// The condition of `policy`'s expired rows: as the TTL expires them, once `event_date + days`
+/// is today.
 pub fn expired(policy: &Retention) -> String {
-    format!("org_id = {} AND event_date < today() - {}", quote(&policy.org_id), policy.days)
+    format!("org_id = {} AND event_date <= today() - {}", quote(&policy.org_id), policy.days.min(MAX_DAYS))
 }
 
 /// The mutation deleting `policy`'s expired rows of `table` (ClickHouse before 21.3).
@@ -189,7 +209,7 @@ mod tests {
         );
         assert_eq!(
             delete_statement("signals_cold", &policy("acme", 7), None),
-            "ALTER TABLE signals_cold DELETE WHERE org_id = 'acme' AND event_date < today() - 7"
+            "ALTER TABLE signals_cold DELETE WHERE org_id = 'acme' AND event_date <= today() - 7"
         );
         assert_eq!(Enforcement::of_version((18, 16)), Enforcement::Delete);
         assert_eq!(Enforcement::of_version((26, 9)), Enforcement::Ttl);

@@ -57,7 +57,8 @@ impl Overflow {
             return false;
         }
         let mut windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if now_ms >= windows.current.started_ms + WINDOW_MS {
+        // A new window when the current one has ended, or when the clock stepped back before it.
+        if now_ms >= windows.current.started_ms + WINDOW_MS || now_ms < windows.current.started_ms {
             let fresh = Window { started_ms: now_ms - now_ms % WINDOW_MS, ..Window::default() };
             let ended = std::mem::replace(&mut windows.current, fresh);
             let contiguous = ended.started_ms + WINDOW_MS == windows.current.started_ms;
@@ -69,10 +70,11 @@ impl Overflow {
         let of_org = |window: &Window| window.per_org.get(org).copied().unwrap_or(0);
         let org_recent = of_org(&windows.current) + of_org(&windows.previous);
         let total = windows.current.total + windows.previous.total;
-        let span_s = (now_ms - windows.previous.started_ms.max(windows.current.started_ms.saturating_sub(WINDOW_MS)))
-            .max(1000)
-            / 1000;
-        let busy = total >= self.limits.min_per_second * span_s;
+        // The time the counts cover (a clock stepped back counts as one second), compared in
+        // milliseconds so a part-second is not rounded away.
+        let covered_from = windows.previous.started_ms.max(windows.current.started_ms.saturating_sub(WINDOW_MS));
+        let span_ms = now_ms.saturating_sub(covered_from).max(1000);
+        let busy = total.saturating_mul(1000) >= self.limits.min_per_second.saturating_mul(span_ms);
         let overflows = busy && org_recent < total && org_recent * 100 > total * self.limits.share_percent;
         if overflows {
             metrics::counter!(OVERFLOW_TOTAL).increment(signals);
@@ -112,6 +114,15 @@ mod tests {
         let later = at + 2 * WINDOW_MS;
         assert!(!overflow.routes(&calm, 100, later));
         assert!(!overflow.routes(&noisy, 50, later + 1));
+    }
+
+    #[test]
+    fn a_clock_stepped_back_starts_afresh_without_panicking() {
+        let overflow = Overflow::new(Limits { share_percent: 50, min_per_second: 1 });
+        let (noisy, calm) = (org("noisy"), org("calm"));
+        assert!(!overflow.routes(&calm, 10, 100_000));
+        assert!(overflow.routes(&noisy, 100, 100_001));
+        assert!(!overflow.routes(&noisy, 100, 10_000), "alone in a fresh window after the clock went back");
     }
 
     #[test]

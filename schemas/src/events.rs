@@ -30,7 +30,8 @@ pub fn encode(kind: &str, signal_id: u64, org: &str, created_ms: u64, data: &[u8
     out
 }
 
-/// What the webhook sink reads of an event: everything but `data`, which it never parses.
+/// What the webhook sink reads of an event: its envelope, and of `data` only who it is about
+/// (to keep a deleted person's events out); the rest of `data` is delivered as it is.
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 pub struct Envelope {
     pub id: String,
@@ -38,6 +39,18 @@ pub struct Envelope {
     pub kind: String,
     pub org: String,
     pub created_ms: u64,
+    #[serde(default)]
+    pub data: About,
+}
+
+/// The person an event is about: the `email` and `anonymous_id` of its `data` (a processed
+/// signal, a lead, or a link all carry them where they have them).
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct About {
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub anonymous_id: Option<String>,
 }
 
 #[cfg(test)]
@@ -53,8 +66,13 @@ mod tests {
             kind: "signal.created".into(),
             org: "a\"cme".into(),
             created_ms: 7,
+            data: super::About::default(),
         };
         assert_eq!(envelope, expected);
+        let link = br#"{"org":"acme","anonymous_id":"v1","email":"jo@acme.io","linked_ms":3}"#;
+        let event = super::encode(super::LEAD_IDENTIFIED, 43, "acme", 8, link);
+        let about = serde_json::from_slice::<Envelope>(&event).expect("an envelope").data;
+        assert_eq!((about.email.as_deref(), about.anonymous_id.as_deref()), (Some("jo@acme.io"), Some("v1")));
     }
 
     #[test]

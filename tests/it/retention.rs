@@ -32,6 +32,8 @@ async fn an_orgs_expired_signals_are_deleted_and_nothing_else() {
             }
         }
     }
+    let too_long = sigstage(&["retention", "set", "--org", "acme", "--days", "36500"], &db.vars);
+    assert!(!too_long.status.success() && stderr(&too_long).contains("10000"), "{}", stderr(&too_long));
     let set = sigstage(&["retention", "set", "--org", "acme", "--days", "30"], &db.vars);
     assert!(set.status.success(), "{}", stderr(&set));
     assert!(stdout(&sigstage(&["retention", "show"], &db.vars)).contains("acme"));

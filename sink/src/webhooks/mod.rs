@@ -72,7 +72,18 @@ pub async fn run(
     let mut reader = BatchReader::new(consumer, Batching { max: BATCH_MAX, wait: BATCH_WAIT, idle: BATCH_WAIT });
     tracing::info!(%outbox, "webhook sink consuming");
     let status = stage.clone();
-    let mut dispatcher = Dispatcher { clickhouse, subscriptions, wake, status };
+    // A deleted person's events already on their way are kept out (control::people).
+    let client = clickhouse.clone();
+    let load = move || {
+        let client = client.clone();
+        async move { control::people::Suppressions::load(&client).await }
+    };
+    let Some(suppressions) = keep_loaded("suppressions", refresh, stop.clone(), load).await else {
+        let _ = stop_scheduler.send(true);
+        let _ = scheduler.await;
+        return Ok(());
+    };
+    let mut dispatcher = Dispatcher { clickhouse, subscriptions, suppressions, wake, status };
     let ended = run_batches(&mut reader, &mut dispatcher, &stage, &mut stop).await;
     let _ = stop_scheduler.send(true);
     let _ = scheduler.await;
@@ -86,6 +97,7 @@ pub async fn run(
 struct Dispatcher {
     clickhouse: clickhouse::Client,
     subscriptions: watch::Receiver<Arc<Vec<Subscription>>>,
+    suppressions: watch::Receiver<Arc<control::people::Suppressions>>,
     wake: Arc<Notify>,
     /// Shows in `/readyz` that a write waits on ClickHouse.
     status: Stage,
@@ -101,9 +113,18 @@ impl BatchStage for Dispatcher {
         stop: &mut watch::Receiver<bool>,
     ) -> Result<Flow, StageError> {
         let mut events = Vec::with_capacity(batch.len());
+        let suppressions = self.suppressions.borrow().clone();
         for message in batch {
             let body = message.payload().unwrap_or_default();
             match serde_json::from_slice::<Envelope>(body) {
+                Ok(envelope)
+                    if suppressions.holds_any(
+                        &envelope.org,
+                        [envelope.data.email.as_deref(), envelope.data.anonymous_id.as_deref()],
+                    ) =>
+                {
+                    metrics::counter!(crate::runner::ROWS_SUPPRESSED_TOTAL).increment(1);
+                }
                 Ok(envelope) => events.push(StoredEvent {
                     org_id: envelope.org,
                     event_id: envelope.id,
