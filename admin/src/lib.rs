@@ -234,6 +234,13 @@ pub(crate) fn operations() -> Vec<Operation> {
             rules::update,
         )
         .body("a rule, as for POST …/rules"),
+        op(
+            Method::GET,
+            "/api/admin/orgs/{org}/rules/{rule_id}/preview",
+            "What a saved rule would change in the stored signals (writes nothing)",
+            rules::preview,
+        )
+        .query(&[("since", "a day (2026-03-01) or RFC 3339 time"), ("until", "exclusive; default now")]),
         op(Method::DELETE, "/api/admin/orgs/{org}/rules/{rule_id}", "Remove a rule", rules::remove),
         op(
             Method::GET,

@@ -205,3 +205,42 @@ pub async fn dry_run(
     }))
     .into_response()
 }
+
+/// `?since=&until=`: days (`2026-03-01`, UTC) or RFC 3339 times; `until` defaults to now.
+#[derive(Deserialize)]
+pub struct Range {
+    since: String,
+    until: Option<String>,
+}
+
+/// What a saved rule would change in the org's stored signals ([`control::history::preview`]).
+pub async fn preview(
+    State(admin): State<Admin>,
+    Path((org, rule_id)): Path<(String, String)>,
+    axum::extract::Query(range): axum::extract::Query<Range>,
+) -> Response {
+    let time = |name: &str, value: &str| {
+        control::history::parse_time(value)
+            .ok_or_else(|| format!("{name} {value:?} is not a day (2026-03-01) or an RFC 3339 time"))
+    };
+    let range = time("since", &range.since).and_then(|since| {
+        let until = range.until.as_deref().map(|until| time("until", until)).transpose()?;
+        Ok((since, until.unwrap_or_else(runtime::time::now_ms)))
+    });
+    let (since_ms, until_ms) = match range {
+        Ok(range) => range,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_range", message),
+    };
+    let rules = match rules::list(&admin.client, Some(&org)).await {
+        Ok(rules) => rules,
+        Err(refused) => return refused.refusal(),
+    };
+    let Some(rule) = rules.into_iter().find(|rule| rule.id == rule_id) else {
+        return error(StatusCode::NOT_FOUND, "rule_not_found", format!("org {org} has no rule {rule_id:?}"));
+    };
+    match control::history::preview(&admin.client, &rule, since_ms, until_ms).await {
+        Ok(preview) => Json(preview).into_response(),
+        Err(control::history::PreviewError::Invalid(problem)) => RuleAdminError::Invalid(vec![problem]).refusal(),
+        Err(control::history::PreviewError::ClickHouse(failure)) => super::unavailable(failure),
+    }
+}

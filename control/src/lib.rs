@@ -3,6 +3,7 @@
 //! change is a new row with a higher version) and held in memory by the roles that read them.
 
 pub mod deliveries;
+pub mod history;
 pub mod keys;
 pub mod limits;
 pub mod orgs;

@@ -46,6 +46,19 @@ pub enum RulesCommand {
         org: String,
         rule_id: String,
     },
+    /// What a rule would change in the signals already stored (by event time, SINCE to UNTIL):
+    /// signals newly mapped and attributed, visitors identified, new leads. Writes nothing.
+    Preview {
+        rule_id: String,
+        #[arg(long)]
+        org: String,
+        /// A day (2026-03-01, UTC) or an RFC 3339 time.
+        #[arg(long)]
+        since: String,
+        /// Exclusive; default now.
+        #[arg(long)]
+        until: Option<String>,
+    },
 }
 
 pub async fn run(config: &Config, command: RulesCommand) -> anyhow::Result<()> {
@@ -86,6 +99,23 @@ pub async fn run(config: &Config, command: RulesCommand) -> anyhow::Result<()> {
         RulesCommand::Remove { org, rule_id } => {
             let rule = rules::remove(&client, &org, &rule_id).await?;
             eprintln!("rule {} ({}) removed from {org}", rule.id, rule.spec.name);
+        }
+        RulesCommand::Preview { rule_id, org, since, until } => {
+            let time = |flag: &str, value: &str| {
+                control::history::parse_time(value)
+                    .with_context(|| format!("{flag} {value:?} is not a day (2026-03-01) or an RFC 3339 time"))
+            };
+            let since_ms = time("--since", &since)?;
+            let until_ms = until.as_deref().map(|until| time("--until", until)).transpose()?;
+            let until_ms = until_ms.unwrap_or_else(runtime::time::now_ms);
+            let rule = rules::list(&client, Some(&org))
+                .await?
+                .into_iter()
+                .find(|rule| rule.id == rule_id)
+                .with_context(|| format!("org {org} has no rule {rule_id} (`sigstage rules list --org {org}`)"))?;
+            eprintln!("reading {org}'s stored signals from {since} to {}", until.as_deref().unwrap_or("now"));
+            let preview = control::history::preview(&client, &rule, since_ms, until_ms).await?;
+            println!("{}", serde_json::to_string_pretty(&preview)?);
         }
     }
     Ok(())
