@@ -114,17 +114,7 @@ pub async fn preview(
     }
     // Visitors already linked keep their lead (a link is not replaced by history).
     let visitors: Vec<String> = identified.into_keys().collect();
-    let mut linked: HashSet<String> = HashSet::new();
-    for chunk in visitors.chunks(PER_LOOKUP) {
-        let found: Vec<String> = client
-            .query("SELECT DISTINCT anonymous_id FROM identities WHERE org_id = ? AND has(?, anonymous_id)")
-            .bind(org)
-            .bind(chunk)
-            .fetch_all()
-            .await?;
-        linked.extend(found);
-    }
-    let new_visitors: Vec<String> = visitors.into_iter().filter(|visitor| !linked.contains(visitor)).collect();
+    let new_visitors = not_in(client, org, "identities", "anonymous_id", visitors).await?;
     preview.visitors_identified = new_visitors.len() as u64;
     for chunk in new_visitors.chunks(PER_LOOKUP) {
         let cold: Vec<u64> = client
@@ -139,21 +129,26 @@ pub async fn preview(
             .await?;
         preview.rehydrated += cold.iter().filter(|id| !attributed_ids.contains(id)).count() as u64;
     }
-    let emails: Vec<String> = emails.into_iter().collect();
-    let mut leads: HashSet<String> = HashSet::new();
-    for chunk in emails.chunks(PER_LOOKUP) {
-        let found: Vec<String> = client
-            .query("SELECT DISTINCT email FROM leads WHERE org_id = ? AND has(?, email)")
-            .bind(org)
-            .bind(chunk)
-            .fetch_all()
-            .await?;
-        leads.extend(found);
-    }
-    let new_leads: Vec<String> = emails.into_iter().filter(|email| !leads.contains(email)).collect();
+    let new_leads = not_in(client, org, "leads", "email", emails.into_iter().collect()).await?;
     preview.new_leads = new_leads.len() as u64;
     preview.sample_leads = new_leads.into_iter().take(SAMPLE).collect();
     Ok(preview)
+}
+
+/// Those of `values` that `column` of `org`'s rows in `table` does not hold, in their order.
+async fn not_in(
+    client: &clickhouse::Client,
+    org: &str,
+    table: &str,
+    column: &str,
+    values: Vec<String>,
+) -> Result<Vec<String>, clickhouse::error::Error> {
+    let mut held: HashSet<String> = HashSet::new();
+    let query = format!("SELECT DISTINCT {column} FROM {table} WHERE org_id = ? AND has(?, {column})");
+    for chunk in values.chunks(PER_LOOKUP) {
+        held.extend(client.query(&query).bind(org).bind(chunk).fetch_all::<String>().await?);
+    }
+    Ok(values.into_iter().filter(|value| !held.contains(value)).collect())
 }
 
 #[derive(Debug, thiserror::Error)]
