@@ -20,17 +20,32 @@ pub async fn commit_transaction(
 ) -> Result<(), KafkaError> {
     let committing = producer.clone();
     let fault = format!("{stage}.before_commit");
-    let result = super::clients::blocking(move || {
-        committing.send_offsets_to_transaction(&offsets, &group, Duration::from_secs(30))?;
+    let call = super::clients::blocking(move || {
+        committing.send_offsets_to_transaction(&offsets, &group, TRANSACTION_CALL_TIMEOUT)?;
         crate::stage::fault_point(&fault);
-        committing.commit_transaction(Duration::from_secs(30))
-    })
-    .await;
+        committing.commit_transaction(TRANSACTION_CALL_TIMEOUT)
+    });
+    let Ok(result) = tokio::time::timeout(TRANSACTION_WATCHDOG, call).await else {
+        // librdkafka can wait past its own timeouts for a transaction coordinator that died
+        // (seen with a broker SIGKILLed under load): the stage would hang for good. It fails
+        // instead, and its next run's producer, with the same transactional id, fences this one.
+        tracing::warn!(
+            stage,
+            watchdog_s = TRANSACTION_WATCHDOG.as_secs(),
+            "the transaction's commit did not answer (a lost coordinator); the stage restarts"
+        );
+        return Err(KafkaError::Canceled);
+    };
     if result.is_err() {
         abort_transaction(producer).await;
     }
     result
 }
+
+/// The timeout given to each of librdkafka's transactional calls.
+const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a commit (its two calls) may take before the stage gives up on it and restarts.
+pub const TRANSACTION_WATCHDOG: Duration = Duration::from_secs(65);
 
 /// The next offset to read of each partition `batch` came from: what a batch commits.
 pub fn next_offsets(batch: &[rdkafka::message::BorrowedMessage<'_>]) -> rdkafka::TopicPartitionList {
@@ -54,7 +69,10 @@ pub fn next_offsets(batch: &[rdkafka::message::BorrowedMessage<'_>]) -> rdkafka:
 /// Aborts the open transaction of `producer`, if it can; the stage restarts either way.
 pub async fn abort_transaction(producer: &FutureProducer) {
     let aborting = producer.clone();
-    if let Err(error) = super::clients::blocking(move || aborting.abort_transaction(Duration::from_secs(30))).await {
+    let call = super::clients::blocking(move || aborting.abort_transaction(TRANSACTION_CALL_TIMEOUT));
+    if let Ok(Err(error)) | Err(error) =
+        tokio::time::timeout(TRANSACTION_WATCHDOG, call).await.map_err(|_| KafkaError::Canceled)
+    {
         tracing::warn!(%error, "the transaction could not be aborted; it times out on the broker");
     }
 }

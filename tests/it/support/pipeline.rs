@@ -124,7 +124,9 @@ pub async fn assert_no_row_twice_in(client: &clickhouse::Client, suffix: &str) {
 /// [`await_count`] after a stage failed or was killed: its group membership lapses first, and
 /// a restart may wait out the supervisor's longest backoff before it restores and reads.
 pub async fn await_recovered(client: &clickhouse::Client, query: &str, expected: u64) {
-    await_count_within(client, query, expected, runtime::stage::MAX_BACKOFF + Duration::from_secs(60)).await
+    // A stage whose commit hung on a lost coordinator gives up after the watchdog, then backs off.
+    let within = runtime::kafka::batch::TRANSACTION_WATCHDOG + runtime::stage::MAX_BACKOFF + Duration::from_secs(60);
+    await_count_within(client, query, expected, within).await
 }
 
 async fn await_count_within(client: &clickhouse::Client, query: &str, expected: u64, within: Duration) {
