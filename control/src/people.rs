@@ -26,6 +26,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use runtime::config::KafkaConfig;
 use runtime::kafka::topics;
 use schemas::identities::Forgotten;
+use schemas::queries::string_literal;
 use serde::{Deserialize, Serialize};
 
 /// What names a person.
@@ -92,6 +93,21 @@ impl Suppressions {
         let rows: Vec<Suppressed> =
             client.query("SELECT org_id, value FROM suppressions FINAL WHERE active = 1").fetch_all().await?;
         Ok(Self::from_pairs(rows.into_iter().map(|row| (row.org_id, row.value))))
+    }
+
+    /// Loaded now (waiting for ClickHouse), then reloaded every `every` until `stop` turns true:
+    /// what the stream and the sinks keep out. None when stopped first.
+    pub async fn keep_loaded(
+        client: &clickhouse::Client,
+        every: Duration,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<tokio::sync::watch::Receiver<std::sync::Arc<Self>>> {
+        let client = client.clone();
+        let load = move || {
+            let client = client.clone();
+            async move { Self::load(&client).await }
+        };
+        runtime::reload::keep_loaded("suppressions", every, stop, load).await
     }
 
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
@@ -291,7 +307,7 @@ fn deletions(person: &Person, signal_ids: &[u64]) -> Vec<(&'static str, String)>
     // An empty `[]` has no element type, which `has` refuses.
     let list = |values: &[String]| match values {
         [] => "emptyArrayString()".to_owned(),
-        values => format!("[{}]", values.iter().map(|value| quote(value)).collect::<Vec<_>>().join(",")),
+        values => format!("[{}]", values.iter().map(|value| string_literal(value)).collect::<Vec<_>>().join(",")),
     };
     let (emails, visitors) = (list(&person.emails), list(&person.visitors));
     let mut statements = Vec::new();
@@ -314,18 +330,13 @@ fn deletions(person: &Person, signal_ids: &[u64]) -> Vec<(&'static str, String)>
         .emails
         .iter()
         .chain(&person.visitors)
-        .map(|value| format!("position(sample, {}) > 0", quote(value)))
+        .map(|value| format!("position(sample, {}) > 0", string_literal(value)))
         .collect::<Vec<_>>()
         .join(" OR ");
     if !mentions.is_empty() {
         statements.push(("signal_queue", mentions));
     }
     statements
-}
-
-/// A ClickHouse string literal.
-fn quote(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 /// Rows deleted, per table.
@@ -458,7 +469,7 @@ pub async fn erase(
     let lightweight = runtime::clickhouse::server_version(client).await? >= (23, 3);
     let mut erased = Vec::new();
     for (table, condition) in deletions(person, &signal_ids) {
-        let condition = format!("org_id = {} AND ({condition})", quote(org));
+        let condition = format!("org_id = {} AND ({condition})", string_literal(org));
         let rows: u64 = client.query(&format!("SELECT count() FROM {table} WHERE {condition}")).fetch_one().await?;
         if rows == 0 {
             continue;
@@ -467,13 +478,7 @@ pub async fn erase(
             Some((_, counted)) => *counted += rows,
             None => erased.push((table, rows)),
         }
-        let target = match cluster {
-            Some(cluster) if schemas::migrations::SHARDED.iter().any(|(name, _)| *name == table) => {
-                format!("{table}_local ON CLUSTER {cluster}")
-            }
-            Some(cluster) => format!("{table} ON CLUSTER {cluster}"),
-            None => table.to_owned(),
-        };
+        let target = schemas::migrations::mutation_target(table, cluster);
         let statement = match (table, lightweight) {
             ("signal_queue", _) => format!("ALTER TABLE {target} UPDATE sample = '' WHERE {condition}"),
             (_, true) => format!("DELETE FROM {target} WHERE {condition}"),

@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 
 use clickhouse::Row;
+use schemas::queries::string_literal;
 use serde::{Deserialize, Serialize};
 
 /// The tables retention applies to.
@@ -85,26 +86,14 @@ impl Enforcement {
     }
 }
 
-/// The table a statement changes: on a cluster, each node's local table.
-fn target(table: &str, cluster: Option<&str>) -> String {
-    match cluster {
-        Some(cluster) => format!("{table}_local ON CLUSTER {cluster}"),
-        None => table.to_owned(),
-    }
-}
-
-fn quote(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
 /// The TTL of `table` for `policies`: one rule per number of days, naming its orgs; `REMOVE TTL`
 /// when there is none.
 pub fn ttl_statement(table: &str, policies: &[Retention], cluster: Option<&str>) -> String {
     let mut by_days: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for policy in policies.iter().filter(|policy| policy.days > 0) {
-        by_days.entry(policy.days).or_default().push(quote(&policy.org_id));
+        by_days.entry(policy.days).or_default().push(string_literal(&policy.org_id));
     }
-    let target = target(table, cluster);
+    let target = schemas::migrations::mutation_target(table, cluster);
     if by_days.is_empty() {
         return format!("ALTER TABLE {target} REMOVE TTL");
     }
@@ -120,12 +109,12 @@ pub fn ttl_statement(table: &str, policies: &[Retention], cluster: Option<&str>)
 /// The condition of `policy`'s expired rows: as the TTL expires them, once `event_date + days`
 /// is today.
 pub fn expired(policy: &Retention) -> String {
-    format!("org_id = {} AND event_date <= today() - {}", quote(&policy.org_id), policy.days.min(MAX_DAYS))
+    format!("org_id = {} AND event_date <= today() - {}", string_literal(&policy.org_id), policy.days.min(MAX_DAYS))
 }
 
 /// The mutation deleting `policy`'s expired rows of `table` (ClickHouse before 21.3).
 pub fn delete_statement(table: &str, policy: &Retention, cluster: Option<&str>) -> String {
-    format!("ALTER TABLE {} DELETE WHERE {}", target(table, cluster), expired(policy))
+    format!("ALTER TABLE {} DELETE WHERE {}", schemas::migrations::mutation_target(table, cluster), expired(policy))
 }
 
 /// What one enforcement did.

@@ -70,6 +70,18 @@ pub const SHARDED: [(&str, &str); 9] = [
     ("visitors", "cityHash64(org_id, anonymous_id)"),
 ];
 
+/// Where a mutation of `table` goes: on a cluster, every node's local table of a sharded one
+/// (`ON CLUSTER`), or the table on every node; on one server, the table.
+pub fn mutation_target(table: &str, cluster: Option<&str>) -> String {
+    match cluster {
+        Some(cluster) if SHARDED.iter().any(|(name, _)| *name == table) => {
+            format!("{table}_local ON CLUSTER {cluster}")
+        }
+        Some(cluster) => format!("{table} ON CLUSTER {cluster}"),
+        None => table.to_owned(),
+    }
+}
+
 /// The tables materialized views fill (migrations 9 and 10). `sigstage copy` leaves them out: copying
 /// the signal tables fills them again through the views.
 pub const ROLLUPS: [&str; 4] = ["signals_daily", "active_daily", "lead_summaries", "visitors"];

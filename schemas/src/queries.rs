@@ -139,27 +139,30 @@ fn placeholders(sql: &str) -> Vec<(std::ops::Range<usize>, &str, &str)> {
     found
 }
 
+/// `value` as a ClickHouse string literal, every character that needs it escaped.
+pub fn string_literal(value: &str) -> String {
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('\'');
+    for c in value.chars() {
+        match c {
+            '\\' => quoted.push_str("\\\\"),
+            '\'' => quoted.push_str("\\'"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            '\0' => quoted.push_str("\\0"),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('\'');
+    quoted
+}
+
 fn literal(query: &'static str, name: &str, kind: &str, value: &str) -> Result<String, BindError> {
     let malformed =
         |what| BindError::Malformed { name: name.to_owned(), value: value.to_owned(), kind: kind.to_owned(), what };
     match kind {
-        "String" => {
-            let mut quoted = String::with_capacity(value.len() + 2);
-            quoted.push('\'');
-            for c in value.chars() {
-                match c {
-                    '\\' => quoted.push_str("\\\\"),
-                    '\'' => quoted.push_str("\\'"),
-                    '\n' => quoted.push_str("\\n"),
-                    '\r' => quoted.push_str("\\r"),
-                    '\t' => quoted.push_str("\\t"),
-                    '\0' => quoted.push_str("\\0"),
-                    c => quoted.push(c),
-                }
-            }
-            quoted.push('\'');
-            Ok(quoted)
-        }
+        "String" => Ok(string_literal(value)),
         "Date" => {
             let format = time::macros::format_description!("[year]-[month]-[day]");
             let date = time::Date::parse(value, &format).map_err(|_| malformed("write it YYYY-MM-DD"))?;

@@ -97,13 +97,7 @@ pub async fn run(
     let mut reader = BatchReader::new(consumer, batching);
     let producer = kafka::producer(config)?;
     // What the stream let through before it held a new suppression is held back here.
-    let client = clickhouse.clone();
-    let load = move || {
-        let client = client.clone();
-        async move { control::people::Suppressions::load(&client).await }
-    };
-    let Some(suppressions) = runtime::reload::keep_loaded("suppressions", settings.refresh, stop.clone(), load).await
-    else {
+    let Some(suppressions) = Suppressions::keep_loaded(&clickhouse, settings.refresh, stop.clone()).await else {
         return Ok(());
     };
     tracing::info!(%processed, %identities, "ClickHouse sink consuming");

@@ -89,12 +89,8 @@ pub async fn run(
         return Ok(()); // stopped before the rules could be loaded
     };
     // Deleted people's emails and visitors, whose signals are not stored (control::people).
-    let client = clickhouse.clone();
-    let load = move || {
-        let client = client.clone();
-        async move { control::people::Suppressions::load(&client).await }
-    };
-    let Some(mut suppressions) = keep_loaded("suppressions", settings.refresh, stop.clone(), load).await else {
+    let suppressions = control::people::Suppressions::keep_loaded(&clickhouse, settings.refresh, stop.clone());
+    let Some(mut suppressions) = suppressions.await else {
         return Ok(());
     };
     let producer = kafka::transactional_producer(config, transactional_id).await?;

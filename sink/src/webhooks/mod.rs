@@ -55,6 +55,11 @@ pub async fn run(
     let Some(subscriptions) = keep_loaded("webhook subscriptions", refresh, stop.clone(), load).await else {
         return Ok(()); // stopped before the subscriptions could be loaded
     };
+    // A deleted person's events already on their way are kept out (control::people).
+    let suppressions = control::people::Suppressions::keep_loaded(&clickhouse, refresh, stop.clone());
+    let Some(suppressions) = suppressions.await else {
+        return Ok(());
+    };
     let wake = Arc::new(Notify::new());
     let scheduler = Scheduler {
         clickhouse: clickhouse.clone(),
@@ -72,17 +77,6 @@ pub async fn run(
     let mut reader = BatchReader::new(consumer, Batching { max: BATCH_MAX, wait: BATCH_WAIT, idle: BATCH_WAIT });
     tracing::info!(%outbox, "webhook sink consuming");
     let status = stage.clone();
-    // A deleted person's events already on their way are kept out (control::people).
-    let client = clickhouse.clone();
-    let load = move || {
-        let client = client.clone();
-        async move { control::people::Suppressions::load(&client).await }
-    };
-    let Some(suppressions) = keep_loaded("suppressions", refresh, stop.clone(), load).await else {
-        let _ = stop_scheduler.send(true);
-        let _ = scheduler.await;
-        return Ok(());
-    };
     let mut dispatcher = Dispatcher { clickhouse, subscriptions, suppressions, wake, status };
     let ended = run_batches(&mut reader, &mut dispatcher, &stage, &mut stop).await;
     let _ = stop_scheduler.send(true);
