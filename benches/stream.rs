@@ -42,6 +42,8 @@ fn processing(c: &mut Criterion) {
                         org: "acme",
                         signal_id: i as u64,
                         source: SOURCES[i % SOURCES.len()],
+                        key_id: "k_bench",
+                        endpoint: "/v1/signals",
                         received_ms,
                         key: b"acme:a",
                         payload: signal,

@@ -1,7 +1,7 @@
 //! Restore time against state size: how long a processor given every partition takes to read
 //! its state back (dedupe entries from `stream.dedupe`, links from `identities`) before it may
-//! process. The changelogs are filled as processors write them: per partition, one 24-byte
-//! dedupe record per signal in the window and one link record per identified visitor. Nothing
+//! process. The changelogs are filled as processors write them: per partition, a dedupe record
+//! per batch of 5000 signals (32 bytes an entry) and one link record per identified visitor. Nothing
 //! else is read, so neither the size of the signals nor the traffic in the other topics enters.
 //!
 //! `cargo run --release --example restore_time -- ENTRIES ROUNDS` with the `SIGSTAGE_*`
@@ -57,9 +57,31 @@ async fn fill(config: &Config, size: usize) -> anyhow::Result<()> {
     let now = runtime::time::now_ms() as i64;
     for chunk_start in (0..size).step_by(20_000) {
         let chunk = chunk_start..size.min(chunk_start + 20_000);
+        // A processor's batch of 5000, over every partition.
+        for batch_start in chunk.clone().step_by(5000) {
+            let mut changelog = stream::dedupe::Changelog::default();
+            for i in batch_start..chunk.end.min(batch_start + 5000) {
+                let partition = (i % config.kafka.partitions as usize) as i32;
+                let hash = xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes());
+                changelog.push(partition, i as i64, hash, i as u64, now as u64);
+            }
+            let sends = changelog.into_records().map(|record| {
+                let (producer, dedupe) = (&producer, dedupe.as_str());
+                async move {
+                    let entries = FutureRecord::to(dedupe)
+                        .partition(record.partition)
+                        .key(&record.key[..])
+                        .payload(&record.value)
+                        .timestamp(record.timestamp_ms as i64);
+                    producer.send(entries, Duration::from_secs(30)).await
+                }
+            });
+            for result in join_all(sends).await {
+                result.map_err(|(error, _)| error)?;
+            }
+        }
         let sends = chunk.map(|i| {
             let partition = (i % config.kafka.partitions as usize) as i32;
-            let hash = xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes()).to_be_bytes();
             let link = IdentityLink {
                 org: "bench".into(),
                 anonymous_id: format!("a-{i}"),
@@ -72,20 +94,13 @@ async fn fill(config: &Config, size: usize) -> anyhow::Result<()> {
                 linked_ms: now as u64,
             };
             let (link_key, link) = (format!("link:bench:a-{i}"), serde_json::to_vec(&link).expect("a link serializes"));
-            let (producer, dedupe, identities) = (&producer, dedupe.as_str(), identities.as_str());
+            let (producer, identities) = (&producer, identities.as_str());
             async move {
-                let signal_id = (i as u64).to_be_bytes();
-                let entry =
-                    FutureRecord::to(dedupe).partition(partition).key(&hash[..]).payload(&signal_id[..]).timestamp(now);
                 let kind = OwnedHeaders::new()
                     .insert(Header { key: schemas::record::headers::IDENTITY_KIND, value: Some("link") });
                 let linked =
                     FutureRecord::to(identities).partition(partition).key(&link_key).payload(&link).headers(kind);
-                let (entry, linked) = tokio::join!(
-                    producer.send(entry, Duration::from_secs(30)),
-                    producer.send(linked, Duration::from_secs(30))
-                );
-                entry.and(linked).map(drop).map_err(|(error, _)| error)
+                producer.send(linked, Duration::from_secs(30)).await.map(drop).map_err(|(error, _)| error)
             }
         });
         for result in join_all(sends).await {

@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::producer::Producer;
-use rdkafka::Message;
+use rdkafka::{Message, Offset, TopicPartitionList};
 use runtime::config::Config;
 use runtime::kafka::topics;
 use runtime::stage::Stages;
@@ -45,6 +46,23 @@ async fn main() -> anyhow::Result<()> {
         let copier_rate = copier(&config, records, false).await?;
         let copier_txn_rate = copier(&config, records, true).await?;
         let processor_rate = processor(&config, records).await?;
+        if round == 1 {
+            // What the processor writes per signal, read back from its outputs.
+            let per_signal = |n: u64| n as f64 / records as f64;
+            let (_, raw_bytes) = footprint(&config, topics::SIGNALS_RAW).await?;
+            let (mut all_records, mut all_bytes, mut each) = (0, 0, String::new());
+            for topic in [topics::SIGNALS_PROCESSED, topics::DEDUPE, topics::IDENTITIES, topics::WEBHOOKS_OUTBOX] {
+                let (written, bytes) = footprint(&config, topic).await?;
+                each += &format!("; {topic}: {:.3} records, {:.0} B", per_signal(written), per_signal(bytes));
+                (all_records, all_bytes) = (all_records + written, all_bytes + bytes);
+            }
+            println!(
+                "per signal the processor writes {:.2} records of {:.0} B in all (the raw record: {:.0} B){each}",
+                per_signal(all_records),
+                per_signal(all_bytes),
+                per_signal(raw_bytes)
+            );
+        }
         eprintln!(
             "round {round}: bare consumer {bare_rate:.0} records/s, copier {copier_rate:.0} records/s, \
              transactional copier {copier_txn_rate:.0} records/s, processor {processor_rate:.0} signals/s"
@@ -117,7 +135,7 @@ async fn bare_consumer(config: &Config, count: usize) -> anyhow::Result<f64> {
 /// Records per copier batch: the processor's largest batch.
 const COPY_BATCH: usize = 5000;
 
-/// Records/s of a consumer that writes every record unchanged to another topic, a batch of
+/// Records/s of a consumer that writes every record unchanged (headers too) to another topic, a batch of
 /// [`COPY_BATCH`] at a time, waiting for the batch's acknowledgements; timed on the output topic. With
 /// `transactions`, each batch and its offsets are committed in one transaction, as the
 /// processor commits them: the difference is what exactly-once costs.
@@ -148,9 +166,13 @@ async fn copier(config: &Config, count: usize, transactions: bool) -> anyhow::Re
                 producer.begin_transaction()?;
             }
             let sends = batch.iter().map(|m| {
+                // Unchanged: key, value and the edge's headers.
                 let mut record = FutureRecord::to(&copies_topic).payload(m.payload().unwrap_or_default());
                 if let Some(key) = m.key() {
                     record = record.key(key);
+                }
+                if let Some(headers) = m.headers() {
+                    record = record.headers(headers.detach());
                 }
                 producer.send(record, Duration::from_secs(30))
             });
@@ -186,6 +208,33 @@ async fn processor(config: &Config, count: usize) -> anyhow::Result<f64> {
     stop_tx.send(true)?;
     running.await?.map_err(|error| anyhow::anyhow!(error))?;
     rate
+}
+
+/// Records in `topic` as a `read_committed` reader sees them, and their bytes (keys, values and
+/// headers).
+async fn footprint(config: &Config, topic: &str) -> anyhow::Result<(u64, u64)> {
+    let reader = runtime::kafka::partition_reader(&config.kafka)?;
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..config.kafka.partitions {
+        partitions.add_partition_offset(&config.kafka.topic(topic), partition, Offset::Beginning)?;
+    }
+    reader.assign(&partitions)?;
+    let (mut open, mut records, mut bytes) = (config.kafka.partitions, 0, 0);
+    while open > 0 {
+        match tokio::time::timeout(Duration::from_secs(30), reader.recv()).await? {
+            Err(KafkaError::PartitionEOF(_)) => open -= 1,
+            Err(error) => return Err(error.into()),
+            Ok(record) => {
+                let headers = record.headers().map_or(0, |headers| {
+                    headers.iter().map(|header| header.key.len() + header.value.map_or(0, <[u8]>::len)).sum()
+                });
+                records += 1;
+                bytes +=
+                    (record.key().map_or(0, <[u8]>::len) + record.payload().map_or(0, <[u8]>::len) + headers) as u64;
+            }
+        }
+    }
+    Ok((records, bytes))
 }
 
 /// Reads `count` records; answers records/s from the first to the last.

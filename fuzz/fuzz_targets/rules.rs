@@ -106,7 +106,16 @@ fuzz_target!(|data: &[u8]| {
     let mut processor = Processor::new(1024, Duration::from_secs(3600));
     processor.set_rules(rules.clone());
     let inbound =
-        Inbound { org: ORG, signal_id: 7, source, received_ms: RECEIVED_MS, key: b"acme:a1", payload: signal };
+        Inbound {
+            org: ORG,
+            signal_id: 7,
+            source,
+            key_id: "k_fuzz",
+            endpoint: "/v1/signals",
+            received_ms: RECEIVED_MS,
+            key: b"acme:a1",
+            payload: signal,
+        };
     match processor.process(&inbound) {
         Output::Processed { value, events, .. } => {
             if accepted_by_edge {

@@ -117,6 +117,8 @@ fn signal(data: &[u8]) {
         org: "acme",
         signal_id: 1,
         source: "segment",
+        key_id: "k_fuzz",
+        endpoint: "/v1/track",
         received_ms: RECEIVED_MS,
         key: b"acme:x",
         payload: data,

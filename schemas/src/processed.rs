@@ -19,6 +19,11 @@ pub struct Processed<'a> {
     pub org: Cow<'a, str>,
     #[serde(borrow)]
     pub source: Cow<'a, str>,
+    /// The id of the key it came with (never the key), and the path it came to.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Cow<'a, str>>,
     /// `track`, `page` (Segment's `screen` too), `identify`, `group`, `alias`, `collect`,
     /// `activity` or `signal`.
     #[serde(borrow)]
@@ -107,6 +112,8 @@ mod tests {
             signal_id: 7,
             org: "acme".into(),
             source: "segment".into(),
+            key_id: Some("k_1".into()),
+            endpoint: None,
             kind: "track".into(),
             event: "Demo \"Requested\"".into(),
             anonymous_id: Some("v1".into()),
@@ -127,6 +134,7 @@ mod tests {
         let read = decode(&bytes).expect("decoded");
         assert_eq!(read.signal_id, 7);
         assert_eq!((&*read.org, &*read.source, &*read.kind), ("acme", "segment", "track"));
+        assert_eq!((read.key_id.as_deref(), read.endpoint.as_deref()), (Some("k_1"), None));
         assert_eq!(read.event, "Demo \"Requested\"");
         assert_eq!(read.anonymous_id.as_deref(), Some("v1"));
         assert_eq!(read.user_id, None);

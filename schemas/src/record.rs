@@ -17,9 +17,6 @@ pub mod headers {
     pub const SOURCE_HINTED: &str = "sigstage-source-hinted";
     /// Receive time at the edge, epoch milliseconds (decimal).
     pub const RECEIVED_MS: &str = "sigstage-received-ms";
-    /// On `signals.processed`: the signal's content hash (xxh3-128 of org and bytes, 32 hex
-    /// digits), from which a processor rebuilds its dedupe window.
-    pub const CONTENT_HASH: &str = "sigstage-content-hash";
     /// On `identities`: `link` (an anonymous visitor's email) or `lead` (a lead seen first).
     pub const IDENTITY_KIND: &str = "sigstage-identity-kind";
     /// On `signals.dlq`: why the record could not be processed (`invalid_json`, …).

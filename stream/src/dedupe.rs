@@ -88,13 +88,14 @@ impl Deduper {
         Verdict::First
     }
 
-    /// Puts back the entry a changelog record holds (see [`changelog_record`]); records older
-    /// than the window as of `now_ms`, or malformed, are skipped. True when kept.
-    pub fn restore_record(&mut self, record: &impl Message, now_ms: u64) -> bool {
-        let (Some(key), Some(value)) = (record.key(), record.payload()) else { return false };
-        let (Ok(hash), Ok(signal_id)) = (<[u8; 16]>::try_from(key), <[u8; 8]>::try_from(value)) else { return false };
-        let seen_ms = record.timestamp().to_millis().unwrap_or(0).max(0) as u64;
-        self.restore(u128::from_be_bytes(hash), u64::from_be_bytes(signal_id), seen_ms, now_ms)
+    /// Puts back the entries a changelog record holds (see [`Changelog`]); those older than the
+    /// window as of `now_ms` are skipped, as is a malformed record. Answers how many were kept.
+    pub fn restore_record(&mut self, record: &impl Message, now_ms: u64) -> usize {
+        let (key, value) = (record.key().unwrap_or_default(), record.payload().unwrap_or_default());
+        let timestamp_ms = record.timestamp().to_millis().unwrap_or(0).max(0) as u64;
+        changelog_entries(key, value, timestamp_ms)
+            .filter(|&(hash, signal_id, seen_ms)| self.restore(hash, signal_id, seen_ms, now_ms))
+            .count()
     }
 
     /// Puts back an entry from the changelog (first seen at `seen_ms`); older ones than the
@@ -163,15 +164,76 @@ impl Deduper {
     }
 }
 
-/// A hash of a JSON value that ignores key order and whitespace: objects combine their
-/// members' hashes with a commutative sum, arrays keep their order.
-/// The changelog record (`stream.dedupe`, compacted and windowed) of an entry: the identity hash
-/// as key and the first signal id as value, written with the signal's receive time as its
-/// timestamp, in the same transaction as the signal.
-pub fn changelog_record(hash: u128, signal_id: u64) -> ([u8; 16], [u8; 8]) {
-    (hash.to_be_bytes(), signal_id.to_be_bytes())
+/// Bytes of one entry in a changelog record: the identity hash, the first signal id and the time
+/// it was first seen, big-endian.
+pub const ENTRY_BYTES: usize = 32;
+
+/// Entries in one changelog record at most (512 KiB, well under the topic's record size).
+const RECORD_ENTRIES: usize = 16_384;
+
+/// The entries a batch adds to the window, as changelog records (`stream.dedupe`, kept for the
+/// window): one record per raw partition the batch read (more past [`RECORD_ENTRIES`]), written
+/// in the batch's transaction, instead of one record per signal. A record's key is the raw
+/// offset of its first entry's signal, unique, and its time the newest entry's, so retention
+/// keeps it until its last entry has left the window.
+#[derive(Default)]
+pub struct Changelog {
+    partitions: std::collections::BTreeMap<i32, Vec<ChangelogRecord>>,
 }
 
+pub struct ChangelogRecord {
+    pub partition: i32,
+    pub key: [u8; 8],
+    pub value: Vec<u8>,
+    pub timestamp_ms: u64,
+}
+
+impl Changelog {
+    /// Adds the entry of the signal at `offset` of raw `partition`.
+    pub fn push(&mut self, partition: i32, offset: i64, hash: u128, signal_id: u64, seen_ms: u64) {
+        let records = self.partitions.entry(partition).or_default();
+        if records.last().is_none_or(|record| record.value.len() >= RECORD_ENTRIES * ENTRY_BYTES) {
+            let value = Vec::with_capacity(ENTRY_BYTES * 64);
+            records.push(ChangelogRecord { partition, key: offset.to_be_bytes(), value, timestamp_ms: 0 });
+        }
+        let record = records.last_mut().expect("pushed above");
+        record.value.extend_from_slice(&hash.to_be_bytes());
+        record.value.extend_from_slice(&signal_id.to_be_bytes());
+        record.value.extend_from_slice(&seen_ms.to_be_bytes());
+        record.timestamp_ms = record.timestamp_ms.max(seen_ms);
+    }
+
+    pub fn into_records(self) -> impl Iterator<Item = ChangelogRecord> {
+        self.partitions.into_values().flatten()
+    }
+}
+
+/// The entries `(hash, first signal id, first seen)` of a changelog record. A record written
+/// before entries were batched holds one: the hash as its key, the signal id as its value and
+/// the time first seen as its timestamp. Anything else holds none.
+pub fn changelog_entries<'a>(
+    key: &[u8],
+    value: &'a [u8],
+    timestamp_ms: u64,
+) -> impl Iterator<Item = (u128, u64, u64)> + 'a {
+    let single = match (<[u8; 16]>::try_from(key), <[u8; 8]>::try_from(value)) {
+        (Ok(hash), Ok(signal_id)) => Some((u128::from_be_bytes(hash), u64::from_be_bytes(signal_id), timestamp_ms)),
+        _ => None,
+    };
+    let batched = if single.is_none() && key.len() == 8 && value.len().is_multiple_of(ENTRY_BYTES) { value } else { &[] };
+    single.into_iter().chain(batched.chunks_exact(ENTRY_BYTES).map(|entry| {
+        let (hash, rest) = entry.split_at(16);
+        let (signal_id, seen_ms) = rest.split_at(8);
+        (
+            u128::from_be_bytes(hash.try_into().expect("16 bytes")),
+            u64::from_be_bytes(signal_id.try_into().expect("8 bytes")),
+            u64::from_be_bytes(seen_ms.try_into().expect("8 bytes")),
+        )
+    }))
+}
+
+/// A hash of a JSON value that ignores key order and whitespace: objects combine their
+/// members' hashes with a commutative sum, arrays keep their order.
 pub fn canonical(value: &BorrowedValue<'_>) -> u128 {
     match value {
         BorrowedValue::Object(members) => members.iter().fold(0x6f_u128, |sum, (key, member)| {
@@ -311,6 +373,42 @@ mod tests {
         assert_eq!(deduper.len(), 3);
         assert_eq!(deduper.check(4, 9, t0 + 3 * HOUR), Verdict::Repeat { first: 4 }, "the newest was kept");
         assert_eq!(deduper.check(1, 9, t0 + 3 * HOUR), Verdict::First, "the oldest hour went");
+    }
+
+    #[test]
+    fn a_changelog_holds_each_partitions_entries_and_reads_back_with_the_single_entry_records_before_it() {
+        let mut changelog = Changelog::default();
+        changelog.push(1, 40, 7, 70, 1_000);
+        changelog.push(0, 10, 8, 80, 3_000);
+        changelog.push(1, 41, 9, 90, 2_000);
+        let records: Vec<_> = changelog.into_records().collect();
+        assert_eq!(
+            records.iter().map(|r| (r.partition, i64::from_be_bytes(r.key))).collect::<Vec<_>>(),
+            [(0, 10), (1, 40)]
+        );
+        assert_eq!(records[1].timestamp_ms, 2_000, "the newest entry's time");
+        let read: Vec<_> = changelog_entries(&records[1].key, &records[1].value, 0).collect();
+        assert_eq!(read, [(7, 70, 1_000), (9, 90, 2_000)]);
+        // Written by an earlier version: one entry, its time the record's.
+        let single: Vec<_> = changelog_entries(&5u128.to_be_bytes(), &50u64.to_be_bytes(), 4_000).collect();
+        assert_eq!(single, [(5, 50, 4_000)]);
+        assert_eq!(changelog_entries(&[1; 8], &[0; 33], 0).count(), 0, "malformed");
+        assert_eq!(changelog_entries(&[], &[], 0).count(), 0);
+    }
+
+    #[test]
+    fn a_changelog_record_holds_a_bounded_number_of_entries() {
+        let mut changelog = Changelog::default();
+        for n in 0..RECORD_ENTRIES as u64 + 1 {
+            changelog.push(0, n as i64, n as u128, n, n);
+        }
+        let records: Vec<_> = changelog.into_records().collect();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].key, (RECORD_ENTRIES as i64).to_be_bytes(), "keyed by its own first entry");
+        assert_eq!(
+            records.iter().map(|r| changelog_entries(&r.key, &r.value, 0).count()).sum::<usize>(),
+            RECORD_ENTRIES + 1
+        );
     }
 
     #[test]

@@ -8,6 +8,9 @@ pub struct Inbound<'a> {
     pub org: &'a str,
     pub signal_id: u64,
     pub source: &'a str,
+    /// The id of the key it came with, and the path it came to ("" from an older edge).
+    pub key_id: &'a str,
+    pub endpoint: &'a str,
     pub received_ms: u64,
     /// `org:identity`, as the edge keyed it; outputs keep it, so they land on the same
     /// partition number as their raw record.
@@ -25,6 +28,8 @@ impl<'a> Inbound<'a> {
             org: raw.org,
             signal_id: raw.signal_id,
             source: raw.source,
+            key_id: raw.key_id,
+            endpoint: raw.endpoint,
             received_ms: raw.received_ms,
             key: message.key().unwrap_or_default(),
             payload: message.payload().unwrap_or_default(),

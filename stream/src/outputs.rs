@@ -1,11 +1,12 @@
-//! What a batch writes: each raw record's outputs (processed record, dedupe entry, lead and
-//! identity link, webhook events, or a dead letter) as Kafka records, within the transaction
-//! that also commits the batch's offsets.
+//! What a batch writes: each raw record's outputs (processed record, lead and identity link,
+//! webhook events, or a dead letter) and the batch's dedupe entries (a record per partition, see
+//! [`crate::dedupe::Changelog`]) as Kafka records, within the transaction that also commits the
+//! batch's offsets.
 
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use runtime::kafka::{self, header_pairs};
 use schemas::events;
@@ -40,14 +41,27 @@ pub struct Pending {
     timestamp: Option<i64>,
 }
 
-/// What one raw record becomes, appended to `out`.
+/// A batch's outputs, gathered record by record.
+pub struct Outputs {
+    records: Vec<Pending>,
+    changelog: crate::dedupe::Changelog,
+}
+
+impl Outputs {
+    pub fn with_capacity(records: usize) -> Self {
+        Self { records: Vec::with_capacity(records), changelog: Default::default() }
+    }
+}
+
+/// What one raw record becomes, added to `outputs`.
 pub fn route(
     processor: &mut Processor,
     message: &BorrowedMessage<'_>,
     to: &Destinations,
     max_bytes: usize,
-    out: &mut Vec<Pending>,
+    outputs: &mut Outputs,
 ) {
+    let out = &mut outputs.records;
     let payload = message.payload().unwrap_or_default();
     let (output, first) = match Inbound::from_message(message) {
         Err(reason) => {
@@ -68,7 +82,7 @@ pub fn route(
         partition: None,
         key: message.key().unwrap_or_default().to_vec(),
         value,
-        headers: copy_headers(message, headers),
+        headers,
         timestamp: None,
     };
     // `identities` is compacted: each record is keyed by what it is about, so compaction keeps
@@ -82,18 +96,9 @@ pub fn route(
     let outcome = match output {
         Output::Processed { value, hash, lead, links, events } => {
             if let Some((signal_id, received_ms)) = first {
-                let (key, value) = crate::dedupe::changelog_record(hash, signal_id);
-                out.push(Pending {
-                    topic: to.dedupe.clone(),
-                    partition: Some(message.partition()),
-                    key: key.to_vec(),
-                    value: value.to_vec(),
-                    headers: OwnedHeaders::new(),
-                    timestamp: Some(received_ms as i64),
-                });
+                outputs.changelog.push(message.partition(), message.offset(), hash, signal_id, received_ms);
             }
-            let hash = format!("{hash:032x}");
-            out.push(pending(&to.processed, value, header(headers::CONTENT_HASH, &hash)));
+            out.push(pending(&to.processed, value, OwnedHeaders::new()));
             if let Some(lead) = lead {
                 out.push(identity(&Identity::Lead(*lead)));
             }
@@ -133,21 +138,21 @@ fn dead_letter(dlq: &str, key: &[u8], payload: &[u8], headers: &[(&str, &[u8])],
     Pending { topic: dlq.to_owned(), partition: None, key: key.to_vec(), value, headers, timestamp: None }
 }
 
-/// The edge's headers of `message`, after `into`.
-fn copy_headers(message: &BorrowedMessage<'_>, mut into: OwnedHeaders) -> OwnedHeaders {
-    if let Some(existing) = message.headers() {
-        for header in existing.iter() {
-            into = into.insert(Header { key: header.key, value: header.value });
-        }
-    }
-    into
-}
-
 /// Writes every output within the producer's open transaction, and waits until the broker has
 /// them all. An output the broker will never take (too large, refused) is written as a dead
 /// letter instead, so it cannot hold the partition. Any other failure is returned: the caller
 /// aborts the transaction and its stage restarts from what was committed.
-pub async fn write(producer: &FutureProducer, dlq: &str, outputs: Vec<Pending>) -> Result<(), KafkaError> {
+pub async fn write(producer: &FutureProducer, to: &Destinations, outputs: Outputs) -> Result<(), KafkaError> {
+    let Outputs { records: mut outputs, changelog } = outputs;
+    outputs.extend(changelog.into_records().map(|record| Pending {
+        topic: to.dedupe.clone(),
+        partition: Some(record.partition),
+        key: record.key.to_vec(),
+        value: record.value,
+        headers: OwnedHeaders::new(),
+        timestamp: Some(record.timestamp_ms as i64),
+    }));
+    let dlq = to.dlq.as_str();
     let mut sent = Vec::with_capacity(outputs.len());
     for output in &outputs {
         sent.push(enqueue(producer, output).await?);

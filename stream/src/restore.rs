@@ -3,8 +3,9 @@
 //! both written in the same transactions as the outputs they describe. Each store reads its own
 //! changelog's records ([`crate::dedupe::Deduper::restore_record`],
 //! [`crate::identity::Identities::restore_record`]); this drives the reading. Only those changelogs
-//! are read, so a restore costs time in proportion to the state (one small record per entry,
-//! compaction keeping one per key), never to the traffic or the size of the signals.
+//! are read, so a restore costs time in proportion to the state (32 bytes an entry in records of
+//! a batch each, a record per link or lead with compaction keeping one per key), never to the
+//! traffic or the size of the signals.
 //!
 //! A partition is not processed until its state is whole: first the group's committed offsets
 //! of the partitions are fetched, which waits until no transaction of an earlier owner is
@@ -26,7 +27,7 @@ use crate::processor::Processor;
 /// What a restore read back.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Restored {
-    /// Dedupe entries kept (changelog records within the window).
+    /// Dedupe entries kept (those of the changelog still within the window).
     pub hashes: u64,
     /// Links and leads.
     pub identities: u64,

@@ -167,12 +167,12 @@ impl BatchStage for Processing {
             self.processor.set_suppressions(self.suppressions.borrow_and_update().clone());
         }
         self.processor.deduper().expire(runtime::time::now_ms());
-        let mut outputs = Vec::with_capacity(batch.len() + 16);
+        let mut outputs = outputs::Outputs::with_capacity(batch.len() + 16);
         for message in batch {
             outputs::route(&mut self.processor, message, &self.to, self.settings.max_record_bytes, &mut outputs);
         }
         self.producer.begin_transaction()?;
-        if let Err(error) = outputs::write(&self.producer, &self.to.dlq, outputs).await {
+        if let Err(error) = outputs::write(&self.producer, &self.to, outputs).await {
             kafka::abort_transaction(&self.producer).await;
             return Err(error.into());
         }

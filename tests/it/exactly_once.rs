@@ -11,7 +11,7 @@ use runtime::kafka::topics;
 use tokio::process::Child;
 
 use crate::stream_recovery::fill;
-use crate::support::edge::count_records;
+use crate::support::edge::{count_dedupe_entries, count_records};
 use crate::support::pipeline::{
     assert_no_row_twice, await_count, await_recovered, caught_up, spawn_role, start_processor, start_sink,
 };
@@ -54,7 +54,7 @@ async fn assert_stream_outputs_once(config: &Config) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(count(topics::SIGNALS_PROCESSED), TOTAL as i64, "processed signals");
-    assert_eq!(count(topics::DEDUPE), TOTAL as i64, "dedupe entries");
+    assert_eq!(count_dedupe_entries(config), (TOTAL as usize, TOTAL as usize), "dedupe entries, each hash once");
     assert_eq!(count(topics::IDENTITIES), 200, "a link and a lead per visitor");
     assert_eq!(count(topics::WEBHOOKS_OUTBOX), 200, "lead.created and lead.identified per visitor");
     assert_eq!(count(topics::SIGNALS_DLQ), 0, "no dead letters");

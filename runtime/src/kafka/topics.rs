@@ -18,7 +18,8 @@ pub const SIGNALS_PROCESSED: &str = "signals.processed";
 pub const IDENTITIES: &str = "identities";
 pub const WEBHOOKS_OUTBOX: &str = "webhooks.outbox";
 pub const SIGNALS_DLQ: &str = "signals.dlq";
-/// The stream's dedupe changelog: each content hash first seen, with its signal id.
+/// The stream's dedupe changelog: each content hash first seen, with its signal id and time, a
+/// batch's entries of a partition to a record.
 pub const DEDUPE: &str = "stream.dedupe";
 /// Claims, renewals and releases of edge instance ids (one partition: its order decides).
 pub const INSTANCES: &str = "instances";
@@ -34,7 +35,7 @@ pub const COPARTITIONED: [&str; 5] = [SIGNALS_RAW, SIGNALS_HISTORICAL, SIGNALS_P
 /// Topics that carry state: compacted, so they keep the latest record of each key for good.
 pub const COMPACTED: [&str; 1] = [IDENTITIES];
 
-/// State kept for a window only: compacted, and deleted once older than the window.
+/// State kept for a window only: deleted once older than the window.
 pub const WINDOWED: [&str; 1] = [DEDUPE];
 
 /// The partition a record keyed `key` goes to among `partitions`, as every sigstage producer
@@ -168,9 +169,9 @@ fn topic_settings(config: &KafkaConfig, name: &str, min_insync: i32) -> Vec<(&'s
     let mut settings =
         vec![("max.message.bytes", MAX_RECORD_BYTES.to_string()), ("min.insync.replicas", min_insync.to_string())];
     if WINDOWED.contains(&short) {
-        // One record per key, dropped once older than the window; an hour a segment so the
-        // oldest hour goes as a whole.
-        settings.push(("cleanup.policy", "compact,delete".into()));
+        // A batch's entries per record, each record dropped once its newest entry is older
+        // than the window; an hour a segment so the oldest hour goes as a whole.
+        settings.push(("cleanup.policy", "delete".into()));
         settings.push(("retention.ms", (DEDUPE_WINDOW.as_millis() + 3_600_000).to_string()));
         settings.push(("segment.ms", "3600000".into()));
     } else if short == INSTANCES {

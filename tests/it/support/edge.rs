@@ -137,6 +137,23 @@ pub fn count_records(config: &Config, topic: &str) -> i64 {
     count
 }
 
+/// How many dedupe entries `stream.dedupe` holds, read out of its records one by one, and how
+/// many distinct identity hashes among them.
+pub fn count_dedupe_entries(config: &Config) -> (usize, usize) {
+    let topic = config.kafka.topic(runtime::kafka::topics::DEDUPE);
+    let (mut entries, mut hashes) = (0, std::collections::HashSet::new());
+    for_each_record(config, &topic, |record| {
+        use rdkafka::Message;
+        let time = record.timestamp().to_millis().unwrap_or(0) as u64;
+        let value = record.payload().unwrap_or_default();
+        for (hash, _, _) in stream::dedupe::changelog_entries(record.key().unwrap_or_default(), value, time) {
+            entries += 1;
+            hashes.insert(hash);
+        }
+    });
+    (entries, hashes.len())
+}
+
 /// Hands every record of `topic` (all partitions, from the beginning to the end, as a
 /// `read_committed` reader sees them) to `visit`.
 pub fn for_each_record(config: &Config, topic: &str, mut visit: impl FnMut(&rdkafka::message::BorrowedMessage<'_>)) {
