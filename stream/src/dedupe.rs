@@ -220,7 +220,8 @@ pub fn changelog_entries<'a>(
         (Ok(hash), Ok(signal_id)) => Some((u128::from_be_bytes(hash), u64::from_be_bytes(signal_id), timestamp_ms)),
         _ => None,
     };
-    let batched = if single.is_none() && key.len() == 8 && value.len().is_multiple_of(ENTRY_BYTES) { value } else { &[] };
+    let batched =
+        if single.is_none() && key.len() == 8 && value.len().is_multiple_of(ENTRY_BYTES) { value } else { &[] };
     single.into_iter().chain(batched.chunks_exact(ENTRY_BYTES).map(|entry| {
         let (hash, rest) = entry.split_at(16);
         let (signal_id, seen_ms) = rest.split_at(8);

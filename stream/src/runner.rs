@@ -5,6 +5,14 @@
 //! the run with the error; the supervisor starts it again, and the new run restores its state
 //! from what was committed (see [`crate::restore`]).
 //!
+//! Batches are pipelined: batch N's outputs are written and its transaction committed on a task
+//! of its own while batch N+1 is read and processed in memory, and N+1's transaction begins once
+//! N's has committed. A producer has one transaction open at a time, so nothing of N+1 reaches
+//! Kafka before N is committed. When N's transaction fails, N+1 is never written and the run
+//! ends with the error: the state N+1 changed in memory goes with it, and the next run restores
+//! what was committed. Signal queue counts are written only when every batch they count is
+//! committed.
+//!
 //! The live lane goes first: the historical topic is the reader's lower lane (see
 //! [`runtime::kafka::reader`]), read only when the live lane has nothing ready, so a bulk import
 //! never delays live signals by more than one batch.
@@ -71,14 +79,14 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), StageError> {
     let (live, historical) = (config.topic(topics::SIGNALS_RAW), config.topic(topics::SIGNALS_HISTORICAL));
-    let to = Destinations {
+    let to = Arc::new(Destinations {
         partitions: config.partitions,
         processed: config.topic(topics::SIGNALS_PROCESSED),
         identities: config.topic(topics::IDENTITIES),
         outbox: config.topic(topics::WEBHOOKS_OUTBOX),
         dlq: config.topic(topics::SIGNALS_DLQ),
         dedupe: config.topic(topics::DEDUPE),
-    };
+    });
     // Loaded before the first record, reloaded every refresh: rule changes apply without a restart.
     let client = clickhouse.clone();
     let load = move || {
@@ -115,6 +123,7 @@ pub async fn run(
         settings,
         stage: stage.clone(),
         last_flush: Instant::now(),
+        in_flight: None,
     };
     tracing::info!(%live, %historical, "stream processor consuming");
     run_batches(&mut reader, &mut processing, &stage, &mut stop).await?;
@@ -127,7 +136,7 @@ pub async fn run(
 struct Processing {
     config: KafkaConfig,
     raw_topics: [String; 2],
-    to: Destinations,
+    to: Arc<Destinations>,
     processor: Processor,
     producer: FutureProducer,
     rules: watch::Receiver<Arc<Vec<schemas::rules::Rule>>>,
@@ -136,6 +145,19 @@ struct Processing {
     settings: Settings,
     stage: Stage,
     last_flush: Instant,
+    /// The last batch's transaction: its outputs written and committed while the next batch is
+    /// read and processed.
+    in_flight: Option<tokio::task::JoinHandle<Result<(), StageError>>>,
+}
+
+impl Processing {
+    /// Waits for the last batch's transaction; its error ends the run.
+    async fn committed(&mut self) -> Result<(), StageError> {
+        match self.in_flight.take() {
+            Some(transaction) => transaction.await.map_err(|_| "the transaction task ended without an answer")?,
+            None => Ok(()),
+        }
+    }
 }
 
 impl BatchStage for Processing {
@@ -147,6 +169,7 @@ impl BatchStage for Processing {
         partitions: &[i32],
         stop: &mut watch::Receiver<bool>,
     ) -> Result<Flow, StageError> {
+        self.committed().await?;
         let (config, topics) = (&self.config, &self.raw_topics);
         let restored =
             restore::restore(config, consumer, topics, partitions, &mut self.processor, &self.stage, stop).await?;
@@ -166,27 +189,55 @@ impl BatchStage for Processing {
         if self.suppressions.has_changed().unwrap_or(false) {
             self.processor.set_suppressions(self.suppressions.borrow_and_update().clone());
         }
+        if self.last_flush.elapsed() >= self.settings.refresh {
+            // Counts of committed batches only: a batch that fails is processed again.
+            self.committed().await?;
+            crate::signal_queue::flush(&self.clickhouse, self.processor.queue()).await;
+            self.last_flush = Instant::now();
+        }
         self.processor.deduper().expire(runtime::time::now_ms());
         let mut outputs = outputs::Outputs::with_capacity(batch.len() + 16);
         for message in batch {
             outputs::route(&mut self.processor, message, &self.to, self.settings.max_record_bytes, &mut outputs);
         }
-        self.producer.begin_transaction()?;
-        if let Err(error) = outputs::write(&self.producer, &self.to, outputs).await {
-            kafka::abort_transaction(&self.producer).await;
-            return Err(error.into());
-        }
+        // Processed in memory; the last batch's transaction may still be in flight.
+        runtime::stage::fault_point("stream.processed");
+        self.committed().await?;
         // The generation the batch was read in: no rebalance came since its first record.
         let group = consumer.group_metadata().ok_or("the consumer has no group metadata")?;
-        kafka::commit_transaction(&self.producer, kafka::next_offsets(batch), group, "stream").await?;
-        if self.last_flush.elapsed() >= self.settings.refresh {
-            crate::signal_queue::flush(&self.clickhouse, self.processor.queue()).await;
-            self.last_flush = Instant::now();
-        }
+        let (producer, to, offsets) = (self.producer.clone(), Arc::clone(&self.to), kafka::next_offsets(batch));
+        self.in_flight = Some(tokio::spawn(async move {
+            producer.begin_transaction()?;
+            if let Err(error) = outputs::write(&producer, &to, outputs).await {
+                kafka::abort_transaction(&producer).await;
+                return Err(error.into());
+            }
+            Ok(kafka::commit_transaction(&producer, offsets, group, "stream").await?)
+        }));
         Ok(Flow::Go)
     }
 
+    async fn failure(&mut self) -> StageError {
+        // Polled by reference: if the next batch comes first, the transaction stays awaited by it.
+        if let Some(transaction) = self.in_flight.as_mut() {
+            let answer = transaction.await;
+            self.in_flight = None;
+            match answer {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return error,
+                Err(_) => return "the transaction task ended without an answer".into(),
+            }
+        }
+        std::future::pending().await
+    }
+
     async fn stopped(&mut self) {
-        crate::signal_queue::flush(&self.clickhouse, self.processor.queue()).await;
+        match self.committed().await {
+            Ok(()) => crate::signal_queue::flush(&self.clickhouse, self.processor.queue()).await,
+            Err(error) => tracing::warn!(
+                %error,
+                "the last batch's transaction failed as the stream stopped; the next run restores and reads it again"
+            ),
+        }
     }
 }

@@ -101,6 +101,13 @@ async fn stream_killed_after_all_outputs_before_commit() {
     stream_killed_at("stream.before_commit:2", &[]).await;
 }
 
+/// Killed with its second batch processed in memory while the first one's transaction may still
+/// be in flight (batches are pipelined), then again as the next run processes its first batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_killed_while_a_transaction_is_in_flight() {
+    stream_killed_at("stream.processed:2", &["stream.processed:1"]).await;
+}
+
 /// The sink, on `db`, killed at `fault` with a raw topic of [`TOTAL`] signals processed, then
 /// started again: every row once, counted physically. On a cluster too (`db` made so).
 pub async fn sink_killed_at(db: &TestDb, fault: &str) {

@@ -55,6 +55,13 @@ pub trait BatchStage: Send {
     fn stopped(&mut self) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// Resolves with the error of work the stage left running between batches (the stream's
+    /// transaction in flight) when that work fails; never otherwise. Watched while the next
+    /// batch is awaited, so a failure ends the run even when no record comes.
+    fn failure(&mut self) -> impl Future<Output = StageError> + Send {
+        std::future::pending()
+    }
 }
 
 /// Runs `stage` on what `reader` reads until `stop` turns true; answers the error that ended
@@ -67,7 +74,12 @@ pub async fn run_batches<S: BatchStage>(
 ) -> Result<(), StageError> {
     let consumer = Arc::clone(reader.consumer());
     status.set(Status::Running);
-    while let Some(read) = reader.next(stop).await? {
+    loop {
+        let read = tokio::select! {
+            read = reader.next(stop) => read?,
+            error = stage.failure() => return Err(error),
+        };
+        let Some(read) = read else { break };
         if !read.assigned.is_empty() {
             status.set(Status::Restoring { partitions: read.assigned.clone(), records: 0 });
             if stage.assigned(&consumer, &read.assigned, stop).await? == Flow::Stop {
