@@ -10,6 +10,7 @@ use std::marker::PhantomData;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// What the edge learns from a signal.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -74,6 +75,56 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspected<'_>, InspectError> {
     let inspected = deserializer.deserialize_any(TopLevel).map_err(classify)?;
     deserializer.end().map_err(classify)?;
     inspected
+}
+
+/// [`inspect`] of an object whose top-level members were already read, as raw and checked JSON,
+/// in a pass over a larger body (the Tracking API's batch): the answer is the same, without a
+/// second pass over the object. The few members read by name are parsed on their own; `traits`,
+/// `properties` and `context` only when their text could name an email (it holds `email`, or a
+/// `\u` escape that could spell it); every other member is walked for the depth limit only when
+/// it holds enough brackets to break it.
+pub fn inspect_members<'a>(
+    members: impl IntoIterator<Item = (&'a str, &'a RawValue)>,
+) -> Result<Inspected<'a>, InspectError> {
+    let may_name_email = |raw: &str| raw.contains("email") || raw.contains("\\u");
+    let mut out = Inspected::default();
+    let (mut traits_email, mut properties_email, mut context_email) = (None, None, None);
+    for (key, value) in members {
+        let raw = value.get();
+        // The text was checked: what can fail is the depth limit, said of the member (a
+        // position in its own text would mislead).
+        let in_member = |error: serde_json::Error| {
+            let error = error.to_string();
+            let what = error.split(" at line ").next().unwrap_or_default();
+            InspectError::InvalidJson(format!("{what} in member {key:?}"))
+        };
+        let text = || serde_json::from_str::<Text<'a>>(raw).map(|text| text.0).map_err(in_member);
+        match key {
+            "type" => out.kind = text()?,
+            "anonymousId" => out.anonymous_id = text()?,
+            "userId" => out.user_id = text()?,
+            "session_id" => out.session_id = text()?,
+            "messageId" => out.message_id = text()?,
+            "title" => out.title = text()?,
+            "startTime" => out.start_time = text()?,
+            "email" => out.email = serde_json::from_str::<Email<'a>>(raw).map_err(in_member)?.0,
+            "traits" if may_name_email(raw) => {
+                traits_email = serde_json::from_str::<EmailIn<'a>>(raw).map_err(in_member)?.0
+            }
+            "properties" if may_name_email(raw) => {
+                properties_email = serde_json::from_str::<EmailIn<'a>>(raw).map_err(in_member)?.0
+            }
+            "context" if may_name_email(raw) => {
+                context_email = serde_json::from_str::<ContextTraitsEmail<'a>>(raw).map_err(in_member)?.0
+            }
+            // A member value is level 2: only one with more than MAX_DEPTH - 1 containers can
+            // nest too deep.
+            _ if raw.bytes().filter(|&b| b == b'{' || b == b'[').count() < MAX_DEPTH => {}
+            _ => Skip { depth: NESTED }.deserialize(&mut serde_json::Deserializer::from_str(raw)).map_err(in_member)?,
+        }
+    }
+    out.email = out.email.or(traits_email).or(properties_email).or(context_email);
+    Ok(out)
 }
 
 /// Deepest nesting of objects and arrays a signal may have. Real payloads stay under 10.

@@ -19,7 +19,7 @@ use crate::accept::{Accepted, Prepared, Via};
 use crate::body::{self, Format};
 use crate::error::EdgeError;
 use crate::gate::Caller;
-use crate::inspect::{inspect, InspectError};
+use crate::inspect::{inspect, InspectError, Inspected};
 use crate::Edge;
 
 pub const MESSAGE: &str = "Signal received and queued for processing";
@@ -81,14 +81,32 @@ pub fn prepare(
     hint: Option<&str>,
     endpoint_source: Option<&'static str>,
 ) -> Result<Prepared, EdgeError> {
-    let inspected = inspect(&payload).map_err(|error| match error {
-        InspectError::InvalidJson(_) => EdgeError::InvalidJson(format!("the signal is {error}")),
-        InspectError::NotAnObject(_) => EdgeError::InvalidPayload(error.to_string()),
-    })?;
+    let inspected = inspect(&payload).map_err(inspect_error)?;
+    // The payload goes in once `inspected`, which borrows it, is done with (a clone of these
+    // bytes would allocate).
+    let prepared = prepare_inspected(Bytes::new(), &inspected, hint, endpoint_source);
+    Ok(Prepared { payload, ..prepared })
+}
+
+/// [`prepare`] of a signal whose checks were made already, answering `inspected`.
+pub fn prepare_inspected(
+    payload: Bytes,
+    inspected: &Inspected<'_>,
+    hint: Option<&str>,
+    endpoint_source: Option<&'static str>,
+) -> Prepared {
     let source = hint.or(endpoint_source).unwrap_or_else(|| inspected.detect_source()).to_owned();
     let cold_storage = !inspected.names_a_lead();
     let identity = inspected.identity().map(|identity| identity.into_owned());
-    Ok(Prepared { payload, source, hinted: hint.is_some(), cold_storage, identity })
+    Prepared { payload, source, hinted: hint.is_some(), cold_storage, identity }
+}
+
+/// The answer to a signal that failed its checks.
+pub fn inspect_error(error: InspectError) -> EdgeError {
+    match error {
+        InspectError::InvalidJson(_) => EdgeError::InvalidJson(format!("the signal is {error}")),
+        InspectError::NotAnObject(_) => EdgeError::InvalidPayload(error.to_string()),
+    }
 }
 
 /// The 202 of a single signal, fields in the order of the seed's example.

@@ -34,7 +34,7 @@ use serde_json::value::RawValue;
 use crate::accept::{Prepared, Via};
 use crate::error::EdgeError;
 use crate::signals::{self, TOO_MANY};
-use crate::{body, clock, Edge};
+use crate::{body, clock, inspect, Edge};
 
 pub const EVENT_TYPES: [&str; 6] = ["track", "identify", "page", "screen", "group", "alias"];
 const WRITE_KEY_HEADER: &str = "x-write-key";
@@ -119,7 +119,7 @@ async fn handle(edge: &Edge, call: Call, headers: &HeaderMap, body: Body) -> Res
         }
         let normalized = normalize_members(event, request.kind, request.sent_at.as_deref(), &received)
             .map_err(|problem| EdgeError::InvalidPayload(format!("event {index}: {problem}")))?;
-        prepared.push(segment_signal(normalized)?);
+        prepared.push(segment_signal(event, normalized)?);
         Ok(())
     });
     if let Err(error) = checked {
@@ -134,8 +134,14 @@ async fn handle(edge: &Edge, call: Call, headers: &HeaderMap, body: Body) -> Res
     }
 }
 
-fn segment_signal(event: String) -> Result<Prepared, EdgeError> {
-    signals::prepare(Bytes::from(event), Some("segment"), None)
+/// An event, normalized from its `members`, as a signal of source `segment`. The members were
+/// read in the one pass over the request, so the checks every signal gets (depth, the fields the
+/// edge reads) are made on them ([`inspect::inspect_members`]) rather than by parsing the
+/// normalized event again: normalizing moves members, and adds only strings it wrote itself.
+pub fn segment_signal(members: &Members<'_>, normalized: String) -> Result<Prepared, EdgeError> {
+    let members = members.0.iter().map(|(key, value)| (key.as_ref(), *value));
+    let inspected = inspect::inspect_members(members).map_err(signals::inspect_error)?;
+    Ok(signals::prepare_inspected(Bytes::from(normalized), &inspected, Some("segment"), None))
 }
 
 /// The writeKey (and the key's secret): Basic auth's username (and password), else
@@ -479,6 +485,7 @@ fn json_string(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inspect::InspectError;
     use serde_json::Value;
 
     fn received() -> Received {
@@ -507,6 +514,52 @@ mod tests {
             normalized(r#"{"type":"page","timestamp":"2026-11-24T11:59:59Z"}"#, None, Some("2026-11-24T12:00:00Z"));
         assert_eq!(batched["timestamp"], "2026-11-24T12:00:09.000Z");
         assert_eq!(batched["sentAt"], "2026-11-24T12:00:00Z");
+    }
+
+    #[test]
+    fn events_checked_on_their_members_answer_as_a_second_parse_would() {
+        let deep = |levels: usize| format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+        let events = [
+            r#"{"type":"track","messageId":"m","anonymousId":"a","context":{"ip":"203.0.113.9","traits":{"email":"Jo@Acme.io"}},"properties":{"plan":"growth"}}"#.to_owned(),
+            r#"{"type":"identify","userId":42,"traits":{"email":"jo@acme.io","name":"Jo"}}"#.to_owned(),
+            r#"{"type":"track","anonymousId":"a","session_id":"s","properties":{"email":"not an email"}}"#.to_owned(),
+            r#"{"type":"track","email":"jo@acme.io","traits":"not an object","properties":{"email":"pa@acme.io"}}"#.to_owned(),
+            r#"{"type":"page","userId":"u","properties":{"nested":{"email":"deeper@acme.io"}},"context":[1,2]}"#.to_owned(),
+            format!(r#"{{"type":"track","anonymousId":"a","x":{}}}"#, deep(62)),
+            format!(r#"{{"type":"track","anonymousId":"a","x":{}}}"#, deep(63)),
+            format!(r#"{{"type":"track","anonymousId":"a","x":{}}}"#, deep(64)),
+            format!(r#"{{"type":"track","anonymousId":"a","properties":{{"email":"jo@acme.io","x":{}}}}}"#, deep(61)),
+            format!(r#"{{"type":"track","anonymousId":"a","properties":{{"plan":{}}}}}"#, deep(70)),
+        ];
+        for event in &events {
+            let members = members(event).expect("an object");
+            let normalized =
+                normalize_members(&members, None, Some("2026-11-24T12:00:01.000Z"), &received()).expect("ok");
+            let parsed_again = crate::inspect::inspect(normalized.as_bytes());
+            let read = crate::inspect::inspect_members(members.0.iter().map(|(key, value)| (key.as_ref(), *value)));
+            match (parsed_again, read) {
+                (Ok(again), Ok(read)) => assert_eq!(
+                    (read.anonymous_id, read.user_id, read.session_id, read.message_id, read.email),
+                    (again.anonymous_id, again.user_id, again.session_id, again.message_id, again.email),
+                    "{event}"
+                ),
+                (Err(InspectError::InvalidJson(again)), Err(InspectError::InvalidJson(read))) => {
+                    let limit = "nested deeper than 64 levels";
+                    assert!(again.starts_with(limit) && read.starts_with(limit), "{again} / {read}");
+                    assert!(
+                        read.ends_with(r#"in member "properties""#) || read.ends_with(r#"in member "x""#),
+                        "{read}"
+                    );
+                }
+                (again, read) => panic!("{event}: parsed again {again:?}, from the members {read:?}"),
+            }
+        }
+        // The top-level object is level 1: 63 levels below it are the most there may be.
+        for (event, deep_enough) in [(&events[6], false), (&events[7], true)] {
+            let members = members(event).expect("an object");
+            let normalized = normalize_members(&members, None, None, &received()).expect("ok");
+            assert_eq!(segment_signal(&members, normalized).is_err(), deep_enough, "{event}");
+        }
     }
 
     #[test]
