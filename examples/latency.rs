@@ -2,10 +2,14 @@
 //! second for SECONDS, each timed from its 202 to the moment its row is visible in ClickHouse
 //! (polled every 20 ms, so figures are at most 20 ms late). Prints p50, p99 and the maximum.
 //!
-//! `cargo run --release --example latency -- URL KEY RATE SECONDS [NOISY_KEY NOISY_RATE]` with the
-//! `SIGSTAGE_*` environment of the same database (see `scripts/bench/sink.sh`). With a noisy key,
-//! another org sends NOISY_RATE signals a second meanwhile (not timed): the others' latency beside
-//! a noisy org (`scripts/bench/overflow.sh`).
+//! `cargo run --release --example latency -- URL KEY RATE SECONDS [NOISY_KEY NOISY_RATE [BATCH]]`
+//! with the `SIGSTAGE_*` environment of the same database (see `scripts/bench/sink.sh`). With a
+//! noisy key, another org sends NOISY_RATE signals a second meanwhile (not timed): the others'
+//! latency beside a noisy org (`scripts/bench/overflow.sh`). With BATCH, that load goes as
+//! Segment `/v1/batch` requests of BATCH events (the live lane, as a busy Segment source sends),
+//! so it can reach a good part of the pipeline's capacity. `LATENCY_ORG` names the timed key's
+//! org (`latency` by default): the poll reads that org's rows only, so it stays as fast whatever
+//! else the database holds.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,21 +22,25 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (url, key, rate, seconds, noisy) = match args.as_slice() {
         [_, url, key, rate, seconds] => (url, key, rate, seconds, None),
-        [_, url, key, rate, seconds, noisy_key, noisy_rate] => {
-            (url, key, rate, seconds, Some((noisy_key.clone(), noisy_rate.parse::<u64>()?)))
+        [_, url, key, rate, seconds, noisy_key, noisy_rate, batch @ ..] if batch.len() <= 1 => {
+            let batch = batch.first().map_or(Ok(1), |batch| batch.parse::<u64>())?;
+            (url, key, rate, seconds, Some((noisy_key.clone(), noisy_rate.parse::<u64>()?, batch)))
         }
-        _ => anyhow::bail!("usage: latency URL KEY RATE SECONDS [NOISY_KEY NOISY_RATE]"),
+        _ => anyhow::bail!("usage: latency URL KEY RATE SECONDS [NOISY_KEY NOISY_RATE [BATCH]]"),
     };
     let (rate, seconds): (u64, u64) = (rate.parse()?, seconds.parse()?);
-    if let Some((noisy_key, noisy_rate)) = noisy {
-        tokio::spawn(noise(
-            reqwest::Client::new(),
-            format!("{url}/api/signal-staging/webhook/{noisy_key}"),
-            noisy_rate,
-            seconds,
-        ));
+    match noisy {
+        Some((noisy_key, noisy_rate, batch)) if batch > 1 => {
+            tokio::spawn(batches(reqwest::Client::new(), url.clone(), noisy_key, noisy_rate, batch, seconds));
+        }
+        Some((noisy_key, noisy_rate, _)) => {
+            let endpoint = format!("{url}/api/signal-staging/webhook/{noisy_key}");
+            tokio::spawn(noise(reqwest::Client::new(), endpoint, noisy_rate, seconds));
+        }
+        None => {}
     }
     let clickhouse = runtime::clickhouse::client(&Config::from_env()?.clickhouse);
+    let org = std::env::var("LATENCY_ORG").unwrap_or_else(|_| "latency".into());
     let http = reqwest::Client::new();
     let accepted: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
     let total = rate * seconds;
@@ -54,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
         });
         // Poll while sending, so visibility is seen as it happens.
         if n % (rate / 50).max(1) == 0 {
-            poll(&clickhouse, &accepted).await?;
+            poll(&clickhouse, &org, &accepted).await?;
         }
     }
     while let Some(result) = sends.join_next().await {
@@ -63,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !accepted.lock().expect("lock").is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        poll(&clickhouse, &accepted).await?;
+        poll(&clickhouse, &org, &accepted).await?;
     }
     let left = accepted.lock().expect("lock").len();
     anyhow::ensure!(left == 0, "{left} signals never became visible");
@@ -94,14 +102,55 @@ async fn noise(http: reqwest::Client, endpoint: String, rate: u64, seconds: u64)
     }
 }
 
+/// Another org's Segment events at `rate` a second for `seconds`, as `/v1/batch` requests of
+/// `batch` events, untimed; says how many were refused.
+async fn batches(http: reqwest::Client, url: String, key: String, rate: u64, batch: u64, seconds: u64) {
+    let requests = (rate / batch).max(1);
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / requests));
+    let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut sends = tokio::task::JoinSet::new();
+    for n in 0..requests * seconds {
+        ticker.tick().await;
+        let events: Vec<String> = (0..batch)
+            .map(|i| {
+                format!(
+                    r#"{{"type":"track","event":"Load","anonymousId":"load-{}","messageId":"l{n}-{i}","properties":{{"plan":"growth","seats":25}},"context":{{"ip":"203.0.113.9","page":{{"path":"/pricing"}}}}}}"#,
+                    (n * batch + i) % 50_000
+                )
+            })
+            .collect();
+        let body = format!(r#"{{"batch":[{}]}}"#, events.join(","));
+        let request = http.post(format!("{url}/v1/batch")).basic_auth(&key, Some("")).body(body);
+        let refused = Arc::clone(&refused);
+        sends.spawn(async move {
+            if !request.send().await.is_ok_and(|answer| answer.status().is_success()) {
+                refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
+    while sends.join_next().await.is_some() {}
+    let refused = refused.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "load: {} events in {} requests of {batch}, {refused} requests refused",
+        requests * seconds * batch,
+        requests * seconds
+    );
+}
+
 static SEEN: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
 /// Moves the signals now visible from `accepted` to the latencies.
-async fn poll(clickhouse: &clickhouse::Client, accepted: &Mutex<HashMap<u64, Instant>>) -> anyhow::Result<()> {
+async fn poll(
+    clickhouse: &clickhouse::Client,
+    org: &str,
+    accepted: &Mutex<HashMap<u64, Instant>>,
+) -> anyhow::Result<()> {
     let visible: Vec<u64> = clickhouse
         .query(
-            "SELECT signal_id FROM signals_cold WHERE event = 'Latency' AND received_ms > toUInt64(now() - 600) * 1000",
+            "SELECT signal_id FROM signals_cold WHERE org_id = ? AND event = 'Latency' \
+             AND received_ms > toUInt64(now() - 600) * 1000",
         )
+        .bind(org)
         .fetch_all()
         .await?;
     let now = Instant::now();

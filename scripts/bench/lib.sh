@@ -21,6 +21,19 @@ private_kafka() { # port (its controller listens on port+10)
     scripts/stack.sh broker "$work/kafka" "$1" $(($1 + 10))
 }
 
+# Starts `sigstage run` (release build, every role in one process) with the environment exported,
+# listening on $SIGSTAGE_HTTP_ADDR: sets $run (its pid) once /readyz answers; shows its log and
+# fails when it does not within 30 s.
+start_run() {
+    target/release/sigstage run >"$work/run.out" 2>"$work/run.log" &
+    run=$!
+    pids+=("$run")
+    for _ in $(seq 150); do curl -fs "http://$SIGSTAGE_HTTP_ADDR/readyz" >/dev/null && return; sleep 0.2; done
+    say "sigstage run did not become ready:"
+    tail "$work/run.log"
+    exit 1
+}
+
 # Starts `sigstage ingest` (release build) on 127.0.0.1:PORT against a private broker, with a
 # database, a topic prefix and a key of its own: sets $key and $edge (its pid).
 start_edge() { # port kafka_port database prefix org

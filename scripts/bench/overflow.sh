@@ -27,14 +27,12 @@ round() { # NAME OVERFLOW_SHARE_PERCENT OVERFLOW_MIN_PER_SECOND [noisy]
     local calm noisy
     calm=$(target/release/sigstage keys create --org calm 2>/dev/null)
     noisy=$(target/release/sigstage keys create --org noisy 2>/dev/null)
-    SIGSTAGE_OVERFLOW_SHARE_PERCENT=$2 SIGSTAGE_OVERFLOW_MIN_PER_SECOND=$3 target/release/sigstage run >"$work/run.out" 2>"$work/run.log" &
-    local pid=$!
-    for _ in $(seq 150); do curl -fs http://127.0.0.1:18091/readyz >/dev/null && break; sleep 0.2; done
+    SIGSTAGE_OVERFLOW_SHARE_PERCENT=$2 SIGSTAGE_OVERFLOW_MIN_PER_SECOND=$3 start_run
     local extra=()
     [[ ${4:-} == noisy ]] && extra=("$noisy" "$noisy_rate")
     printf '%-28s ' "$1:"
-    target/release/examples/latency http://127.0.0.1:18091 "$calm" "$rate" "${DURATION:-20}" "${extra[@]}"
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    LATENCY_ORG=calm target/release/examples/latency http://127.0.0.1:18091 "$calm" "$rate" "${DURATION:-20}" "${extra[@]}"
+    kill "$run"; wait "$run" 2>/dev/null || true
 }
 
 for n in $(seq "${ROUNDS:-2}"); do

@@ -28,8 +28,5 @@ target/release/examples/webhook_throughput "${EVENTS:-20000}"
 
 say "latency: ${RATE:-200} signals/s for ${DURATION:-15} s through sigstage run"
 key=$(target/release/sigstage keys create --org latency 2>/dev/null)
-target/release/sigstage run >"$work/run.out" 2>"$work/run.log" &
-pids+=($!)
-for _ in $(seq 150); do curl -fs http://127.0.0.1:18090/readyz >/dev/null && break; sleep 0.2; done
-curl -fs http://127.0.0.1:18090/readyz >/dev/null || { say "sigstage run did not become ready:"; tail "$work/run.log"; exit 1; }
+start_run
 target/release/examples/latency http://127.0.0.1:18090 "$key" "${RATE:-200}" "${DURATION:-15}"
