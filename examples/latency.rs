@@ -29,16 +29,16 @@ async fn main() -> anyhow::Result<()> {
         _ => anyhow::bail!("usage: latency URL KEY RATE SECONDS [NOISY_KEY NOISY_RATE [BATCH]]"),
     };
     let (rate, seconds): (u64, u64) = (rate.parse()?, seconds.parse()?);
-    match noisy {
+    let load = match noisy {
         Some((noisy_key, noisy_rate, batch)) if batch > 1 => {
-            tokio::spawn(batches(reqwest::Client::new(), url.clone(), noisy_key, noisy_rate, batch, seconds));
+            Some(tokio::spawn(batches(reqwest::Client::new(), url.clone(), noisy_key, noisy_rate, batch, seconds)))
         }
         Some((noisy_key, noisy_rate, _)) => {
             let endpoint = format!("{url}/api/signal-staging/webhook/{noisy_key}");
-            tokio::spawn(noise(reqwest::Client::new(), endpoint, noisy_rate, seconds));
+            Some(tokio::spawn(noise(reqwest::Client::new(), endpoint, noisy_rate, seconds)))
         }
-        None => {}
-    }
+        None => None,
+    };
     let clickhouse = runtime::clickhouse::client(&Config::from_env()?.clickhouse);
     let org = std::env::var("LATENCY_ORG").unwrap_or_else(|_| "latency".into());
     let http = reqwest::Client::new();
@@ -72,6 +72,9 @@ async fn main() -> anyhow::Result<()> {
     while !accepted.lock().expect("lock").is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
         poll(&clickhouse, &org, &accepted).await?;
+    }
+    if let Some(load) = load {
+        load.await?;
     }
     let left = accepted.lock().expect("lock").len();
     anyhow::ensure!(left == 0, "{left} signals never became visible");

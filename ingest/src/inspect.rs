@@ -77,28 +77,28 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspected<'_>, InspectError> {
     inspected
 }
 
-/// [`inspect`] of an object whose top-level members were already read, as raw and checked JSON,
-/// in a pass over a larger body (the Tracking API's batch): the answer is the same, without a
-/// second pass over the object. The few members read by name are parsed on their own; `traits`,
-/// `properties` and `context` only when their text could name an email (it holds `email`, or a
-/// `\u` escape that could spell it); every other member is walked for the depth limit only when
-/// it holds enough brackets to break it.
+/// [`inspect`] of an object whose top-level members were already read, as raw JSON that a skim
+/// checked, in a pass over a larger body (the Tracking API's batch): the answer is the same,
+/// without parsing the whole object again. The few members read by name are parsed on their
+/// own, the rest only when their text could fail what a skim does not check
+/// ([`surely_valid`]). `traits`, `properties` and `context` are parsed when their text could name
+/// an email (it holds `email`, or a `\u` escape that could spell it) too; a later one of the
+/// same name answers for it, as in [`inspect`].
 pub fn inspect_members<'a>(
     members: impl IntoIterator<Item = (&'a str, &'a RawValue)>,
 ) -> Result<Inspected<'a>, InspectError> {
-    let may_name_email = |raw: &str| raw.contains("email") || raw.contains("\\u");
     let mut out = Inspected::default();
     let (mut traits_email, mut properties_email, mut context_email) = (None, None, None);
     for (key, value) in members {
         let raw = value.get();
-        // The text was checked: what can fail is the depth limit, said of the member (a
-        // position in its own text would mislead).
+        // Said of the member: a position in its own text would mislead.
         let in_member = |error: serde_json::Error| {
             let error = error.to_string();
             let what = error.split(" at line ").next().unwrap_or_default();
             InspectError::InvalidJson(format!("{what} in member {key:?}"))
         };
         let text = || serde_json::from_str::<Text<'a>>(raw).map(|text| text.0).map_err(in_member);
+        let parse = || may_name_email(raw) || !surely_valid(raw);
         match key {
             "type" => out.kind = text()?,
             "anonymousId" => out.anonymous_id = text()?,
@@ -108,23 +108,67 @@ pub fn inspect_members<'a>(
             "title" => out.title = text()?,
             "startTime" => out.start_time = text()?,
             "email" => out.email = serde_json::from_str::<Email<'a>>(raw).map_err(in_member)?.0,
-            "traits" if may_name_email(raw) => {
-                traits_email = serde_json::from_str::<EmailIn<'a>>(raw).map_err(in_member)?.0
+            "traits" => {
+                traits_email = parse()
+                    .then(|| serde_json::from_str::<EmailIn<'a>>(raw))
+                    .transpose()
+                    .map_err(in_member)?
+                    .and_then(|found| found.0)
             }
-            "properties" if may_name_email(raw) => {
-                properties_email = serde_json::from_str::<EmailIn<'a>>(raw).map_err(in_member)?.0
+            "properties" => {
+                properties_email = parse()
+                    .then(|| serde_json::from_str::<EmailIn<'a>>(raw))
+                    .transpose()
+                    .map_err(in_member)?
+                    .and_then(|found| found.0)
             }
-            "context" if may_name_email(raw) => {
-                context_email = serde_json::from_str::<ContextTraitsEmail<'a>>(raw).map_err(in_member)?.0
+            "context" => {
+                context_email = parse()
+                    .then(|| serde_json::from_str::<ContextTraitsEmail<'a>>(raw))
+                    .transpose()
+                    .map_err(in_member)?
+                    .and_then(|found| found.0)
             }
-            // A member value is level 2: only one with more than MAX_DEPTH - 1 containers can
-            // nest too deep.
-            _ if raw.bytes().filter(|&b| b == b'{' || b == b'[').count() < MAX_DEPTH => {}
+            _ if surely_valid(raw) => {}
             _ => Skip { depth: NESTED }.deserialize(&mut serde_json::Deserializer::from_str(raw)).map_err(in_member)?,
         }
     }
     out.email = out.email.or(traits_email).or(properties_email).or(context_email);
     Ok(out)
+}
+
+/// Whether a member's text, which a skim found to be JSON, surely passes the checks a full parse
+/// makes and the skim does not: the depth limit (a member value is level 2, so fewer than
+/// MAX_DEPTH - 1 containers cannot break it, whichever member reads them), surrogates in `\u`
+/// escapes, and the range of numbers (one with an exponent, or of 300 digits or more, may not
+/// fit). Conservative: a string that looks like a number's exponent (`"4e3c"`) only costs a parse.
+fn surely_valid(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    let digit_before = |at: usize| at > 0 && bytes[at - 1].is_ascii_digit();
+    bytes.iter().filter(|&&b| b == b'{' || b == b'[').count() < MAX_DEPTH - 1
+        && !memchr::memchr2_iter(b'e', b'E', bytes).any(digit_before)
+        && !has_unicode_escape(bytes)
+        && (bytes.len() < 300 || longest_digit_run(bytes) < 300)
+}
+
+/// Whether `raw` holds `email`, or a `\u` escape that could spell it.
+fn may_name_email(raw: &str) -> bool {
+    static EMAIL: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new("email"));
+    EMAIL.find(raw.as_bytes()).is_some() || has_unicode_escape(raw.as_bytes())
+}
+
+fn has_unicode_escape(bytes: &[u8]) -> bool {
+    memchr::memchr_iter(b'\\', bytes).any(|at| bytes.get(at + 1) == Some(&b'u'))
+}
+
+fn longest_digit_run(bytes: &[u8]) -> usize {
+    let (mut longest, mut run) = (0, 0);
+    for byte in bytes {
+        run = if byte.is_ascii_digit() { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    longest
 }
 
 /// Deepest nesting of objects and arrays a signal may have. Real payloads stay under 10.

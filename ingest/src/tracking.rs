@@ -521,15 +521,29 @@ mod tests {
         let deep = |levels: usize| format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
         let events = [
             r#"{"type":"track","messageId":"m","anonymousId":"a","context":{"ip":"203.0.113.9","traits":{"email":"Jo@Acme.io"}},"properties":{"plan":"growth"}}"#.to_owned(),
-            r#"{"type":"identify","userId":42,"traits":{"email":"jo@acme.io","name":"Jo"}}"#.to_owned(),
+            r#"{"type":"identify","userId":42,"traits":{"em\u0061il":"jo@acme.io","name":"Jo"}}"#.to_owned(),
             r#"{"type":"track","anonymousId":"a","session_id":"s","properties":{"email":"not an email"}}"#.to_owned(),
-            r#"{"type":"track","email":"jo@acme.io","traits":"not an object","properties":{"email":"pa@acme.io"}}"#.to_owned(),
+            r#"{"type":"track","email":"jo\u0040acme.io","traits":"not an object","properties":{"email":"pa@acme.io"}}"#.to_owned(),
             r#"{"type":"page","userId":"u","properties":{"nested":{"email":"deeper@acme.io"}},"context":[1,2]}"#.to_owned(),
             format!(r#"{{"type":"track","anonymousId":"a","x":{}}}"#, deep(62)),
             format!(r#"{{"type":"track","anonymousId":"a","x":{}}}"#, deep(63)),
             format!(r#"{{"type":"track","anonymousId":"a","x":{}}}"#, deep(64)),
             format!(r#"{{"type":"track","anonymousId":"a","properties":{{"email":"jo@acme.io","x":{}}}}}"#, deep(61)),
             format!(r#"{{"type":"track","anonymousId":"a","properties":{{"plan":{}}}}}"#, deep(70)),
+            // What a skim does not check: numbers out of range, lone surrogates.
+            r#"{"type":"track","anonymousId":"a","x":1e400}"#.to_owned(),
+            r#"{"type":"track","anonymousId":"a","properties":{"n":-2E999}}"#.to_owned(),
+            format!(r#"{{"type":"track","anonymousId":"a","x":[{}]}}"#, "9".repeat(400)),
+            r#"{"type":"track","anonymousId":"a","x":{"n":"\ud800"}}"#.to_owned(),
+            r#"{"type":"track","anonymousId":"\udc00"}"#.to_owned(),
+            r#"{"type":"track","anonymousId":"a","x":[1e10,2E-3,"4e3c-1e5"],"properties":{"id":"9e9"}}"#.to_owned(),
+            // A member given twice: the last one answers; keys are compared unescaped.
+            r#"{"type":"identify","userId":"u","traits":{"email":"a@acme.io"},"traits":{}}"#.to_owned(),
+            r#"{"type":"identify","userId":"u","tr\u0061its":{"email":"a@acme.io"}}"#.to_owned(),
+            r#"{"type":"identify","anonymousId":"a","anonymousId":"b","email":"x@acme.io","email":"nope"}"#.to_owned(),
+            // context.traits is read a level shallower; the same answer either way.
+            format!(r#"{{"type":"track","anonymousId":"a","context":{{"traits":{{"x":{}}}}}}}"#, deep(62)),
+            format!(r#"{{"type":"track","anonymousId":"a","context":{{"traits":{{"x":{}}}}}}}"#, deep(63)),
         ];
         for event in &events {
             let members = members(event).expect("an object");
@@ -543,19 +557,16 @@ mod tests {
                     (again.anonymous_id, again.user_id, again.session_id, again.message_id, again.email),
                     "{event}"
                 ),
-                (Err(InspectError::InvalidJson(again)), Err(InspectError::InvalidJson(read))) => {
-                    let limit = "nested deeper than 64 levels";
-                    assert!(again.starts_with(limit) && read.starts_with(limit), "{again} / {read}");
-                    assert!(
-                        read.ends_with(r#"in member "properties""#) || read.ends_with(r#"in member "x""#),
-                        "{read}"
-                    );
+                (Err(InspectError::InvalidJson(_)), Err(InspectError::InvalidJson(read))) => {
+                    assert!(read.contains(" in member \""), "{event}: {read}");
                 }
                 (again, read) => panic!("{event}: parsed again {again:?}, from the members {read:?}"),
             }
         }
-        // The top-level object is level 1: 63 levels below it are the most there may be.
-        for (event, deep_enough) in [(&events[6], false), (&events[7], true)] {
+        // The top-level object is level 1: 63 levels below it are the most there may be; what a
+        // skim lets through is refused as a full parse refuses it.
+        let refused = [(6, false), (7, true), (10, true), (11, true), (12, true), (13, true), (14, true), (15, false)];
+        for (event, deep_enough) in refused.map(|(n, refused)| (&events[n], refused)) {
             let members = members(event).expect("an object");
             let normalized = normalize_members(&members, None, None, &received()).expect("ok");
             assert_eq!(segment_signal(&members, normalized).is_err(), deep_enough, "{event}");

@@ -11,6 +11,10 @@ say "building release binaries"
 cargo build -q --release --bin sigstage --example latency
 
 database=sigstage_bench_latency_$$
+drop_database() {
+    curl -fs --data-binary "DROP DATABASE IF EXISTS $database" "${SIGSTAGE_CLICKHOUSE_URL:-http://127.0.0.1:8123}/" >/dev/null || true
+}
+trap 'drop_database; cleanup' EXIT
 export SIGSTAGE_KAFKA_BROKERS=127.0.0.1:19094 SIGSTAGE_CLICKHOUSE_DATABASE=$database
 export SIGSTAGE_HTTP_ADDR=127.0.0.1:18090 RUST_LOG=warn
 private_kafka 19094
@@ -25,7 +29,8 @@ round() { # LOAD SECONDS
     [ "$1" -gt 0 ] && load=("$noisy" "$1" 100)
     start_run
     target/release/examples/latency http://127.0.0.1:18090 "$key" 200 "$2" "${load[@]}"
-    processed=$(curl -s "http://$SIGSTAGE_HTTP_ADDR/metrics" | awk '/^sigstage_stream_records_total\{outcome="processed"\}/ {print $2}')
+    processed=$(curl -fs "http://$SIGSTAGE_HTTP_ADDR/metrics" | awk '/^sigstage_stream_records_total\{outcome="processed"\}/ {print $2}') ||
+        { say "sigstage run no longer answers:"; tail "$work/run.log"; exit 1; }
     say "the stream had processed $processed of $(((200 + $1) * $2)) signals when the last timed one was visible"
     kill "$run"; wait "$run" 2>/dev/null || true
 }
@@ -36,4 +41,3 @@ for load in ${LOADS:-0 5000 10000 20000}; do
     say "200 timed signals/s for $duration s beside $load events/s of load"
     round "$load" "$duration"
 done
-curl -fs --data-binary "DROP DATABASE IF EXISTS $database" "${SIGSTAGE_CLICKHOUSE_URL:-http://127.0.0.1:8123}/" >/dev/null

@@ -174,8 +174,9 @@ const RECORD_ENTRIES: usize = 16_384;
 /// The entries a batch adds to the window, as changelog records (`stream.dedupe`, kept for the
 /// window): one record per raw partition the batch read (more past [`RECORD_ENTRIES`]), written
 /// in the batch's transaction, instead of one record per signal. A record's key is the raw
-/// offset of its first entry's signal, unique, and its time the newest entry's, so retention
-/// keeps it until its last entry has left the window.
+/// offset of its first entry's signal (live or historical: the key is informative, the topic is
+/// not compacted), and its time the newest entry's, so retention keeps it until its last entry
+/// has left the window.
 #[derive(Default)]
 pub struct Changelog {
     partitions: std::collections::BTreeMap<i32, Vec<ChangelogRecord>>,

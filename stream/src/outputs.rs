@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use runtime::kafka::{self, header_pairs};
 use schemas::events;
@@ -77,13 +77,21 @@ pub fn route(
         ),
         Ok(inbound) => (processor.process(&inbound), Some((inbound.signal_id, inbound.received_ms))),
     };
-    let pending = |topic: &str, value: Vec<u8>, headers: OwnedHeaders| Pending {
-        topic: topic.to_owned(),
-        partition: None,
-        key: message.key().unwrap_or_default().to_vec(),
-        value,
-        headers,
-        timestamp: None,
+    // Of the edge's headers, outputs keep only its receive time: the stages downstream time
+    // their end-to-end latency from it (`runtime::stage`).
+    let received = message.headers().and_then(|headers| headers.iter().find(|h| h.key == headers::RECEIVED_MS));
+    let pending = |topic: &str, value: Vec<u8>, mut headers: OwnedHeaders| {
+        if let Some(received) = &received {
+            headers = headers.insert(Header { key: headers::RECEIVED_MS, value: received.value });
+        }
+        Pending {
+            topic: topic.to_owned(),
+            partition: None,
+            key: message.key().unwrap_or_default().to_vec(),
+            value,
+            headers,
+            timestamp: None,
+        }
     };
     // `identities` is compacted: each record is keyed by what it is about, so compaction keeps
     // the latest link of each visitor and every lead, on the partition of the visitor's raw
@@ -165,7 +173,11 @@ pub async fn write(producer: &FutureProducer, to: &Destinations, outputs: Output
         }
         match delivery.await.map_err(|_| KafkaError::Canceled)? {
             Ok(_) => {}
-            Err((error, _)) if kafka::is_refused_for_good(&error) && output.topic != dlq => {
+            // Not the dedupe changelog: its entries are state, so the batch fails and is read
+            // again rather than lose them.
+            Err((error, _))
+                if kafka::is_refused_for_good(&error) && output.topic != dlq && output.topic != to.dedupe =>
+            {
                 tracing::error!(%error, topic = %output.topic, "output refused by the broker; dead-lettered");
                 let why = ["unwritable", "produce", &error.to_string()];
                 dead.push(dead_letter(dlq, &output.key, &output.value, &header_pairs(&output.headers), why));
