@@ -106,18 +106,24 @@ async fn run_prints_a_working_demo_key_and_reuses_it() {
     // The stages' client statistics have arrived (the sink's lag of the partitions that took the
     // signal is in /metrics): they feed the metric, and no client logs them (rdkafka's default
     // context logs kilobytes every 5 s, and every client had lived past its first 5 s by then).
-    // The sink has compacted the rollups on its schedule by then too.
+    // The sink has compacted the rollups on its schedule by then too, and timed the signal from
+    // the edge (the stream's outputs carry the edge's receive time).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let metrics = http(&first.addr, "GET /metrics", "").await;
         let compactions = |result| metric(&metrics, "sigstage_rollups_compactions_total", result);
+        let timed = metric(&metrics, "sigstage_stage_end_to_end_seconds_count", r#"stage="sink""#);
         if metrics.contains(r#"sigstage_stage_consumer_lag{stage="sink""#)
             && compactions(r#"result="done""#) >= Some(1.0)
+            && timed >= Some(1.0)
         {
             assert_eq!(compactions(r#"result="failed""#), Some(0.0), "{metrics}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no lag, or no compaction, after 60 s: {metrics}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no lag, no compaction, or the signal not timed by the sink, after 60 s: {metrics}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let logs = first.stop().await;
