@@ -10,8 +10,8 @@
 //! N's has committed. A producer has one transaction open at a time, so nothing of N+1 reaches
 //! Kafka before N is committed. When N's transaction fails, N+1 is never written and the run
 //! ends with the error: the state N+1 changed in memory goes with it, and the next run restores
-//! what was committed. Signal queue counts are written only when every batch they count is
-//! committed.
+//! what was committed. Signal queue counts, taken when a flush is due, are written by the task
+//! once the batch that closes them is committed, so a failed batch's counts are never written.
 //!
 //! The live lane goes first: the historical topic is the reader's lower lane (see
 //! [`runtime::kafka::reader`]), read only when the live lane has nothing ready, so a bulk import
@@ -34,6 +34,7 @@ use tokio::sync::watch;
 use crate::outputs::{self, Destinations};
 use crate::processor::Processor;
 use crate::restore;
+use control::signal_queue::QueuedGroup;
 use schemas::mapping::RuleSet;
 
 /// Tuning of the stream role.
@@ -146,17 +147,19 @@ struct Processing {
     stage: Stage,
     last_flush: Instant,
     /// The last batch's transaction: its outputs written and committed while the next batch is
-    /// read and processed.
-    in_flight: Option<tokio::task::JoinHandle<Result<(), StageError>>>,
+    /// read and processed; then the signal queue counts taken with it, when due. Answers the
+    /// counts it could not write.
+    in_flight: Option<tokio::task::JoinHandle<Result<Vec<QueuedGroup>, StageError>>>,
 }
 
 impl Processing {
     /// Waits for the last batch's transaction; its error ends the run.
     async fn committed(&mut self) -> Result<(), StageError> {
-        match self.in_flight.take() {
-            Some(transaction) => transaction.await.map_err(|_| "the transaction task ended without an answer")?,
-            None => Ok(()),
+        if let Some(transaction) = self.in_flight.take() {
+            let unwritten = transaction.await.map_err(|_| "the transaction task ended without an answer")??;
+            self.processor.queue().restore(unwritten);
         }
+        Ok(())
     }
 }
 
@@ -189,12 +192,6 @@ impl BatchStage for Processing {
         if self.suppressions.has_changed().unwrap_or(false) {
             self.processor.set_suppressions(self.suppressions.borrow_and_update().clone());
         }
-        if self.last_flush.elapsed() >= self.settings.refresh {
-            // Counts of committed batches only: a batch that fails is processed again.
-            self.committed().await?;
-            crate::signal_queue::flush(&self.clickhouse, self.processor.queue()).await;
-            self.last_flush = Instant::now();
-        }
         self.processor.deduper().expire(runtime::time::now_ms());
         let mut outputs = outputs::Outputs::with_capacity(batch.len() + 16);
         for message in batch {
@@ -206,13 +203,23 @@ impl BatchStage for Processing {
         // The generation the batch was read in: no rebalance came since its first record.
         let group = consumer.group_metadata().ok_or("the consumer has no group metadata")?;
         let (producer, to, offsets) = (self.producer.clone(), Arc::clone(&self.to), kafka::next_offsets(batch));
+        // Counts up to this batch, written once it is committed (a failed batch is read again).
+        let queued = match self.last_flush.elapsed() >= self.settings.refresh {
+            true => {
+                self.last_flush = Instant::now();
+                self.processor.queue().take()
+            }
+            false => Vec::new(),
+        };
+        let clickhouse = self.clickhouse.clone();
         self.in_flight = Some(tokio::spawn(async move {
             producer.begin_transaction()?;
             if let Err(error) = outputs::write(&producer, &to, outputs).await {
                 kafka::abort_transaction(&producer).await;
                 return Err(error.into());
             }
-            Ok(kafka::commit_transaction(&producer, offsets, group, "stream").await?)
+            kafka::commit_transaction(&producer, offsets, group, "stream").await?;
+            Ok(crate::signal_queue::write(&clickhouse, queued).await)
         }));
         Ok(Flow::Go)
     }
@@ -223,7 +230,7 @@ impl BatchStage for Processing {
             let answer = transaction.await;
             self.in_flight = None;
             match answer {
-                Ok(Ok(())) => {}
+                Ok(Ok(unwritten)) => self.processor.queue().restore(unwritten),
                 Ok(Err(error)) => return error,
                 Err(_) => return "the transaction task ended without an answer".into(),
             }

@@ -89,13 +89,21 @@ fn sample(payload: &[u8]) -> String {
 
 /// Writes the signal queue's counts since the last flush; on failure they are kept for the next.
 pub async fn flush(client: &clickhouse::Client, queue: &mut SignalQueue) {
-    let groups = queue.take();
+    let unwritten = write(client, queue.take()).await;
+    queue.restore(unwritten);
+}
+
+/// Writes counts taken from a queue; answers those not written, to put back for the next flush.
+pub async fn write(client: &clickhouse::Client, groups: Vec<QueuedGroup>) -> Vec<QueuedGroup> {
     if groups.is_empty() {
-        return;
+        return groups;
     }
-    if let Err(error) = signal_queue::append(client, &groups).await {
-        tracing::warn!(%error, groups = groups.len(), "signal queue counts not written; keeping them for the next flush");
-        queue.restore(groups);
+    match signal_queue::append(client, &groups).await {
+        Ok(()) => Vec::new(),
+        Err(error) => {
+            tracing::warn!(%error, groups = groups.len(), "signal queue counts not written; keeping them for the next flush");
+            groups
+        }
     }
 }
 
