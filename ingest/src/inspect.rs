@@ -98,7 +98,15 @@ pub fn inspect_members<'a>(
             InspectError::InvalidJson(format!("{what} in member {key:?}"))
         };
         let text = || serde_json::from_str::<Text<'a>>(raw).map(|text| text.0).map_err(in_member);
-        let parse = || may_name_email(raw) || !surely_valid(raw);
+        // `traits`, `properties` and `context`: the email `read` finds, when worth a parse.
+        let email_in = |read: fn(&'a str) -> serde_json::Result<Option<Cow<'a, str>>>| {
+            let worth_a_parse = may_name_email(raw) || !surely_valid(raw);
+            if worth_a_parse {
+                read(raw).map_err(in_member)
+            } else {
+                Ok(None)
+            }
+        };
         match key {
             "type" => out.kind = text()?,
             "anonymousId" => out.anonymous_id = text()?,
@@ -107,34 +115,21 @@ pub fn inspect_members<'a>(
             "messageId" => out.message_id = text()?,
             "title" => out.title = text()?,
             "startTime" => out.start_time = text()?,
-            "email" => out.email = serde_json::from_str::<Email<'a>>(raw).map_err(in_member)?.0,
-            "traits" => {
-                traits_email = parse()
-                    .then(|| serde_json::from_str::<EmailIn<'a>>(raw))
-                    .transpose()
-                    .map_err(in_member)?
-                    .and_then(|found| found.0)
-            }
-            "properties" => {
-                properties_email = parse()
-                    .then(|| serde_json::from_str::<EmailIn<'a>>(raw))
-                    .transpose()
-                    .map_err(in_member)?
-                    .and_then(|found| found.0)
-            }
-            "context" => {
-                context_email = parse()
-                    .then(|| serde_json::from_str::<ContextTraitsEmail<'a>>(raw))
-                    .transpose()
-                    .map_err(in_member)?
-                    .and_then(|found| found.0)
-            }
+            "email" => out.email = found::<Email<'a>>(raw).map_err(in_member)?,
+            "traits" => traits_email = email_in(found::<EmailIn<'a>>)?,
+            "properties" => properties_email = email_in(found::<EmailIn<'a>>)?,
+            "context" => context_email = email_in(found::<ContextTraitsEmail<'a>>)?,
             _ if surely_valid(raw) => {}
             _ => Skip { depth: NESTED }.deserialize(&mut serde_json::Deserializer::from_str(raw)).map_err(in_member)?,
         }
     }
     out.email = out.email.or(traits_email).or(properties_email).or(context_email);
     Ok(out)
+}
+
+/// The email a `T` finds in `raw`.
+fn found<'a, T: Deserialize<'a> + Found<'a>>(raw: &'a str) -> serde_json::Result<Option<Cow<'a, str>>> {
+    serde_json::from_str::<T>(raw).map(Found::found)
 }
 
 /// Whether a member's text, which a skim found to be JSON, surely passes the checks a full parse
@@ -442,6 +437,12 @@ impl<'a> Found<'a> for Email<'a> {
 }
 
 impl<'a> Found<'a> for EmailIn<'a> {
+    fn found(self) -> Option<Cow<'a, str>> {
+        self.0
+    }
+}
+
+impl<'a> Found<'a> for ContextTraitsEmail<'a> {
     fn found(self) -> Option<Cow<'a, str>> {
         self.0
     }

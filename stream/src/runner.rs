@@ -36,6 +36,7 @@ use crate::processor::Processor;
 use crate::restore;
 use control::signal_queue::QueuedGroup;
 use schemas::mapping::RuleSet;
+use tokio::task::JoinError;
 
 /// Tuning of the stream role.
 #[derive(Debug, Clone)]
@@ -155,10 +156,17 @@ struct Processing {
 impl Processing {
     /// Waits for the last batch's transaction; its error ends the run.
     async fn committed(&mut self) -> Result<(), StageError> {
-        if let Some(transaction) = self.in_flight.take() {
-            let unwritten = transaction.await.map_err(|_| "the transaction task ended without an answer")??;
-            self.processor.queue().restore(unwritten);
+        match self.in_flight.take() {
+            Some(transaction) => self.settle(transaction.await),
+            None => Ok(()),
         }
+    }
+
+    /// The answer of the last batch's task: its error, or the signal queue counts it could not
+    /// write, put back for the next flush.
+    fn settle(&mut self, answer: Result<Result<Vec<QueuedGroup>, StageError>, JoinError>) -> Result<(), StageError> {
+        let unwritten = answer.map_err(|_| "the transaction task ended without an answer")??;
+        self.processor.queue().restore(unwritten);
         Ok(())
     }
 }
@@ -204,12 +212,11 @@ impl BatchStage for Processing {
         let group = consumer.group_metadata().ok_or("the consumer has no group metadata")?;
         let (producer, to, offsets) = (self.producer.clone(), Arc::clone(&self.to), kafka::next_offsets(batch));
         // Counts up to this batch, written once it is committed (a failed batch is read again).
-        let queued = match self.last_flush.elapsed() >= self.settings.refresh {
-            true => {
-                self.last_flush = Instant::now();
-                self.processor.queue().take()
-            }
-            false => Vec::new(),
+        let queued = if self.last_flush.elapsed() >= self.settings.refresh {
+            self.last_flush = Instant::now();
+            self.processor.queue().take()
+        } else {
+            Vec::new()
         };
         let clickhouse = self.clickhouse.clone();
         self.in_flight = Some(tokio::spawn(async move {
@@ -229,10 +236,8 @@ impl BatchStage for Processing {
         if let Some(transaction) = self.in_flight.as_mut() {
             let answer = transaction.await;
             self.in_flight = None;
-            match answer {
-                Ok(Ok(unwritten)) => self.processor.queue().restore(unwritten),
-                Ok(Err(error)) => return error,
-                Err(_) => return "the transaction task ended without an answer".into(),
+            if let Err(error) = self.settle(answer) {
+                return error;
             }
         }
         std::future::pending().await
