@@ -166,8 +166,20 @@ impl Processing {
     /// write, put back for the next flush.
     fn settle(&mut self, answer: Result<Result<Vec<QueuedGroup>, StageError>, JoinError>) -> Result<(), StageError> {
         let unwritten = answer.map_err(|_| "the transaction task ended without an answer")??;
-        self.processor.queue().restore(unwritten);
+        if !unwritten.is_empty() {
+            self.processor.queue().restore(unwritten);
+            // A person deleted meanwhile must not come back with the counts put back.
+            self.processor.forget_suppressed();
+        }
         Ok(())
+    }
+
+    /// Takes in the suppressions loaded since the last batch, before any count is taken: an idle
+    /// stream holds samples a deletion must scrub before they are written.
+    fn heed_suppressions(&mut self) {
+        if self.suppressions.has_changed().unwrap_or(false) {
+            self.processor.set_suppressions(self.suppressions.borrow_and_update().clone());
+        }
     }
 }
 
@@ -197,9 +209,7 @@ impl BatchStage for Processing {
         if self.rules.has_changed().unwrap_or(false) {
             self.processor.set_rules(Arc::new(RuleSet::compile(self.rules.borrow_and_update().to_vec())));
         }
-        if self.suppressions.has_changed().unwrap_or(false) {
-            self.processor.set_suppressions(self.suppressions.borrow_and_update().clone());
-        }
+        self.heed_suppressions();
         self.processor.deduper().expire(runtime::time::now_ms());
         let mut outputs = outputs::Outputs::with_capacity(batch.len() + 16);
         for message in batch {
@@ -245,7 +255,10 @@ impl BatchStage for Processing {
 
     async fn stopped(&mut self) {
         match self.committed().await {
-            Ok(()) => crate::signal_queue::flush(&self.clickhouse, self.processor.queue()).await,
+            Ok(()) => {
+                self.heed_suppressions();
+                crate::signal_queue::flush(&self.clickhouse, self.processor.queue()).await
+            }
             Err(error) => tracing::warn!(
                 %error,
                 "the last batch's transaction failed as the stream stopped; the next run restores and reads it again"
