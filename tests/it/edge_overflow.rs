@@ -87,3 +87,23 @@ async fn a_key_marked_historical_sends_to_the_historical_lane() {
     let listed = crate::support::sigstage(&["keys", "list", "--org", "acme"], &edge.db.vars);
     assert!(crate::support::stdout(&listed).contains("(historical lane)"), "{}", crate::support::stdout(&listed));
 }
+
+/// The historical lane is read whenever the live one is idle, also after it has drained: its
+/// partition queues are split again on each assignment, and a split used to leave them without
+/// their wake-up, so a signal sent to the lane after that was not read while nothing came live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_historical_lane_is_read_after_it_drained_while_the_live_one_is_idle() {
+    let edge = TestEdge::start().await;
+    let backfill = edge.key("acme", &["--historical"]).await;
+    let processor = start_processor(&edge.db.config);
+    let sink = start_sink(&edge.db.config, edge.db.client.clone());
+    let uri = format!("/api/signal-staging/webhook/{backfill}");
+    for n in 1..=3 {
+        let body = format!(r#"{{"event":"e{n}","anonymousId":"v{n}"}}"#);
+        assert_eq!(edge.post_json(&uri, &body).await.status, 202);
+        // Each after the one before is stored: the lane has drained, and nothing comes live.
+        await_count(&edge.db.client, "SELECT count() FROM signals_cold WHERE org_id = 'acme'", n).await;
+    }
+    sink.stop().await;
+    processor.stop().await;
+}

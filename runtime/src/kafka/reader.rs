@@ -105,7 +105,11 @@ impl BatchReader {
         let Self { consumer, batching, lower, queues, main_due, asking, generation, lower_open, split_again } = self;
         let consumer: &Arc<StreamConsumer<Assignments>> = consumer;
         if let Some(lane) = lower.as_ref().filter(|_| *split_again) {
-            // An assignment may forward the partitions to the main queue again.
+            // An assignment may forward the partitions to the main queue again. The old queues go
+            // first: each is a handle on the same partition queue, and dropping one turns off the
+            // queue's wake-up callback, which the new handle's must come after. Dropped after, they
+            // left the lane unwoken: records arriving once it had drained were never read.
+            queues.clear();
             *queues = split_queues(consumer, &lane.topic, lane.config.partitions);
             *split_again = false;
         }
