@@ -45,6 +45,7 @@ fn processing(c: &mut Criterion) {
                         key_id: "k_bench",
                         endpoint: "/v1/signals",
                         received_ms,
+                        history_rules: None,
                         key: b"acme:a",
                         payload: signal,
                     };

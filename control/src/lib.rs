@@ -2,6 +2,7 @@
 //! subscriptions and their deliveries, stored in ClickHouse (`ReplacingMergeTree(version)`: a
 //! change is a new row with a higher version) and held in memory by the roles that read them.
 
+pub mod apply;
 pub mod deliveries;
 pub mod history;
 pub mod keys;

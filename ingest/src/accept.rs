@@ -128,6 +128,7 @@ pub fn encode(caller: &Caller, via: Via, id: u64, now_ms: u64, signal: &Prepared
         source: signal.source.as_str(),
         source_hinted: signal.hinted,
         received_ms: now_ms,
+        history_rules: None,
     };
     let headers = raw.write(OwnedHeaders::new_with_capacity(7), |headers, key, value| {
         headers.insert(Header { key, value: Some(value) })

@@ -252,6 +252,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 12, name: "people", sql: include_str!("../migrations/0012_people.sql") },
     Migration { version: 13, name: "retention", sql: include_str!("../migrations/0013_retention.sql") },
     Migration { version: 14, name: "key_lanes", sql: include_str!("../migrations/0014_key_lanes.sql") },
+    Migration { version: 15, name: "history_jobs", sql: include_str!("../migrations/0015_history_jobs.sql") },
 ];
 
 #[cfg(test)]

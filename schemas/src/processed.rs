@@ -52,6 +52,10 @@ pub struct Processed<'a> {
     /// xxh3-128 of org and content, 32 hex digits (see [`hex128`]).
     #[serde(borrow)]
     pub content_hash: Cow<'a, str>,
+    /// A stored signal processed again to apply rules to it (`sigstage rules apply`): the sink
+    /// writes only the rows its tables do not hold.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub history: bool,
     pub received_ms: u64,
     /// When the event happened, corrected for the sender's clock the way Segment does:
     /// `received - (sentAt - timestamp)`; else `timestamp`; else the receive time.
@@ -124,6 +128,7 @@ mod tests {
             mapped: true,
             rules: vec!["r1".into(), "r2".into()],
             content_hash: std::str::from_utf8(&hex).expect("hex digits").into(),
+            history: false,
             received_ms: 1_000,
             event_ms: 900,
             fields: None,

@@ -17,6 +17,9 @@ pub mod headers {
     pub const SOURCE_HINTED: &str = "sigstage-source-hinted";
     /// Receive time at the edge, epoch milliseconds (decimal).
     pub const RECEIVED_MS: &str = "sigstage-received-ms";
+    /// On a stored signal sent again by `sigstage rules apply` (control::history): the ids of the
+    /// rules to apply to it, comma-separated. The stream leaves such a record out of dedupe.
+    pub const HISTORY_RULES: &str = "sigstage-history-rules";
     /// On `identities`: `link` (an anonymous visitor's email) or `lead` (a lead seen first).
     pub const IDENTITY_KIND: &str = "sigstage-identity-kind";
     /// On `signals.dlq`: why the record could not be processed (`invalid_json`, …).
@@ -40,6 +43,8 @@ pub struct RawHeaders<'a> {
     pub source: &'a str,
     pub source_hinted: bool,
     pub received_ms: u64,
+    /// Set on a stored signal sent again to apply rules to it ([`headers::HISTORY_RULES`]).
+    pub history_rules: Option<&'a str>,
 }
 
 impl<'a> RawHeaders<'a> {
@@ -51,9 +56,13 @@ impl<'a> RawHeaders<'a> {
         let headers = insert(headers, headers::ENDPOINT, self.endpoint);
         let headers = insert(headers, headers::SOURCE, self.source);
         let headers = insert(headers, headers::RECEIVED_MS, &self.received_ms.to_string());
-        match self.source_hinted {
+        let headers = match self.source_hinted {
             true => insert(headers, headers::SOURCE_HINTED, "1"),
             false => headers,
+        };
+        match self.history_rules {
+            Some(rules) => insert(headers, headers::HISTORY_RULES, rules),
+            None => headers,
         }
     }
 
@@ -69,6 +78,7 @@ impl<'a> RawHeaders<'a> {
             source: "generic",
             source_hinted: false,
             received_ms: 0,
+            history_rules: None,
         };
         let (mut org, mut signal_id) = (None, None);
         for (name, value) in pairs {
@@ -81,6 +91,7 @@ impl<'a> RawHeaders<'a> {
                 headers::SOURCE => read.source = value,
                 headers::SOURCE_HINTED => read.source_hinted = value == "1",
                 headers::RECEIVED_MS => read.received_ms = value.parse().unwrap_or(0),
+                headers::HISTORY_RULES => read.history_rules = Some(value),
                 _ => {}
             }
         }
@@ -120,6 +131,7 @@ mod tests {
             source: "segment",
             source_hinted: true,
             received_ms: 1_795_000_000_000,
+            history_rules: Some("rule_a,rule_b"),
         };
         let pairs = written.write(Vec::new(), |mut pairs, name, value| {
             pairs.push((name, value.to_owned()));
@@ -127,7 +139,7 @@ mod tests {
         });
         let read = RawHeaders::read(pairs.iter().map(|(name, value)| (*name, Some(value.as_bytes()))));
         assert_eq!(read, Ok(written));
-        let unhinted = RawHeaders { source_hinted: false, ..written };
+        let unhinted = RawHeaders { source_hinted: false, history_rules: None, ..written };
         let pairs = unhinted.write(Vec::new(), |mut pairs, name, value| {
             pairs.push((name, value.to_owned()));
             pairs

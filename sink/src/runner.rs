@@ -311,6 +311,8 @@ async fn write_batch<'m, 'b>(
         }
     }
     metrics::counter!(ROWS_SUPPRESSED_TOTAL).increment(suppressed);
+    // A stored signal processed again (history): its tables may hold its rows already.
+    let replay = replay || signals.iter().any(|(_, processed)| processed.history);
     // The lead of each visitor with cold signals here: linked in this batch, or before.
     let cold_visitors = signals
         .iter()
@@ -472,6 +474,9 @@ where
                         clickhouse::error::Error::Network(format!("checking which rows {table} holds: {error}").into())
                     })?;
                     rows.retain(|row| !there.contains(&row.key(table).2));
+                    // A signal sent again may come twice in one batch (history resent after a crash).
+                    let mut seen = std::collections::HashSet::new();
+                    rows.retain(|row| seen.insert(row.key(table)));
                     metrics::counter!(ROWS_SKIPPED_TOTAL, "table" => table).increment(there.len() as u64);
                 }
                 runtime::clickhouse::insert::<T, _>(clickhouse, table, &rows).await

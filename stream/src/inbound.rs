@@ -12,6 +12,9 @@ pub struct Inbound<'a> {
     pub key_id: &'a str,
     pub endpoint: &'a str,
     pub received_ms: u64,
+    /// A stored signal sent again by `sigstage rules apply`: the ids of the rules to apply to it,
+    /// comma-separated (see [`crate::processor`]).
+    pub history_rules: Option<&'a str>,
     /// `org:identity`, as the edge keyed it; outputs keep it, so they land on the same
     /// partition number as their raw record.
     pub key: &'a [u8],
@@ -31,6 +34,7 @@ impl<'a> Inbound<'a> {
             key_id: raw.key_id,
             endpoint: raw.endpoint,
             received_ms: raw.received_ms,
+            history_rules: raw.history_rules,
             key: message.key().unwrap_or_default(),
             payload: message.payload().unwrap_or_default(),
         })

@@ -75,7 +75,11 @@ pub fn route(
             },
             None,
         ),
-        Ok(inbound) => (processor.process(&inbound), Some((inbound.signal_id, inbound.received_ms))),
+        // History (a stored signal sent again) adds nothing to dedupe.
+        Ok(inbound) => {
+            let first = inbound.history_rules.is_none().then_some((inbound.signal_id, inbound.received_ms));
+            (processor.process(&inbound), first)
+        }
     };
     // Of the edge's headers, outputs keep only its receive time: the stages downstream time
     // their end-to-end latency from it (`runtime::stage`).

@@ -119,13 +119,20 @@ impl Processor {
             return dead("not_an_object", "parse", "a signal must be a JSON object".into());
         }
         let hash = Deduper::identity(inbound.org, inbound.source, &value);
-        if let Verdict::Repeat { .. } = deduper.check(hash, inbound.signal_id, inbound.received_ms) {
-            return Output::Duplicate;
+        // A stored signal sent again (history) was deduped when it came.
+        let history = inbound.history_rules;
+        if history.is_none() {
+            if let Verdict::Repeat { .. } = deduper.check(hash, inbound.signal_id, inbound.received_ms) {
+                return Output::Duplicate;
+            }
         }
         let (kind, event) = detect(inbound.source, &value);
         let org_rules = rules.of(inbound.org);
         matched.clear();
-        matched.extend((0..org_rules.len()).filter(|&i| org_rules[i].matches(inbound.source, event, &value)));
+        matched.extend((0..org_rules.len()).filter(|&i| {
+            history.is_none_or(|ids| ids.split(',').any(|id| id == org_rules[i].id))
+                && org_rules[i].matches(inbound.source, event, &value)
+        }));
         let mapping = Mapping { rules: org_rules, matched };
         let email = mapping.first("email", &value).and_then(|v| v.as_str()).and_then(person::normalise_email);
         let anonymous_id =
@@ -134,7 +141,7 @@ impl Processor {
         if suppressions.holds_any(inbound.org, [email.as_deref(), anonymous_id, user_id]) {
             return Output::Suppressed;
         }
-        if mapping.matched.is_empty() {
+        if mapping.matched.is_empty() && history.is_none() {
             queue.count(inbound.org, inbound.source, event, inbound.received_ms, inbound.payload);
         }
         let hex = processed::hex128(hash);
@@ -154,6 +161,7 @@ impl Processor {
             mapped: !matched.is_empty(),
             rules: matched.iter().map(|&i| Cow::Borrowed(org_rules[i].id.as_str())).collect(),
             content_hash: Cow::Borrowed(std::str::from_utf8(&hex).expect("hex digits are ASCII")),
+            history: history.is_some(),
             received_ms: inbound.received_ms,
             event_ms: event_ms(&value, inbound.received_ms),
             fields: None,
@@ -203,7 +211,8 @@ impl Processor {
         for link in link.iter().chain(&alias_link) {
             outbox.push(event_of(events::LEAD_IDENTIFIED, &serde_json::to_vec(link).expect("a link serializes")));
         }
-        if record.mapped {
+        // History is sent to subscribers by a backfill, not as new signals.
+        if record.mapped && !record.history {
             outbox.push(event_of(events::SIGNAL_CREATED, &encoded));
         }
         let links = link.into_iter().chain(user_link).chain(alias_link).collect();
@@ -232,6 +241,10 @@ fn resolve(
         record.attributed_by = Some(Cow::Borrowed("identity"));
         return None;
     };
+    if record.history && identities.lead_of(&record.org, anonymous_id).is_some() {
+        // History does not move a visitor already linked: its later signals went to that lead.
+        return None;
+    }
     let Linked::News { previous, version } = identities.link(&record.org, anonymous_id, email, record.received_ms)
     else {
         return None;
@@ -255,6 +268,9 @@ fn resolve(
 /// `alias` of a visitor not identified yet links nothing: identify first, then alias.
 fn link_other(identities: &mut Identities, record: &Processed<'_>, other: &str) -> Option<IdentityLink> {
     let email = record.email.as_deref()?;
+    if record.history && identities.lead_of(&record.org, other).is_some() {
+        return None;
+    }
     let Linked::News { previous, version } = identities.link(&record.org, other, email, record.received_ms) else {
         return None;
     };
@@ -318,6 +334,10 @@ mod tests {
     use super::*;
 
     fn process(processor: &mut Processor, signal_id: u64, payload: &str) -> Output {
+        process_history(processor, signal_id, payload, None)
+    }
+
+    fn process_history(processor: &mut Processor, signal_id: u64, payload: &str, rules: Option<&str>) -> Output {
         let key = format!("acme:#{signal_id}");
         let inbound = Inbound {
             org: "acme",
@@ -326,6 +346,7 @@ mod tests {
             key_id: "k_test",
             endpoint: "/v1/track",
             received_ms: 1_795_521_600_000,
+            history_rules: rules,
             key: key.as_bytes(),
             payload: payload.as_bytes(),
         };
@@ -383,5 +404,47 @@ mod tests {
         let unknown = r#"{"type":"alias","previousId":"older","userId":"stranger"}"#;
         let Output::Processed { links, .. } = process(&mut processor, 3, unknown) else { panic!("alias") };
         assert!(links.is_empty());
+    }
+
+    #[test]
+    fn a_stored_signal_sent_again_applies_only_its_rules_and_moves_no_linked_visitor() {
+        let rule = |id: &str, path: &str| schemas::rules::Rule {
+            id: id.into(),
+            org_id: "acme".into(),
+            created_ms: 1,
+            spec: serde_json::from_str(&format!(
+                r#"{{"name":"{id}","source":"segment","event":"Form","map":{{"email":"{path}"}}}}"#
+            ))
+            .expect("a rule"),
+        };
+        let mut processor = Processor::new(1024, Duration::from_secs(3600));
+        processor.set_rules(Arc::new(RuleSet::compile(vec![
+            rule("r_old", "properties.old"),
+            rule("r_new", "properties.new"),
+        ])));
+        let form =
+            r#"{"type":"track","event":"Form","anonymousId":"v","properties":{"new":"new@x.io","old":"old@x.io"}}"#;
+        // Live, both rules match; the first maps the email. Seen again live: a duplicate.
+        let Output::Processed { value, .. } = process(&mut processor, 1, form) else { panic!("live") };
+        let record: serde_json::Value = serde_json::from_slice(&value).expect("JSON");
+        assert_eq!((record["email"].as_str(), record["rules"].as_array().map(Vec::len)), (Some("old@x.io"), Some(2)));
+        assert_eq!(process(&mut processor, 1, form), Output::Duplicate);
+        // As history with only r_new: not a duplicate, r_new alone, no signal.created; the visitor
+        // stays with the lead it was linked to.
+        let Output::Processed { value, links, events, .. } = process_history(&mut processor, 1, form, Some("r_new"))
+        else {
+            panic!("history")
+        };
+        let record: serde_json::Value = serde_json::from_slice(&value).expect("JSON");
+        assert_eq!((record["email"].as_str(), record["history"].as_bool()), (Some("new@x.io"), Some(true)), "{record}");
+        assert_eq!(record["rules"], serde_json::json!(["r_new"]));
+        assert!(links.is_empty(), "{links:?}");
+        assert!(events.iter().all(|event| event.kind != events::SIGNAL_CREATED), "{events:?}");
+        // An unknown visitor is linked by history as live.
+        let other = form.replace(r#""v""#, r#""w""#);
+        let Output::Processed { links, .. } = process_history(&mut processor, 2, &other, Some("r_new")) else {
+            panic!("history")
+        };
+        assert_eq!(links.iter().map(|link| link.email.as_str()).collect::<Vec<_>>(), ["new@x.io"]);
     }
 }

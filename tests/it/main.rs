@@ -29,6 +29,7 @@ mod keys_lifecycle;
 mod migrations;
 mod people_deletion;
 mod retention;
+mod rule_apply;
 mod rule_history;
 mod run_command;
 mod signal_trace;
