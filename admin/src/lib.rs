@@ -12,6 +12,7 @@
 //! document (`GET /api/admin/openapi.json`) are built, so the two cannot drift apart.
 
 mod analytics;
+mod apply;
 mod console;
 mod keys;
 mod limits;
@@ -241,6 +242,21 @@ pub(crate) fn operations() -> Vec<Operation> {
             rules::preview,
         )
         .query(&[("since", "a day (2026-03-01) or RFC 3339 time"), ("until", "exclusive; default now")]),
+        op(
+            Method::POST,
+            "/api/admin/orgs/{org}/rules/{rule_id}/apply",
+            "Apply a saved rule to the stored signals: a background job (202), or with dry_run what it would change",
+            apply::start,
+        )
+        .body("{since, until?, dry_run?, rate?}: days (2026-03-01) or RFC 3339 times; stored signals read a second"),
+        op(Method::GET, "/api/admin/orgs/{org}/rules/jobs", "The org's apply jobs, the newest first", apply::list),
+        op(Method::GET, "/api/admin/orgs/{org}/rules/jobs/{job_id}", "An apply job's state and progress", apply::show),
+        op(
+            Method::POST,
+            "/api/admin/orgs/{org}/rules/jobs/{job_id}/{action}",
+            "Pause, resume (run on from where it stopped) or cancel an apply job",
+            apply::act,
+        ),
         op(Method::DELETE, "/api/admin/orgs/{org}/rules/{rule_id}", "Remove a rule", rules::remove),
         op(
             Method::GET,

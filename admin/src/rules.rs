@@ -209,8 +209,34 @@ pub async fn dry_run(
 /// `?since=&until=`: days (`2026-03-01`, UTC) or RFC 3339 times; `until` defaults to now.
 #[derive(Deserialize)]
 pub struct Range {
-    since: String,
-    until: Option<String>,
+    pub(crate) since: String,
+    pub(crate) until: Option<String>,
+}
+
+impl Range {
+    /// In epoch milliseconds, or a 400 naming the value that is not a time.
+    #[allow(clippy::result_large_err)] // the refusal is answered at once
+    pub(crate) fn millis(&self) -> Result<(u64, u64), Response> {
+        let time = |name: &str, value: &str| {
+            control::history::parse_time(value)
+                .ok_or_else(|| format!("{name} {value:?} is not a day (2026-03-01) or an RFC 3339 time"))
+        };
+        let range = time("since", &self.since).and_then(|since| {
+            let until = self.until.as_deref().map(|until| time("until", until)).transpose()?;
+            Ok((since, until.unwrap_or_else(runtime::time::now_ms)))
+        });
+        range.map_err(|message| error(StatusCode::BAD_REQUEST, "invalid_range", message))
+    }
+}
+
+/// A saved rule of `org`, or the answer saying why not.
+#[allow(clippy::result_large_err)] // the refusal is answered at once
+pub(crate) async fn saved(admin: &Admin, org: &str, rule_id: &str) -> Result<Rule, Response> {
+    let rules = rules::list(&admin.client, Some(org)).await.map_err(Refusal::refusal)?;
+    rules
+        .into_iter()
+        .find(|rule| rule.id == rule_id)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "rule_not_found", format!("org {org} has no rule {rule_id:?}")))
 }
 
 /// What a saved rule would change in the org's stored signals ([`control::history::preview`]).
@@ -219,26 +245,20 @@ pub async fn preview(
     Path((org, rule_id)): Path<(String, String)>,
     axum::extract::Query(range): axum::extract::Query<Range>,
 ) -> Response {
-    let time = |name: &str, value: &str| {
-        control::history::parse_time(value)
-            .ok_or_else(|| format!("{name} {value:?} is not a day (2026-03-01) or an RFC 3339 time"))
-    };
-    let range = time("since", &range.since).and_then(|since| {
-        let until = range.until.as_deref().map(|until| time("until", until)).transpose()?;
-        Ok((since, until.unwrap_or_else(runtime::time::now_ms)))
-    });
-    let (since_ms, until_ms) = match range {
+    let (since_ms, until_ms) = match range.millis() {
         Ok(range) => range,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_range", message),
+        Err(refused) => return refused,
     };
-    let rules = match rules::list(&admin.client, Some(&org)).await {
-        Ok(rules) => rules,
-        Err(refused) => return refused.refusal(),
+    let rule = match saved(&admin, &org, &rule_id).await {
+        Ok(rule) => rule,
+        Err(refused) => return refused,
     };
-    let Some(rule) = rules.into_iter().find(|rule| rule.id == rule_id) else {
-        return error(StatusCode::NOT_FOUND, "rule_not_found", format!("org {org} has no rule {rule_id:?}"));
-    };
-    match control::history::preview(&admin.client, &rule, since_ms, until_ms).await {
+    previewed(&admin, &rule, since_ms, until_ms).await
+}
+
+/// The preview's answer.
+pub(crate) async fn previewed(admin: &Admin, rule: &Rule, since_ms: u64, until_ms: u64) -> Response {
+    match control::history::preview(&admin.client, rule, since_ms, until_ms).await {
         Ok(preview) => Json(preview).into_response(),
         Err(control::history::PreviewError::Invalid(problem)) => RuleAdminError::Invalid(vec![problem]).refusal(),
         Err(control::history::PreviewError::ClickHouse(failure)) => super::unavailable(failure),

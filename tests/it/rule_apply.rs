@@ -8,6 +8,11 @@ use axum::body::Body;
 use axum::http::Request;
 use serde_json::Value;
 
+use axum::http::{header, StatusCode};
+use http_body_util::BodyExt;
+use runtime::config::{AdminToken, Secret};
+use tower::ServiceExt;
+
 use crate::support::edge::TestEdge;
 use crate::support::pipeline::{assert_no_row_twice, await_count, start_processor, start_sink};
 use crate::support::{sigstage, stderr, stdout};
@@ -16,14 +21,15 @@ use crate::support::{sigstage, stderr, stdout};
 const IDENTIFIED: usize = 1_940;
 const ANONYMOUS: usize = 100;
 
-/// The 10 000 signals, as NDJSON: each visitor's in order, the form last.
-fn history(org: &str) -> String {
+/// `identified` visitors' signals and [`ANONYMOUS`] visitors', as NDJSON: each visitor's in
+/// order, the form last; with [`IDENTIFIED`], 10 000.
+fn history(org: &str, identified: usize) -> String {
     let mut lines = String::new();
     let signal = |lines: &mut String, visitor: &str, n: usize, body: &str| {
         lines.push_str(&format!(r#"{{"anonymousId":"{org}-{visitor}","messageId":"{visitor}-{n}",{body}}}"#));
         lines.push('\n');
     };
-    for v in 0..IDENTIFIED {
+    for v in 0..identified {
         let visitor = format!("v{v}");
         for (n, page) in ["Home", "Pricing", "Docs"].iter().enumerate() {
             signal(&mut lines, &visitor, n, &format!(r#""type":"page","name":"{page}""#));
@@ -44,15 +50,15 @@ fn history(org: &str) -> String {
 
 const RULE: &str = r#"{"name":"Forms","source":"segment","event":"Form Submitted","map":{"email":"properties.work_email","title":"properties.job"}}"#;
 
-async fn send_history(edge: &TestEdge, org: &str) {
+async fn send_history(edge: &TestEdge, org: &str, identified: usize) {
     let key = edge.key(org, &[]).await;
     let request = Request::post(format!("/api/signal-staging/bulk/{key}"))
         .header("content-type", "application/x-ndjson")
-        .body(Body::from(history(org)))
+        .body(Body::from(history(org, identified)))
         .expect("request");
     let answer = edge.call(request).await;
     assert_eq!(answer.status, 202, "{}", answer.text);
-    assert_eq!(answer.json["accepted"], 10_000, "{}", answer.text);
+    assert_eq!(answer.json["accepted"], identified * 5 + ANONYMOUS * 3, "{}", answer.text);
 }
 
 fn add_rule(edge: &TestEdge, org: &str) -> String {
@@ -115,10 +121,10 @@ async fn a_rule_applied_to_history_writes_what_it_would_have_written_once() {
     add_rule(&edge, after);
     let processor = start_processor(&edge.db.config);
     let sink = start_sink(&edge.db.config, edge.db.client.clone());
-    send_history(&edge, after).await;
+    send_history(&edge, after, IDENTIFIED).await;
     // Stored before the rule: nothing attributed.
-    send_history(&edge, before).await;
-    send_history(&edge, crash).await;
+    send_history(&edge, before, IDENTIFIED).await;
+    send_history(&edge, crash, IDENTIFIED).await;
     await_count(client, &format!("SELECT count() FROM signals_hot WHERE org_id = '{after}'"), hot).await;
     for org in [before, crash] {
         await_count(client, &format!("SELECT count() FROM signals_cold WHERE org_id = '{org}'"), 10_000).await;
@@ -178,6 +184,83 @@ async fn a_rule_applied_to_history_writes_what_it_would_have_written_once() {
     // Pausing or cancelling a finished job is refused, saying why.
     let finished = sigstage(&["rules", "pause", job_id, "--org", crash], &edge.db.vars);
     assert!(!finished.status.success() && stderr(&finished).contains("is done already"), "{}", stderr(&finished));
+    sink.stop().await;
+    processor.stop().await;
+}
+
+const TOKEN: &str = "admin-token-of-the-apply-test";
+
+async fn admin(edge: &TestEdge, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+    let settings = admin::Settings {
+        kafka: Some(edge.db.config.kafka.clone()),
+        tokens: vec![AdminToken { id: "admin".into(), read_only: false, org: None, secret: Secret::new(TOKEN) }],
+        public_url: "http://127.0.0.1:1".into(),
+        tails: admin::TailLimits::default(),
+        people: admin::PeopleReach { cluster: None, refresh: std::time::Duration::from_millis(200) },
+    };
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::CONTENT_TYPE, "application/json");
+    let response = admin::router(edge.db.client.clone(), settings)
+        .oneshot(request.body(Body::from(body.to_owned())).expect("request"))
+        .await
+        .expect("answer");
+    let status = response.status();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// The admin API starts a job in the background and reports it; bad input is refused, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_applies_a_rule_as_a_background_job() {
+    let edge = TestEdge::start().await;
+    let processor = start_processor(&edge.db.config);
+    let sink = start_sink(&edge.db.config, edge.db.client.clone());
+    let client = &edge.db.client;
+    send_history(&edge, "api", 40).await;
+    await_count(client, "SELECT count() FROM signals_cold WHERE org_id = 'api'", 40 * 5 + ANONYMOUS as u64 * 3).await;
+    let rule = add_rule(&edge, "api");
+    let apply = format!("/api/admin/orgs/api/rules/{rule}/apply");
+
+    let (status, preview) = admin(&edge, "POST", &apply, r#"{"since":"2000-01-01","dry_run":true}"#).await;
+    assert_eq!((status, preview["newly_attributed"].as_u64()), (StatusCode::OK, Some(40)), "{preview}");
+    for (body, code) in [
+        (r#"{"since":"March"}"#, "invalid_range"),
+        (r#"{"since":"2000-01-01","rate":"fast"}"#, "invalid_apply"),
+        (r#"{"since":"2000-01-01","everything":true}"#, "invalid_apply"),
+    ] {
+        let (status, answer) = admin(&edge, "POST", &apply, body).await;
+        assert_eq!((status.is_client_error(), answer["error"].as_str()), (true, Some(code)), "{body}: {answer}");
+    }
+    let (status, answer) =
+        admin(&edge, "POST", "/api/admin/orgs/api/rules/rule_none/apply", r#"{"since":"2000-01-01"}"#).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+
+    let (status, job) = admin(&edge, "POST", &apply, r#"{"since":"2000-01-01"}"#).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let job_id = job["job_id"].as_str().expect("a job id").to_owned();
+    // Done in the background: awaited through the API.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let job = loop {
+        let (status, job) = admin(&edge, "GET", &format!("/api/admin/orgs/api/rules/jobs/{job_id}"), "").await;
+        assert_eq!(status, StatusCode::OK, "{job}");
+        if job["state"] == "done" {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "{job}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!((job["read"].as_u64(), job["sent"].as_u64()), (Some(40 * 5 + ANONYMOUS as u64 * 3), Some(40)), "{job}");
+    await_count(client, "SELECT count() FROM signals_hot WHERE org_id = 'api'", 40 * 5).await;
+    let (_, jobs) = admin(&edge, "GET", "/api/admin/orgs/api/rules/jobs", "").await;
+    assert_eq!(jobs.as_array().map(Vec::len), Some(1), "{jobs}");
+    let act = |action: &str| format!("/api/admin/orgs/api/rules/jobs/{job_id}/{action}");
+    let (status, answer) = admin(&edge, "POST", &act("cancel"), "").await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("job_finished")), "{answer}");
+    let (status, answer) = admin(&edge, "POST", &act("explode"), "").await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_action")), "{answer}");
     sink.stop().await;
     processor.stop().await;
 }
