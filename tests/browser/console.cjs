@@ -150,6 +150,19 @@ async function main() {
   check((await page.textContent('h1')).includes(`Signal ${id}`), `the trace names signal ${id}, all 64 bits of it`);
   await shot('07b-signal-trace');
 
+  step('apply the rule to the signals stored before it: preview, then a job run to its end');
+  await visit('rules', '#rule-list');
+  await page.click('#rule-list tr[data-rule-id] button:has-text("Edit")');
+  await page.waitForSelector('#rule-history');
+  await page.fill('[name=history-since]', '2000-01-01');
+  await page.click('[data-test=history-preview]');
+  await page.waitForSelector('#history-preview');
+  check((await page.textContent('#history-preview')).includes('stored signals'), 'the preview counts the stored signals');
+  await page.click('[data-test=history-apply]');
+  await page.waitForSelector('#history-job[data-state="done"]', { timeout: 30000 });
+  check(/of [\d,]+ stored signals read/.test(await page.textContent('#history-job')), 'the job shows its progress');
+  await shot('07c-rule-applied');
+
   step('create a webhook to a local receiver, send a test event, see it in the history');
   await visit('webhooks', '#new-webhook');
   await page.fill('#new-webhook [name=url]', hooks.url);

@@ -115,6 +115,7 @@ async fn a_person_signs_in_maps_a_signal_subscribes_and_revokes_in_chromium() {
         "06-rules",
         "07-live-tail-mapped",
         "07b-signal-trace",
+        "07c-rule-applied",
         "08-webhook-created",
         "09-webhook-history",
         "10-overview",

@@ -392,7 +392,57 @@ function ruleEditor(org, rule, id) {
   h('div', { class: 'row' }, dryRun, h('button', { type: 'submit', 'data-test': 'save-rule' }, 'Save rule'),
     h('button', { type: 'button', class: 'secondary', onclick: () => go(org, 'rules') }, 'Cancel')),
   result);
-  return form;
+  return id ? h('div', { class: 'stack' }, form, ruleHistory(org, id)) : form;
+}
+
+// A saved rule applied to the signals stored before it: a preview, then a background job whose
+// progress is polled while it runs, with pause, resume and cancel.
+function ruleHistory(org, id) {
+  const since = h('input', { type: 'date', name: 'history-since', required: true,
+    value: new Date(Date.now() - 90 * 86400000).toISOString().slice(0, 10) });
+  const out = h('div', { id: 'history-result' });
+  const path = rest => orgPath(org, rest);
+  const showJob = job => {
+    const running = job.state === 'running';
+    const done = job.total ? Math.min(100, (100 * job.read) / job.total) : 100;
+    const control = (label, action) => h('button', { class: 'secondary', 'data-test': `job-${action}`, onclick: e => act(e.target, async () => {
+      showJob(await api('POST', path(`/rules/jobs/${encodeURIComponent(job.job_id)}/${action}`)));
+      poll(job.job_id);
+    }) }, label);
+    out.replaceChildren(h('div', { id: 'history-job', 'data-state': job.state },
+      h('p', {}, `Job ${job.job_id}: ${job.state}, ${num(job.read)} of ${num(job.total)} stored signals read, ${num(job.sent)} sent to be attributed`),
+      bar(done), job.error ? h('p', { class: 'error' }, job.error) : null,
+      h('div', { class: 'row' }, running ? control('Pause', 'pause') : null,
+        job.state === 'paused' ? control('Resume', 'resume') : null,
+        running || job.state === 'paused' ? control('Cancel', 'cancel') : null)));
+  };
+  const poll = async jobId => {
+    const mine = state.view;
+    while (mine === state.view) {
+      const job = await api('GET', path(`/rules/jobs/${encodeURIComponent(jobId)}`));
+      if (mine !== state.view) return;
+      showJob(job);
+      if (job.state !== 'running') return;
+      await new Promise(resolve => setTimeout(resolve, 1000));
+    }
+  };
+  const body = dry_run => ({ since: since.value, dry_run });
+  const preview = h('button', { type: 'button', class: 'secondary', 'data-test': 'history-preview', onclick: e => act(e.target, async () => {
+    const p = await api('POST', path(`/rules/${encodeURIComponent(id)}/apply`), body(true));
+    out.replaceChildren(h('p', { id: 'history-preview' }, `Of ${num(p.signals)} stored signals, it matches ${num(p.matched)}: `,
+      `${num(p.newly_attributed)} would be attributed, ${num(p.visitors_identified)} visitors identified, `,
+      `${num(p.rehydrated)} signals rehydrated, ${num(p.new_leads)} leads new`,
+      p.sample_leads.length ? ` (${p.sample_leads.join(', ')})` : '', '.'));
+  }) }, 'Preview on history');
+  const apply = h('button', { type: 'button', 'data-test': 'history-apply', onclick: e => act(e.target, async () => {
+    if (!confirm('Apply this rule to the stored signals since ' + since.value + '?')) return;
+    const job = await api('POST', path(`/rules/${encodeURIComponent(id)}/apply`), body(false));
+    showJob(job);
+    poll(job.job_id);
+  }) }, 'Apply to history');
+  return h('section', { class: 'card stack', id: 'rule-history' }, h('h2', {}, 'Apply to the signals already stored'),
+    h('p', { class: 'muted' }, 'A rule maps signals from when it is saved. This sends the stored anonymous signals it would attribute back through the stream, paced, so their leads, links and rehydration are as if the rule had been there.'),
+    h('div', { class: 'row' }, h('label', {}, 'Since', since), preview, apply), out);
 }
 
 // ---- Live tail ---------------------------------------------------------------------------
