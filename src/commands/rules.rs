@@ -50,29 +50,15 @@ pub enum RulesCommand {
     /// What a rule would change in the signals already stored (by event time, SINCE to UNTIL):
     /// signals newly mapped and attributed, visitors identified, new leads. Writes nothing.
     Preview {
-        rule_id: String,
-        #[arg(long)]
-        org: String,
-        /// A day (2026-03-01, UTC) or an RFC 3339 time.
-        #[arg(long)]
-        since: String,
-        /// Exclusive; default now.
-        #[arg(long)]
-        until: Option<String>,
+        #[command(flatten)]
+        stored: Stored,
     },
     /// Apply a rule to the signals already stored (by event time, SINCE to UNTIL): a job that
     /// sends each one it attributes back through the stream, paced, with a progress bar. It
     /// goes on with `resume` after a crash or Ctrl-C; `--dry-run` is `preview`.
     Apply {
-        rule_id: String,
-        #[arg(long)]
-        org: String,
-        /// A day (2026-03-01, UTC) or an RFC 3339 time.
-        #[arg(long)]
-        since: String,
-        /// Exclusive; default now.
-        #[arg(long)]
-        until: Option<String>,
+        #[command(flatten)]
+        stored: Stored,
         /// Report what it would change, and write nothing.
         #[arg(long)]
         dry_run: bool,
@@ -105,6 +91,20 @@ pub enum RulesCommand {
         #[arg(long)]
         org: String,
     },
+}
+
+/// A rule and the stored signals it is taken to (by event time, SINCE to UNTIL).
+#[derive(clap::Args)]
+pub struct Stored {
+    rule_id: String,
+    #[arg(long)]
+    org: String,
+    /// A day (2026-03-01, UTC) or an RFC 3339 time.
+    #[arg(long)]
+    since: String,
+    /// Exclusive; default now.
+    #[arg(long)]
+    until: Option<String>,
 }
 
 /// A day or an RFC 3339 time given as `flag`, in epoch milliseconds.
@@ -206,15 +206,15 @@ pub async fn run(config: &Config, command: RulesCommand) -> anyhow::Result<()> {
             let rule = rules::remove(&client, &org, &rule_id).await?;
             eprintln!("rule {} ({}) removed from {org}", rule.id, rule.spec.name);
         }
-        RulesCommand::Preview { rule_id, org, since, until }
-        | RulesCommand::Apply { rule_id, org, since, until, dry_run: true, .. } => {
+        RulesCommand::Preview { stored: Stored { rule_id, org, since, until } }
+        | RulesCommand::Apply { stored: Stored { rule_id, org, since, until }, dry_run: true, .. } => {
             let (since_ms, until_ms) = range(&since, until.as_deref())?;
             let rule = find_rule(&client, &org, &rule_id).await?;
             eprintln!("reading {org}'s stored signals from {since} to {}", until.as_deref().unwrap_or("now"));
             let preview = control::history::preview(&client, &rule, since_ms, until_ms).await?;
             println!("{}", serde_json::to_string_pretty(&preview)?);
         }
-        RulesCommand::Apply { rule_id, org, since, until, dry_run: false, rate } => {
+        RulesCommand::Apply { stored: Stored { rule_id, org, since, until }, dry_run: false, rate } => {
             let (since_ms, until_ms) = range(&since, until.as_deref())?;
             let rule = find_rule(&client, &org, &rule_id).await?;
             let job = apply::create(&client, &rule, since_ms, until_ms).await?;
