@@ -13,6 +13,7 @@
 
 mod analytics;
 mod apply;
+mod backfill;
 mod console;
 mod keys;
 mod limits;
@@ -319,6 +320,25 @@ pub(crate) fn operations() -> Vec<Operation> {
             webhooks::recover,
         )
         .body("{since_ms}"),
+        op(
+            Method::POST,
+            "/api/admin/orgs/{org}/webhooks/{sub}/backfill",
+            "Send every stored event of its types in a range it was not delivered, through a queue of its own",
+            backfill::start,
+        )
+        .body("{since_ms, until_ms?, events?: [types], per_second?}"),
+        op(
+            Method::GET,
+            "/api/admin/orgs/{org}/webhooks/{sub}/backfills",
+            "The subscription's backfills with their progress",
+            backfill::list,
+        ),
+        op(
+            Method::POST,
+            "/api/admin/orgs/{org}/webhooks/{sub}/backfills/{backfill_id}/{action}",
+            "Pause, resume or cancel a backfill",
+            backfill::act,
+        ),
         op(
             Method::PUT,
             "/api/admin/orgs/{org}/webhooks/{sub}/rate-limit",

@@ -20,6 +20,7 @@ impl Refusal for WebhookAdminError {
                 (StatusCode::BAD_REQUEST, "invalid_subscription")
             }
             WebhookAdminError::NotFound(_) => (StatusCode::NOT_FOUND, "subscription_not_found"),
+            WebhookAdminError::BackfillNotFound(_) => (StatusCode::NOT_FOUND, "backfill_not_found"),
             WebhookAdminError::EventNotFound { .. } => (StatusCode::NOT_FOUND, "event_not_found"),
             WebhookAdminError::Random(_) | WebhookAdminError::ClickHouse(_) => {
                 tracing::error!(error = %self, "admin API request failed");
@@ -31,7 +32,7 @@ impl Refusal for WebhookAdminError {
 }
 
 /// The subscription, if it belongs to `org`.
-async fn subscription_of(admin: &Admin, org: &str, id: &str) -> Result<Subscription, WebhookAdminError> {
+pub(crate) async fn subscription_of(admin: &Admin, org: &str, id: &str) -> Result<Subscription, WebhookAdminError> {
     let subscription = webhooks::get(&admin.client, id).await?;
     if subscription.org_id != org {
         return Err(WebhookAdminError::NotFound(id.to_owned()));

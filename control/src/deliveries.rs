@@ -58,24 +58,57 @@ impl Delivery {
     }
 }
 
-/// The state of each delivery as of its highest version, without FINAL: ClickHouse 18.16 may
-/// filter non-key columns before FINAL merges versions, so the latest state is taken by
-/// aggregation instead. Columns in [`Delivery`]'s order: rows are read by position.
-const LATEST: &str = "SELECT org_id, subscription_id, event_id, event_type, last_state AS state, \
-     last_attempts AS attempts, next_ms AS next_attempt_ms, first_ms AS created_ms, last_version AS version \
-     FROM (SELECT subscription_id, event_id, any(org_id) AS org_id, any(event_type) AS event_type, \
-     argMax(state, version) AS last_state, argMax(attempts, version) AS last_attempts, \
-     argMax(next_attempt_ms, version) AS next_ms, min(created_ms) AS first_ms, max(version) AS last_version \
-     FROM webhook_queue WHERE subscription_id IN (SELECT arrayJoin(?)) GROUP BY subscription_id, event_id)";
-
-pub async fn write(client: &clickhouse::Client, deliveries: &[Delivery]) -> Result<(), clickhouse::error::Error> {
-    runtime::clickhouse::insert::<Delivery, _>(client, "webhook_queue", deliveries).await
+/// A queue of deliveries: the live one, which the webhook sink fills from the outbox, or the one
+/// a backfill fills with history ([`crate::backfill`]). The scheduler serves them side by side,
+/// so a backfill never stands in front of a live delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    Live,
+    Backfill,
 }
 
-/// The deliveries due at `now_ms` for these subscriptions, oldest first, at most `per_subscription`
-/// of each.
+impl Lane {
+    pub fn table(self) -> &'static str {
+        match self {
+            Lane::Live => "webhook_queue",
+            Lane::Backfill => "webhook_backfill_queue",
+        }
+    }
+}
+
+/// The state of each delivery of a lane as of its highest version, without FINAL: ClickHouse
+/// 18.16 may filter non-key columns before FINAL merges versions, so the latest state is taken by
+/// aggregation instead. Columns in [`Delivery`]'s order: rows are read by position.
+pub(crate) fn latest(lane: Lane) -> String {
+    format!(
+        "SELECT org_id, subscription_id, event_id, event_type, last_state AS state, \
+         last_attempts AS attempts, next_ms AS next_attempt_ms, first_ms AS created_ms, last_version AS version \
+         FROM (SELECT subscription_id, event_id, any(org_id) AS org_id, any(event_type) AS event_type, \
+         argMax(state, version) AS last_state, argMax(attempts, version) AS last_attempts, \
+         argMax(next_attempt_ms, version) AS next_ms, min(created_ms) AS first_ms, max(version) AS last_version \
+         FROM {} WHERE subscription_id IN (SELECT arrayJoin(?)) GROUP BY subscription_id, event_id)",
+        lane.table()
+    )
+}
+
+/// Writes deliveries to the live queue.
+pub async fn write(client: &clickhouse::Client, deliveries: &[Delivery]) -> Result<(), clickhouse::error::Error> {
+    write_to(client, Lane::Live, deliveries).await
+}
+
+pub async fn write_to(
+    client: &clickhouse::Client,
+    lane: Lane,
+    deliveries: &[Delivery],
+) -> Result<(), clickhouse::error::Error> {
+    runtime::clickhouse::insert::<Delivery, _>(client, lane.table(), deliveries).await
+}
+
+/// The deliveries of a lane due at `now_ms` for these subscriptions, oldest first, at most
+/// `per_subscription` of each.
 pub async fn due(
     client: &clickhouse::Client,
+    lane: Lane,
     subscriptions: &[String],
     now_ms: u64,
     per_subscription: u64,
@@ -84,8 +117,9 @@ pub async fn due(
         return Ok(Vec::new());
     }
     let sql = format!(
-        "{LATEST} WHERE state = '{PENDING}' AND next_attempt_ms <= ? \
-         ORDER BY next_attempt_ms, created_ms LIMIT ? BY subscription_id"
+        "{} WHERE state = '{PENDING}' AND next_attempt_ms <= ? \
+         ORDER BY next_attempt_ms, created_ms LIMIT ? BY subscription_id",
+        latest(lane)
     );
     client.query(&sql).bind(subscriptions).bind(now_ms).bind(per_subscription).fetch_all().await
 }
@@ -95,7 +129,8 @@ pub async fn of_subscription(
     client: &clickhouse::Client,
     subscription_id: &str,
 ) -> Result<Vec<Delivery>, clickhouse::error::Error> {
-    client.query(&format!("{LATEST} ORDER BY created_ms, event_id")).bind(vec![subscription_id]).fetch_all().await
+    let sql = format!("{} ORDER BY created_ms, event_id", latest(Lane::Live));
+    client.query(&sql).bind(vec![subscription_id]).fetch_all().await
 }
 
 #[derive(Debug, Row, Deserialize)]

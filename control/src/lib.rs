@@ -3,6 +3,7 @@
 //! change is a new row with a higher version) and held in memory by the roles that read them.
 
 pub mod apply;
+pub mod backfill;
 pub mod deliveries;
 pub mod history;
 pub mod keys;

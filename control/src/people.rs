@@ -314,7 +314,7 @@ fn deletions(person: &Person, signal_ids: &[u64]) -> Vec<(&'static str, String)>
     for ids in signal_ids.chunks(IDS_PER_STATEMENT) {
         let ids = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
         let by_event = format!("has(CAST([{ids}] AS Array(UInt64)), toUInt64OrZero(splitByChar('.', event_id)[1]))");
-        for table in ["webhook_events", "webhook_queue", "webhook_deliveries"] {
+        for table in ["webhook_events", "webhook_queue", "webhook_backfill_queue", "webhook_deliveries"] {
             statements.push((table, by_event.clone()));
         }
     }
@@ -521,6 +521,7 @@ mod tests {
             [
                 "webhook_events",
                 "webhook_queue",
+                "webhook_backfill_queue",
                 "webhook_deliveries",
                 "signals_hot",
                 "signals_cold",
@@ -531,7 +532,7 @@ mod tests {
                 "signal_queue"
             ]
         );
-        assert!(statements[3].1.contains(r"['o\'neil@acme.io']"), "{}", statements[3].1);
+        assert!(statements[4].1.contains(r"['o\'neil@acme.io']"), "{}", statements[4].1);
         assert!(statements[0].1.contains("[7,8]"));
         let many: Vec<u64> = (0..12_000).collect();
         let chunked = deletions(&person, &many);

@@ -63,6 +63,8 @@ pub enum WebhookAdminError {
     Invalid(String),
     #[error("no webhook subscription {0:?} (`sigstage webhooks list --org ORG` shows them)")]
     NotFound(String),
+    #[error("no backfill {0:?} (`sigstage webhooks backfills SUB --org ORG` shows them)")]
+    BackfillNotFound(String),
     #[error("no event {event:?} was received for org {org:?}")]
     EventNotFound { org: String, event: String },
     #[error("cannot generate a secret: {0}")]

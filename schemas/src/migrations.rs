@@ -253,6 +253,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 13, name: "retention", sql: include_str!("../migrations/0013_retention.sql") },
     Migration { version: 14, name: "key_lanes", sql: include_str!("../migrations/0014_key_lanes.sql") },
     Migration { version: 15, name: "history_jobs", sql: include_str!("../migrations/0015_history_jobs.sql") },
+    Migration { version: 16, name: "webhook_backfills", sql: include_str!("../migrations/0016_webhook_backfills.sql") },
 ];
 
 #[cfg(test)]

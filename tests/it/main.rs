@@ -39,5 +39,6 @@ mod stream_recovery;
 mod stream_rules;
 mod support;
 mod tracking_sdks;
+mod webhooks_backfill;
 mod webhooks_delivery;
 mod webhooks_isolation;

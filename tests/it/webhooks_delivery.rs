@@ -34,6 +34,20 @@ pub(crate) struct Receiver {
     calls: Arc<Mutex<std::collections::HashMap<(String, String), u32>>>,
 }
 
+impl Receiver {
+    /// Calls taken at `path`, by webhook-id.
+    pub(crate) fn calls_at(&self, path: &str) -> std::collections::HashMap<String, u32> {
+        let calls = self.calls.lock().expect("lock");
+        calls.iter().filter(|((at, _), _)| at == path).map(|((_, id), n)| (id.clone(), *n)).collect()
+    }
+
+    /// The events accepted at `path`, with their webhook-ids.
+    pub(crate) fn events_at(&self, path: &str) -> Vec<(String, Value)> {
+        let seen = self.seen.0.lock().expect("lock");
+        seen.iter().filter(|(at, _, _)| at == path).map(|(_, id, event)| (id.clone(), event.clone())).collect()
+    }
+}
+
 /// The seed's Python receiver, in Rust: HMAC-SHA256 of the raw body with the secret, hex,
 /// compared in constant time.
 fn seed_verify(raw_body: &[u8], secret: &str, signature_header: &str) -> bool {
@@ -404,7 +418,13 @@ async fn a_rate_limited_endpoint_is_paced() {
             (delivery, Some(Arc::from(body.into_bytes())))
         })
         .collect();
-    let batch = sink::webhooks::worker::Batch { subscription: created, rate_limit: 5, failures: 0, deliveries: due };
+    let batch = sink::webhooks::worker::Batch {
+        subscription: created,
+        lane: control::deliveries::Lane::Live,
+        rate_limit: 5,
+        failures: 0,
+        deliveries: due,
+    };
     let config = Arc::new(db.config.webhooks.clone());
     let config = Arc::new(runtime::config::WebhookConfig { allow_private: true, ..(*config).clone() });
     let deliverer = Arc::new(sink::webhooks::delivery::Deliverer::new(&config).expect("client"));

@@ -2,6 +2,10 @@
 //! ([`worker::run`]), never more than one per subscription: a slow or dead endpoint holds only
 //! its own backlog, and the others are served as soon as their deliveries are due.
 //!
+//! A subscription with a backfill running ([`control::backfill`]) has a second task, for its
+//! backfill's queue, paced at the backfill's rate: history is delivered beside the live queue,
+//! never in front of it. A backfill with nothing left pending is marked done.
+//!
 //! It also judges each endpoint's health. A subscription whose every attempt has failed for
 //! `SIGSTAGE_WEBHOOKS_DISABLE_AFTER` (counted from its first failure after its last delivery, or
 //! from when it was last enabled), or whose endpoint answered 410 Gone, is disabled, with the
@@ -12,7 +16,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use control::deliveries;
+use control::backfill::{self, Backfill};
+use control::deliveries::{self, Lane};
 use control::webhooks::{self, Subscription};
 use runtime::config::WebhookConfig;
 use tokio::sync::{watch, Notify};
@@ -26,6 +31,8 @@ pub const DISABLED_TOTAL: &str = "sigstage_webhook_subscriptions_disabled_total"
 const PER_ROUND: u64 = 500;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const RATE_LIMITS_REFRESH: Duration = Duration::from_secs(5);
+/// How soon a backfill started, paused or cancelled is heeded.
+const BACKFILLS_REFRESH: Duration = Duration::from_secs(1);
 
 /// An endpoint's recent failures.
 #[derive(Debug, Default, Clone, Copy)]
@@ -52,9 +59,11 @@ impl Scheduler {
         let mut rate_limits_at = tokio::time::Instant::now() - RATE_LIMITS_REFRESH;
         // Subscriptions disabled here, until the reloaded list says so too.
         let mut disabled: HashSet<String> = HashSet::new();
-        // The subscriptions with a task, by task.
-        let mut busy: HashMap<tokio::task::Id, String> = HashMap::new();
+        // The subscriptions with a task, and its lane, by task.
+        let mut busy: HashMap<tokio::task::Id, (String, Lane)> = HashMap::new();
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
+        let mut backfills: Vec<Backfill> = Vec::new();
+        let mut backfills_at = tokio::time::Instant::now() - BACKFILLS_REFRESH;
         // The shortest retry wait bounds how late a retry may be noticed.
         let poll = self.config.retry_schedule.iter().min().map_or(Duration::from_secs(1), |wait| {
             (*wait / 2).clamp(Duration::from_millis(50), Duration::from_secs(1))
@@ -69,30 +78,75 @@ impl Scheduler {
                 }
                 rate_limits_at = tokio::time::Instant::now();
             }
-            let idle: Vec<&Subscription> = subscriptions
-                .iter()
-                .filter(|s| {
-                    s.active == 1
-                        && !busy.values().any(|id| *id == s.subscription_id)
-                        && !disabled.contains(&s.subscription_id)
-                })
-                .collect();
-            match self.due(&idle).await {
+            let refresh_backfills = backfills_at.elapsed() >= BACKFILLS_REFRESH;
+            if refresh_backfills {
+                match backfill::running(&self.clickhouse).await {
+                    Ok(running) => backfills = running,
+                    Err(error) => tracing::warn!(%error, "webhook backfills not reloaded"),
+                }
+                backfills_at = tokio::time::Instant::now();
+            }
+            let idle = |lane: Lane| -> Vec<&Subscription> {
+                subscriptions
+                    .iter()
+                    .filter(|s| {
+                        s.active == 1
+                            && !busy.values().any(|(id, on)| *id == s.subscription_id && *on == lane)
+                            && !disabled.contains(&s.subscription_id)
+                    })
+                    .collect()
+            };
+            let mut owed = match self.due(Lane::Live, &idle(Lane::Live), PER_ROUND).await {
                 Ok(batches) => {
-                    for (subscription, deliveries) in batches {
-                        let id = subscription.subscription_id.clone();
-                        let batch = Batch {
-                            rate_limit: rate_limits.get(&id).copied().unwrap_or(0),
-                            failures: health.get(&id).map_or(0, |h| h.failures),
-                            subscription,
-                            deliveries,
-                        };
-                        let (deliverer, config) = (Arc::clone(&self.deliverer), Arc::clone(&self.config));
-                        let task = tasks.spawn(worker::run(batch, deliverer, config, self.clickhouse.clone()));
-                        busy.insert(task.id(), id);
+                    batches.into_iter().map(|(subscription, due)| (subscription, due, Lane::Live, 0)).collect()
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "due webhook deliveries not read; trying again");
+                    Vec::new()
+                }
+            };
+            let idle_backfilling = idle(Lane::Backfill);
+            for running in &backfills {
+                let Some(subscription) = idle_backfilling.iter().find(|s| s.subscription_id == running.subscription_id)
+                else {
+                    continue;
+                };
+                // A second's worth at the backfill's rate.
+                let per_round = u64::from(running.per_second).clamp(1, PER_ROUND);
+                match self.due(Lane::Backfill, &[*subscription], per_round).await {
+                    Ok(batches) if batches.is_empty() && refresh_backfills => {
+                        if let Err(error) = backfill::finish_if_drained(&self.clickhouse, running).await {
+                            tracing::warn!(%error, backfill = %running.backfill_id, "backfill progress not read");
+                        }
+                    }
+                    Ok(batches) => owed.extend(
+                        batches
+                            .into_iter()
+                            .map(|(subscription, due)| (subscription, due, Lane::Backfill, running.per_second)),
+                    ),
+                    Err(error) => {
+                        tracing::warn!(%error, backfill = %running.backfill_id, "due backfill deliveries not read")
                     }
                 }
-                Err(error) => tracing::warn!(%error, "due webhook deliveries not read; trying again"),
+            }
+            for (subscription, deliveries, lane, pace) in owed {
+                let id = subscription.subscription_id.clone();
+                // The subscription's own cap holds for its backfill too.
+                let limit = rate_limits.get(&id).copied().unwrap_or(0);
+                let rate_limit = match (limit, pace) {
+                    (0, pace) | (pace, 0) => pace,
+                    (limit, pace) => limit.min(pace),
+                };
+                let batch = Batch {
+                    lane,
+                    rate_limit,
+                    failures: health.get(&id).map_or(0, |h| h.failures),
+                    subscription,
+                    deliveries,
+                };
+                let (deliverer, config) = (Arc::clone(&self.deliverer), Arc::clone(&self.config));
+                let task = tasks.spawn(worker::run(batch, deliverer, config, self.clickhouse.clone()));
+                busy.insert(task.id(), (id, lane));
             }
             tokio::select! {
                 changed = stop.changed() => {
@@ -109,7 +163,7 @@ impl Scheduler {
                             outcome
                         }
                         Err(error) => {
-                            let subscription = busy.remove(&error.id());
+                            let subscription = busy.remove(&error.id()).map(|(id, _)| id);
                             tracing::error!(%error, ?subscription, "a webhook delivery task failed; its deliveries stay due");
                             continue;
                         }
@@ -134,10 +188,16 @@ impl Scheduler {
         }
     }
 
-    /// The due deliveries of these subscriptions, with their bodies, by subscription.
-    async fn due(&self, idle: &[&Subscription]) -> Result<Vec<(Subscription, Due)>, clickhouse::error::Error> {
+    /// The due deliveries of a lane for these subscriptions, at most `per_subscription` of each,
+    /// with their bodies, by subscription.
+    async fn due(
+        &self,
+        lane: Lane,
+        idle: &[&Subscription],
+        per_subscription: u64,
+    ) -> Result<Vec<(Subscription, Due)>, clickhouse::error::Error> {
         let ids: Vec<String> = idle.iter().map(|s| s.subscription_id.clone()).collect();
-        let due = deliveries::due(&self.clickhouse, &ids, runtime::time::now_ms(), PER_ROUND).await?;
+        let due = deliveries::due(&self.clickhouse, lane, &ids, runtime::time::now_ms(), per_subscription).await?;
         let mut by_org: HashMap<&str, Vec<String>> = HashMap::new();
         for delivery in &due {
             by_org.entry(&delivery.org_id).or_default().push(delivery.event_id.clone());

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use control::deliveries::{Delivery, DELIVERED, FAILED, PENDING};
+use control::deliveries::{Delivery, Lane, DELIVERED, FAILED, PENDING};
 use control::webhooks::{Attempt, Subscription};
 use futures::StreamExt;
 use runtime::config::WebhookConfig;
@@ -26,9 +26,10 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 /// Due deliveries, each with its event's body (`None`: not stored).
 pub type Due = Vec<(Delivery, Option<Arc<[u8]>>)>;
 
-/// Deliveries due for one subscription.
+/// Deliveries due for one subscription, from one lane.
 pub struct Batch {
     pub subscription: Subscription,
+    pub lane: Lane,
     /// Deliveries per second at most (0: no limit).
     pub rate_limit: u32,
     /// The subscription's consecutive failed attempts before this batch.
@@ -63,7 +64,7 @@ pub async fn run(
     config: Arc<WebhookConfig>,
     clickhouse: clickhouse::Client,
 ) -> Outcome {
-    let Batch { subscription, rate_limit, failures, deliveries } = batch;
+    let Batch { subscription, lane, rate_limit, failures, deliveries } = batch;
     let gone = AtomicBool::new(false);
     let pace = (rate_limit > 0).then(|| {
         let mut interval = tokio::time::interval(Duration::from_secs(1) / rate_limit);
@@ -131,7 +132,7 @@ pub async fn run(
     outcome.failures = consecutive;
     // The queue first: an attempt whose new state is lost is made again (receivers dedupe on
     // webhook-id); a log row without its queue row would claim an attempt that is repeated.
-    let recorded = match control::deliveries::write(&clickhouse, &queue).await {
+    let recorded = match control::deliveries::write_to(&clickhouse, lane, &queue).await {
         Ok(()) => control::webhooks::log_attempts(&clickhouse, &log).await,
         Err(error) => Err(error),
     };
