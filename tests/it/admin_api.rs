@@ -203,6 +203,41 @@ async fn webhook_subscriptions_through_http() {
         call(&db, token, "PUT", &format!("/api/admin/orgs/other/webhooks/{id}/rate-limit"), r#"{"per_second":1}"#)
             .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "another org's");
+
+    // A backfill of stored history, its progress, and stopping it, with its bodies checked.
+    let past = control::webhooks::StoredEvent {
+        org_id: "acme".into(),
+        event_id: "7.lead.created".into(),
+        event_type: "lead.created".into(),
+        body: String::from_utf8(schemas::events::encode("lead.created", 7, "acme", 1_000, b"{}")).expect("UTF-8"),
+        created_ms: 1_000,
+    };
+    control::webhooks::store_events(&db.client, &[past]).await.expect("a stored event");
+    let backfill = format!("{hooks}/{id}/backfill");
+    for (body, code) in [
+        (r#"{"since":"yesterday"}"#, "invalid_backfill"),
+        (r#"{"since_ms":0,"events":["post.created"]}"#, "invalid_subscription"),
+        (r#"{"since_ms":0,"per_second":0}"#, "invalid_subscription"),
+    ] {
+        let (status, answer) = call(&db, token, "POST", &backfill, body).await;
+        assert_eq!((status.is_client_error(), answer["error"].as_str()), (true, Some(code)), "{body}: {answer}");
+    }
+    let (status, started) = call(&db, token, "POST", &backfill, r#"{"since_ms":0,"events":["lead.created"]}"#).await;
+    assert_eq!((status, started["total"].as_u64()), (StatusCode::ACCEPTED, Some(1)), "{started}");
+    let (status, open) = call(&db, token, "POST", &backfill, r#"{"since_ms":0}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "one open at a time: {open}");
+    let (status, listed) = call(&db, token, "GET", &format!("{hooks}/{id}/backfills"), "").await;
+    assert_eq!((status, listed[0]["progress"]["pending"].as_u64()), (StatusCode::OK, Some(1)), "{listed}");
+    let backfill_id = started["backfill_id"].as_str().expect("id");
+    let act = |action: &str| format!("{hooks}/{id}/backfills/{backfill_id}/{action}");
+    let (status, paused) = call(&db, token, "POST", &act("pause"), "").await;
+    assert_eq!((status, paused["state"].as_str()), (StatusCode::OK, Some("paused")), "{paused}");
+    let (status, body) = call(&db, token, "POST", &act("explode"), "").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_action")));
+    let (status, body) = call(&db, token, "POST", &format!("{hooks}/{id}/backfills/backfill_x/cancel"), "").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("backfill_not_found")));
+    let (status, cancelled) = call(&db, token, "POST", &act("cancel"), "").await;
+    assert_eq!((status, cancelled["state"].as_str()), (StatusCode::OK, Some("cancelled")), "{cancelled}");
 }
 
 #[tokio::test]
