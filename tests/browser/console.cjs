@@ -180,6 +180,14 @@ async function main() {
   check(delivered && delivered.headers['webhook-signature'], `the receiver got a signed test event: ${JSON.stringify(hooks.received.map(r => r.headers))}`);
   await shot('09-webhook-history');
 
+  step('send the new webhook the history from before it existed, and follow it to the end');
+  await page.fill('[name=backfill-since]', '2000-01-01');
+  await page.click('[data-test=backfill]');
+  await page.waitForSelector('#backfill[data-state="done"]', { timeout: 30000 });
+  check(hooks.received.some(r => r.body.includes('"lead.created"')), 'the lead made before the webhook existed was sent to it');
+  check(/[1-9][\d,]* delivered/.test(await page.textContent('#backfill')), 'the backfill shows what it delivered');
+  await shot('09b-webhook-backfill');
+
   step('limits and usage, then the overview with usage against the plan');
   await visit('limits', 'form button[type=submit]');
   await page.fill('[name=plan]', '1000');

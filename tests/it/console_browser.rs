@@ -118,6 +118,7 @@ async fn a_person_signs_in_maps_a_signal_subscribes_and_revokes_in_chromium() {
         "07c-rule-applied",
         "08-webhook-created",
         "09-webhook-history",
+        "09b-webhook-backfill",
         "10-overview",
         "11-overview-phone",
         "12-limits-usage",

@@ -611,8 +611,56 @@ async function webhook(org, id) {
     });
   } }, h('label', {}, 'Recover everything not delivered since', since), h('button', { type: 'submit' }, 'Recover'));
   show(h('h1', {}, 'Webhook ', h('span', { class: 'mono' }, id)),
-    s.active ? null : h('p', { class: 'bad' }, `Disabled${s.disabled_reason ? ': ' + s.disabled_reason : ''}`), edit, recover, history);
+    s.active ? null : h('p', { class: 'bad' }, `Disabled${s.disabled_reason ? ': ' + s.disabled_reason : ''}`), edit, recover,
+    backfillCard(base), history);
   await load();
+}
+
+// History sent to a subscription through a queue of its own (live deliveries never wait behind
+// it): start one, follow its progress while it runs, pause, resume or cancel it.
+function backfillCard(base) {
+  const since = h('input', { name: 'backfill-since', type: 'date', required: true,
+    value: new Date(Date.now() - 30 * 86400000).toISOString().slice(0, 10) });
+  const rate = h('input', { name: 'backfill-rate', type: 'number', min: 1, value: 100 });
+  const status = h('div', { id: 'backfill-status' });
+  const mine = state.view;
+  const render = async () => {
+    const [latest] = await api('GET', `${base}/backfills`);
+    if (!latest || mine !== state.view) return latest;
+    const { backfill: b, progress: p } = latest;
+    const finished = p.delivered + p.failed;
+    const control = (label, action) => h('button', { class: 'secondary', 'data-test': `backfill-${action}`, onclick: e => act(e.target, async () => {
+      await api('POST', `${base}/backfills/${encodeURIComponent(b.backfill_id)}/${action}`);
+      follow();
+    }) }, label);
+    status.replaceChildren(h('div', { id: 'backfill', 'data-state': b.state },
+      h('p', {}, `Backfill ${b.backfill_id}: ${b.state}, ${num(p.delivered)} delivered, ${num(p.failed)} failed, ${num(p.pending)} pending of ${num(b.total)}, at ${num(b.per_second)} a second`),
+      bar(b.total ? Math.min(100, (100 * finished) / b.total) : 100),
+      h('div', { class: 'row' }, b.state === 'running' ? control('Pause', 'pause') : null,
+        b.state === 'paused' ? control('Resume', 'resume') : null,
+        ['running', 'paused'].includes(b.state) ? control('Cancel', 'cancel') : null)));
+    return latest;
+  };
+  const follow = async () => {
+    while (mine === state.view) {
+      const latest = await render();
+      if (!latest || latest.backfill.state !== 'running') return;
+      await new Promise(resolve => setTimeout(resolve, 1000));
+    }
+  };
+  const form = h('form', { class: 'card stack', id: 'backfill-form', onsubmit: e => {
+    e.preventDefault();
+    act(form.querySelector('[type=submit]'), async () => {
+      const started = await api('POST', `${base}/backfill`, { since_ms: new Date(since.value).getTime(), per_second: Number(rate.value) });
+      toast(`${started.total} past events queued`);
+      follow();
+    });
+  } }, h('h2', {}, 'Send history'),
+  h('p', { class: 'muted' }, 'Every stored event of its types since then that it was not delivered, also from before it existed, with the webhook-id a live delivery has. It goes through a queue of its own: live deliveries never wait behind it.'),
+  h('div', { class: 'row' }, h('label', {}, 'Since', since), h('label', {}, 'Per second', rate), h('button', { type: 'submit', 'data-test': 'backfill' }, 'Backfill history')),
+  status);
+  follow();
+  return form;
 }
 
 // ---- Limits and usage --------------------------------------------------------------------
