@@ -46,6 +46,7 @@ fn processing(c: &mut Criterion) {
                         endpoint: "/v1/signals",
                         received_ms,
                         history_rules: None,
+                        lane: "live",
                         key: b"acme:a",
                         payload: signal,
                     };

@@ -113,7 +113,9 @@ fn event(org: &str, id: &str, created_ms: u64) -> StoredEvent {
         org_id: org.to_owned(),
         event_id: format!("{id}.lead.created"),
         event_type: "lead.created".into(),
-        body: format!(r#"{{"id":"{id}.lead.created","type":"lead.created","org":"{org}","data":{{"email":"a@b.io"}}}}"#),
+        body: format!(
+            r#"{{"id":"{id}.lead.created","type":"lead.created","org":"{org}","data":{{"email":"a@b.io"}}}}"#
+        ),
         created_ms,
     }
 }
@@ -144,15 +146,16 @@ impl Live<'_> {
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let arrived = arrivals.lock().expect("lock");
-            let latencies: Option<Vec<f64>> = queued
-                .iter()
-                .map(|(id, at)| arrived.get(id).map(|when| when.duration_since(*at).as_secs_f64() * 1000.0))
-                .collect();
+            let latencies: Option<Vec<f64>> = {
+                let arrived = arrivals.lock().expect("lock");
+                queued
+                    .iter()
+                    .map(|(id, at)| arrived.get(id).map(|when| when.duration_since(*at).as_secs_f64() * 1000.0))
+                    .collect()
+            };
             if let Some(latencies) = latencies {
                 return Ok(latencies);
             }
-            drop(arrived);
             anyhow::ensure!(Instant::now() < deadline, "live events did not all arrive within a minute");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

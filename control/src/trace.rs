@@ -1,4 +1,5 @@
-//! What sigstage did with one signal, read from where it is stored: its hot and cold rows (how
+//! What sigstage did with one signal, read from where it is stored: where it came in (the key's
+//! id, never the key; the endpoint; the lane) and the dedupe verdict, its hot and cold rows (how
 //! it was attributed, the rules that mapped it and the fields they mapped), the identity links
 //! and leads it made, the outbox events it caused (ids `SIGNAL.TYPE`) and every delivery
 //! attempt of them. `GET /api/admin/orgs/{org}/signals/{id}` and `sigstage trace` show it.
@@ -20,9 +21,20 @@ pub struct StoredRow {
     pub mapped: u8,
     pub rules: Vec<String>,
     pub fields: String,
+    pub content_hash: String,
     pub received_ms: u64,
     pub event_ms: u64,
     pub written_ms: u64,
+}
+
+/// Where the signal came in (`signal_origins`; none for a signal stored before it was kept).
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct Origin {
+    /// The id of the API key it came with, never the key.
+    pub key_id: String,
+    pub endpoint: String,
+    /// `live` or `historical`.
+    pub lane: String,
 }
 
 /// An identity link the signal made: its visitor is this lead from then on.
@@ -57,6 +69,9 @@ pub struct Trace {
     /// As a string in JSON, as the live tail sends it: a JavaScript number cannot hold 64 bits.
     #[serde(serialize_with = "as_string")]
     pub signal_id: u64,
+    pub origin: Option<Origin>,
+    /// What dedupe made of it: a stored signal was the first of its content in the window.
+    pub dedupe: String,
     pub rows: Vec<StoredRow>,
     pub links: Vec<Link>,
     /// Leads this signal was the first of.
@@ -70,7 +85,7 @@ fn as_string<S: serde::Serializer>(id: &u64, serializer: S) -> Result<S::Ok, S::
 }
 
 const COLUMNS: &str = "lead_email, anonymous_id, user_id, source, kind, event, attributed_by, mapped, rules, fields, \
-                       received_ms, event_ms, written_ms";
+                       content_hash, received_ms, event_ms, written_ms";
 
 /// What to say when [`signal`] finds no row of signal `id` of `org`.
 pub fn missing(org: &str, id: u64) -> String {
@@ -100,6 +115,16 @@ pub async fn signal(
     }
     // Cold first (how it arrived), then hot by when it was written (rehydration comes later).
     rows.sort_by_key(|row| (row.table != "signals_cold", row.written_ms));
+    let origin = client
+        .query("SELECT key_id, endpoint, lane FROM signal_origins WHERE org_id = ? AND signal_id = ? LIMIT 1")
+        .bind(org)
+        .bind(id)
+        .fetch_optional()
+        .await?;
+    let dedupe = format!(
+        "new: the first of its content (hash {}) within the dedupe window; later copies were dropped, not stored",
+        rows[0].content_hash
+    );
     let links = client
         .query("SELECT anonymous_id, email, linked_ms FROM identities WHERE org_id = ? AND signal_id = ? ORDER BY linked_ms")
         .bind(org)
@@ -131,5 +156,15 @@ pub async fn signal(
         .bind(&prefix)
         .fetch_all()
         .await?;
-    Ok(Some(Trace { org_id: org.to_owned(), signal_id: id, rows, links, leads_created, events, deliveries }))
+    Ok(Some(Trace {
+        org_id: org.to_owned(),
+        signal_id: id,
+        origin,
+        dedupe,
+        rows,
+        links,
+        leads_created,
+        events,
+        deliveries,
+    }))
 }

@@ -254,6 +254,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 14, name: "key_lanes", sql: include_str!("../migrations/0014_key_lanes.sql") },
     Migration { version: 15, name: "history_jobs", sql: include_str!("../migrations/0015_history_jobs.sql") },
     Migration { version: 16, name: "webhook_backfills", sql: include_str!("../migrations/0016_webhook_backfills.sql") },
+    Migration { version: 17, name: "signal_origins", sql: include_str!("../migrations/0017_signal_origins.sql") },
 ];
 
 #[cfg(test)]

@@ -24,6 +24,9 @@ pub struct Processed<'a> {
     pub key_id: Option<Cow<'a, str>>,
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<Cow<'a, str>>,
+    /// The raw lane it was read from: `live` or `historical` (none from an older stream).
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<Cow<'a, str>>,
     /// `track`, `page` (Segment's `screen` too), `identify`, `group`, `alias`, `collect`,
     /// `activity` or `signal`.
     #[serde(borrow)]
@@ -118,6 +121,7 @@ mod tests {
             source: "segment".into(),
             key_id: Some("k_1".into()),
             endpoint: None,
+            lane: Some("live".into()),
             kind: "track".into(),
             event: "Demo \"Requested\"".into(),
             anonymous_id: Some("v1".into()),

@@ -156,6 +156,40 @@ pub fn month_chunks<'r, T>(
     })
 }
 
+/// A row of `signal_origins`: where a signal came in.
+#[derive(Debug, Clone, Row, Serialize)]
+pub struct OriginRow<'a> {
+    pub org_id: &'a str,
+    pub signal_id: u64,
+    pub key_id: &'a str,
+    pub endpoint: &'a str,
+    pub lane: &'a str,
+    pub written_ms: u64,
+}
+
+impl<'a> OriginRow<'a> {
+    pub fn of(signal: &'a Processed<'a>, written_ms: u64) -> Self {
+        OriginRow {
+            org_id: &signal.org,
+            signal_id: signal.signal_id,
+            key_id: signal.key_id.as_deref().unwrap_or_default(),
+            endpoint: signal.endpoint.as_deref().unwrap_or_default(),
+            lane: signal.lane.as_deref().unwrap_or_default(),
+            written_ms,
+        }
+    }
+}
+
+impl Keyed for OriginRow<'_> {
+    fn key_columns(_: &str) -> (&'static str, &'static str) {
+        ("key_id", "signal_id")
+    }
+
+    fn key(&self, _: &str) -> (&str, &str, u64) {
+        (self.org_id, self.key_id, self.signal_id)
+    }
+}
+
 /// A row of the `identities` table: an `identities` record of kind link.
 #[derive(Debug, Clone, Row, Serialize)]
 pub struct IdentityRow {

@@ -37,7 +37,7 @@ use schemas::processed;
 use schemas::record::headers;
 use tokio::sync::watch;
 
-use crate::rows::{self, IdentityRow, Keyed, LeadRow, SignalRow, MAX_MONTHS_PER_INSERT};
+use crate::rows::{self, IdentityRow, Keyed, LeadRow, OriginRow, SignalRow, MAX_MONTHS_PER_INSERT};
 use crate::store::{self, Retries, Visitors};
 
 pub const ROWS_TOTAL: &str = "sigstage_sink_rows_total";
@@ -351,6 +351,15 @@ async fn write_batch<'m, 'b>(
     }
     stage::fault_point("sink.some_rows_written");
     if !write_signal_rows(clickhouse, "signals_hot", &mut hot, replay, retries, &mut dead).await {
+        return Ok(None);
+    }
+    // Where each came in (a stored signal sent again came in before).
+    let origins: Vec<_> = signals
+        .iter()
+        .filter(|(_, processed)| !processed.history)
+        .map(|(message, processed)| (*message, OriginRow::of(processed, now)))
+        .collect();
+    if !write_rows::<OriginRow<'static>>(clickhouse, "signal_origins", &origins, replay, retries, &mut dead).await {
         return Ok(None);
     }
     if !write_rows::<IdentityRow>(clickhouse, "identities", &new_links, replay, retries, &mut dead).await

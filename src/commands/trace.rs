@@ -28,6 +28,13 @@ pub async fn run(config: &Config, args: TraceArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("signal {} of org {}", trace.signal_id, trace.org_id);
+    match &trace.origin {
+        Some(origin) => {
+            println!("  came in with key {} on {} (the {} lane)", origin.key_id, origin.endpoint, origin.lane)
+        }
+        None => println!("  came in before sigstage kept where signals come in"),
+    }
+    println!("  dedupe: {}", trace.dedupe);
     for row in &trace.rows {
         let who = match row.table.as_str() {
             "signals_cold" => format!("anonymous, visitor {:?}", row.anonymous_id),

@@ -15,6 +15,8 @@ pub struct Inbound<'a> {
     /// A stored signal sent again by `sigstage rules apply`: the ids of the rules to apply to it,
     /// comma-separated (see [`crate::processor`]).
     pub history_rules: Option<&'a str>,
+    /// `live` or `historical`: the raw topic it was read from.
+    pub lane: &'static str,
     /// `org:identity`, as the edge keyed it; outputs keep it, so they land on the same
     /// partition number as their raw record.
     pub key: &'a [u8],
@@ -35,6 +37,11 @@ impl<'a> Inbound<'a> {
             endpoint: raw.endpoint,
             received_ms: raw.received_ms,
             history_rules: raw.history_rules,
+            lane: if message.topic().ends_with(runtime::kafka::topics::SIGNALS_HISTORICAL) {
+                "historical"
+            } else {
+                "live"
+            },
             key: message.key().unwrap_or_default(),
             payload: message.payload().unwrap_or_default(),
         })

@@ -151,6 +151,7 @@ impl Processor {
             source: Cow::Borrowed(inbound.source),
             key_id: Some(inbound.key_id).filter(|id| !id.is_empty()).map(Cow::Borrowed),
             endpoint: Some(inbound.endpoint).filter(|path| !path.is_empty()).map(Cow::Borrowed),
+            lane: Some(Cow::Borrowed(inbound.lane)),
             kind: Cow::Borrowed(kind),
             event: Cow::Borrowed(event),
             anonymous_id: anonymous_id.map(Cow::Borrowed),
@@ -347,6 +348,7 @@ mod tests {
             endpoint: "/v1/track",
             received_ms: 1_795_521_600_000,
             history_rules: rules,
+            lane: "live",
             key: key.as_bytes(),
             payload: payload.as_bytes(),
         };

@@ -148,6 +148,7 @@ async function main() {
   const traced = await page.textContent('[data-test=trace-rows]');
   check(traced.includes('test@example.com') && traced.includes('by '), `the trace shows the lead and the rule: ${traced}`);
   check((await page.textContent('h1')).includes(`Signal ${id}`), `the trace names signal ${id}, all 64 bits of it`);
+  check((await page.textContent('[data-test=trace-origin]')).includes('through the live lane'), 'the trace says where the signal came in');
   await shot('07b-signal-trace');
 
   step('apply the rule to the signals stored before it: preview, then a job run to its end');

@@ -89,6 +89,18 @@ async fn a_signal_is_traced_from_its_rows_links_and_leads() {
     assert_eq!(trace["rows"][0]["event"], "Pricing Page Viewed");
     assert_eq!(trace["signal_id"], tracked.to_string(), "64 bits, as a string: {trace}");
     assert_eq!((trace["links"].clone(), trace["leads_created"].clone()), (json!([]), json!([])), "{trace}");
+    // Where it came in: the key's id (never the key), the endpoint, the lane; the dedupe verdict.
+    let key_id: String = client
+        .query("SELECT key_id FROM api_keys WHERE org_id = 'acme' LIMIT 1")
+        .fetch_one()
+        .await
+        .expect("the key's id");
+    assert_eq!(trace["origin"], json!({"key_id": key_id, "endpoint": "webhook", "lane": "live"}), "{trace}");
+    assert!(!trace.to_string().contains(&acme), "the key itself is never shown: {trace}");
+    assert!(
+        trace["dedupe"].as_str().is_some_and(|verdict| verdict.starts_with("new: the first of its content")),
+        "{trace}"
+    );
 
     let (status, trace) = get(&edge, &format!("/api/admin/orgs/acme/signals/{identified}")).await;
     assert_eq!(status, StatusCode::OK, "{trace}");
@@ -119,6 +131,7 @@ async fn a_signal_is_traced_from_its_rows_links_and_leads() {
     let said = stdout(&traced);
     assert!(traced.status.success(), "{}", stderr(&traced));
     assert!(said.contains("signals_cold: ") && said.contains("lead jo@acme.io (rehydrated)"), "{said}");
+    assert!(said.contains(&format!("came in with key {key_id} on webhook (the live lane)")), "{said}");
     let traced = sigstage(&["trace", &identified.to_string(), "--org", "acme", "--json"], &edge.db.vars);
     let json: Value = serde_json::from_str(&stdout(&traced)).expect("JSON");
     assert_eq!(json["leads_created"], json!(["jo@acme.io"]));

@@ -531,7 +531,12 @@ async function signal(org, id) {
       h('td', { class: 'mono' }, d.event_id), h('td', {}, h('a', { href: `#/orgs/${encodeURIComponent(org)}/webhook/${encodeURIComponent(d.subscription_id)}` }, d.subscription_id)),
       h('td', { class: 'num' }, d.attempt), h('td', {}, h('span', { class: `pill ${d.outcome === 'delivered' ? 'ok' : 'bad'}` }, d.status_code || d.outcome), ' ', d.error),
       h('td', {}, when(d.attempted_ms)))), trace.events.length ? 'Not delivered yet.' : 'It caused no webhook event.');
+  const origin = trace.origin
+    ? `With key ${trace.origin.key_id} on ${trace.origin.endpoint}, through the ${trace.origin.lane} lane.`
+    : 'Before sigstage kept where signals come in.';
   show(h('h1', {}, `Signal ${trace.signal_id} · ${org}`),
+    h('section', { class: 'card', 'data-test': 'trace-origin' }, h('h2', {}, 'Came in'), h('p', {}, origin),
+      h('p', { class: 'muted' }, `Dedupe: ${trace.dedupe}.`)),
     h('section', { class: 'card', 'data-test': 'trace-rows' }, h('h2', {}, 'Stored as'), rows),
     h('section', { class: 'card' }, h('h2', {}, 'Identity'), made.length ? h('ul', {}, made) : h('p', { class: 'muted' }, 'It linked no visitor and made no lead.')),
     h('section', { class: 'card' }, h('h2', {}, 'Webhook events'), h('p', { class: 'mono muted' }, trace.events.map(e => e.event_id).join(' · ')), deliveries));
