@@ -16,6 +16,7 @@ mod apply;
 mod backfill;
 mod console;
 mod keys;
+mod leads;
 mod limits;
 mod openapi;
 mod overview;
@@ -272,6 +273,12 @@ pub(crate) fn operations() -> Vec<Operation> {
             tail::tail,
         )
         .query(&[("source", "only signals of this source"), ("event", "only signals of this event")]),
+        op(
+            Method::GET,
+            "/api/admin/orgs/{org}/leads/{email}",
+            "One lead: its traits, the visitors linked to it and its newest signals",
+            leads::lead,
+        ),
         op(
             Method::GET,
             "/api/admin/orgs/{org}/signals/{id}",

@@ -7,6 +7,7 @@ pub mod backfill;
 pub mod deliveries;
 pub mod history;
 pub mod keys;
+pub mod leads;
 pub mod limits;
 pub mod orgs;
 pub mod people;

@@ -345,21 +345,22 @@ async fn write_batch<'m, 'b>(
             }
         }
     }
-    // Cold rows go in before the links' rehydration reads them back.
-    if !write_signal_rows(clickhouse, "signals_cold", &mut cold, replay, retries, &mut dead).await {
-        return Ok(None);
-    }
-    stage::fault_point("sink.some_rows_written");
-    if !write_signal_rows(clickhouse, "signals_hot", &mut hot, replay, retries, &mut dead).await {
-        return Ok(None);
-    }
-    // Where each came in (a stored signal sent again came in before).
+    // Where each came in, first: a trace that finds a row finds where it came in (a stored
+    // signal sent again came in before).
     let origins: Vec<_> = signals
         .iter()
         .filter(|(_, processed)| !processed.history)
         .map(|(message, processed)| (*message, OriginRow::of(processed, now)))
         .collect();
     if !write_rows::<OriginRow<'static>>(clickhouse, "signal_origins", &origins, replay, retries, &mut dead).await {
+        return Ok(None);
+    }
+    // Cold rows go in before the links' rehydration reads them back.
+    if !write_signal_rows(clickhouse, "signals_cold", &mut cold, replay, retries, &mut dead).await {
+        return Ok(None);
+    }
+    stage::fault_point("sink.some_rows_written");
+    if !write_signal_rows(clickhouse, "signals_hot", &mut hot, replay, retries, &mut dead).await {
         return Ok(None);
     }
     if !write_rows::<IdentityRow>(clickhouse, "identities", &new_links, replay, retries, &mut dead).await

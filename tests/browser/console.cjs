@@ -151,6 +151,15 @@ async function main() {
   check((await page.textContent('[data-test=trace-origin]')).includes('through the live lane'), 'the trace says where the signal came in');
   await shot('07b-signal-trace');
 
+  step("from the trace to its lead's view, and back to a signal's trace from there");
+  await page.click('[data-test=trace-rows] [data-test=lead-link]');
+  await page.waitForSelector('[data-test=lead-signals] tr[data-signal-id]');
+  check((await page.textContent('h1')).includes('test@example.com'), 'the lead view names the lead');
+  await shot('07c-lead-view');
+  await page.click(`[data-test=lead-signals] tr[data-signal-id="${id}"] [data-test=trace-link]`);
+  await page.waitForSelector('[data-test=trace-rows] tr[data-table="signals_hot"]');
+  check((await page.textContent('h1')).includes(`Signal ${id}`), 'the lead view links to the signal it was traced from');
+
   step('apply the rule to the signals stored before it: preview, then a job run to its end');
   await visit('rules', '#rule-list');
   await page.click('#rule-list tr[data-rule-id] button:has-text("Edit")');
@@ -162,7 +171,7 @@ async function main() {
   await page.click('[data-test=history-apply]');
   await page.waitForSelector('#history-job[data-state="done"]', { timeout: 30000 });
   check(/of [\d,]+ stored signals read/.test(await page.textContent('#history-job')), 'the job shows its progress');
-  await shot('07c-rule-applied');
+  await shot('07d-rule-applied');
 
   step('create a webhook to a local receiver, send a test event, see it in the history');
   await visit('webhooks', '#new-webhook');

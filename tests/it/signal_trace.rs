@@ -118,6 +118,23 @@ async fn a_signal_is_traced_from_its_rows_links_and_leads() {
         "{trace}"
     );
 
+    // The lead's view: its visitor and both its signals, the rehydrated one included.
+    let (status, lead) = get(&edge, "/api/admin/orgs/acme/leads/Jo@Acme.io").await;
+    assert_eq!(status, StatusCode::OK, "{lead}");
+    assert_eq!(
+        (lead["lead"]["email"].as_str(), lead["signal_count"].as_u64()),
+        (Some("jo@acme.io"), Some(2)),
+        "{lead}"
+    );
+    assert_eq!(lead["visitors"][0]["anonymous_id"], "v1", "{lead}");
+    let listed: Vec<&str> =
+        lead["signals"].as_array().expect("signals").iter().map(|s| s["signal_id"].as_str().expect("id")).collect();
+    assert_eq!(listed, [identified.to_string(), tracked.to_string()], "newest first, ids as strings: {lead}");
+    let (status, answer) = get(&edge, "/api/admin/orgs/acme/leads/nobody@acme.io").await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::NOT_FOUND, Some("lead_not_found")), "{answer}");
+    let (status, answer) = get(&edge, "/api/admin/orgs/acme/leads/not-an-email").await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_email")), "{answer}");
+
     // Another org's view of the signal, an unknown one, and a malformed id.
     let (status, answer) = get(&edge, &format!("/api/admin/orgs/other/signals/{tracked}")).await;
     assert_eq!((status, answer["error"].as_str()), (StatusCode::NOT_FOUND, Some("signal_not_found")), "{answer}");

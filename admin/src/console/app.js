@@ -144,7 +144,7 @@ async function route() {
     link.href = org ? `#/orgs/${encodeURIComponent(org)}/${link.dataset.page}` : '#/new-org';
   }
   if (!org || page === 'new-org') return newOrg();
-  const pages = { overview, analytics, keys, queue, rules, tail, signal, webhooks, webhook, limits, people };
+  const pages = { overview, analytics, keys, queue, rules, tail, signal, lead, webhooks, webhook, limits, people };
   const show = view();
   show(h('p', { class: 'muted' }, 'Loading…'));
   try { await (pages[page] || overview)(org, id); } catch (error) { show(failure(error)); }
@@ -518,7 +518,8 @@ async function signal(org, id) {
     trace.rows.map(r => h('tr', { 'data-table': r.table },
       h('td', { class: 'mono' }, r.table),
       h('td', {}, `${r.source} · ${r.kind}`), h('td', {}, r.event || '(no event)'),
-      h('td', {}, r.lead_email ? `${r.lead_email} (${r.attributed_by})` : 'anonymous', r.anonymous_id ? h('div', { class: 'muted' }, `visitor ${r.anonymous_id}`) : null),
+      h('td', {}, r.lead_email ? [h('a', { href: leadLink(org, r.lead_email), 'data-test': 'lead-link' }, r.lead_email), ` (${r.attributed_by})`] : 'anonymous',
+        r.anonymous_id ? h('div', { class: 'muted' }, `visitor ${r.anonymous_id}`) : null),
       h('td', {}, r.mapped ? h('span', { class: 'pill ok' }, `by ${r.rules.join(', ')}`) : h('span', { class: 'pill' }, 'unmapped'),
         r.mapped ? h('div', { class: 'mono muted' }, r.fields) : null),
       h('td', {}, when(r.event_ms)), h('td', {}, when(r.written_ms)))), 'No row.');
@@ -540,6 +541,28 @@ async function signal(org, id) {
     h('section', { class: 'card', 'data-test': 'trace-rows' }, h('h2', {}, 'Stored as'), rows),
     h('section', { class: 'card' }, h('h2', {}, 'Identity'), made.length ? h('ul', {}, made) : h('p', { class: 'muted' }, 'It linked no visitor and made no lead.')),
     h('section', { class: 'card' }, h('h2', {}, 'Webhook events'), h('p', { class: 'mono muted' }, trace.events.map(e => e.event_id).join(' · ')), deliveries));
+}
+
+const leadLink = (org, email) => `#/orgs/${encodeURIComponent(org)}/lead/${encodeURIComponent(email)}`;
+const traceLink = (org, id) => `#/orgs/${encodeURIComponent(org)}/signal/${encodeURIComponent(id)}`;
+
+// One lead: its traits, its visitors and its newest signals, each a link to its trace.
+async function lead(org, email) {
+  const show = view();
+  const v = await api('GET', orgPath(org, `/leads/${encodeURIComponent(email)}`));
+  const l = v.lead;
+  const traits = [l.name, l.title, l.company].filter(Boolean).join(' · ') || 'no traits mapped';
+  show(h('h1', {}, `Lead ${l.email} · ${org}`),
+    h('section', { class: 'card', 'data-test': 'lead' }, h('p', {}, traits),
+      h('p', { class: 'muted' }, 'First seen ', when(l.created_ms), ' with signal ', h('a', { href: traceLink(org, l.first_signal_id) }, l.first_signal_id))),
+    h('section', { class: 'card' }, h('h2', {}, 'Visitors'), v.visitors.length
+      ? h('ul', {}, v.visitors.map(x => h('li', {}, h('span', { class: 'mono' }, x.anonymous_id), ` linked ${when(x.linked_ms)}`)))
+      : h('p', { class: 'muted' }, 'No visitor linked: every signal named the email.')),
+    h('section', { class: 'card', 'data-test': 'lead-signals' }, h('h2', {}, `Signals (${num(v.signal_count)}, the newest ${v.signals.length} here)`),
+      table([['When'], ['Source · kind'], ['Event'], ['Attributed'], ['']], v.signals.map(x => h('tr', { 'data-signal-id': x.signal_id },
+        h('td', {}, when(x.event_ms)), h('td', {}, `${x.source} · ${x.kind}`), h('td', {}, x.event || '(no event)'),
+        h('td', {}, x.attributed_by, x.anonymous_id ? h('div', { class: 'muted' }, `visitor ${x.anonymous_id}`) : null),
+        h('td', {}, h('a', { href: traceLink(org, x.signal_id), 'data-test': 'trace-link' }, 'trace')))), 'No signal.')));
 }
 
 // ---- Webhooks ----------------------------------------------------------------------------
