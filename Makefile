@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 STATE ?= .state
 
-.PHONY: run test stack-up stack-down stack-status build release lint bench bench-load bench-stream bench-sink bench-sink-cluster bench-import bench-tracking bench-analyst bench-soak bench-overflow bench-latency
+.PHONY: run test stack-up stack-down stack-status build release lint bench bench-load bench-stream bench-sink bench-sink-cluster bench-import bench-tracking bench-analyst bench-soak bench-overflow bench-latency bench-apply
 
 ## run: install what is missing, start Apache Kafka and ClickHouse, migrate, run every role on 127.0.0.1:8080
 ## (the console is on http://127.0.0.1:8081/console; sign in with the token in .state/admin-token, made once)
@@ -57,6 +57,10 @@ bench-stream: stack-up
 ## bench-latency: 202 to row at 200 timed signals/s beside 0, 5 000, 10 000 and 20 000 events/s of load
 bench-latency: stack-up
 	scripts/bench/latency.sh
+
+## bench-apply: live 202-to-row latency alone and while a rule is applied to 1 000 000 stored signals
+bench-apply: stack-up
+	scripts/bench/apply.sh
 
 ## bench-overflow: a calm org's latency alone and beside a noisy org, overflow lane on and off
 bench-overflow: stack-up

@@ -19,6 +19,9 @@
 //! - **A job**: its state and cursor (the event time and id of the last signal sent) are a row of
 //!   `history_jobs`, written after each chunk is acknowledged by Kafka; it resumes from there,
 //!   paced at a rate of signals read a second, and stops between chunks when paused or cancelled.
+//!   It sends a chunk only once the last one is stored: the sink reads history and live signals
+//!   from one topic in order, so history sent faster than the pipeline stores would stand in
+//!   front of live signals there.
 //!   It sends nothing until the rule is two control refreshes old, so that every stream holds it.
 
 use std::collections::HashSet;
@@ -259,7 +262,7 @@ async fn run_chunks(
             .bind(&job.org_id)
             .bind(&ids)
             .fetch::<Stored>()?;
-        let mut deliveries = Vec::new();
+        let (mut deliveries, mut sent_ids) = (Vec::new(), Vec::new());
         while let Some(row) = rows.next().await? {
             if hot.contains(&row.signal_id) {
                 continue;
@@ -297,6 +300,7 @@ async fn run_chunks(
             let delivery =
                 sending.producer.send_result(record).map_err(|(error, _)| ApplyError::Kafka(error.to_string()))?;
             deliveries.push(delivery);
+            sent_ids.push(row.signal_id);
         }
         let sent = deliveries.len() as u64;
         for delivery in futures::future::join_all(deliveries).await {
@@ -314,6 +318,7 @@ async fn run_chunks(
         job.sent += sent;
         save(client, job).await?;
         progress(job);
+        stored(client, &job.org_id, &sent_ids).await?;
         // Paced: no faster than `rate` stored signals read a second, this run.
         let due = Duration::from_secs_f64((job.read - read_before) as f64 / f64::from(sending.rate.max(1)));
         if let Some(wait) = due.checked_sub(began.elapsed()) {
@@ -321,6 +326,37 @@ async fn run_chunks(
         }
     }
 }
+
+/// Waits until the stream and the sink have stored the signals a chunk sent hot, so that history
+/// never queues up ahead of live signals in `signals.processed`, where the sink reads both in
+/// order: a job sends no faster than the pipeline stores. Gives up waiting after [`SETTLE`] (a
+/// signal a deletion suppressed meanwhile is never stored), and goes on.
+async fn stored(client: &clickhouse::Client, org: &str, ids: &[u64]) -> Result<(), ApplyError> {
+    let began = Instant::now();
+    while !ids.is_empty() {
+        let hot: u64 = client
+            .query(
+                "SELECT uniqExact(signal_id) FROM signals_hot WHERE org_id = ? \
+                 AND signal_id IN (SELECT toUInt64(arrayJoin(?)))",
+            )
+            .bind(org)
+            .bind(ids)
+            .fetch_one()
+            .await?;
+        if hot >= ids.len() as u64 {
+            break;
+        }
+        if began.elapsed() >= SETTLE {
+            tracing::warn!(stored = hot, sent = ids.len(), "a chunk's signals are not all stored yet; going on");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// The longest a job waits for a chunk to be stored.
+const SETTLE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {

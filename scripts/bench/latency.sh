@@ -10,12 +10,8 @@ scripts/stack.sh status >/dev/null 2>&1 || scripts/stack.sh up
 say "building release binaries"
 cargo build -q --release --bin sigstage --example latency
 
-database=sigstage_bench_latency_$$
-drop_database() {
-    curl -fs --data-binary "DROP DATABASE IF EXISTS $database" "${SIGSTAGE_CLICKHOUSE_URL:-http://127.0.0.1:8123}/" >/dev/null || true
-}
-trap 'drop_database; cleanup' EXIT
-export SIGSTAGE_KAFKA_BROKERS=127.0.0.1:19094 SIGSTAGE_CLICKHOUSE_DATABASE=$database
+own_database sigstage_bench_latency
+export SIGSTAGE_KAFKA_BROKERS=127.0.0.1:19094
 export SIGSTAGE_HTTP_ADDR=127.0.0.1:18090 RUST_LOG=warn
 private_kafka 19094
 target/release/sigstage migrate 2>/dev/null

@@ -16,6 +16,14 @@ cleanup() {
 trap cleanup EXIT
 say() { printf 'bench: %s\n' "$*" >&2; }
 
+# A ClickHouse database of its own (NAME and the script's pid), dropped on exit: sets $database
+# and exports SIGSTAGE_CLICKHOUSE_DATABASE.
+own_database() { # NAME
+    database=$1_$$
+    export SIGSTAGE_CLICKHOUSE_DATABASE=$database
+    trap 'curl -fs --data-binary "DROP DATABASE IF EXISTS $database" "${SIGSTAGE_CLICKHOUSE_URL:-http://127.0.0.1:8123}/" >/dev/null || true; cleanup' EXIT
+}
+
 private_kafka() { # port (its controller listens on port+10)
     say "starting a private Kafka broker on 127.0.0.1:$1"
     scripts/stack.sh broker "$work/kafka" "$1" $(($1 + 10))
