@@ -17,6 +17,12 @@ pub fn client(config: &ClickHouseConfig) -> Client {
 pub const CLUSTER_SETTINGS: [(&str, &str); 3] =
     [("insert_distributed_sync", "1"), ("distributed_product_mode", "global"), ("load_balancing", "in_order")];
 
+/// The longest statement the server parses (its default is 256 KiB). Statements bind a batch's
+/// keys as arrays (a sink batch's visitors, the rows a replay checks for): 5 000 visitors of
+/// UUID ids with their keys came to 400 KiB, and the server refused the statement as a syntax
+/// error at its 262 144th byte every time, which stalled the sink for good.
+pub const MAX_QUERY_BYTES: usize = 16 << 20;
+
 /// A client bound to no database, for statements such as `CREATE DATABASE`.
 pub fn server_client(config: &ClickHouseConfig) -> Client {
     let client = Client::default()
@@ -24,7 +30,8 @@ pub fn server_client(config: &ClickHouseConfig) -> Client {
         .with_user(&config.user)
         // ClickHouse 18.16 rejects the setting schema validation sends.
         .with_validation(false)
-        .with_compression(if config.lz4 { clickhouse::Compression::Lz4 } else { clickhouse::Compression::None });
+        .with_compression(if config.lz4 { clickhouse::Compression::Lz4 } else { clickhouse::Compression::None })
+        .with_setting("max_query_size", MAX_QUERY_BYTES.to_string());
     let client = match config.cluster {
         Some(_) => CLUSTER_SETTINGS.iter().fold(client, |client, (name, value)| client.with_setting(*name, *value)),
         None => client,

@@ -82,7 +82,11 @@ pub struct Visitors<'a> {
 impl<'a> Visitors<'a> {
     pub fn new(visitors: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut this = Self { orgs: Vec::new(), anonymous_ids: Vec::new(), keys: Vec::new() };
+        let mut seen = HashSet::new();
         for (org, anonymous_id) in visitors {
+            if !seen.insert((org, anonymous_id)) {
+                continue; // each visitor once, however many of its signals the batch holds
+            }
             if !this.orgs.contains(&org) {
                 this.orgs.push(org);
             }

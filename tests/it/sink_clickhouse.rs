@@ -305,3 +305,15 @@ async fn a_statement_refused_for_good_fails_the_sink_with_its_reason() {
     let failed = logs.lines().find(|line| line.contains("stage failed")).unwrap_or_else(|| panic!("{logs}"));
     assert!(failed.contains("sink") && failed.contains("Cannot parse string"), "{failed}");
 }
+
+/// A batch's keys bound into one statement may be far longer than ClickHouse's default 256 KiB
+/// query: 6 000 visitors with UUID-long ids (and their keys) once made the links lookup fail as a
+/// syntax error at byte 262 144, every retry, stalling the sink. The clients raise the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_many_long_visitor_ids_is_looked_up_in_one_statement() {
+    let db = crate::support::TestDb::migrated().await;
+    let ids: Vec<String> = (0..6_000).map(|n| format!("{n:08}-5f3c-4a9e-9d2b-0c6f1e7a8b9c-visitor")).collect();
+    let visitors = sink::store::Visitors::new(ids.iter().map(|id| ("an-org-with-a-longish-name", id.as_str())));
+    let links = sink::store::links_of(&db.client, &visitors).await.expect("the lookup is not refused");
+    assert!(links.is_empty(), "no visitor of these is linked: {links:?}");
+}
