@@ -317,6 +317,8 @@ async fn run_chunks(
         job.read += keys.len() as u64;
         job.sent += sent;
         save(client, job).await?;
+        // Recorded, the next chunk not read: a crash here resumes after this chunk.
+        runtime::stage::fault_point("history.saved");
         progress(job);
         stored(client, &job.org_id, &sent_ids).await?;
         // Paced: no faster than `rate` stored signals read a second, this run.

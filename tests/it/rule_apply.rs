@@ -1,7 +1,8 @@
 //! A rule applied to the signals already stored (`sigstage rules apply`, issue 24), through the
 //! real stream and sink: 10 000 signals stored before the rule existed, applied, give the same hot
 //! rows, links and leads as the same signals sent after it was added; a second apply changes
-//! nothing; an apply that crashes between sending a chunk and recording it resumes and ends
+//! nothing; an apply that crashes at each step of a chunk (sent but not recorded, recorded but
+//! the next not read) resumes and ends
 //! exact. Every count is physical (`count()`, no `FINAL`).
 
 use axum::body::Body;
@@ -20,6 +21,8 @@ use crate::support::{sigstage, stderr, stdout};
 /// Visitors who fill in the form (after three pages and a click), and visitors who never do.
 const IDENTIFIED: usize = 1_940;
 const ANONYMOUS: usize = 100;
+/// Visitors of the orgs whose apply crashes: three chunks of stored signals.
+const CRASHED: usize = 1_000;
 
 /// `identified` visitors' signals and [`ANONYMOUS`] visitors', as NDJSON: each visitor's in
 /// order, the form last; with [`IDENTIFIED`], 10 000.
@@ -115,7 +118,9 @@ async fn a_rule_applied_to_history_writes_what_it_would_have_written_once() {
     let client = &edge.db.client;
     let hot = IDENTIFIED as u64 * 5;
     let cold = IDENTIFIED as u64 * 4 + ANONYMOUS as u64 * 3;
-    let [before, after, crash] = ["hist-before", "hist-after", "hist-crash"];
+    let [before, after] = ["hist-before", "hist-after"];
+    // A crash at each step of a chunk: sent but not recorded, recorded but the next not read.
+    let crashes = [("hist-crash-sent", "history.sent:2", 2_000), ("hist-crash-saved", "history.saved:2", 4_000)];
 
     // The rule first (the stream loads it as it starts), then the signals: what history must become.
     add_rule(&edge, after);
@@ -124,10 +129,15 @@ async fn a_rule_applied_to_history_writes_what_it_would_have_written_once() {
     send_history(&edge, after, IDENTIFIED).await;
     // Stored before the rule: nothing attributed.
     send_history(&edge, before, IDENTIFIED).await;
-    send_history(&edge, crash, IDENTIFIED).await;
+    for (crash, _, _) in crashes {
+        send_history(&edge, crash, CRASHED).await;
+    }
     await_count(client, &format!("SELECT count() FROM signals_hot WHERE org_id = '{after}'"), hot).await;
-    for org in [before, crash] {
-        await_count(client, &format!("SELECT count() FROM signals_cold WHERE org_id = '{org}'"), 10_000).await;
+    await_count(client, &format!("SELECT count() FROM signals_cold WHERE org_id = '{before}'"), 10_000).await;
+    let crashed_signals = CRASHED as u64 * 5 + ANONYMOUS as u64 * 3;
+    for (crash, _, _) in crashes {
+        await_count(client, &format!("SELECT count() FROM signals_cold WHERE org_id = '{crash}'"), crashed_signals)
+            .await;
     }
     assert_eq!(counts(client, after).await, [hot, cold, IDENTIFIED as u64, IDENTIFIED as u64], "live, with the rule");
     // History keeps its cold rows (as a rehydrated signal does): the forms are in both tables.
@@ -161,29 +171,27 @@ async fn a_rule_applied_to_history_writes_what_it_would_have_written_once() {
     assert_eq!(job["sent"], 0, "attributed signals are not sent again: {job}");
     assert_eq!(counts(client, before).await, expected, "a second apply changes nothing");
 
-    // A crash after the second chunk is sent, before it is recorded: resumed, exact.
-    let rule = add_rule(&edge, crash);
-    let crashed = apply(&edge, crash, &rule, &[("SIGSTAGE_FAULT", "history.sent:2")]);
-    assert!(!crashed.status.success() && stderr(&crashed).contains("fault injected"), "{}", stderr(&crashed));
-    let jobs = sigstage(&["rules", "jobs", "--org", crash], &edge.db.vars);
-    let job: Value = serde_json::from_str(stdout(&jobs).lines().next().expect("a job")).expect("JSON");
-    assert_eq!(
-        (job["state"].as_str(), job["read"].as_u64()),
-        (Some("running"), Some(2_000)),
-        "one chunk recorded: {job}"
-    );
-    let job_id = job["job_id"].as_str().expect("id");
-    let resumed = sigstage(&["rules", "resume", job_id, "--org", crash, "--rate", "100000"], &vars(&edge, &[]));
-    assert!(resumed.status.success(), "{}", stderr(&resumed));
-    assert_eq!(job_of(&resumed)["state"], "done", "{}", stdout(&resumed));
-    await_count(client, &format!("SELECT count() FROM signals_hot WHERE org_id = '{crash}'"), hot).await;
-    await_count(client, &format!("SELECT count() FROM leads WHERE org_id = '{crash}'"), IDENTIFIED as u64).await;
-    assert_eq!(counts(client, crash).await, expected, "resumed after a crash, exact");
+    for (crash, fault, recorded) in crashes {
+        let rule = add_rule(&edge, crash);
+        let crashed = apply(&edge, crash, &rule, &[("SIGSTAGE_FAULT", fault)]);
+        assert!(!crashed.status.success() && stderr(&crashed).contains("fault injected"), "{}", stderr(&crashed));
+        let jobs = sigstage(&["rules", "jobs", "--org", crash], &edge.db.vars);
+        let job: Value = serde_json::from_str(stdout(&jobs).lines().next().expect("a job")).expect("JSON");
+        assert_eq!((job["state"].as_str(), job["read"].as_u64()), (Some("running"), Some(recorded)), "{fault}: {job}");
+        let job_id = job["job_id"].as_str().expect("id");
+        let resumed = sigstage(&["rules", "resume", job_id, "--org", crash, "--rate", "100000"], &vars(&edge, &[]));
+        assert!(resumed.status.success(), "{}", stderr(&resumed));
+        assert_eq!(job_of(&resumed)["state"], "done", "{}", stdout(&resumed));
+        let leads = CRASHED as u64;
+        await_count(client, &format!("SELECT count() FROM signals_hot WHERE org_id = '{crash}'"), leads * 5).await;
+        await_count(client, &format!("SELECT count() FROM leads WHERE org_id = '{crash}'"), leads).await;
+        let exact = [leads * 5, crashed_signals, leads, leads];
+        assert_eq!(counts(client, crash).await, exact, "resumed after a crash at {fault}, exact");
+        // Pausing or cancelling a finished job is refused, saying why.
+        let finished = sigstage(&["rules", "pause", job_id, "--org", crash], &edge.db.vars);
+        assert!(!finished.status.success() && stderr(&finished).contains("is done already"), "{}", stderr(&finished));
+    }
     assert_no_row_twice(client).await;
-
-    // Pausing or cancelling a finished job is refused, saying why.
-    let finished = sigstage(&["rules", "pause", job_id, "--org", crash], &edge.db.vars);
-    assert!(!finished.status.success() && stderr(&finished).contains("is done already"), "{}", stderr(&finished));
     sink.stop().await;
     processor.stop().await;
 }
