@@ -1,6 +1,7 @@
 //! `/api/admin/orgs/{org}/rules/{rule_id}/apply` and `/rules/jobs`: a rule applied to the stored
 //! signals ([`control::apply`]), as a job this process runs in the background; its progress, and
-//! pausing, resuming and cancelling it. A job whose process ended stays `running` until resumed.
+//! pausing, resuming and cancelling it. A job whose process ended stays `running` until resumed
+//! (here or with `sigstage rules resume`).
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -68,15 +69,18 @@ pub async fn start(
         Ok(rule) => rule,
         Err(refused) => return refused,
     };
+    if request.rate == 0 {
+        return error(StatusCode::BAD_REQUEST, "invalid_apply", "rate must be at least 1 stored signal a second");
+    }
     if request.dry_run {
         return previewed(&admin, &rule, since_ms, until_ms).await;
     }
     if admin.kafka.is_none() {
         return kafka_missing();
     }
-    match apply::create(&admin.client, &rule, since_ms, until_ms).await {
+    match apply::create(&admin.client, &rule, since_ms, until_ms, request.rate).await {
         Ok(job) => {
-            spawn(&admin, job.clone(), request.rate);
+            spawn(&admin, job.clone());
             (StatusCode::ACCEPTED, Json(job)).into_response()
         }
         Err(refused) => refused.refusal(),
@@ -116,7 +120,7 @@ pub async fn act(State(admin): State<Admin>, Path((org, job_id, action)): Path<(
     match apply::set_state(&admin.client, &org, &job_id, state).await {
         Ok(job) => {
             if state == apply::RUNNING {
-                spawn(&admin, job.clone(), default_rate());
+                spawn(&admin, job.clone());
             }
             Json(job).into_response()
         }
@@ -130,7 +134,7 @@ fn kafka_missing() -> Response {
 }
 
 /// Runs `job` in the background; its outcome is in `history_jobs`.
-fn spawn(admin: &Admin, job: apply::Job, rate: u32) {
+fn spawn(admin: &Admin, job: apply::Job) {
     let (client, kafka, refresh) = (admin.client.clone(), admin.kafka.clone(), admin.people.refresh);
     tokio::spawn(async move {
         let Some(kafka) = kafka else { return };
@@ -139,7 +143,7 @@ fn spawn(admin: &Admin, job: apply::Job, rate: u32) {
             Err(error) => return tracing::error!(%error, job = %job.job_id, "no Kafka producer for the apply job"),
         };
         let topic = kafka.topic(runtime::kafka::topics::SIGNALS_HISTORICAL);
-        let sending = apply::Sending { producer: &producer, topic: &topic, rate, refresh };
+        let sending = apply::Sending { producer: &producer, topic: &topic, refresh };
         let job_id = job.job_id.clone();
         match apply::run(&client, &sending, job, |_| {}).await {
             Ok(job) => {

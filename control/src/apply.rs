@@ -63,18 +63,30 @@ pub struct Job {
     pub read: u64,
     pub sent: u64,
     pub error: String,
+    /// Stored signals read a second, at most.
+    pub rate: u32,
     pub started_ms: u64,
     pub version: u64,
 }
 
 impl Job {
+    /// Done or cancelled: a failed job may be resumed.
     pub fn finished(&self) -> bool {
-        [CANCELLED, DONE, FAILED].contains(&self.state.as_str())
+        [CANCELLED, DONE].contains(&self.state.as_str())
     }
 }
 
 /// Starts a job applying `rule` to its org's signals with event times in `since_ms..until_ms`.
-pub async fn create(client: &clickhouse::Client, rule: &Rule, since_ms: u64, until_ms: u64) -> Result<Job, ApplyError> {
+pub async fn create(
+    client: &clickhouse::Client,
+    rule: &Rule,
+    since_ms: u64,
+    until_ms: u64,
+    rate: u32,
+) -> Result<Job, ApplyError> {
+    if rate == 0 {
+        return Err(ApplyError::Invalid("the rate must be at least 1 stored signal a second".into()));
+    }
     Compiled::new(rule).map_err(ApplyError::Invalid)?;
     let total: u64 = client
         .query("SELECT count() FROM signals_cold WHERE org_id = ? AND event_ms >= ? AND event_ms < ?")
@@ -99,6 +111,7 @@ pub async fn create(client: &clickhouse::Client, rule: &Rule, since_ms: u64, unt
         read: 0,
         sent: 0,
         error: String::new(),
+        rate,
         started_ms: now,
         version: now,
     };
@@ -126,21 +139,27 @@ pub async fn list(client: &clickhouse::Client, org: &str) -> Result<Vec<Job>, Ap
         .await?)
 }
 
-/// Every job still running, of every org: those a process resumes when it starts.
-pub async fn running(client: &clickhouse::Client) -> Result<Vec<Job>, ApplyError> {
-    Ok(client.query("SELECT ?fields FROM history_jobs FINAL WHERE state = ?").bind(RUNNING).fetch_all().await?)
-}
-
-/// Pauses (`paused`), resumes (`running`) or cancels (`cancelled`) a job; a finished job stays
-/// as it is. The job's runner heeds it between chunks.
+/// Pauses (`paused`), resumes (`running`, also a failed job) or cancels (`cancelled`) a job; one
+/// done or cancelled stays as it is. The job's runner heeds it between chunks.
 pub async fn set_state(client: &clickhouse::Client, org: &str, job_id: &str, state: &str) -> Result<Job, ApplyError> {
     let mut job = get(client, org, job_id).await?;
     if job.finished() {
         return Err(ApplyError::Finished(job.job_id, job.state));
     }
     job.state = state.to_owned();
+    job.error.clear();
     save(client, &job).await?;
     Ok(job)
+}
+
+/// Saves the runner's progress, keeping a pause or a cancel made meanwhile (by [`set_state`]).
+async fn save_progress(client: &clickhouse::Client, job: &mut Job) -> Result<(), ApplyError> {
+    let now = get(client, &job.org_id, &job.job_id).await?;
+    if now.state != RUNNING {
+        job.state = now.state;
+    }
+    job.version = job.version.max(now.version);
+    Ok(save(client, job).await?)
 }
 
 async fn save(client: &clickhouse::Client, job: &Job) -> Result<(), clickhouse::error::Error> {
@@ -154,8 +173,6 @@ pub struct Sending<'a> {
     pub producer: &'a FutureProducer,
     /// The full name of `signals.raw.historical`.
     pub topic: &'a str,
-    /// Stored signals read a second, at most.
-    pub rate: u32,
     /// `SIGSTAGE_CONTROL_REFRESH_MS`: a rule is sent with once two refreshes old, when every
     /// stream holds it (one that did not would map nothing, and the signal stay unattributed).
     pub refresh: Duration,
@@ -188,9 +205,10 @@ pub async fn run(
 ) -> Result<Job, ApplyError> {
     let answer = run_chunks(client, sending, &mut job, progress).await;
     if let Err(error) = &answer {
+        // Failed, unless it was paused or cancelled meanwhile; `resume` goes on from the cursor.
         job.state = FAILED.to_owned();
         job.error = error.to_string();
-        save(client, &job).await?;
+        save_progress(client, &mut job).await?;
     }
     answer
 }
@@ -237,7 +255,7 @@ async fn run_chunks(
             .await?;
         let Some(last) = keys.last() else {
             job.state = DONE.to_owned();
-            save(client, job).await?;
+            save_progress(client, job).await?;
             progress(job);
             return Ok(job.clone());
         };
@@ -316,13 +334,13 @@ async fn run_chunks(
         job.cursor_id = last_id;
         job.read += keys.len() as u64;
         job.sent += sent;
-        save(client, job).await?;
+        save_progress(client, job).await?;
         // Recorded, the next chunk not read: a crash here resumes after this chunk.
         runtime::stage::fault_point("history.saved");
         progress(job);
         stored(client, &job.org_id, &sent_ids).await?;
         // Paced: no faster than `rate` stored signals read a second, this run.
-        let due = Duration::from_secs_f64((job.read - read_before) as f64 / f64::from(sending.rate.max(1)));
+        let due = Duration::from_secs_f64((job.read - read_before) as f64 / f64::from(job.rate.max(1)));
         if let Some(wait) = due.checked_sub(began.elapsed()) {
             tokio::time::sleep(wait).await;
         }
@@ -374,7 +392,7 @@ pub enum ApplyError {
     Finished(String, String),
     #[error("the system's random source failed: {0}")]
     Random(String),
-    #[error("Kafka refused a signal sent again ({0}); the job resumes from its last chunk")]
+    #[error("Kafka refused a signal sent again ({0}); `sigstage rules resume` goes on from the last chunk")]
     Kafka(String),
     #[error("ClickHouse: {0}")]
     ClickHouse(#[from] clickhouse::error::Error),

@@ -194,7 +194,7 @@ pub async fn send_test(client: &clickhouse::Client, subscription_id: &str) -> Re
 }
 
 /// Queues again, for one subscription, every event of its types received since `since_ms` that
-/// it has not been delivered: what an endpoint missed while it was down or disabled. Answers
+/// it has not been delivered (live or by a backfill): what an endpoint missed while it was down or disabled. Answers
 /// how many were queued.
 pub async fn recover(
     client: &clickhouse::Client,
@@ -204,12 +204,15 @@ pub async fn recover(
     let subscription = webhooks::get(client, subscription_id).await?;
     let now = runtime::time::now_ms();
     let missed = "FROM webhook_events WHERE org_id = ? AND created_ms >= ? AND has(?, event_type) \
-         AND event_id NOT IN (SELECT event_id FROM webhook_queue WHERE subscription_id = ? AND state = 'delivered')";
+         AND event_id NOT IN (SELECT event_id FROM webhook_queue WHERE subscription_id = ? AND state = 'delivered') \
+         AND event_id NOT IN (SELECT event_id FROM webhook_backfill_queue WHERE subscription_id = ? \
+         AND state = 'delivered')";
     let count: u64 = client
         .query(&format!("SELECT uniqExact(event_id) {missed}"))
         .bind(&subscription.org_id)
         .bind(since_ms)
         .bind(&subscription.event_types)
+        .bind(subscription_id)
         .bind(subscription_id)
         .fetch_one()
         .await?;
@@ -226,6 +229,7 @@ pub async fn recover(
         .bind(&subscription.org_id)
         .bind(since_ms)
         .bind(&subscription.event_types)
+        .bind(subscription_id)
         .bind(subscription_id)
         .execute()
         .await?;

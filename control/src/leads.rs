@@ -19,6 +19,7 @@ pub struct Lead {
     pub created_ms: u64,
 }
 
+/// A visitor whose latest link is to the lead (one re-identified since is another lead's).
 #[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
 pub struct Visitor {
     pub anonymous_id: String,
@@ -71,10 +72,14 @@ pub async fn lead(
     let Some(lead) = lead else { return Ok(None) };
     let visitors = client
         .query(
-            "SELECT anonymous_id, linked_ms FROM identities FINAL WHERE org_id = ? AND email = ? \
-             ORDER BY linked_ms",
+            "SELECT anonymous_id, last_ms AS linked_ms FROM (SELECT anonymous_id, argMax(email, linked_ms) AS latest, \
+             max(linked_ms) AS last_ms FROM identities WHERE org_id = ? AND anonymous_id IN \
+             (SELECT anonymous_id FROM identities WHERE org_id = ? AND email = ?) GROUP BY anonymous_id) \
+             WHERE latest = ? ORDER BY last_ms",
         )
         .bind(org)
+        .bind(org)
+        .bind(email)
         .bind(email)
         .fetch_all()
         .await?;

@@ -14,6 +14,8 @@ CREATE TABLE IF NOT EXISTS history_jobs (
     read UInt64,
     sent UInt64,
     error String,
+    -- Stored signals read a second, at most.
+    rate UInt32,
     started_ms UInt64,
     version UInt64
 ) ENGINE = ReplacingMergeTree(version) ORDER BY (org_id, job_id);

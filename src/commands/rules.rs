@@ -71,13 +71,12 @@ pub enum RulesCommand {
         #[arg(long)]
         org: String,
     },
-    /// Run a paused or interrupted apply job on from where it stopped.
+    /// Run a paused, interrupted or failed apply job on from where it stopped (run it once: two
+    /// runners of one job send its signals twice, which changes nothing but wastes work).
     Resume {
         job_id: String,
         #[arg(long)]
         org: String,
-        #[arg(long, default_value_t = 5_000)]
-        rate: u32,
     },
     /// Pause an apply job (its runner stops after the chunk it is on; `resume` goes on).
     Pause {
@@ -128,7 +127,7 @@ async fn find_rule(client: &clickhouse::Client, org: &str, rule_id: &str) -> any
 }
 
 /// Runs an apply job here with a progress bar; prints the job as it ended.
-async fn run_job(config: &Config, client: &clickhouse::Client, job: apply::Job, rate: u32) -> anyhow::Result<()> {
+async fn run_job(config: &Config, client: &clickhouse::Client, job: apply::Job) -> anyhow::Result<()> {
     runtime::stage::arm_fault(config.fault.clone());
     let producer = runtime::kafka::clients::producer(&config.kafka).context("creating the Kafka producer")?;
     let topic = config.kafka.topic(runtime::kafka::topics::SIGNALS_HISTORICAL);
@@ -144,7 +143,7 @@ async fn run_job(config: &Config, client: &clickhouse::Client, job: apply::Job, 
         job.rule_id, job.org_id, job.job_id, job.job_id, job.org_id
     );
     let refresh = std::time::Duration::from_millis(config.control_refresh_ms);
-    let sending = apply::Sending { producer: &producer, topic: &topic, rate, refresh };
+    let sending = apply::Sending { producer: &producer, topic: &topic, refresh };
     let ended = apply::run(client, &sending, job, |job| {
         bar.set_length(job.total.max(job.read));
         bar.set_position(job.read);
@@ -217,17 +216,17 @@ pub async fn run(config: &Config, command: RulesCommand) -> anyhow::Result<()> {
         RulesCommand::Apply { stored: Stored { rule_id, org, since, until }, dry_run: false, rate } => {
             let (since_ms, until_ms) = range(&since, until.as_deref())?;
             let rule = find_rule(&client, &org, &rule_id).await?;
-            let job = apply::create(&client, &rule, since_ms, until_ms).await?;
-            run_job(config, &client, job, rate).await?;
+            let job = apply::create(&client, &rule, since_ms, until_ms, rate).await?;
+            run_job(config, &client, job).await?;
         }
         RulesCommand::Jobs { org } => {
             for job in apply::list(&client, &org).await? {
                 println!("{}", serde_json::to_string(&job)?);
             }
         }
-        RulesCommand::Resume { job_id, org, rate } => {
+        RulesCommand::Resume { job_id, org } => {
             let job = apply::set_state(&client, &org, &job_id, apply::RUNNING).await?;
-            run_job(config, &client, job, rate).await?;
+            run_job(config, &client, job).await?;
         }
         RulesCommand::Pause { job_id, org } => {
             let job = apply::set_state(&client, &org, &job_id, apply::PAUSED).await?;

@@ -242,9 +242,15 @@ fn resolve(
         record.attributed_by = Some(Cow::Borrowed("identity"));
         return None;
     };
-    if record.history && identities.lead_of(&record.org, anonymous_id).is_some() {
-        // History does not move a visitor already linked: its later signals went to that lead.
-        return None;
+    if record.history {
+        if let Some(lead) = identities.lead_of(&record.org, anonymous_id) {
+            // History does not move a visitor already linked: its signal goes to the visitor's
+            // lead, where the link's rehydration may have written it already (the sink then
+            // leaves it out), and never to a second lead.
+            record.email = Some(Cow::Owned(lead.to_owned()));
+            record.attributed_by = Some(Cow::Borrowed("identity"));
+            return None;
+        }
     }
     let Linked::News { previous, version } = identities.link(&record.org, anonymous_id, email, record.received_ms)
     else {
@@ -438,7 +444,11 @@ mod tests {
             panic!("history")
         };
         let record: serde_json::Value = serde_json::from_slice(&value).expect("JSON");
-        assert_eq!((record["email"].as_str(), record["history"].as_bool()), (Some("new@x.io"), Some(true)), "{record}");
+        assert_eq!(
+            (record["email"].as_str(), record["attributed_by"].as_str(), record["history"].as_bool()),
+            (Some("old@x.io"), Some("identity"), Some(true)),
+            "the visitor's lead, not a second one: {record}"
+        );
         assert_eq!(record["rules"], serde_json::json!(["r_new"]));
         assert!(links.is_empty(), "{links:?}");
         assert!(events.iter().all(|event| event.kind != events::SIGNAL_CREATED), "{events:?}");

@@ -177,7 +177,8 @@ impl Processing {
     /// Takes in the suppressions loaded since the last batch, before any count is taken: an idle
     /// stream holds samples a deletion must scrub before they are written.
     fn heed_suppressions(&mut self) {
-        if self.suppressions.has_changed().unwrap_or(false) {
+        // The loader ends with the stop signal, closing its channel: its last value still counts.
+        if self.suppressions.has_changed().unwrap_or(true) {
             self.processor.set_suppressions(self.suppressions.borrow_and_update().clone());
         }
     }

@@ -179,7 +179,7 @@ async fn a_rule_applied_to_history_writes_what_it_would_have_written_once() {
         let job: Value = serde_json::from_str(stdout(&jobs).lines().next().expect("a job")).expect("JSON");
         assert_eq!((job["state"].as_str(), job["read"].as_u64()), (Some("running"), Some(recorded)), "{fault}: {job}");
         let job_id = job["job_id"].as_str().expect("id");
-        let resumed = sigstage(&["rules", "resume", job_id, "--org", crash, "--rate", "100000"], &vars(&edge, &[]));
+        let resumed = sigstage(&["rules", "resume", job_id, "--org", crash], &vars(&edge, &[]));
         assert!(resumed.status.success(), "{}", stderr(&resumed));
         assert_eq!(job_of(&resumed)["state"], "done", "{}", stdout(&resumed));
         let leads = CRASHED as u64;

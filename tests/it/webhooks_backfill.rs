@@ -148,6 +148,9 @@ async fn history_is_backfilled_once_beside_live_deliveries() {
     assert!(progress["pending"].as_u64() > Some(0), "{progress}");
     let cancel = backfill(&edge, &[&paused, "--cancel"]);
     assert!(cancel.status.success(), "{}", stderr(&cancel));
+    // What it still owed is dropped with it: no later backfill sends it as its own.
+    let (state, progress) = state_of(&edge, &paused).await;
+    assert_eq!((state.as_str(), progress["pending"].as_u64()), ("cancelled", Some(0)), "{progress}");
     let again = backfill(&edge, &[&paused, "--resume"]);
     assert!(!again.status.success() && stderr(&again).contains("no backfill running or paused"), "{}", stderr(&again));
     let wrong = backfill(&edge, &[&paused, "--since", "2d", "--events", "signal.created"]);

@@ -43,6 +43,12 @@ struct Health {
     failures: u32,
 }
 
+/// What the lanes' tasks are paced and judged by.
+struct Lanes<'a> {
+    rate_limits: &'a HashMap<String, u32>,
+    health: &'a HashMap<String, Health>,
+}
+
 pub struct Scheduler {
     pub clickhouse: clickhouse::Client,
     pub deliverer: Arc<Deliverer>,
@@ -96,16 +102,18 @@ impl Scheduler {
                     })
                     .collect()
             };
-            let mut owed = match self.due(Lane::Live, &idle(Lane::Live), PER_ROUND).await {
-                Ok(batches) => {
-                    batches.into_iter().map(|(subscription, due)| (subscription, due, Lane::Live, 0)).collect()
-                }
+            // Live first: no backfill lookup delays its deliveries.
+            let live = match self.due(Lane::Live, &idle(Lane::Live), PER_ROUND).await {
+                Ok(batches) => batches.into_iter().map(|(subscription, due)| (subscription, due, 0)).collect(),
                 Err(error) => {
                     tracing::warn!(%error, "due webhook deliveries not read; trying again");
                     Vec::new()
                 }
             };
             let idle_backfilling = idle(Lane::Backfill);
+            let lanes = Lanes { rate_limits: &rate_limits, health: &health };
+            self.spawn(&lanes, Lane::Live, live, &mut tasks, &mut busy);
+            let mut history = Vec::new();
             for running in &backfills {
                 let Some(subscription) = idle_backfilling.iter().find(|s| s.subscription_id == running.subscription_id)
                 else {
@@ -119,35 +127,14 @@ impl Scheduler {
                             tracing::warn!(%error, backfill = %running.backfill_id, "backfill progress not read");
                         }
                     }
-                    Ok(batches) => owed.extend(
-                        batches
-                            .into_iter()
-                            .map(|(subscription, due)| (subscription, due, Lane::Backfill, running.per_second)),
-                    ),
+                    Ok(batches) => history
+                        .extend(batches.into_iter().map(|(subscription, due)| (subscription, due, running.per_second))),
                     Err(error) => {
                         tracing::warn!(%error, backfill = %running.backfill_id, "due backfill deliveries not read")
                     }
                 }
             }
-            for (subscription, deliveries, lane, pace) in owed {
-                let id = subscription.subscription_id.clone();
-                // The subscription's own cap holds for its backfill too.
-                let limit = rate_limits.get(&id).copied().unwrap_or(0);
-                let rate_limit = match (limit, pace) {
-                    (0, pace) | (pace, 0) => pace,
-                    (limit, pace) => limit.min(pace),
-                };
-                let batch = Batch {
-                    lane,
-                    rate_limit,
-                    failures: health.get(&id).map_or(0, |h| h.failures),
-                    subscription,
-                    deliveries,
-                };
-                let (deliverer, config) = (Arc::clone(&self.deliverer), Arc::clone(&self.config));
-                let task = tasks.spawn(worker::run(batch, deliverer, config, self.clickhouse.clone()));
-                busy.insert(task.id(), (id, lane));
-            }
+            self.spawn(&lanes, Lane::Backfill, history, &mut tasks, &mut busy);
             tokio::select! {
                 changed = stop.changed() => {
                     if changed.is_err() {
@@ -185,6 +172,31 @@ impl Scheduler {
                 "webhook attempts still in flight at shutdown; they will be made again after the restart"
             );
             tasks.abort_all();
+        }
+    }
+
+    /// Starts a task for each subscription's batch of one lane, paced at the lower of the
+    /// subscription's rate limit and the batch's own pace (0: none).
+    fn spawn(
+        &self,
+        lanes: &Lanes<'_>,
+        lane: Lane,
+        batches: Vec<(Subscription, Due, u32)>,
+        tasks: &mut JoinSet<Outcome>,
+        busy: &mut HashMap<tokio::task::Id, (String, Lane)>,
+    ) {
+        for (subscription, deliveries, pace) in batches {
+            let id = subscription.subscription_id.clone();
+            let limit = lanes.rate_limits.get(&id).copied().unwrap_or(0);
+            let rate_limit = match (limit, pace) {
+                (0, pace) | (pace, 0) => pace,
+                (limit, pace) => limit.min(pace),
+            };
+            let failures = lanes.health.get(&id).map_or(0, |h| h.failures);
+            let batch = Batch { lane, rate_limit, failures, subscription, deliveries };
+            let (deliverer, config) = (Arc::clone(&self.deliverer), Arc::clone(&self.config));
+            let task = tasks.spawn(worker::run(batch, deliverer, config, self.clickhouse.clone()));
+            busy.insert(task.id(), (id, lane));
         }
     }
 
