@@ -7,12 +7,12 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
 /// A processed signal. Strings borrow from the raw signal when written and from the record when
 /// read (a string with escapes is the one that is copied).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Processed<'a> {
     pub signal_id: u64,
     #[serde(borrow)]
@@ -20,12 +20,12 @@ pub struct Processed<'a> {
     #[serde(borrow)]
     pub source: Cow<'a, str>,
     /// The id of the key it came with (never the key), and the path it came to.
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[serde(borrow, default)]
     pub key_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[serde(borrow, default)]
     pub endpoint: Option<Cow<'a, str>>,
     /// The raw lane it was read from: `live` or `historical` (none from an older stream).
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[serde(borrow, default)]
     pub lane: Option<Cow<'a, str>>,
     /// `track`, `page` (Segment's `screen` too), `identify`, `group`, `alias`, `collect`,
     /// `activity` or `signal`.
@@ -33,60 +33,123 @@ pub struct Processed<'a> {
     pub kind: Cow<'a, str>,
     #[serde(borrow)]
     pub event: Cow<'a, str>,
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[serde(borrow, default)]
     pub anonymous_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[serde(borrow, default)]
     pub user_id: Option<Cow<'a, str>>,
     /// The lead's email, normalised: trimmed, lower-case.
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[serde(borrow, default)]
     pub email: Option<Cow<'a, str>>,
     /// Attributed to a lead: it names an email, or its visitor was identified earlier.
     pub hot: bool,
     /// `signal` when the signal named the email itself, `identity` when it came from an
     /// earlier identification of the visitor.
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[serde(borrow, default)]
     pub attributed_by: Option<Cow<'a, str>>,
     /// Matched a mapping rule of its org (else it was counted in the signal queue).
     #[serde(default)]
     pub mapped: bool,
     /// The ids of the org's rules that matched, in the order they apply.
-    #[serde(borrow, default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(borrow, default)]
     pub rules: Vec<Cow<'a, str>>,
     /// xxh3-128 of org and content, 32 hex digits (see [`hex128`]).
     #[serde(borrow)]
     pub content_hash: Cow<'a, str>,
     /// A stored signal processed again to apply rules to it (`sigstage rules apply`): the sink
     /// writes only the rows its tables do not hold.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub history: bool,
     pub received_ms: u64,
     /// When the event happened, corrected for the sender's clock the way Segment does:
     /// `received - (sentAt - timestamp)`; else `timestamp`; else the receive time.
     pub event_ms: u64,
-    /// The lead fields the rules mapped (email aside), as an object: spliced in by [`encode`].
-    #[serde(borrow, default, skip_serializing)]
+    /// The lead fields the rules mapped (email aside), as an object: written by [`encode`]'s
+    /// caller.
+    #[serde(borrow, default)]
     pub fields: Option<&'a RawValue>,
     /// The raw signal: spliced in by [`encode`], always there in a record [`decode`] answers.
-    #[serde(borrow, default, skip_serializing)]
+    #[serde(borrow, default)]
     pub payload: Option<&'a RawValue>,
 }
 
 /// The record as JSON: `record`'s fields, then the mapped fields `write_fields` writes (a JSON
 /// object), then `payload`, the raw signal (already known to be one JSON object).
-pub fn encode(
-    record: &Processed<'_>,
-    write_fields: impl FnOnce(&mut Vec<u8>),
-    payload: &[u8],
-) -> Result<Vec<u8>, serde_json::Error> {
+///
+/// Written by hand, member by member in [`Processed`]'s order, because it is the stream's
+/// hottest write: the names are constant bytes, and a string is copied as it is unless it holds
+/// something JSON escapes. [`decode`] reads it with serde, which the round-trip test holds it to.
+pub fn encode(record: &Processed<'_>, write_fields: impl FnOnce(&mut Vec<u8>), payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(320 + payload.len());
-    serde_json::to_writer(&mut out, record)?;
-    out.pop(); // the closing brace
+    out.extend_from_slice(b"{\"signal_id\":");
+    number(&mut out, record.signal_id);
+    text(&mut out, "org", &record.org);
+    text(&mut out, "source", &record.source);
+    optional(&mut out, "key_id", &record.key_id);
+    optional(&mut out, "endpoint", &record.endpoint);
+    optional(&mut out, "lane", &record.lane);
+    text(&mut out, "kind", &record.kind);
+    text(&mut out, "event", &record.event);
+    optional(&mut out, "anonymous_id", &record.anonymous_id);
+    optional(&mut out, "user_id", &record.user_id);
+    optional(&mut out, "email", &record.email);
+    out.extend_from_slice(if record.hot { b",\"hot\":true" } else { b",\"hot\":false" });
+    optional(&mut out, "attributed_by", &record.attributed_by);
+    out.extend_from_slice(if record.mapped { b",\"mapped\":true" } else { b",\"mapped\":false" });
+    if !record.rules.is_empty() {
+        out.extend_from_slice(b",\"rules\":[");
+        for (i, rule) in record.rules.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            string(&mut out, rule);
+        }
+        out.push(b']');
+    }
+    text(&mut out, "content_hash", &record.content_hash);
+    if record.history {
+        out.extend_from_slice(b",\"history\":true");
+    }
+    out.extend_from_slice(b",\"received_ms\":");
+    number(&mut out, record.received_ms);
+    out.extend_from_slice(b",\"event_ms\":");
+    number(&mut out, record.event_ms);
     out.extend_from_slice(b",\"fields\":");
     write_fields(&mut out);
     out.extend_from_slice(b",\"payload\":");
     out.extend_from_slice(payload.trim_ascii());
     out.push(b'}');
-    Ok(out)
+    out
+}
+
+/// `,"name":"value"`; `name` is one of [`Processed`]'s, which need no escaping.
+fn text(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    string(out, value);
+}
+
+/// [`text`] when there is a value; nothing when there is none.
+fn optional(out: &mut Vec<u8>, name: &str, value: &Option<Cow<'_, str>>) {
+    if let Some(value) = value {
+        text(out, name, value);
+    }
+}
+
+fn number(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+/// A JSON string: copied between quotes when nothing in it needs escaping, else escaped by
+/// serde_json.
+fn string(out: &mut Vec<u8>, value: &str) {
+    if value.bytes().all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(out, value).expect("a string serializes into a Vec");
+    }
 }
 
 /// A record [`encode`] wrote, borrowing from `bytes`.
@@ -124,7 +187,7 @@ mod tests {
             lane: Some("live".into()),
             kind: "track".into(),
             event: "Demo \"Requested\"".into(),
-            anonymous_id: Some("v1".into()),
+            anonymous_id: Some("v\u{1}1\\".into()),
             user_id: None,
             email: Some(Cow::Owned("jo@acme.io".to_owned())),
             hot: true,
@@ -139,13 +202,13 @@ mod tests {
             payload: None,
         };
         let payload = br#" {"type":"track","event":"Demo \"Requested\""} "#;
-        let bytes = encode(&written, |out| out.extend_from_slice(br#"{"company":"Acme"}"#), payload).expect("encoded");
+        let bytes = encode(&written, |out| out.extend_from_slice(br#"{"company":"Acme"}"#), payload);
         let read = decode(&bytes).expect("decoded");
         assert_eq!(read.signal_id, 7);
         assert_eq!((&*read.org, &*read.source, &*read.kind), ("acme", "segment", "track"));
         assert_eq!((read.key_id.as_deref(), read.endpoint.as_deref()), (Some("k_1"), None));
         assert_eq!(read.event, "Demo \"Requested\"");
-        assert_eq!(read.anonymous_id.as_deref(), Some("v1"));
+        assert_eq!(read.anonymous_id.as_deref(), Some("v\u{1}1\\"), "escaped as JSON needs");
         assert_eq!(read.user_id, None);
         assert_eq!(
             (read.email.as_deref(), read.hot, read.attributed_by.as_deref()),

@@ -239,13 +239,7 @@ pub fn changelog_entries<'a>(
 pub fn canonical(value: &BorrowedValue<'_>) -> u128 {
     match value {
         BorrowedValue::Object(members) => members.iter().fold(0x6f_u128, |sum, (key, member)| {
-            let mut pair = [0u8; 16];
-            pair.copy_from_slice(&canonical(member).to_le_bytes());
-            let mut hasher = Xxh3::new();
-            hasher.update(key.as_bytes());
-            hasher.update(&[0]);
-            hasher.update(&pair);
-            sum.wrapping_add(hasher.digest128())
+            sum.wrapping_add(joined(&[key.as_bytes(), &[0], &canonical(member).to_le_bytes()]))
         }),
         BorrowedValue::Array(items) => {
             let mut hasher = Xxh3::new();
@@ -255,12 +249,7 @@ pub fn canonical(value: &BorrowedValue<'_>) -> u128 {
             }
             hasher.digest128()
         }
-        BorrowedValue::String(text) => {
-            let mut hasher = Xxh3::new();
-            hasher.update(b"\"");
-            hasher.update(text.as_bytes());
-            hasher.digest128()
-        }
+        BorrowedValue::String(text) => joined(&[b"\"", text.as_bytes()]),
         BorrowedValue::Static(node) => match node {
             StaticNode::Null => xxh3_128(b"null"),
             StaticNode::Bool(flag) => xxh3_128(if *flag { b"true" } else { b"false" }),
@@ -270,6 +259,25 @@ pub fn canonical(value: &BorrowedValue<'_>) -> u128 {
             StaticNode::F64(n) => number(*n, (n.fract() == 0.0 && n.abs() < 9.0e15).then_some(*n as i128)),
         },
     }
+}
+
+/// xxh3-128 of `parts` one after the other: what one `Xxh3` fed each in turn digests, without
+/// that hasher's state (a 256-byte buffer and more) when they fit on the stack, as keys and
+/// most values do.
+fn joined(parts: &[&[u8]]) -> u128 {
+    let mut buffer = [0u8; 128];
+    let length: usize = parts.iter().map(|part| part.len()).sum();
+    if length > buffer.len() {
+        let mut hasher = Xxh3::new();
+        parts.iter().for_each(|part| hasher.update(part));
+        return hasher.digest128();
+    }
+    let mut at = 0;
+    for part in parts {
+        buffer[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    xxh3_128(&buffer[..length])
 }
 
 fn number(float: f64, integer: Option<i128>) -> u128 {
@@ -324,6 +332,18 @@ mod tests {
         let mut bytes = json.as_bytes().to_vec();
         let value = simd_json::to_borrowed_value(&mut bytes).expect("json");
         Deduper::identity(org, source, &value)
+    }
+
+    #[test]
+    fn parts_hash_as_one_hasher_fed_each_would_so_stored_identities_still_match() {
+        for length in [0, 1, 16, 110, 111, 127, 128, 129, 500] {
+            let text: Vec<u8> = (0..length).map(|i| (i % 251) as u8).collect();
+            let mut hasher = Xxh3::new();
+            hasher.update(&text);
+            hasher.update(&[0]);
+            hasher.update(&[7; 16]);
+            assert_eq!(joined(&[&text, &[0], &[7; 16]]), hasher.digest128(), "{length} bytes");
+        }
     }
 
     #[test]

@@ -106,13 +106,14 @@ impl Processor {
 
     pub fn process(&mut self, inbound: &Inbound<'_>) -> Output {
         let Self { deduper, identities, rules, suppressions, matched, queue, buffer, buffers } = self;
-        if std::str::from_utf8(inbound.payload).is_err() {
-            return dead("invalid_utf8", "parse", "the record is not UTF-8".into());
-        }
         buffer.clear();
         buffer.extend_from_slice(inbound.payload);
+        // simd-json checks UTF-8 as it finds the structure, so the bytes are read once.
         let value = match simd_json::to_borrowed_value_with_buffers(buffer, buffers) {
             Ok(value) => value,
+            Err(error) if *error.error() == simd_json::ErrorType::InvalidUtf8 => {
+                return dead("invalid_utf8", "parse", "the record is not UTF-8".into())
+            }
             Err(error) => return dead("invalid_json", "parse", error.to_string()),
         };
         if value.as_object().is_none() {
@@ -197,10 +198,7 @@ impl Processor {
                     created_ms: record.event_ms,
                 }
             });
-        let encoded = match processed::encode(&record, |out| mapping.write_fields(&value, out), inbound.payload) {
-            Ok(encoded) => encoded,
-            Err(error) => return dead("unencodable", "encode", error.to_string()),
-        };
+        let encoded = processed::encode(&record, |out| mapping.write_fields(&value, out), inbound.payload);
         let event_of = |kind: &'static str, data: &[u8]| Event {
             kind,
             value: events::encode(kind, inbound.signal_id, inbound.org, record.received_ms, data),
@@ -345,8 +343,11 @@ mod tests {
     }
 
     fn process_history(processor: &mut Processor, signal_id: u64, payload: &str, rules: Option<&str>) -> Output {
-        let key = format!("acme:#{signal_id}");
-        let inbound = Inbound {
+        processor.process(&Inbound { payload: payload.as_bytes(), ..inbound(signal_id, rules) })
+    }
+
+    fn inbound(signal_id: u64, rules: Option<&str>) -> Inbound<'_> {
+        Inbound {
             org: "acme",
             signal_id,
             source: "segment",
@@ -355,10 +356,18 @@ mod tests {
             received_ms: 1_795_521_600_000,
             history_rules: rules,
             lane: "live",
-            key: key.as_bytes(),
-            payload: payload.as_bytes(),
-        };
-        processor.process(&inbound)
+            key: b"acme:a",
+            payload: b"{}",
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_dead_as_such_and_bad_json_as_json() {
+        let mut processor = Processor::new(1024, Duration::from_secs(3600));
+        let not_utf8 = Inbound { payload: b"{\"a\":\"\xff\"}", ..inbound(1, None) };
+        assert!(matches!(processor.process(&not_utf8), Output::Dead { reason: "invalid_utf8", stage: "parse", .. }));
+        let not_json = Inbound { payload: b"{\"a\":", ..inbound(2, None) };
+        assert!(matches!(processor.process(&not_json), Output::Dead { reason: "invalid_json", stage: "parse", .. }));
     }
 
     #[test]
