@@ -1,10 +1,12 @@
 //! Webhook deliveries/s through the real scheduler and workers (queue read from ClickHouse,
-//! signing, HTTP POST, queue and attempt log written back) to a local receiver that answers 200.
-//! Two runs side by side: EVENTS events to one healthy endpoint alone, then EVENTS events to a
-//! healthy endpoint beside one that never answers. The ratio says whether a hanging endpoint
-//! slows the others.
+//! signing, HTTP POST, queue and attempt log written back) to a local receiver that answers 200,
+//! beside its ceiling: a bare loop that signs and POSTs the same events to the same receiver
+//! with the same client and the same [`IN_FLIGHT`] attempts at a time, and writes nothing.
+//! Each round runs three in turn: the bare loop, EVENTS events to one healthy endpoint alone,
+//! then EVENTS events to a healthy endpoint beside one that never answers. The medians' ratios
+//! say what the queue costs and whether a hanging endpoint slows the others.
 //!
-//! `cargo run --release --example webhook_throughput -- EVENTS` with the `SIGSTAGE_*`
+//! `cargo run --release --example webhook_throughput -- EVENTS [ROUNDS]` with the `SIGSTAGE_*`
 //! environment of a migrated database (see `scripts/bench/sink.sh`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,18 +17,21 @@ use axum::routing::post;
 use axum::Router;
 use control::deliveries::{self, Delivery};
 use control::webhooks::{self, StoredEvent, Subscription};
+use futures::StreamExt;
 use runtime::config::Config;
 use sink::webhooks::delivery::Deliverer;
 use sink::webhooks::scheduler::Scheduler;
+use sink::webhooks::worker::IN_FLIGHT;
 use tokio::sync::{watch, Notify};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, events] = args.as_slice() else {
-        anyhow::bail!("usage: webhook_throughput EVENTS");
+    let (events, rounds): (usize, usize) = match args.as_slice() {
+        [_, events] => (events.parse()?, 3),
+        [_, events, rounds] => (events.parse()?, rounds.parse()?),
+        _ => anyhow::bail!("usage: webhook_throughput EVENTS [ROUNDS]"),
     };
-    let events: usize = events.parse()?;
     let mut config = Config::from_env()?;
     config.webhooks.allow_private = true;
     config.webhooks.timeout_ms = 300_000;
@@ -46,15 +51,75 @@ async fn main() -> anyhow::Result<()> {
         .route("/hanging", post(std::future::pending::<&'static str>));
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    // Names of their own each time: the bench database keeps earlier runs' queues.
-    let run_id = runtime::time::now_ms();
     let base = format!("http://{addr}");
-    let alone = run(&config, &clickhouse, &delivered, events, &base, &format!("alone_{run_id}"), false).await?;
-    let beside = run(&config, &clickhouse, &delivered, events, &base, &format!("beside_{run_id}"), true).await?;
+    let deliverer = Deliverer::new(&config.webhooks)?;
+    let (mut bare, mut alone, mut beside) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        // Names of their own each time: the bench database keeps earlier runs' queues.
+        let run_id = runtime::time::now_ms();
+        bare.push(signed_posts(&deliverer, &delivered, events, &base).await);
+        alone.push(run(&config, &clickhouse, &delivered, events, &base, &format!("alone_{run_id}"), false).await?);
+        beside.push(run(&config, &clickhouse, &delivered, events, &base, &format!("beside_{run_id}"), true).await?);
+        println!(
+            "round {round}: bare loop {:.0}, alone {:.0}, beside a hanging one {:.0} deliveries/s",
+            bare[round - 1],
+            alone[round - 1],
+            beside[round - 1]
+        );
+    }
+    let (bare, alone, beside) = (median(bare), median(alone), median(beside));
+    println!("medians of {rounds} rounds:");
+    println!("bare signed-POST loop:             {bare:.0} deliveries/s");
     println!("healthy endpoint alone:            {alone:.0} deliveries/s");
     println!("healthy endpoint beside a hanging: {beside:.0} deliveries/s");
+    println!("ratio alone/bare loop: {:.2}", alone / bare);
     println!("ratio beside/alone: {:.2}", beside / alone);
     Ok(())
+}
+
+fn median(mut rates: Vec<f64>) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
+/// The ceiling: `events` signed POSTs to the healthy receiver, [`IN_FLIGHT`] at a time, with the
+/// deliverer the workers use, and no queue; answers POSTs per second.
+async fn signed_posts(deliverer: &Deliverer, delivered: &AtomicUsize, events: usize, base: &str) -> f64 {
+    let subscription = subscription("bare", base, "healthy");
+    delivered.store(0, Ordering::Relaxed);
+    let started = Instant::now();
+    let answered = futures::stream::iter(0..events)
+        .map(|e| {
+            let (subscription, event_id) = (&subscription, format!("{e}.lead.created"));
+            async move {
+                let body = body(&event_id, "bench_bare");
+                deliverer.post(subscription, &event_id, "lead.created", body.as_bytes()).await.delivered()
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .filter(|delivered| std::future::ready(*delivered))
+        .count()
+        .await;
+    assert_eq!(answered, events, "the receiver answered every POST");
+    events as f64 / started.elapsed().as_secs_f64()
+}
+
+fn subscription(name: &str, base: &str, path: &str) -> Subscription {
+    Subscription {
+        org_id: format!("bench_{name}"),
+        subscription_id: format!("sub_{name}_{path}"),
+        url: format!("{base}/{path}"),
+        event_types: vec!["lead.created".into()],
+        active: 1,
+        secret: "whsec_c2VjcmV0c2VjcmV0c2VjcmV0".into(),
+        disabled_reason: String::new(),
+        created_ms: 0,
+        version: 0,
+    }
+}
+
+fn body(event_id: &str, org: &str) -> String {
+    format!(r#"{{"id":"{event_id}","type":"lead.created","org":"{org}","data":{{"email":"a@b.io"}}}}"#)
 }
 
 /// Queues `events` events for a healthy subscription (and a hanging one), runs the scheduler
@@ -68,20 +133,9 @@ async fn run(
     name: &str,
     with_hanging: bool,
 ) -> anyhow::Result<f64> {
-    let subscription = |path: &str| Subscription {
-        org_id: format!("bench_{name}"),
-        subscription_id: format!("sub_{name}_{path}"),
-        url: format!("{base}/{path}"),
-        event_types: vec!["lead.created".into()],
-        active: 1,
-        secret: "whsec_c2VjcmV0c2VjcmV0c2VjcmV0".into(),
-        disabled_reason: String::new(),
-        created_ms: 0,
-        version: 0,
-    };
-    let mut subscriptions = vec![subscription("healthy")];
+    let mut subscriptions = vec![subscription(name, base, "healthy")];
     if with_hanging {
-        subscriptions.push(subscription("hanging"));
+        subscriptions.push(subscription(name, base, "hanging"));
     }
     let org = format!("bench_{name}");
     let stored: Vec<StoredEvent> = (0..events)
@@ -89,9 +143,7 @@ async fn run(
             org_id: org.clone(),
             event_id: format!("{e}.lead.created"),
             event_type: "lead.created".into(),
-            body: format!(
-                r#"{{"id":"{e}.lead.created","type":"lead.created","org":"{org}","data":{{"email":"a@b.io"}}}}"#
-            ),
+            body: body(&format!("{e}.lead.created"), &org),
             created_ms: 1,
         })
         .collect();

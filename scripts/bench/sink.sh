@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The sink figures: ClickHouse insert rows/s through the sink's write path beside
 # clickhouse-client inserting the same rows from a file (alternating rounds, medians); webhook
-# deliveries/s to a healthy local receiver, alone and beside one that never answers; live webhook
+# deliveries/s to a healthy local receiver beside a bare signed-POST loop to it, alone and beside
+# one that never answers (alternating rounds, medians); live webhook
 # delivery latency alone and during a backfill of history to the same endpoint; and the end-to-end latency from a 202 to the row being
 # visible in ClickHouse under steady load, through `sigstage run`. Uses its own Kafka broker
 # (port 19094) and the stack's ClickHouse (database sigstage_bench).
@@ -24,8 +25,8 @@ target/release/sigstage migrate 2>/dev/null
 say "ClickHouse inserts: ${ROUNDS:-3} rounds of ${ROWS:-100000} rows, alternating clickhouse-client and the sink"
 target/release/examples/sink_insert "${ROWS:-100000}" "${ROUNDS:-3}"
 
-say "webhook deliveries: ${EVENTS:-20000} events to a healthy receiver, alone then beside a hanging one"
-target/release/examples/webhook_throughput "${EVENTS:-20000}"
+say "webhook deliveries: ${ROUNDS:-3} rounds of ${EVENTS:-20000} events to a healthy receiver: a bare signed-POST loop, then the scheduler alone, then beside a hanging endpoint"
+target/release/examples/webhook_throughput "${EVENTS:-20000}" "${ROUNDS:-3}"
 
 say "webhook backfill: live delivery latency alone, then during a backfill of ${BACKFILL:-100000} events at ${BACKFILL_RATE:-2000}/s"
 target/release/examples/webhook_backfill "${BACKFILL:-100000}" "${BACKFILL_RATE:-2000}"

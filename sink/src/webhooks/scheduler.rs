@@ -24,11 +24,18 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use super::delivery::Deliverer;
-use super::worker::{self, Batch, Due, Outcome};
+use super::worker::{self, Batch, Due, Outcome, IN_FLIGHT};
 
 pub const DISABLED_TOTAL: &str = "sigstage_webhook_subscriptions_disabled_total";
-/// Deliveries handed to one subscription's task at a time.
-const PER_ROUND: u64 = 500;
+/// Deliveries handed to one subscription's task at a time, from its live queue: about
+/// [`ROUND_TIME`] of what its endpoint took in its last round, between [`IN_FLIGHT`] and
+/// [`ROUND_MAX`] (bodies included, a few MB at most), and [`ROUND_FIRST`] before that is known.
+/// A fast endpoint gets long rounds, so that reading the queue, which costs about the same for
+/// 16 deliveries as for 4 000, is a small part of each; a slow or hanging one gets short rounds,
+/// so its health is judged soon and a stop leaves few attempts to make again.
+const ROUND_FIRST: u64 = 500;
+const ROUND_MAX: u64 = 4000;
+const ROUND_TIME: Duration = Duration::from_millis(500);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const RATE_LIMITS_REFRESH: Duration = Duration::from_secs(5);
 /// How soon a backfill started, paused or cancelled is heeded.
@@ -65,6 +72,8 @@ impl Scheduler {
         let mut rate_limits_at = tokio::time::Instant::now() - RATE_LIMITS_REFRESH;
         // Subscriptions disabled here, until the reloaded list says so too.
         let mut disabled: HashSet<String> = HashSet::new();
+        // Each subscription's next live round, by what its endpoint took in the last.
+        let mut rounds: HashMap<String, u64> = HashMap::new();
         // The subscriptions with a task, and its lane, by task.
         let mut busy: HashMap<tokio::task::Id, (String, Lane)> = HashMap::new();
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
@@ -77,6 +86,7 @@ impl Scheduler {
         while !*stop.borrow() {
             let subscriptions = self.subscriptions.borrow_and_update().clone();
             disabled.retain(|id| subscriptions.iter().any(|s| &s.subscription_id == id && s.active == 1));
+            rounds.retain(|id, _| subscriptions.iter().any(|s| &s.subscription_id == id));
             if rate_limits_at.elapsed() >= RATE_LIMITS_REFRESH {
                 match deliveries::rate_limits(&self.clickhouse).await {
                     Ok(limits) => rate_limits = limits.into_iter().collect(),
@@ -103,7 +113,11 @@ impl Scheduler {
                     .collect()
             };
             // Live first: no backfill lookup delays its deliveries.
-            let live = match self.due(Lane::Live, &idle(Lane::Live), PER_ROUND).await {
+            let wanted: Vec<(&Subscription, u64)> = idle(Lane::Live)
+                .into_iter()
+                .map(|s| (s, rounds.get(&s.subscription_id).copied().unwrap_or(ROUND_FIRST)))
+                .collect();
+            let live = match self.due(Lane::Live, &wanted).await {
                 Ok(batches) => batches.into_iter().map(|(subscription, due)| (subscription, due, 0)).collect(),
                 Err(error) => {
                     tracing::warn!(%error, "due webhook deliveries not read; trying again");
@@ -120,8 +134,8 @@ impl Scheduler {
                     continue;
                 };
                 // A second's worth at the backfill's rate.
-                let per_round = u64::from(running.per_second).clamp(1, PER_ROUND);
-                match self.due(Lane::Backfill, &[*subscription], per_round).await {
+                let per_round = u64::from(running.per_second).clamp(1, ROUND_FIRST);
+                match self.due(Lane::Backfill, &[(*subscription, per_round)]).await {
                     Ok(batches) if batches.is_empty() && refresh_backfills => {
                         if let Err(error) = backfill::finish_if_drained(&self.clickhouse, running).await {
                             tracing::warn!(%error, backfill = %running.backfill_id, "backfill progress not read");
@@ -146,7 +160,9 @@ impl Scheduler {
                 Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     let outcome = match done {
                         Ok((task, outcome)) => {
-                            busy.remove(&task);
+                            if let Some((id, Lane::Live)) = busy.remove(&task) {
+                                rounds.insert(id, round_after(outcome.attempts, outcome.took));
+                            }
                             outcome
                         }
                         Err(error) => {
@@ -200,16 +216,25 @@ impl Scheduler {
         }
     }
 
-    /// The due deliveries of a lane for these subscriptions, at most `per_subscription` of each,
+    /// The due deliveries of a lane for these subscriptions, at most the number wanted of each,
     /// with their bodies, by subscription.
     async fn due(
         &self,
         lane: Lane,
-        idle: &[&Subscription],
-        per_subscription: u64,
+        wanted: &[(&Subscription, u64)],
     ) -> Result<Vec<(Subscription, Due)>, clickhouse::error::Error> {
-        let ids: Vec<String> = idle.iter().map(|s| s.subscription_id.clone()).collect();
-        let due = deliveries::due(&self.clickhouse, lane, &ids, runtime::time::now_ms(), per_subscription).await?;
+        let ids: Vec<String> = wanted.iter().map(|(s, _)| s.subscription_id.clone()).collect();
+        let most = wanted.iter().map(|&(_, round)| round).max().unwrap_or(0);
+        let mut due = deliveries::due(&self.clickhouse, lane, &ids, runtime::time::now_ms(), most).await?;
+        let mut left: HashMap<&str, u64> =
+            wanted.iter().map(|(s, round)| (s.subscription_id.as_str(), *round)).collect();
+        due.retain(|delivery| match left.get_mut(delivery.subscription_id.as_str()) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        });
         let mut by_org: HashMap<&str, Vec<String>> = HashMap::new();
         for delivery in &due {
             by_org.entry(&delivery.org_id).or_default().push(delivery.event_id.clone());
@@ -224,7 +249,8 @@ impl Scheduler {
         }
         let mut batches: HashMap<String, (Subscription, Due)> = HashMap::new();
         for delivery in due {
-            let Some(subscription) = idle.iter().find(|s| s.subscription_id == delivery.subscription_id) else {
+            let Some((subscription, _)) = wanted.iter().find(|(s, _)| s.subscription_id == delivery.subscription_id)
+            else {
                 continue;
             };
             let body = bodies.get(&(delivery.org_id.clone(), delivery.event_id.clone())).cloned();
@@ -296,5 +322,27 @@ impl Scheduler {
             }
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }
+    }
+}
+
+/// The next live round of a subscription whose last took `took` for `attempts` attempts.
+fn round_after(attempts: usize, took: Duration) -> u64 {
+    let pace = attempts as f64 / took.as_secs_f64().max(0.001);
+    ((pace * ROUND_TIME.as_secs_f64()) as u64).clamp(IN_FLIGHT as u64, ROUND_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fast_endpoint_gets_long_rounds_and_a_hanging_one_short_ones() {
+        // 500 attempts in 10 ms: 50 000/s, so half a second is more than the most.
+        assert_eq!(round_after(500, Duration::from_millis(10)), ROUND_MAX);
+        // 500 in 250 ms: 2 000/s, 1 000 in half a second.
+        assert_eq!(round_after(500, Duration::from_millis(250)), 1000);
+        // 16 attempts that each waited out a 10 s timeout: never fewer than one in flight's worth.
+        assert_eq!(round_after(16, Duration::from_secs(10)), IN_FLIGHT as u64);
+        assert_eq!(round_after(0, Duration::ZERO), IN_FLIGHT as u64, "a batch left at once (410 Gone)");
     }
 }

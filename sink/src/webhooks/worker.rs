@@ -47,6 +47,9 @@ pub struct Outcome {
     pub failures: u32,
     /// The endpoint answered 410 Gone.
     pub gone: bool,
+    /// Attempts made, and how long they took (recording them aside): the endpoint's pace.
+    pub attempts: usize,
+    pub took: Duration,
     /// Queue or log rows could not be written (the batch will be attempted again).
     pub unrecorded: bool,
 }
@@ -71,6 +74,7 @@ pub async fn run(
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Mutex::new(interval)
     });
+    let started = tokio::time::Instant::now();
     let attempted: Vec<Attempted> = futures::stream::iter(deliveries)
         .map(|(delivery, body)| {
             let (subscription, deliverer, gone, pace) = (&subscription, &deliverer, &gone, &pace);
@@ -97,7 +101,12 @@ pub async fn run(
         .collect()
         .await;
 
-    let mut outcome = Outcome { subscription_id: subscription.subscription_id.clone(), ..Outcome::default() };
+    let mut outcome = Outcome {
+        subscription_id: subscription.subscription_id.clone(),
+        attempts: attempted.len(),
+        took: started.elapsed(),
+        ..Outcome::default()
+    };
     let mut consecutive = failures;
     let mut queue = Vec::with_capacity(attempted.len());
     let mut log = Vec::with_capacity(attempted.len());
