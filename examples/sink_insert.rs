@@ -1,5 +1,5 @@
 //! The sink's ClickHouse write path (processed records parsed, turned into rows, written as
-//! batched RowBinary inserts of 5000) beside a baseline, alternating, into a freshly truncated
+//! RowBinary inserts of the sink's largest batch) beside a baseline, alternating, into a freshly truncated
 //! `signals_cold`. Prints rows/s medians and their ratio.
 //!
 //! - `sink_insert ROWS ROUNDS`: the baseline is `clickhouse-client` inserting the same rows from
@@ -93,11 +93,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Empties `signals_cold` with `truncate`, writes `records` through the sink's path in inserts of
-/// 5000, checks every row is there (counted without FINAL) and answers rows/s.
+/// the sink's largest batch, checks every row is there (counted without FINAL) and answers rows/s.
 async fn sink_rate(client: &clickhouse::Client, truncate: &str, records: &[Vec<u8>]) -> anyhow::Result<f64> {
     client.query(truncate).execute().await?;
     let started = Instant::now();
-    for chunk in records.chunks(5000) {
+    for chunk in records.chunks(sink::runner::Settings::default().batch_max) {
         let parsed: Vec<Processed<'_>> = chunk.iter().map(|r| processed::decode(r)).collect::<Result<_, _>>()?;
         let rows: Vec<SignalRow<'_>> = parsed.iter().map(|p| SignalRow::of(p, None, 1)).collect();
         runtime::clickhouse::insert::<SignalRow<'static>, _>(client, "signals_cold", &rows).await?;

@@ -27,7 +27,11 @@ use tokio::sync::watch;
 use super::Assignments;
 use crate::config::KafkaConfig;
 
-/// How a batch closes.
+/// A batch closes once its records' payloads come to this much, whatever [`Batching::max`]
+/// says: what a role holds of a batch stays bounded when records are large.
+pub const BATCH_MAX_BYTES: usize = 64 << 20;
+
+/// How a batch closes: at `max` records, at [`BATCH_MAX_BYTES`], or by time.
 #[derive(Debug, Clone, Copy)]
 pub struct Batching {
     pub max: usize,
@@ -170,7 +174,8 @@ impl BatchReader {
             };
             let rebalances = consumer.context().rebalances();
             let deadline = tokio::time::Instant::now() + batching.wait;
-            while batch.len() < batching.max {
+            let mut bytes = batch[0].payload_len();
+            while batch.len() < batching.max && bytes < BATCH_MAX_BYTES {
                 let until = deadline.min(tokio::time::Instant::now() + batching.idle);
                 let next = if from_lower {
                     tokio::time::timeout_at(until, older.next()).await.ok().flatten()
@@ -178,7 +183,10 @@ impl BatchReader {
                     tokio::time::timeout_at(until, consumer.recv()).await.ok()
                 };
                 match next {
-                    Some(Ok(message)) => batch.push(message),
+                    Some(Ok(message)) => {
+                        bytes += message.payload_len();
+                        batch.push(message);
+                    }
                     _ => break,
                 }
             }
