@@ -71,6 +71,31 @@ const COLD_MONTHS: &str = include_str!("sql/cold_months.sql");
 /// The latest link of some visitors.
 const LINKS_OF: &str = include_str!("sql/links_of.sql");
 
+/// The most text one statement binds: a quarter of what the server takes in a statement
+/// ([`runtime::clickhouse::MAX_QUERY_BYTES`]), so quoting, escaping (at most doubling it) and the
+/// statement's own text fit. A batch's keys are bound in as many statements as keep to it:
+/// anonymous ids have no length limit, and 20 000 of 200 bytes, each bound three times, would
+/// not fit in one.
+const BOUND_BYTES: usize = runtime::clickhouse::MAX_QUERY_BYTES / 4;
+
+/// `items` in runs whose bound text (`bytes` of each) keeps to [`BOUND_BYTES`]; an item above
+/// it is a run of its own.
+fn runs<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let (mut runs, mut start, mut total) = (Vec::new(), 0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let size = bytes(item);
+        if i > start && total + size > BOUND_BYTES {
+            runs.push(&items[start..i]);
+            (start, total) = (i, 0);
+        }
+        total += size;
+    }
+    if start < items.len() {
+        runs.push(&items[start..]);
+    }
+    runs
+}
+
 /// A visitor of an org, as the sink's statements bind it: org id, anonymous id, and the key
 /// `org_id NUL anonymous_id` they compare on.
 pub struct Visitors<'a> {
@@ -105,8 +130,22 @@ impl<'a> Visitors<'a> {
 /// visitor once) as a hot row of its lead, attributed `rehydrated`, leaving out signals already
 /// hot under that lead, so doing it twice writes nothing more. One statement for all of them,
 /// unless their signals span more months than ClickHouse takes in one insert: then one per
-/// [`MAX_MONTHS_PER_INSERT`] of those months (see [`is_too_many_partitions`]).
+/// [`MAX_MONTHS_PER_INSERT`] of those months (see [`is_too_many_partitions`]); and one for each
+/// run of links whose text fits in a statement ([`BOUND_BYTES`]).
 pub async fn rehydrate(
+    client: &clickhouse::Client,
+    links: &[(&str, &str, &str)],
+    written_ms: u64,
+) -> Result<(), Error> {
+    // The keys, anonymous ids and emails are bound twice or more (see rehydrate.sql).
+    let bytes = |&(org, visitor, email): &(&str, &str, &str)| 4 * (org.len() + visitor.len() + email.len()) + 32;
+    for run in runs(links, bytes) {
+        rehydrate_run(client, run, written_ms).await?;
+    }
+    Ok(())
+}
+
+async fn rehydrate_run(
     client: &clickhouse::Client,
     links: &[(&str, &str, &str)],
     written_ms: u64,
@@ -157,43 +196,56 @@ struct LinkRow {
 }
 
 /// The first link of each of `visitors` that has one (the lead its anonymous signals belong
-/// to): `org NUL anonymousId` → email.
+/// to): `org NUL anonymousId` → email. One statement for each run of them that fits in one
+/// ([`BOUND_BYTES`]).
 pub async fn links_of(client: &clickhouse::Client, visitors: &Visitors<'_>) -> Result<HashMap<String, String>, Error> {
-    if visitors.is_empty() {
-        return Ok(HashMap::new());
+    let mut links = HashMap::new();
+    let indexes: Vec<usize> = (0..visitors.keys.len()).collect();
+    // Each visitor is bound as its anonymous id and its key (org NUL anonymous id).
+    for run in runs(&indexes, |&i| 2 * (visitors.anonymous_ids[i].len() + visitors.keys[i].len()) + 16) {
+        let (first, last) = (run[0], run[run.len() - 1]);
+        let rows: Vec<LinkRow> = client
+            .query(LINKS_OF)
+            .bind(&visitors.orgs)
+            .bind(&visitors.anonymous_ids[first..=last])
+            .bind(&visitors.keys[first..=last])
+            .fetch_all()
+            .await?;
+        links.extend(rows.into_iter().map(|row| (visitor_key(&row.org_id, &row.anonymous_id), row.email)));
     }
-    let rows: Vec<LinkRow> = client
-        .query(LINKS_OF)
-        .bind(&visitors.orgs)
-        .bind(&visitors.anonymous_ids)
-        .bind(&visitors.keys)
-        .fetch_all()
-        .await?;
-    Ok(rows.into_iter().map(|row| (visitor_key(&row.org_id, &row.anonymous_id), row.email)).collect())
+    Ok(links)
 }
 
 pub fn visitor_key(org_id: &str, anonymous_id: &str) -> String {
     format!("{org_id}\0{anonymous_id}")
 }
 
-/// The ids (see [`Keyed`]) of `rows` that `table` holds already.
+/// The ids (see [`Keyed`]) of `rows` that `table` holds already, asked in as many statements
+/// as keep to [`BOUND_BYTES`].
 pub async fn existing<T: Keyed>(client: &clickhouse::Client, table: &str, rows: &[&T]) -> Result<HashSet<u64>, Error> {
     let (second, id) = T::key_columns(table);
-    let (mut orgs, mut seconds, mut ids) = (Vec::new(), Vec::new(), Vec::new());
-    for row in rows {
-        let (org, value, row_id) = row.key(table);
-        if !orgs.contains(&org) {
-            orgs.push(org);
-        }
-        seconds.push(value);
-        ids.push(row_id);
-    }
     let query = format!(
         "SELECT DISTINCT {id} FROM {table} WHERE org_id IN (SELECT arrayJoin(?)) \
          AND {second} IN (SELECT arrayJoin(?)) AND {id} IN (SELECT toUInt64(arrayJoin(?)))"
     );
-    let found: Vec<u64> = client.query(&query).bind(&orgs).bind(&seconds).bind(&ids).fetch_all().await?;
-    Ok(found.into_iter().collect())
+    let mut found = HashSet::new();
+    for run in runs(rows, |row| {
+        let (org, value, _) = row.key(table);
+        org.len() + value.len() + 32
+    }) {
+        let (mut orgs, mut seconds, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+        for row in run {
+            let (org, value, row_id) = row.key(table);
+            if !orgs.contains(&org) {
+                orgs.push(org);
+            }
+            seconds.push(value);
+            ids.push(row_id);
+        }
+        let there: Vec<u64> = client.query(&query).bind(&orgs).bind(&seconds).bind(&ids).fetch_all().await?;
+        found.extend(there);
+    }
+    Ok(found)
 }
 
 /// What the sink's statements retry under: the stage's stop signal, and its status, which
@@ -249,6 +301,14 @@ impl Retries<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_keep_to_the_bound_budget_and_lose_nothing() {
+        let sizes = [BOUND_BYTES / 2, BOUND_BYTES / 2, 1, BOUND_BYTES * 2, 3, 4];
+        let split = runs(&sizes, |&size| size);
+        assert_eq!(split, [&sizes[..2], &sizes[2..3], &sizes[3..4], &sizes[4..]]);
+        assert!(runs(&[] as &[usize], |&size| size).is_empty());
+    }
 
     #[test]
     fn bad_data_is_told_from_a_server_in_trouble() {

@@ -317,3 +317,27 @@ async fn a_batch_of_many_long_visitor_ids_is_looked_up_in_one_statement() {
     let links = sink::store::links_of(&db.client, &visitors).await.expect("the lookup is not refused");
     assert!(links.is_empty(), "no visitor of these is linked: {links:?}");
 }
+
+#[tokio::test]
+async fn visitor_ids_too_long_for_one_statement_are_looked_up_in_several() {
+    let db = crate::support::TestDb::migrated().await;
+    // 12 000 ids of 1 KB, each bound as itself and in its key: 48 MB, three times what the
+    // server takes in one statement.
+    let ids: Vec<String> = (0..12_000).map(|n| format!("{n:08}-{}", "v".repeat(1_000))).collect();
+    let (first, last) = (&ids[0], &ids[ids.len() - 1]);
+    db.client
+        .query("INSERT INTO identities (org_id, anonymous_id, email, signal_id, linked_ms) VALUES (?, ?, ?, 1, 1), (?, ?, ?, 2, 1)")
+        .bind("org")
+        .bind(first)
+        .bind("first@acme.io")
+        .bind("org")
+        .bind(last)
+        .bind("last@acme.io")
+        .execute()
+        .await
+        .expect("two links");
+    let visitors = sink::store::Visitors::new(ids.iter().map(|id| ("org", id.as_str())));
+    let links = sink::store::links_of(&db.client, &visitors).await.expect("the lookup is not refused");
+    let found = |id: &str| links.get(&sink::store::visitor_key("org", id)).map(String::as_str);
+    assert_eq!((links.len(), found(first), found(last)), (2, Some("first@acme.io"), Some("last@acme.io")));
+}

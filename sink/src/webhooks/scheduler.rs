@@ -24,17 +24,16 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use super::delivery::Deliverer;
-use super::worker::{self, Batch, Due, Outcome, IN_FLIGHT};
+use super::worker::{self, Batch, Due, Outcome};
 
 pub const DISABLED_TOTAL: &str = "sigstage_webhook_subscriptions_disabled_total";
-/// Deliveries handed to one subscription's task at a time, from its live queue: about
-/// [`ROUND_TIME`] of what its endpoint took in its last round, between [`IN_FLIGHT`] and
-/// [`ROUND_MAX`] (bodies included, a few MB at most), and [`ROUND_FIRST`] before that is known.
-/// A fast endpoint gets long rounds, so that reading the queue, which costs about the same for
-/// 16 deliveries as for 4 000, is a small part of each; a slow or hanging one gets short rounds,
-/// so its health is judged soon and a stop leaves few attempts to make again.
-const ROUND_FIRST: u64 = 500;
-const ROUND_MAX: u64 = 4000;
+/// Deliveries handed to one subscription's task at a time, from its live queue: the largest of
+/// [`ROUNDS`] its endpoint got through in about [`ROUND_TIME`] last round, and the smallest
+/// before that is known. Reading the queue costs about the same for 500 deliveries as for
+/// 4 000, so a fast endpoint's long rounds spend little of their time on it; a slow endpoint
+/// keeps rounds of 500, so it writes no more often than before. Bodies included, a round holds a
+/// few MB at most.
+const ROUNDS: [u64; 4] = [500, 1000, 2000, 4000];
 const ROUND_TIME: Duration = Duration::from_millis(500);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const RATE_LIMITS_REFRESH: Duration = Duration::from_secs(5);
@@ -112,18 +111,20 @@ impl Scheduler {
                     })
                     .collect()
             };
-            // Live first: no backfill lookup delays its deliveries.
-            let wanted: Vec<(&Subscription, u64)> = idle(Lane::Live)
-                .into_iter()
-                .map(|s| (s, rounds.get(&s.subscription_id).copied().unwrap_or(ROUND_FIRST)))
-                .collect();
-            let live = match self.due(Lane::Live, &wanted).await {
-                Ok(batches) => batches.into_iter().map(|(subscription, due)| (subscription, due, 0)).collect(),
-                Err(error) => {
-                    tracing::warn!(%error, "due webhook deliveries not read; trying again");
-                    Vec::new()
+            // Live first: no backfill lookup delays its deliveries. One read per round size.
+            let idle_live = idle(Lane::Live);
+            let mut live = Vec::new();
+            for round in ROUNDS {
+                let of_round: Vec<&Subscription> = idle_live
+                    .iter()
+                    .filter(|s| rounds.get(&s.subscription_id).copied().unwrap_or(ROUNDS[0]) == round)
+                    .copied()
+                    .collect();
+                match self.due(Lane::Live, &of_round, round).await {
+                    Ok(batches) => live.extend(batches.into_iter().map(|(subscription, due)| (subscription, due, 0))),
+                    Err(error) => tracing::warn!(%error, "due webhook deliveries not read; trying again"),
                 }
-            };
+            }
             let idle_backfilling = idle(Lane::Backfill);
             let lanes = Lanes { rate_limits: &rate_limits, health: &health };
             self.spawn(&lanes, Lane::Live, live, &mut tasks, &mut busy);
@@ -134,8 +135,8 @@ impl Scheduler {
                     continue;
                 };
                 // A second's worth at the backfill's rate.
-                let per_round = u64::from(running.per_second).clamp(1, ROUND_FIRST);
-                match self.due(Lane::Backfill, &[(*subscription, per_round)]).await {
+                let per_round = u64::from(running.per_second).clamp(1, ROUNDS[0]);
+                match self.due(Lane::Backfill, &[*subscription], per_round).await {
                     Ok(batches) if batches.is_empty() && refresh_backfills => {
                         if let Err(error) = backfill::finish_if_drained(&self.clickhouse, running).await {
                             tracing::warn!(%error, backfill = %running.backfill_id, "backfill progress not read");
@@ -216,25 +217,16 @@ impl Scheduler {
         }
     }
 
-    /// The due deliveries of a lane for these subscriptions, at most the number wanted of each,
+    /// The due deliveries of a lane for these subscriptions, at most `per_subscription` of each,
     /// with their bodies, by subscription.
     async fn due(
         &self,
         lane: Lane,
-        wanted: &[(&Subscription, u64)],
+        idle: &[&Subscription],
+        per_subscription: u64,
     ) -> Result<Vec<(Subscription, Due)>, clickhouse::error::Error> {
-        let ids: Vec<String> = wanted.iter().map(|(s, _)| s.subscription_id.clone()).collect();
-        let most = wanted.iter().map(|&(_, round)| round).max().unwrap_or(0);
-        let mut due = deliveries::due(&self.clickhouse, lane, &ids, runtime::time::now_ms(), most).await?;
-        let mut left: HashMap<&str, u64> =
-            wanted.iter().map(|(s, round)| (s.subscription_id.as_str(), *round)).collect();
-        due.retain(|delivery| match left.get_mut(delivery.subscription_id.as_str()) {
-            Some(left) if *left > 0 => {
-                *left -= 1;
-                true
-            }
-            _ => false,
-        });
+        let ids: Vec<String> = idle.iter().map(|s| s.subscription_id.clone()).collect();
+        let due = deliveries::due(&self.clickhouse, lane, &ids, runtime::time::now_ms(), per_subscription).await?;
         let mut by_org: HashMap<&str, Vec<String>> = HashMap::new();
         for delivery in &due {
             by_org.entry(&delivery.org_id).or_default().push(delivery.event_id.clone());
@@ -249,8 +241,7 @@ impl Scheduler {
         }
         let mut batches: HashMap<String, (Subscription, Due)> = HashMap::new();
         for delivery in due {
-            let Some((subscription, _)) = wanted.iter().find(|(s, _)| s.subscription_id == delivery.subscription_id)
-            else {
+            let Some(subscription) = idle.iter().find(|s| s.subscription_id == delivery.subscription_id) else {
                 continue;
             };
             let body = bodies.get(&(delivery.org_id.clone(), delivery.event_id.clone())).cloned();
@@ -327,8 +318,8 @@ impl Scheduler {
 
 /// The next live round of a subscription whose last took `took` for `attempts` attempts.
 fn round_after(attempts: usize, took: Duration) -> u64 {
-    let pace = attempts as f64 / took.as_secs_f64().max(0.001);
-    ((pace * ROUND_TIME.as_secs_f64()) as u64).clamp(IN_FLIGHT as u64, ROUND_MAX)
+    let done_in_time = attempts as f64 * ROUND_TIME.as_secs_f64() / took.as_secs_f64().max(0.001);
+    ROUNDS.into_iter().rev().find(|&round| round as f64 <= done_in_time).unwrap_or(ROUNDS[0])
 }
 
 #[cfg(test)]
@@ -336,13 +327,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_fast_endpoint_gets_long_rounds_and_a_hanging_one_short_ones() {
-        // 500 attempts in 10 ms: 50 000/s, so half a second is more than the most.
-        assert_eq!(round_after(500, Duration::from_millis(10)), ROUND_MAX);
-        // 500 in 250 ms: 2 000/s, 1 000 in half a second.
-        assert_eq!(round_after(500, Duration::from_millis(250)), 1000);
-        // 16 attempts that each waited out a 10 s timeout: never fewer than one in flight's worth.
-        assert_eq!(round_after(16, Duration::from_secs(10)), IN_FLIGHT as u64);
-        assert_eq!(round_after(0, Duration::ZERO), IN_FLIGHT as u64, "a batch left at once (410 Gone)");
+    fn a_fast_endpoint_gets_long_rounds_and_a_slow_one_the_shortest() {
+        // 500 attempts in 10 ms: 25 000 in half a second, more than the longest round.
+        assert_eq!(round_after(500, Duration::from_millis(10)), 4000);
+        // 500 in 200 ms: 1 250 in half a second.
+        assert_eq!(round_after(500, Duration::from_millis(200)), 1000);
+        assert_eq!(round_after(1000, Duration::from_millis(250)), 2000);
+        // 500 attempts that each waited out a 10 s timeout, 16 at a time.
+        assert_eq!(round_after(500, Duration::from_secs(320)), 500);
+        assert_eq!(round_after(0, Duration::ZERO), 500, "a batch left at once (410 Gone)");
     }
 }
