@@ -135,7 +135,7 @@ impl Scheduler {
                     continue;
                 };
                 // A second's worth at the backfill's rate.
-                let per_round = u64::from(running.per_second).clamp(1, ROUNDS[0]);
+                let per_round = u64::from(running.per_second).clamp(1, ROUNDS[ROUNDS.len() - 1]);
                 match self.due(Lane::Backfill, &[*subscription], per_round).await {
                     Ok(batches) if batches.is_empty() && refresh_backfills => {
                         if let Err(error) = backfill::finish_if_drained(&self.clickhouse, running).await {
