@@ -20,7 +20,7 @@ pub async fn commit_transaction(
 ) -> Result<(), KafkaError> {
     let committing = producer.clone();
     let fault = format!("{stage}.before_commit");
-    let call = super::clients::blocking(move || {
+    let call = super::clients::detached(move || {
         committing.send_offsets_to_transaction(&offsets, &group, TRANSACTION_CALL_TIMEOUT)?;
         crate::stage::fault_point(&fault);
         committing.commit_transaction(TRANSACTION_CALL_TIMEOUT)
@@ -69,7 +69,7 @@ pub fn next_offsets(batch: &[rdkafka::message::BorrowedMessage<'_>]) -> rdkafka:
 /// Aborts the open transaction of `producer`, if it can; the stage restarts either way.
 pub async fn abort_transaction(producer: &FutureProducer) {
     let aborting = producer.clone();
-    let call = super::clients::blocking(move || aborting.abort_transaction(TRANSACTION_CALL_TIMEOUT));
+    let call = super::clients::detached(move || aborting.abort_transaction(TRANSACTION_CALL_TIMEOUT));
     if let Ok(Err(error)) | Err(error) =
         tokio::time::timeout(TRANSACTION_WATCHDOG, call).await.map_err(|_| KafkaError::Canceled)
     {

@@ -96,6 +96,24 @@ pub(super) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(call).await.unwrap_or(Err(KafkaError::Canceled))
 }
 
+/// [`blocking`], on a thread of its own that is left behind if the call never returns. For the
+/// transactional calls: librdkafka can wait for a dead transaction coordinator without end,
+/// whatever timeout it was given (seen in `rd_kafka_send_offsets_to_transaction` after a broker
+/// was SIGKILLed). The caller's watchdog gives up on it; a `spawn_blocking` task would then hold
+/// up the runtime's shutdown for good, since a runtime waits for its blocking tasks to end.
+pub(super) async fn detached<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
+) -> Result<T, KafkaError> {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name("kafka-txn".into()).spawn(move || {
+        let _ = answer.send(call());
+    });
+    match spawned {
+        Ok(_) => answered.await.unwrap_or(Err(KafkaError::Canceled)),
+        Err(_) => Err(KafkaError::Canceled),
+    }
+}
+
 /// A consumer for a stage: it commits nothing by itself (the stage commits each batch's offsets,
 /// in its transaction or once its writes are done) and reads only committed records.
 pub fn stage_consumer<C: ConsumerContext + 'static>(
@@ -190,5 +208,30 @@ impl MetadataClient {
         })
         .await
         .unwrap_or(Err(KafkaError::Canceled))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_detached_call_that_never_returns_does_not_hold_up_the_runtime() {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let stuck = detached(|| -> Result<(), KafkaError> {
+                loop {
+                    std::thread::park(); // as librdkafka waiting for a dead coordinator
+                }
+            });
+            assert!(tokio::time::timeout(Duration::from_millis(50), stuck).await.is_err(), "it never answers");
+        });
+        // With `spawn_blocking`, dropping the runtime would wait for the call for good.
+        let (dropped, heard) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(runtime);
+            let _ = dropped.send(());
+        });
+        assert!(heard.recv_timeout(Duration::from_secs(10)).is_ok(), "the runtime shut down");
     }
 }
