@@ -120,10 +120,6 @@ impl<'a> Visitors<'a> {
         }
         this
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
 }
 
 /// Writes every cold signal of each visitor of `links` (org, anonymousId, lead email; each
